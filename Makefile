@@ -1,0 +1,32 @@
+# Two entry points for a new user: `make run` (the main job) and `make test`.
+# Both create .venv and install the project first (pip; torch is pinned to the CPU build).
+PY ?= python3
+VENV := .venv
+# MovieLens download cache: a pre-filled ../shared/data next to the checkout when there is
+# one (offline machines, CI), else ~/.cache/pngnn/movielens (downloaded from GroupLens).
+PNGNN_DATA_DIR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath ../shared/data),$(HOME)/.cache/pngnn/movielens)
+export PNGNN_DATA_DIR
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: setup setup-dev run test bench lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/pngnn run
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q
+
+bench: setup
+	$(VENV)/bin/python benchmarks/bench_lightgcn.py

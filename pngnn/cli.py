@@ -1,0 +1,184 @@
+"""The ``pngnn`` command line: each pipeline step, a training run, the report, the flow.
+
+Every user-facing failure is a ``PngnnError`` and is printed as one line (no traceback)
+with exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from pngnn.config import Settings, get_profile
+from pngnn.errors import PngnnError
+
+app = typer.Typer(help="LLM-augmented PN-GNN recommendations on MovieLens.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Turn PngnnError into a one-line message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PngnnError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log per-epoch details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@app.command("ingest")
+@friendly
+def ingest_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-100k or ml-1m")],
+    no_download: Annotated[bool, typer.Option(help="Fail instead of downloading missing files.")] = False,
+) -> None:
+    """Verify (or download) MovieLens and load it into DuckDB."""
+    from pngnn.steps import ingest_step
+
+    settings = Settings.from_env()
+    res = ingest_step(settings, dataset, allow_download=not no_download)
+    state = "already up to date" if res.skipped else "ingested"
+    typer.echo(f"{dataset}: {state}: {res.n_ratings} ratings, {res.n_users} users, {res.n_items} items "
+               f"-> {settings.db_path}")
+
+
+@app.command("split")
+@friendly
+def split_cmd(
+    dataset: str,
+    seed: Annotated[list[int], typer.Option(help="Split seed(s).")] = [1, 2, 3],  # noqa: B006
+    test_fraction: float = 0.2,
+    valid_fraction: Annotated[float, typer.Option(help="Share of train kept for early stopping.")] = 0.0,
+) -> None:
+    """Create random train/test splits in DuckDB (deterministic per seed)."""
+    from pngnn.steps import split_step
+
+    settings = Settings.from_env()
+    for s in seed:
+        counts = split_step(settings, dataset, s, test_fraction, valid_fraction)
+        typer.echo(f"{dataset} seed {s}: {counts}")
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    method: Annotated[str, typer.Option(help="mostpop or lightgcn")] = "lightgcn",
+    profile: Annotated[str, typer.Option(help="quick or paper")] = "quick",
+    dataset: Annotated[str | None, typer.Option(help="Override the profile's dataset.")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
+    tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
+    track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
+) -> None:
+    """Ingest, split, train and evaluate one method on each split seed; write results JSON."""
+    from pngnn.results import write_result
+    from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
+
+    prof = get_profile(profile)
+    settings = Settings.from_env()
+    ds = dataset or prof.dataset
+    cfg = prof.train.with_overrides(epochs=epochs, lightgcn_graph=lightgcn_graph)
+    ingest_step(settings, ds)
+    for s in seed or list(prof.seeds):
+        split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
+        split = load_split_step(settings, ds, s)
+        if track:
+            from pngnn.tracking import tracked_run
+
+            outcome = tracked_run(settings, split, method, cfg, profile=profile)
+        else:
+            outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty())
+        path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag)
+        m = outcome.metrics
+        typer.echo(f"{method} {ds} seed {s}: P@5 {m['precision@5']:.4f} P@20 {m['precision@20']:.4f} "
+                   f"R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} ({outcome.train.seconds:.0f}s) -> {path}")
+
+
+@app.command("report")
+@friendly
+def report_cmd(
+    dataset: str = "ml-1m",
+    results_dir: Path = Path("results"),
+) -> None:
+    """Print the results table (mean ± std over splits) next to the paper's numbers."""
+    from pngnn.results import results_table, to_markdown
+
+    table = results_table(results_dir, dataset)
+    if table.is_empty():
+        raise PngnnError(f"no results for {dataset} in {results_dir}; run `pngnn train` first")
+    typer.echo(to_markdown(table))
+
+
+QUIET_DEFAULTS = {
+    # No telemetry from any component; Prefect's ephemeral server is slow to start on 2 cores.
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def quiet_environment() -> None:
+    import os
+
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+@app.command("run")
+@friendly
+def run_cmd(
+    profile: Annotated[str, typer.Option(help="quick (ML-100K, minutes) or paper (ML-1M, hours)")] = "quick",
+    dataset: Annotated[str | None, typer.Option()] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="Methods; default: mostpop and lightgcn.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """The main job: the Prefect pipeline flow (ingest, split, train, evaluate) tracked in MLflow.
+
+    Uses Prefect's server at PREFECT_API_URL, or a local ephemeral one when unset, and the
+    MLflow store at MLFLOW_TRACKING_URI (default: a sqlite file under pngnn-data/).
+    """
+    quiet_environment()
+    get_profile(profile)
+    from flows.pipeline import pipeline
+    from pngnn.results import to_markdown
+
+    settings = Settings.from_env()
+    out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs)
+    import polars as pl
+
+    rows = {}
+    for key, v in out["summary"].items():
+        m, name = key.split("/")
+        if name.startswith(("precision", "recall", "ndcg")):
+            rows.setdefault(m, {"method": m})[name] = f"{v['mean']:.4f}"
+    typer.echo(to_markdown(pl.DataFrame(list(rows.values()))))
+    typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
+               f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")
+
+
+if __name__ == "__main__":
+    app()

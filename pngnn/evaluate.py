@@ -1,0 +1,87 @@
+"""Full-ranking evaluation: every item is a candidate, items seen in training are masked.
+
+Users are scored in blocks (``block`` rows of the user x item score matrix at a time),
+seen items are masked through their CSR index, then ``topk`` picks the list; relevance
+is looked up in a dense ground-truth block. Users with no relevant test item are skipped
+(they have no recall), as are test ratings at or below the threshold: ground truth is
+"the user liked it" (rating > 3.5 by default), not "the user watched it".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+from pngnn.config import KS
+from pngnn.metrics import ranking_metrics
+from pngnn.split import Interactions
+
+
+def csr_rows(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, items sorted by user) for fast per-block lookups."""
+    order = np.argsort(users, kind="stable")
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, items[order]
+
+
+def top_k_hits(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    users: np.ndarray,
+    n_items: int,
+    seen: Interactions,
+    truth: Interactions,
+    k: int,
+    block: int = 2048,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank all unseen items for ``users``; return (top-k items, hit matrix, n_relevant)."""
+    n_users_total = int(max(users.max(initial=0), seen.users.max(initial=0), truth.users.max(initial=0))) + 1
+    seen_ptr, seen_cols = csr_rows(seen.users, seen.items, n_users_total)
+    true_ptr, true_cols = csr_rows(truth.users, truth.items, n_users_total)
+    tops, hits = [], []
+    for start in range(0, len(users), block):
+        ids = users[start : start + block]
+        scores = score_fn(torch.from_numpy(ids)).float().clone()
+        # Map the block's users to rows through gathered CSR slices (users may be any subset).
+        s_rows, s_cols = _gather_rows(seen_ptr, seen_cols, ids)
+        scores[s_rows, s_cols] = -torch.inf
+        top = torch.topk(scores, k, dim=1).indices
+        truth_block = torch.zeros_like(scores, dtype=torch.bool)
+        t_rows, t_cols = _gather_rows(true_ptr, true_cols, ids)
+        truth_block[t_rows, t_cols] = True
+        tops.append(top.numpy())
+        hits.append(truth_block.gather(1, top).numpy())
+    n_relevant = np.diff(true_ptr)[users]
+    return np.concatenate(tops), np.concatenate(hits), n_relevant
+
+
+def _gather_rows(indptr: np.ndarray, cols: np.ndarray, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR entries of the rows ``ids`` as (block row, column) index pairs, vectorised."""
+    starts, stops = indptr[ids], indptr[ids + 1]
+    lengths = stops - starts
+    rows = np.repeat(np.arange(len(ids)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return torch.from_numpy(rows), torch.from_numpy(cols[np.repeat(starts, lengths) + offsets])
+
+
+def evaluate(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_items: int,
+    seen: Interactions,
+    test: Interactions,
+    threshold: float = 3.5,
+    ks: Iterable[int] = KS,
+    block: int = 2048,
+) -> dict[str, float]:
+    """P/R/NDCG@K over users that have at least one test rating above ``threshold``."""
+    ks = sorted(ks)
+    truth = test.select(test.ratings > threshold)
+    users = np.unique(truth.users)
+    if users.size == 0:
+        raise ValueError(f"no test rating above {threshold}: nothing to evaluate")
+    _, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block)
+    metrics = ranking_metrics(hits, n_relevant, ks)
+    metrics["n_eval_users"] = float(users.size)
+    return metrics

@@ -1,0 +1,36 @@
+"""The interface every recommender implements (after RecBole's ``GeneralRecommender``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GraphRecommender(nn.Module):
+    """A model that scores users against all items from propagated embeddings."""
+
+    n_users: int
+    n_items: int
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable propagated (user, item) embeddings used for scoring."""
+        raise NotImplementedError
+
+    def calculate_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, **batch: torch.Tensor):
+        """Loss of one training batch: pairs (users[b], pos[b]) and negatives neg[b, :]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Propagated embeddings for ranking, computed once without autograd."""
+        was_training = self.training
+        self.eval()
+        users, items = self.embeddings()
+        self.train(was_training)
+        return users.detach(), items.detach()
+
+    @torch.no_grad()
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of the given users against every item, shape [len(users), n_items]."""
+        user_emb, item_emb = self.final_embeddings()
+        return user_emb[users] @ item_emb.T

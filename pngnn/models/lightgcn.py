@@ -1,0 +1,57 @@
+"""LightGCN (He et al., SIGIR 2020).
+
+    E^(0)  learnable user and item embeddings (one table, users first)
+    E^(k+1) = A_hat E^(k),  A_hat = D^-1/2 A D^-1/2 of the user-item graph
+    Z = 1/(K+1) * sum_{k=0..K} E^(k)
+    y_ui = z_u . z_i
+
+trained with BPR over (u, i, j) triples and L2 on the batch's layer-0 embeddings.
+The propagation uses ``pngnn.graph.propagate``, whose backward is the forward again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pngnn.graph import propagate
+from pngnn.losses import bpr_loss, l2_penalty, pair_scores
+from pngnn.models.base import GraphRecommender
+
+
+class LightGCN(GraphRecommender):
+    def __init__(self, adj: torch.Tensor, n_users: int, n_items: int, dim: int = 64, layers: int = 4,
+                 l2: float = 0.0) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.layers, self.l2 = n_users, n_items, layers, l2
+        self.adj = adj
+        self.embedding = nn.Embedding(n_users + n_items, dim)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        z = propagate(self.adj, self.embedding.weight, self.layers)
+        return z[: self.n_users], z[self.n_users :]
+
+    def calculate_loss(self, users, pos, neg, **batch):
+        user_emb, item_emb = self.embeddings()
+        _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
+        loss = bpr_loss(pos_scores, neg_scores)
+        reg = l2_penalty(self.embedding.weight, users, self.n_users + pos, self.n_users + neg)
+        return loss + self.l2 * reg, {"bpr": loss.detach(), "l2": reg.detach()}
+
+    # The CSR adjacency is not a parameter; keep it out of state_dict but in pickles.
+    def extra_repr(self) -> str:
+        return f"n_users={self.n_users}, n_items={self.n_items}, layers={self.layers}"
+
+
+class MostPopular(GraphRecommender):
+    """Non-personalised baseline: every user gets items ranked by training popularity."""
+
+    def __init__(self, item_counts: torch.Tensor, n_users: int) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, item_counts.numel()
+        self.register_buffer("item_counts", item_counts.float())
+
+    @torch.no_grad()
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        return self.item_counts.expand(len(users), -1).clone()

@@ -1,0 +1,88 @@
+"""Results as JSON files in a committed folder, one per (dataset, method, split seed).
+
+Long runs can go in the background and a session can end between runs: the table is
+rebuilt from whatever files exist (``pngnn report``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pngnn.config import KS
+from pngnn.metrics import aggregate
+
+PAPER: dict[str, dict[str, float]] = {
+    "lightgcn": {"precision@5": 0.2772, "recall@5": 0.1070, "precision@10": 0.2330, "recall@10": 0.1721,
+                 "precision@20": 0.1855, "recall@20": 0.2571},
+    "pngnn": {"precision@5": 0.3164, "recall@5": 0.1165, "precision@10": 0.2687, "recall@10": 0.1871,
+              "precision@20": 0.2151, "recall@20": 0.2915},
+    "llm-pngnn": {"precision@5": 0.3288, "recall@5": 0.1260, "precision@10": 0.2737, "recall@10": 0.1978,
+                  "precision@20": 0.2171, "recall@20": 0.2930},
+}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def result_path(results_dir: Path, dataset: str, method: str, seed: int, tag: str = "") -> Path:
+    suffix = f"-{tag}" if tag else ""
+    return results_dir / dataset / f"{method}{suffix}" / f"seed{seed}.json"
+
+
+def write_result(results_dir: Path, record: dict[str, Any], tag: str = "") -> Path:
+    record = {**record, "commit": git_commit(), "machine": f"{platform.machine()} {platform.node()}",
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    path = result_path(results_dir, record["dataset"], record["method"], record["seed"], tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def load_results(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:
+    """Records grouped by method folder name (method plus tag)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((results_dir / dataset).glob("*/seed*.json")):
+        out.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
+    return out
+
+
+def results_table(results_dir: Path, dataset: str, ks=KS, with_paper: bool = True) -> pl.DataFrame:
+    """Mean ± std over splits of P@K and R@K per method, next to the paper's numbers."""
+    rows = []
+    for method, records in load_results(results_dir, dataset).items():
+        agg = aggregate([r["metrics"] for r in records])
+        row: dict[str, Any] = {"method": method, "splits": len(records)}
+        for k in ks:
+            for m in ("precision", "recall"):
+                mean, std = agg[f"{m}@{k}"]
+                row[f"{m[0].upper()}@{k}"] = f"{mean:.4f} ± {std:.4f}"
+        rows.append(row)
+        if with_paper and method in PAPER:
+            paper = {"method": f"{method} (paper)", "splits": 3}
+            for k in ks:
+                for m in ("precision", "recall"):
+                    v = PAPER[method].get(f"{m}@{k}")
+                    paper[f"{m[0].upper()}@{k}"] = f"{v:.4f}" if v is not None else "-"
+            rows.append(paper)
+    return pl.DataFrame(rows)
+
+
+def to_markdown(frame: pl.DataFrame) -> str:
+    cols = frame.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""One function per arrow of the pipeline, shared by the CLI and the Prefect tasks.
+
+Each step opens the DuckDB file itself (short-lived connections), so steps can run in
+separate processes (Prefect workers) and never pass data through ad-hoc files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pngnn import datasets
+from pngnn.config import Settings, TrainConfig, check_dataset
+from pngnn.evaluate import evaluate
+from pngnn.ingest import IngestResult, ingest
+from pngnn.methods import check_method, seen_items, train_method
+from pngnn.models.base import GraphRecommender
+from pngnn.split import SplitData, create_split, load_split
+from pngnn.store import Store
+from pngnn.train import EpochCallback, TrainResult
+
+
+def ingest_step(settings: Settings, dataset: str, allow_download: bool = True) -> IngestResult:
+    """MovieLens files -> DuckDB (ratings, items, users); a no-op when already there."""
+    raw = datasets.load(check_dataset(dataset), settings.data_dir, allow_download)
+    with Store(settings.db_path) as store:
+        return ingest(store, raw)
+
+
+def split_step(settings: Settings, dataset: str, seed: int, test_fraction: float = 0.2,
+               valid_fraction: float = 0.0) -> dict[str, int]:
+    """ratings -> splits(seed); reused when the same split already exists."""
+    with Store(settings.db_path) as store:
+        return create_split(store, dataset, seed, test_fraction, valid_fraction)
+
+
+def load_split_step(settings: Settings, dataset: str, seed: int) -> SplitData:
+    with Store(settings.db_path) as store:
+        return load_split(store, dataset, seed)
+
+
+@dataclass
+class RunOutcome:
+    method: str
+    dataset: str
+    seed: int
+    metrics: dict[str, float]
+    train: TrainResult
+    config: TrainConfig
+    eval_seconds: float
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "method": self.method,
+            "seed": self.seed,
+            "metrics": self.metrics,
+            "config": self.config.to_dict(),
+            "epochs_run": len(self.train.history),
+            "best_epoch": self.train.best_epoch,
+            "train_seconds": round(self.train.seconds, 2),
+            "eval_seconds": round(self.eval_seconds, 2),
+            "loss_curve": [round(e.loss, 6) for e in self.train.history],
+        }
+
+
+def train_step(
+    split: SplitData,
+    method: str,
+    cfg: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one method on one split (test ratings are never seen)."""
+    return train_method(check_method(method), split, cfg, on_epoch, progress)
+
+
+def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
+    """Full-ranking metrics on the test part, train and validation items masked; (metrics, seconds)."""
+    t0 = time.perf_counter()
+    metrics = evaluate(model.full_sort_predict, split.n_items, seen_items(split), split.test, threshold)
+    return metrics, time.perf_counter() - t0
+
+
+def train_evaluate_step(
+    split: SplitData,
+    method: str,
+    cfg: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> RunOutcome:
+    """Train one method on one split and evaluate it by full ranking on the test part."""
+    result = train_step(split, method, cfg, on_epoch, progress)
+    metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds)
+
+
+def default_results_dir() -> Path:
+    return Path("results")

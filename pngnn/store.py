@@ -1,0 +1,96 @@
+"""The DuckDB store: one connection, the SQL files in ``sql/``, atomic replacement.
+
+DuckDB is the single source of truth between pipeline steps. Every write runs inside
+one transaction, so an error (bad input, a crash mid-way) leaves the file as it was.
+Results cross into Python as Polars frames (zero-copy Arrow).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from pngnn.errors import PngnnError
+
+SQL_DIR = Path(os.environ.get("PNGNN_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@cache
+def sql_statements(name: str) -> tuple[str, ...]:
+    """The statements of ``sql/<name>.sql``, split on ';' (our SQL has none inside strings)."""
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise PngnnError(f"SQL file {path} is missing; reinstall llm-pngnn or set PNGNN_SQL_DIR")
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+    return tuple(s.strip() for s in text.split(";") if s.strip())
+
+
+class Store:
+    """A DuckDB file holding ratings, items, users, splits and (later) LLM data."""
+
+    def __init__(self, path: Path | str, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise PngnnError(
+                f"cannot open DuckDB file {path}: {str(exc).splitlines()[0]}; close the other process using "
+                "it or point PNGNN_DB elsewhere"
+            ) from None
+        if not read_only:
+            self.run("schema")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, name: str, **params: Any) -> None:
+        """Execute every statement of a SQL file, each with the parameters it names."""
+        for stmt in sql_statements(name):
+            used = {p: params[p] for p in set(_PARAM.findall(stmt))}
+            self.con.execute(stmt, used).fetchall()
+
+    def query(self, name_or_sql: str, **params: Any) -> pl.DataFrame:
+        """Run a SELECT (a SQL file name or literal SQL) and return a Polars frame."""
+        stmt = name_or_sql if " " in name_or_sql else sql_statements(name_or_sql)[-1]
+        used = {p: params[p] for p in set(_PARAM.findall(stmt))}
+        return pl.from_arrow(self.con.sql(stmt, params=used).to_arrow_table())  # zero-copy Arrow
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: roll back on any exception so the file is left as it was."""
+        self.con.begin()
+        try:
+            yield self.con
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    def register(self, name: str, frame: pl.DataFrame) -> None:
+        self.con.register(name, frame.to_arrow())
+
+    def unregister(self, *names: str) -> None:
+        for name in names:
+            self.con.unregister(name)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        rows = self.con.sql(sql, params=params).fetchall()
+        row = rows[0] if rows else None
+        return None if row is None else row[0]

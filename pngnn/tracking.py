@@ -1,0 +1,190 @@
+"""MLflow helpers: one experiment per dataset, parent and child runs, curves and plots.
+
+MLflow is imported lazily so ``pngnn`` stays importable (and its tests runnable)
+without an MLflow server; the tracking URI always comes from ``Settings`` (an explicit
+sqlite store by default, a server URL in bigger setups).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pngnn.config import KS, Settings, TrainConfig
+from pngnn.models.base import GraphRecommender
+from pngnn.split import SplitData
+from pngnn.steps import RunOutcome, evaluate_step, train_step
+from pngnn.train import EpochLog, TrainResult
+
+
+def experiment_name(dataset: str) -> str:
+    return f"pngnn-{dataset}"
+
+
+def setup(settings: Settings, dataset: str) -> str:
+    """Point MLflow at the configured store and select the dataset's experiment."""
+    import mlflow
+
+    if settings.mlflow_uri.startswith("sqlite:///"):
+        Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    exp = mlflow.set_experiment(experiment_name(dataset))
+    return exp.experiment_id
+
+
+@contextmanager
+def parent_run(settings: Settings, dataset: str, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A parent run (one pipeline or experiment invocation); yields its run id."""
+    import mlflow
+
+    setup(settings, dataset)
+    with mlflow.start_run(run_name=name, tags={"kind": "parent", **(tags or {})}) as run:
+        yield run.info.run_id
+
+
+def model_pip_requirements() -> list[str]:
+    """Explicit requirements: MLflow's own inference of them is slow (seconds per model)."""
+    return [f"torch=={torch.__version__.split('+')[0]}", "numpy"]
+
+
+def curve_plot(history: list[EpochLog], title: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([e.epoch for e in history], [e.loss for e in history], marker=".", label="training loss")
+    valid = [(e.epoch, e.valid["recall@20"]) for e in history if e.valid]
+    if valid:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*valid, strict=True), color="tab:orange", marker="o", label="valid recall@20")
+        ax2.set_ylabel("valid recall@20")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def metrics_plot(metrics: Mapping[str, float], title: str, path: Path, ks=KS) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in ("precision", "recall", "ndcg"):
+        ax.plot(list(ks), [metrics[f"{name}@{k}"] for k in ks], marker="o", label=name)
+    ax.set_xlabel("K")
+    ax.set_xticks(list(ks))
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_training(result: TrainResult, method: str, dataset: str, seed: int, log_model: bool = True,
+                 registered_name: str | None = None) -> None:
+    """The trained model (``mlflow.pytorch``), its training curve, timings: into the active run."""
+    import mlflow
+
+    mlflow.log_metrics({"train_seconds": result.seconds, "best_epoch": result.best_epoch})
+    with tempfile.TemporaryDirectory() as tmp:
+        if result.history:
+            plot = curve_plot(result.history, f"{method} {dataset} seed {seed}", Path(tmp) / "training_curve.png")
+            mlflow.log_artifact(str(plot), "plots")
+    if log_model:
+        # MLflow warns about pickle on every save; the model is ours, the warning is noise.
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+        mlflow.pytorch.log_model(
+            result.model,
+            name="model",
+            pip_requirements=model_pip_requirements(),
+            serialization_format="pickle",  # the model is a graph module with a CSR buffer, not a traceable fn
+            registered_model_name=registered_name,
+        )
+
+
+def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, config: Mapping[str, Any]) -> None:
+    """Final P/R/NDCG@K, a P/R/NDCG-by-K plot, the metrics and config as JSON: into the active run."""
+    import mlflow
+
+    mlflow.log_metrics({metric_key(k): v for k, v in metrics.items()})
+    mlflow.log_metric("eval_seconds", seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        (tmpd / "config.json").write_text(json.dumps(dict(config), indent=2))
+        (tmpd / "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
+        mlflow.log_artifacts(str(tmpd))
+        mlflow.log_artifact(str(metrics_plot(metrics, title, tmpd / "metrics_at_k.png")), "plots")
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names may not contain '@': precision@5 -> precision_at_5."""
+    return name.replace("@", "_at_")
+
+
+def epoch_logger() -> Callable[[EpochLog], None]:
+    """Per-epoch loss (and validation metrics) into the active run, with the epoch as step."""
+    import mlflow
+
+    def on_epoch(e: EpochLog) -> None:
+        metrics = {"loss": e.loss, "epoch_seconds": e.seconds, **{f"loss_{k}": v for k, v in e.parts.items()}}
+        metrics.update({f"valid_{metric_key(k)}": v for k, v in e.valid.items()})
+        mlflow.log_metrics(metrics, step=e.epoch)
+
+    return on_epoch
+
+
+def run_params(split: SplitData, method: str, cfg: TrainConfig, extra: Mapping[str, Any] | None = None) -> dict:
+    return {**cfg.to_dict(), "method": method, "dataset": split.dataset, "split_seed": split.seed,
+            "n_users": split.n_users, "n_items": split.n_items, "n_train": len(split.train),
+            "n_test": len(split.test), **(extra or {})}
+
+
+def run_tags(split: SplitData, method: str, profile: str) -> dict[str, str]:
+    return {"method": method, "split": str(split.seed), "profile": profile, "dataset": split.dataset}
+
+
+def load_model(settings: Settings, run_id: str) -> GraphRecommender:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    return mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+
+
+def tracked_run(
+    settings: Settings,
+    split: SplitData,
+    method: str,
+    cfg: TrainConfig,
+    profile: str = "custom",
+    extra_params: Mapping[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    log_model: bool = True,
+    progress: bool = True,
+) -> RunOutcome:
+    """Train and evaluate one (method, split) as one MLflow run (a child run under a parent)."""
+    import mlflow
+
+    setup(settings, split.dataset)
+    with mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
+                          tags=run_tags(split, method, profile)):
+        mlflow.log_params(run_params(split, method, cfg, extra_params))
+        result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=progress)
+        log_training(result, method, split.dataset, split.seed, log_model=log_model)
+        metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
+        log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds)

@@ -1,0 +1,63 @@
+-- Tables of llm-pngnn. Every table carries the dataset name so one DuckDB file can hold
+-- ML-100K and ML-1M side by side. No primary keys on the large tables: DuckDB checks
+-- them eagerly inside a transaction, which breaks delete-then-insert replacement;
+-- uniqueness is checked by the ingest step instead.
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset      VARCHAR PRIMARY KEY,
+    checksum     VARCHAR NOT NULL,
+    n_ratings    BIGINT NOT NULL,
+    n_users      INTEGER NOT NULL,
+    n_items      INTEGER NOT NULL,
+    ingested_at  TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ratings (
+    dataset  VARCHAR NOT NULL,
+    user_id  INTEGER NOT NULL,
+    item_id  INTEGER NOT NULL,
+    rating   FLOAT NOT NULL,
+    ts       BIGINT
+);
+
+-- item_idx / user_idx: dense 0-based indices over the items/users that have ratings,
+-- the row/column order of every graph and embedding table.
+CREATE TABLE IF NOT EXISTS items (
+    dataset   VARCHAR NOT NULL,
+    item_id   INTEGER NOT NULL,
+    item_idx  INTEGER,
+    title     VARCHAR,
+    year      INTEGER,
+    genres    VARCHAR[]
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    dataset     VARCHAR NOT NULL,
+    user_id     INTEGER NOT NULL,
+    user_idx    INTEGER,
+    gender      VARCHAR,
+    age         INTEGER,
+    occupation  VARCHAR,
+    zip         VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS split_meta (
+    dataset          VARCHAR NOT NULL,
+    seed             INTEGER NOT NULL,
+    test_fraction    DOUBLE NOT NULL,
+    valid_fraction   DOUBLE NOT NULL,
+    n_train          BIGINT NOT NULL,
+    n_valid          BIGINT NOT NULL,
+    n_test           BIGINT NOT NULL,
+    created_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (dataset, seed)
+);
+
+-- part: 'train', 'valid' (carved from train for early stopping) or 'test'.
+CREATE TABLE IF NOT EXISTS splits (
+    dataset  VARCHAR NOT NULL,
+    seed     INTEGER NOT NULL,
+    user_id  INTEGER NOT NULL,
+    item_id  INTEGER NOT NULL,
+    rating   FLOAT NOT NULL,
+    part     VARCHAR NOT NULL
+);

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over ``pngnn``: arguments in, one library call, MLflow logging, result out."""

@@ -1,0 +1,125 @@
+"""Shared fixtures: the read-only MovieLens cache, an ingested ML-100K DuckDB, tiny datasets."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pngnn import datasets
+from pngnn.datasets import RawDataset
+from pngnn.ingest import ingest
+from pngnn.split import SplitData, create_split, load_split
+from pngnn.store import Store
+
+SHARED_DATA = Path("/work/shared/data")
+ML100K_SPLIT_SEED = 1
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The pre-filled, read-only MovieLens cache (never copied into the repository)."""
+    if not (SHARED_DATA / "ml-100k" / "u.data").is_file():
+        pytest.skip(f"MovieLens cache not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ml100k_raw(data_dir: Path) -> RawDataset:
+    return datasets.load("ml-100k", data_dir, allow_download=False)
+
+
+@pytest.fixture(scope="session")
+def ml100k_db(tmp_path_factory: pytest.TempPathFactory, ml100k_raw: RawDataset) -> Path:
+    """A DuckDB file holding ML-100K and its split seed 1 (80/20). Treat it as read-only:
+    tests that write open a copy (``ml100k_db_copy``)."""
+    path = tmp_path_factory.mktemp("ml100k") / "pngnn.duckdb"
+    with Store(path) as store:
+        ingest(store, ml100k_raw)
+        create_split(store, "ml-100k", ML100K_SPLIT_SEED)
+    return path
+
+
+@pytest.fixture
+def ml100k_store(ml100k_db: Path) -> Iterator[Store]:
+    """A connection to the shared ML-100K file, for tests that only read."""
+    store = Store(ml100k_db)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def ml100k_db_copy(ml100k_db: Path, tmp_path: Path) -> Path:
+    """A private copy of the ingested ML-100K file that a test may modify."""
+    target = tmp_path / "copy.duckdb"
+    shutil.copyfile(ml100k_db, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(ml100k_db: Path) -> SplitData:
+    with Store(ml100k_db) as store:
+        return load_split(store, "ml-100k", ML100K_SPLIT_SEED)
+
+
+@pytest.fixture
+def make_raw() -> Callable[..., RawDataset]:
+    """Factory for hand-built datasets: ``make_raw([(user, item, rating), ...])``.
+
+    Items and users default to exactly those that appear in the ratings; the checksum
+    defaults to a digest of the ratings, so different ratings give a different checksum.
+    """
+
+    def _make(
+        ratings: list[tuple[int, int, float]],
+        name: str = "tiny",
+        item_ids: list[int] | None = None,
+        user_ids: list[int] | None = None,
+        checksum: str | None = None,
+    ) -> RawDataset:
+        item_ids = sorted({i for _, i, _ in ratings}) if item_ids is None else item_ids
+        user_ids = sorted({u for u, _, _ in ratings}) if user_ids is None else user_ids
+        ratings_df = pl.DataFrame(
+            {
+                "user_id": [u for u, _, _ in ratings],
+                "item_id": [i for _, i, _ in ratings],
+                "rating": [r for _, _, r in ratings],
+                "ts": list(range(len(ratings))),
+            },
+            schema={"user_id": pl.Int32, "item_id": pl.Int32, "rating": pl.Float32, "ts": pl.Int64},
+        )
+        items_df = pl.DataFrame(
+            {
+                "item_id": item_ids,
+                "title": [f"Item {i} (2000)" for i in item_ids],
+                "year": [2000] * len(item_ids),
+                "genres": [["Drama"]] * len(item_ids),
+            },
+            schema={"item_id": pl.Int32, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
+        )
+        users_df = pl.DataFrame(
+            {
+                "user_id": user_ids,
+                "gender": ["F"] * len(user_ids),
+                "age": [30] * len(user_ids),
+                "occupation": ["other"] * len(user_ids),
+                "zip": ["00000"] * len(user_ids),
+            },
+            schema={
+                "user_id": pl.Int32,
+                "gender": pl.String,
+                "age": pl.Int32,
+                "occupation": pl.String,
+                "zip": pl.String,
+            },
+        )
+        digest = checksum or hashlib.sha256(repr((name, ratings, item_ids, user_ids)).encode()).hexdigest()
+        return RawDataset(name=name, ratings=ratings_df, items=items_df, users=users_df, checksum=digest)
+
+    return _make

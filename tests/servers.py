@@ -1,0 +1,88 @@
+"""Real servers for integration tests, started on free loopback ports and stopped after.
+
+Nothing here is a test double: ``prefect server start`` and ``mlflow server`` are the
+real programs, run as subprocesses with telemetry off.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+QUIET_ENV = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout}s: {log.read_text()[-2000:]}")
+
+
+@contextmanager
+def running(cmd: list[str], health_url: str, env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[None]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ, **QUIET_ENV, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_http(health_url, proc, timeout, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A real Prefect server with its own PREFECT_HOME (sqlite); yields its API URL."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_API_HOST": "127.0.0.1",
+           "PREFECT_SERVER_API_PORT": str(port), "PREFECT_UI_ENABLED": "false"}
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+    with running(cmd, f"{api}/health", env, home / "prefect-server.log"):
+        yield api
+
+
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real MLflow tracking server (sqlite backend, local artifact root); yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
+           str(root / "artifacts"), "--workers", "1"]
+    with running(cmd, f"{url}/health", {}, root / "mlflow-server.log"):
+        yield url

@@ -1,0 +1,102 @@
+"""The Prefect pipeline end to end against a real local Prefect server and MLflow store.
+
+The flow runs as a user runs it (``pngnn run`` in a subprocess) with PREFECT_API_URL
+pointing at a real ``prefect server`` started here; then the server's REST API must
+report a completed flow run with its task runs, and the MLflow store must hold the
+parent and child runs with params, per-epoch loss, final metrics and a loadable model.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import BIN, QUIET_ENV, prefect_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("pipeline")
+    with prefect_server(root / "prefect") as api:
+        env = {
+            **os.environ,
+            **QUIET_ENV,
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(root / "prefect"),
+            "PNGNN_DATA_DIR": str(data_dir),
+            "PNGNN_DB": str(root / "pngnn.duckdb"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        }
+        proc = subprocess.run([str(BIN / "pngnn"), "run", "--epochs", "4"], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=900)
+        flow_runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30).json()
+        task_runs = httpx.post(f"{api}/task_runs/filter", json={}, timeout=30).json()
+    return {"root": root, "proc": proc, "flow_runs": flow_runs, "task_runs": task_runs,
+            "tracking_uri": env["MLFLOW_TRACKING_URI"]}
+
+
+def test_cli_run_succeeds_and_prints_table(pipeline_run):
+    proc = pipeline_run["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| lightgcn |" in proc.stdout and "| mostpop |" in proc.stdout
+
+
+def test_prefect_server_recorded_completed_flow_and_tasks(pipeline_run):
+    runs = pipeline_run["flow_runs"]
+    assert len(runs) == 1
+    assert runs[0]["state"]["type"] == "COMPLETED"
+    names = sorted(t["name"] for t in pipeline_run["task_runs"])
+    for expected in ("ingest-ml-100k", "split-ml-100k-seed1", "train-lightgcn-ml-100k-seed1",
+                     "evaluate-lightgcn-ml-100k-seed1", "train-mostpop-ml-100k-seed1"):
+        assert expected in names, names
+    assert all(t["state"]["type"] == "COMPLETED" for t in pipeline_run["task_runs"])
+
+
+def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run):
+    import mlflow
+
+    mlflow.set_tracking_uri(pipeline_run["tracking_uri"])
+    exp = mlflow.get_experiment_by_name("pngnn-ml-100k")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("kind") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and len(children) == 2
+    lgcn = next(r for r in children if r.data.tags["method"] == "lightgcn")
+    assert lgcn.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert lgcn.data.params["dim"] == "64" and lgcn.data.params["split_seed"] == "1"
+    assert "dataset_checksum" in parents[0].data.params
+    client = mlflow.MlflowClient()
+    losses = client.get_metric_history(lgcn.info.run_id, "loss")
+    assert [m.step for m in losses] == [1, 2, 3, 4]
+    assert losses[-1].value < losses[0].value
+    assert 0 < lgcn.data.metrics["precision_at_10"] <= 1
+    assert "lightgcn_precision_at_10_mean" in parents[0].data.metrics
+    model = mlflow.pytorch.load_model(f"runs:/{lgcn.info.run_id}/model")
+    scores = model.full_sort_predict(__import__("torch").arange(3))
+    assert scores.shape == (3, int(lgcn.data.params["n_items"]))
+    artifacts = {a.path for a in client.list_artifacts(lgcn.info.run_id, "plots")}
+    assert {"plots/training_curve.png", "plots/metrics_at_k.png"} <= artifacts
+
+
+def test_lightgcn_beats_most_popular_in_pipeline(pipeline_run):
+    import mlflow
+
+    mlflow.set_tracking_uri(pipeline_run["tracking_uri"])
+    exp = mlflow.get_experiment_by_name("pngnn-ml-100k")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    by_method = {r.data.tags.get("method"): r for r in runs if r.data.tags.get("method")}
+    assert by_method["lightgcn"].data.metrics["precision_at_10"] > by_method["mostpop"].data.metrics["precision_at_10"]
+
+
+def test_duckdb_file_holds_the_split(pipeline_run):
+    from pngnn.store import Store
+
+    with Store(Path(pipeline_run["root"]) / "pngnn.duckdb", read_only=True) as store:
+        parts = store.query("SELECT part, count(*) AS n FROM splits GROUP BY part ORDER BY part")
+    assert dict(parts.iter_rows()) == {"test": 20000, "train": 80000}
