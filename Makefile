@@ -29,4 +29,4 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
-	$(VENV)/bin/python benchmarks/bench_lightgcn.py
+	$(VENV)/bin/python benchmarks/bench_training.py

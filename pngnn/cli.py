@@ -81,12 +81,15 @@ def split_cmd(
 @app.command("train")
 @friendly
 def train_cmd(
-    method: Annotated[str, typer.Option(help="mostpop or lightgcn")] = "lightgcn",
+    method: Annotated[str, typer.Option(help="mostpop, lightgcn or pngnn")] = "lightgcn",
     profile: Annotated[str, typer.Option(help="quick or paper")] = "quick",
     dataset: Annotated[str | None, typer.Option(help="Override the profile's dataset.")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
+    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren or sign")] = None,
+    b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
+    attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
@@ -98,7 +101,8 @@ def train_cmd(
     prof = get_profile(profile)
     settings = Settings.from_env()
     ds = dataset or prof.dataset
-    cfg = prof.train.with_overrides(epochs=epochs, lightgcn_graph=lightgcn_graph)
+    cfg = prof.train.with_overrides(epochs=epochs, lightgcn_graph=lightgcn_graph, dual_bpr=dual_bpr, b=b,
+                                    attention=attention)
     ingest_step(settings, ds)
     for s in seed or list(prof.seeds):
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
@@ -178,6 +182,23 @@ def run_cmd(
     typer.echo(to_markdown(pl.DataFrame(list(rows.values()))))
     typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
                f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")
+
+
+@app.command("recommend")
+@friendly
+def recommend_cmd(
+    user: Annotated[int, typer.Option("--user", help="MovieLens user id.")],
+    k: Annotated[int, typer.Option("--k", help="How many movies.")] = 10,
+    dataset: Annotated[str, typer.Option(help="ml-100k or ml-1m")] = "ml-100k",
+    method: Annotated[str | None, typer.Option(help="Registered method; default: the best one registered.")] = None,
+) -> None:
+    """Top-K unseen movies for a user from the registered model (alias production, else latest version)."""
+    quiet_environment()
+    from pngnn.recommend import recommend
+
+    recs = recommend(Settings.from_env(), user, k, dataset, method)
+    for line in recs.lines():
+        typer.echo(line)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,12 @@ class TrainConfig:
     n_neg: int = 40
     threshold: float = 3.5
     neg_exponent: float = 0.75
+    # PN-GNN: Dual-BPR reading ("ordered" or "siren", see pngnn.losses.dual_bpr_loss), the
+    # feedback-aware coefficient b > 1, and whether the attention module fuses the branches
+    # (False: fixed 0.5/0.5, the ablation).
+    dual_bpr: Literal["ordered", "siren", "sign"] = "ordered"
+    b: float = 2.0
+    attention: bool = True
     # Which ratings form the LightGCN graph: "positive" (r > threshold) or "all".
     lightgcn_graph: Literal["positive", "all"] = "positive"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
@@ -63,6 +69,17 @@ class TrainConfig:
     eval_every: int = 0
     patience: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dual_bpr not in ("ordered", "siren", "sign"):
+            raise PngnnError(f"unknown Dual-BPR variant '{self.dual_bpr}'; choose ordered, siren or sign")
+        if self.lightgcn_graph not in ("positive", "all"):
+            raise PngnnError(f"unknown LightGCN graph '{self.lightgcn_graph}'; choose positive or all")
+        for name in ("dim", "layers", "batch_size", "epochs", "n_neg"):
+            if getattr(self, name) < 1:
+                raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
+        if self.lr <= 0 or self.l2 < 0 or self.b <= 0:
+            raise PngnnError(f"lr ({self.lr}) and b ({self.b}) must be > 0 and l2 ({self.l2}) >= 0")
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         unknown = set(overrides) - set(asdict(self))

@@ -176,7 +176,9 @@ def parse_ratings(path: Path, sep: str) -> pl.DataFrame:
     return df
 
 
-_YEAR = r"\((\d{4})\)\s*$"
+# The release year in parentheses at the end of the title, possibly followed by other
+# parenthesised markers such as "(V)" (ML-100K item 1412: "... (1995) (V)").
+_YEAR = r"\((\d{4})\)(?:\s*\([^()]*\))*\s*$"
 
 
 def parse_items_1m(path: Path) -> pl.DataFrame:

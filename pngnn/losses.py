@@ -54,3 +54,42 @@ def pair_scores(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Ten
     pos_scores = (u * item_emb[pos]).sum(-1)
     neg_scores = torch.bmm(F.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
     return u, pos_scores, neg_scores
+
+
+def dual_bpr_loss(
+    pos_scores: torch.Tensor, neg_scores: torch.Tensor, positive: torch.Tensor, b: float, variant: str
+) -> torch.Tensor:
+    """Dual-BPR over rated pairs (u, i) of both graphs with N sampled unrated items j.
+
+    ``pos_scores`` [B] are y_ui, ``neg_scores`` [B, N] are y_uj, ``positive`` [B] says
+    whether (u, i) is an edge of the positive graph (rating > threshold). The paper's
+    equation leaves open which term carries the coefficient b; two readings:
+
+    ``"ordered"`` (our reading of the paper: positive > unrated > negative)
+        positive pair: -ln sigmoid(y_ui - y_uj)
+        negative pair: -ln sigmoid(b * (y_uj - y_ui))
+        Disliked items are pushed *below* unrated ones, b > 1 weighting that push.
+
+    ``"siren"`` (SiReN-style sign-aware BPR with a feedback coefficient c(r))
+        every pair:    -ln sigmoid(c(r) * y_ui - y_uj),  c = 1 (positive), b (negative)
+        A disliked item still counts as "seen beats unseen"; with b > 1 its own score
+        needs less to clear the margin, so it ranks below liked items of the same score.
+
+    ``"sign"`` (SiReN's reference code: the sign of r - threshold)
+        every pair:    -ln sigmoid(sign(r) * y_ui - y_uj)   (b unused)
+        A disliked pair pushes y_ui towards -y_uj: below zero, below unseen items.
+
+    The loss is the mean over all B * N triples.
+    """
+    pos = pos_scores.unsqueeze(1)
+    is_pos = positive.unsqueeze(1)
+    if variant == "ordered":
+        margin = torch.where(is_pos, pos - neg_scores, b * (neg_scores - pos))
+    elif variant == "siren":
+        coeff = torch.where(is_pos, torch.ones_like(pos), torch.full_like(pos, b))
+        margin = coeff * pos - neg_scores
+    elif variant == "sign":
+        margin = torch.where(is_pos, pos, -pos) - neg_scores
+    else:
+        raise ValueError(f"unknown Dual-BPR variant {variant!r}; use 'ordered', 'siren' or 'sign'")
+    return F.softplus(-margin).mean()

@@ -13,7 +13,7 @@ import numpy as np
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
 from pngnn.split import SplitData
-from pngnn.train import EpochCallback, TrainResult, build_most_popular, train_lightgcn
+from pngnn.train import EpochCallback, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
 
 def _most_popular(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
@@ -24,9 +24,14 @@ def _lightgcn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None
     return train_lightgcn(split, cfg, on_epoch=on_epoch, progress=progress)
 
 
+def _pngnn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
+    return train_pngnn(split, cfg, on_epoch=on_epoch, progress=progress)
+
+
 METHODS: dict[str, Callable[[SplitData, TrainConfig, EpochCallback | None, bool], TrainResult]] = {
     "mostpop": _most_popular,
     "lightgcn": _lightgcn,
+    "pngnn": _pngnn,
 }
 
 

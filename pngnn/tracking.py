@@ -101,6 +101,9 @@ def log_training(result: TrainResult, method: str, dataset: str, seed: int, log_
     import mlflow
 
     mlflow.log_metrics({"train_seconds": result.seconds, "best_epoch": result.best_epoch})
+    summary = getattr(result.model, "attention_summary", None)
+    if summary is not None:
+        mlflow.log_metrics(summary())
     with tempfile.TemporaryDirectory() as tmp:
         if result.history:
             plot = curve_plot(result.history, f"{method} {dataset} seed {seed}", Path(tmp) / "training_curve.png")
@@ -154,8 +157,11 @@ def run_params(split: SplitData, method: str, cfg: TrainConfig, extra: Mapping[s
             "n_test": len(split.test), **(extra or {})}
 
 
-def run_tags(split: SplitData, method: str, profile: str) -> dict[str, str]:
-    return {"method": method, "split": str(split.seed), "profile": profile, "dataset": split.dataset}
+def run_tags(split: SplitData, method: str, profile: str, cfg: TrainConfig | None = None) -> dict[str, str]:
+    tags = {"method": method, "split": str(split.seed), "profile": profile, "dataset": split.dataset}
+    if cfg is not None and "pngnn" in method:
+        tags.update({"dual_bpr": cfg.dual_bpr, "b": str(cfg.b), "attention": str(cfg.attention)})
+    return tags
 
 
 def load_model(settings: Settings, run_id: str) -> GraphRecommender:
@@ -181,7 +187,7 @@ def tracked_run(
 
     setup(settings, split.dataset)
     with mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
-                          tags=run_tags(split, method, profile)):
+                          tags=run_tags(split, method, profile, cfg)):
         mlflow.log_params(run_params(split, method, cfg, extra_params))
         result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=progress)
         log_training(result, method, split.dataset, split.seed, log_model=log_model)

@@ -23,6 +23,7 @@ from pngnn.evaluate import evaluate
 from pngnn.graph import normalized_adjacency
 from pngnn.models.base import GraphRecommender
 from pngnn.models.lightgcn import LightGCN, MostPopular
+from pngnn.models.pngnn import PNGNN
 from pngnn.sampling import NegativeSampler
 from pngnn.split import Interactions, SplitData
 
@@ -63,6 +64,38 @@ def build_lightgcn(split: SplitData, cfg: TrainConfig, edges: Interactions | Non
     edges = edges if edges is not None else lightgcn_edges(split, cfg)
     adj = normalized_adjacency(edges.users, edges.items, split.n_users, split.n_items)
     return LightGCN(adj, split.n_users, split.n_items, dim=cfg.dim, layers=cfg.layers, l2=cfg.l2)
+
+
+def build_pngnn(split: SplitData, cfg: TrainConfig, train: Interactions | None = None) -> PNGNN:
+    """PN-GNN over the rating partition of ``train`` (default: the split's train part)."""
+    train = train if train is not None else split.train
+    pos, neg = train.positive(cfg.threshold), train.negative(cfg.threshold)
+    adj_pos = normalized_adjacency(pos.users, pos.items, split.n_users, split.n_items)
+    adj_neg = normalized_adjacency(neg.users, neg.items, split.n_users, split.n_items)
+    return PNGNN(adj_pos, adj_neg, split.n_users, split.n_items, dim=cfg.dim, layers=cfg.layers, l2=cfg.l2,
+                 b=cfg.b, variant=cfg.dual_bpr, attention=cfg.attention)
+
+
+def train_pngnn(
+    split: SplitData,
+    cfg: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+    extra_ratings: Interactions | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Build and train PN-GNN on every train rating (both graphs), optionally with extra (LLM) ratings."""
+    seed_everything(cfg.seed)
+    train = split.train
+    if extra_ratings is not None and len(extra_ratings):
+        train = Interactions(
+            np.concatenate([train.users, extra_ratings.users]),
+            np.concatenate([train.items, extra_ratings.items]),
+            np.concatenate([train.ratings, extra_ratings.ratings]),
+        )
+    model = build_pngnn(split, cfg, train)
+    features = {"positive": train.ratings > cfg.threshold}
+    return fit(model, train, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
+               pair_features=features, progress=progress)
 
 
 def build_most_popular(split: SplitData, cfg: TrainConfig) -> MostPopular:

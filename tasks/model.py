@@ -11,14 +11,20 @@ from typing import Any
 from prefect import task
 
 from pngnn.config import Settings, TrainConfig
+from pngnn.registry import model_name
 from pngnn.steps import evaluate_step, load_split_step, train_step
 from pngnn.tracking import epoch_logger, load_model, log_evaluation, log_training, run_params, run_tags, setup
 
 
 @task(name="train", task_run_name="train-{method}-{dataset}-seed{seed}")
 def train_task(dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
-               parent_run_id: str | None = None) -> str:
-    """Train; log params, per-epoch loss, curve and model to a child MLflow run; return its run id."""
+               parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+               register: bool = True) -> str:
+    """Train; log params, per-epoch loss, curve and model to a child MLflow run; return its run id.
+
+    ``tags``: extra run tags (the LLM model and prompt version of augmented methods).
+    ``register``: also register the model as ``pngnn-<dataset>-<method>`` (a new version).
+    """
     import mlflow
 
     settings = Settings.from_env()
@@ -26,10 +32,11 @@ def train_task(dataset: str, seed: int, method: str, config: dict[str, Any], pro
     split = load_split_step(settings, dataset, seed)
     setup(settings, dataset)
     with mlflow.start_run(run_name=f"{method}-seed{seed}", parent_run_id=parent_run_id, nested=True,
-                          tags=run_tags(split, method, profile)) as run:
+                          tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:
         mlflow.log_params(run_params(split, method, cfg))
         result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=False)
-        log_training(result, method, dataset, seed)
+        log_training(result, method, dataset, seed,
+                     registered_name=model_name(dataset, method) if register else None)
         if result.history:
             print(f"{method} seed {seed}: {len(result.history)} epochs, final loss {result.history[-1].loss:.4f}, "
                   f"{result.seconds:.1f}s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from pngnn.ingest import ingest
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
 
-SHARED_DATA = Path("/work/shared/data")
+# The MovieLens download cache: PNGNN_DATA_DIR (set by the Makefile), else ../shared/data
+# beside the checkout (this workplace's pre-filled, read-only cache).
+SHARED_DATA = Path(os.environ.get("PNGNN_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 ML100K_SPLIT_SEED = 1
 
 
@@ -24,7 +27,10 @@ ML100K_SPLIT_SEED = 1
 def data_dir() -> Path:
     """The pre-filled, read-only MovieLens cache (never copied into the repository)."""
     if not (SHARED_DATA / "ml-100k" / "u.data").is_file():
-        pytest.skip(f"MovieLens cache not found at {SHARED_DATA}")
+        message = f"MovieLens cache not found at {SHARED_DATA}; set PNGNN_DATA_DIR"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must never pass by skipping the data tests
+        pytest.skip(message)
     return SHARED_DATA
 
 
@@ -123,3 +129,14 @@ def make_raw() -> Callable[..., RawDataset]:
         return RawDataset(name=name, ratings=ratings_df, items=items_df, users=users_df, checksum=digest)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def ml100k_lightgcn(ml100k_split: SplitData):
+    """A LightGCN trained briefly (2 epochs) on the ML-100K split: the candidate source of
+    the LLM augmentation tests (their quality is not under test, only their plumbing)."""
+    from pngnn.config import TrainConfig
+    from pngnn.train import train_lightgcn
+
+    cfg = TrainConfig(epochs=2, batch_size=2048, n_neg=5, l2=1e-3)
+    return train_lightgcn(ml100k_split, cfg, progress=False).model

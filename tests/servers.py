@@ -49,6 +49,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> No
 
 @contextmanager
 def running(cmd: list[str], health_url: str, env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[None]:
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, **QUIET_ENV, **env}, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -62,6 +62,8 @@ def test_ml100k_years_parsed_for_almost_all_titles(ml100k_raw):
     # ML-100K has a single title without a year: item 267, "unknown"
     missing = ml100k_raw.items.filter(pl.col("year").is_null())
     assert missing["item_id"].to_list() == [267]
+    # item 1412 carries a trailing marker after its year: "... Giving (1995) (V)"
+    assert ml100k_raw.items.filter(pl.col("item_id") == 1412)["year"][0] == 1995
 
 
 def test_ml100k_latin1_title(ml100k_raw):
@@ -91,13 +93,18 @@ def test_latin1_fixture_1m_items(tmp_path):
         "1::Caf\u00e9 au Lait (1993)::Comedy|Drama",
         "2::\u00c1 k\u00f6ldum klaka (Cold Fever) (1994)::Comedy",
         "3::No Year::Documentary",
+        "4::Nosferatu (Nosferatu, eine Symphonie des Grauens) (1922)::Horror",
+        "5::Some Video (1995) (V)::Children's",
     ]
     path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
     items = datasets.parse_items_1m(path)
-    assert items["title"].to_list() == ["Caf\u00e9 au Lait (1993)", "\u00c1 k\u00f6ldum klaka (Cold Fever) (1994)",
-                                        "No Year"]
-    assert items["year"].to_list() == [1993, 1994, None]
-    assert items["genres"].to_list() == [["Comedy", "Drama"], ["Comedy"], ["Documentary"]]
+    assert items["title"].to_list()[:3] == [
+        "Caf\u00e9 au Lait (1993)",
+        "\u00c1 k\u00f6ldum klaka (Cold Fever) (1994)",
+        "No Year",
+    ]
+    assert items["year"].to_list() == [1993, 1994, None, 1922, 1995]
+    assert items["genres"].to_list() == [["Comedy", "Drama"], ["Comedy"], ["Documentary"], ["Horror"], ["Children's"]]
 
 
 def test_parse_ratings_fixture_with_crlf(tmp_path):

@@ -1,0 +1,110 @@
+"""PN-GNN: positive/negative graphs, LightGCN on each, attention fusion per node.
+
+Train ratings split at a threshold (3.5) into a positive graph G_p (r > 3.5) and a
+negative graph G_n (the rest). Each graph has its own layer-0 embeddings E_p, E_n and
+its own normalised adjacency A_p, A_n; LightGCN propagation gives
+
+    Z_p = 1/(K+1) sum_k A_p^k E_p,     Z_n = 1/(K+1) sum_k A_n^k E_n.
+
+Both run as *one* sparse product chain over the block-diagonal matrix diag(A_p, A_n)
+applied to the stacked table [E_p; E_n] (one call per layer instead of two; the custom
+symmetric backward of ``pngnn.graph.propagate`` applies unchanged). Per node v, an
+attention module scores each branch
+
+    w_p(v) = q^T tanh(W z_p(v) + c),   w_n(v) = q^T tanh(W z_n(v) + c),
+    (alpha_p, alpha_n) = softmax(w_p, w_n)
+
+and the fused embedding used for ranking is Z = alpha_p * Z_p + alpha_n * Z_n; the score
+is y_ui = z_u . z_i. Without attention (ablation) alpha_p = alpha_n = 1/2. Training uses
+Dual-BPR (``pngnn.losses.dual_bpr_loss``) with L2 on the batch's layer-0 rows of both
+tables.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pngnn.graph import block_diagonal, propagate
+from pngnn.losses import dual_bpr_loss, l2_penalty, pair_scores
+from pngnn.models.base import GraphRecommender
+
+
+class BranchAttention(nn.Module):
+    """Softmax attention over the two branches, per node: returns alpha [N, 2]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, dim, bias=True)  # W, c
+        self.query = nn.Linear(dim, 1, bias=False)  # q
+        nn.init.xavier_normal_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        nn.init.xavier_normal_(self.query.weight)
+
+    def forward(self, z_pos: torch.Tensor, z_neg: torch.Tensor) -> torch.Tensor:
+        w = torch.cat([self.query(torch.tanh(self.proj(z_pos))), self.query(torch.tanh(self.proj(z_neg)))], dim=1)
+        return torch.softmax(w, dim=1)
+
+
+class PNGNN(GraphRecommender):
+    def __init__(
+        self,
+        adj_pos: torch.Tensor,
+        adj_neg: torch.Tensor,
+        n_users: int,
+        n_items: int,
+        dim: int = 64,
+        layers: int = 4,
+        l2: float = 0.0,
+        b: float = 2.0,
+        variant: str = "ordered",
+        attention: bool = True,
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.layers, self.l2 = n_users, n_items, layers, l2
+        self.b, self.variant = b, variant
+        self.n_nodes = n_users + n_items
+        self.adj = block_diagonal(adj_pos, adj_neg)
+        self.embedding = nn.Embedding(2 * self.n_nodes, dim)  # [E_p; E_n]
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.attention = BranchAttention(dim) if attention else None
+
+    def branches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z_p, Z_n), each [n_users + n_items, dim]."""
+        z = propagate(self.adj, self.embedding.weight, self.layers)
+        return z[: self.n_nodes], z[self.n_nodes :]
+
+    def alphas(self, z_pos: torch.Tensor, z_neg: torch.Tensor) -> torch.Tensor:
+        if self.attention is None:
+            return torch.full((z_pos.shape[0], 2), 0.5, dtype=z_pos.dtype)
+        return self.attention(z_pos, z_neg)
+
+    def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
+        z_pos, z_neg = self.branches()
+        alpha = self.alphas(z_pos, z_neg)
+        return alpha[:, :1] * z_pos + alpha[:, 1:] * z_neg, alpha
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        z, _ = self.fused()
+        return z[: self.n_users], z[self.n_users :]
+
+    @torch.no_grad()
+    def attention_summary(self) -> dict[str, float]:
+        """Mean and spread of alpha_p for users and items (logged to MLflow)."""
+        _, alpha = self.fused()
+        a_p = alpha[:, 0]
+        users, items = a_p[: self.n_users], a_p[self.n_users :]
+        return {"alpha_p_users_mean": float(users.mean()), "alpha_p_users_std": float(users.std()),
+                "alpha_p_items_mean": float(items.mean()), "alpha_p_items_std": float(items.std())}
+
+    def calculate_loss(self, users, pos, neg, positive=None, **batch):
+        z, _ = self.fused()
+        user_emb, item_emb = z[: self.n_users], z[self.n_users :]
+        _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
+        if positive is None:
+            positive = torch.ones_like(pos, dtype=torch.bool)
+        loss = dual_bpr_loss(pos_scores, neg_scores, positive, self.b, self.variant)
+        w = self.embedding.weight
+        items, negs = self.n_users + pos, self.n_users + neg
+        reg = l2_penalty(w[: self.n_nodes], users, items, negs) + l2_penalty(w[self.n_nodes :], users, items, negs)
+        return loss + self.l2 * reg, {"dual_bpr": loss.detach(), "l2": reg.detach()}

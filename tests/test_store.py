@@ -1,0 +1,194 @@
+"""Ingestion into DuckDB: counts, dense indices, idempotence and atomicity."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from pngnn.errors import PngnnError
+from pngnn.ingest import ingest
+from pngnn.split import create_split
+from pngnn.store import Store, sql_statements
+
+TABLES = ("datasets", "ratings", "items", "users", "splits", "split_meta")
+
+
+def snapshot(store: Store) -> dict[str, pl.DataFrame]:
+    """Every table's full contents in a canonical row order."""
+    out = {}
+    for table in TABLES:
+        frame = store.query(f"SELECT * FROM {table}")
+        out[table] = frame.sort(frame.columns, nulls_last=True)
+    return out
+
+
+def assert_same(before: dict[str, pl.DataFrame], after: dict[str, pl.DataFrame]) -> None:
+    for table in TABLES:
+        assert after[table].equals(before[table]), f"table {table} changed"
+
+
+def count(store: Store, table: str, dataset: str = "ml-100k") -> int:
+    return store.scalar(f"SELECT count(*) FROM {table} WHERE dataset = $d", d=dataset)
+
+
+def test_ingest_counts(ml100k_store):
+    assert count(ml100k_store, "ratings") == 100_000
+    assert count(ml100k_store, "items") == 1682
+    assert count(ml100k_store, "users") == 943
+    row = ml100k_store.query("SELECT * FROM datasets WHERE dataset = 'ml-100k'").row(0, named=True)
+    assert (row["n_ratings"], row["n_users"], row["n_items"]) == (100_000, 943, 1682)
+    # one rating per (user, item)
+    assert ml100k_store.scalar("SELECT count(DISTINCT (user_id, item_id)) FROM ratings") == 100_000
+
+
+def test_ingest_keeps_titles_and_genres(ml100k_store):
+    row = ml100k_store.query("SELECT title, year, genres FROM items WHERE item_id = 543").row(0, named=True)
+    assert row == {"title": "Mis\u00e9rables, Les (1995)", "year": 1995, "genres": ["Drama", "Musical"]}
+
+
+def test_dense_indices(ml100k_store):
+    for table, key, idx, n in (("items", "item_id", "item_idx", 1682), ("users", "user_id", "user_idx", 943)):
+        frame = ml100k_store.query(f"SELECT {key}, {idx} FROM {table} WHERE dataset = 'ml-100k' ORDER BY {key}")
+        # dense 0..n-1, each index once, in id order
+        assert frame[idx].null_count() == 0
+        np.testing.assert_array_equal(frame[idx].to_numpy(), np.arange(n))
+
+
+def test_dense_indices_skip_unrated_and_keep_unlisted(tmp_path, make_raw):
+    # items 10 (listed, never rated), 20, 30 (listed and rated), 40 (rated, not listed)
+    raw = make_raw([(5, 30, 4.0), (7, 20, 2.0), (7, 40, 5.0)], item_ids=[10, 20, 30], user_ids=[5, 6, 7])
+    with Store(tmp_path / "t.duckdb") as store:
+        result = ingest(store, raw)
+        assert (result.n_ratings, result.n_users, result.n_items) == (3, 2, 3)
+        items = dict(store.query("SELECT item_id, item_idx FROM items WHERE dataset = 'tiny'").iter_rows())
+        users = dict(store.query("SELECT user_id, user_idx FROM users WHERE dataset = 'tiny'").iter_rows())
+    # rated items 20, 30, 40 -> 0, 1, 2 in id order; 10 has no index
+    assert items == {10: None, 20: 0, 30: 1, 40: 2}
+    # rated users 5, 7 -> 0, 1; user 6 rated nothing
+    assert users == {5: 0, 6: None, 7: 1}
+
+
+def test_second_ingest_is_skipped(ml100k_db_copy, ml100k_raw):
+    with Store(ml100k_db_copy) as store:
+        before = snapshot(store)
+        result = ingest(store, ml100k_raw)
+        assert result.skipped is True
+        assert (result.n_ratings, result.n_users, result.n_items) == (100_000, 943, 1682)
+        assert_same(before, snapshot(store))  # the split of seed 1 survives too
+
+
+def test_forced_reingest_replaces_without_duplicates(ml100k_db_copy, ml100k_raw):
+    with Store(ml100k_db_copy) as store:
+        before = snapshot(store)
+        result = ingest(store, ml100k_raw, force=True)
+        assert result.skipped is False
+        assert (result.n_ratings, result.n_users, result.n_items) == (100_000, 943, 1682)
+        after = snapshot(store)
+        for table in ("ratings", "items", "users"):
+            assert after[table].equals(before[table]), table
+        assert store.scalar("SELECT count(DISTINCT (user_id, item_id)) FROM ratings") == 100_000
+        # splits index the replaced ratings and are dropped with them
+        assert count(store, "splits") == 0
+        assert count(store, "split_meta") == 0
+
+
+def test_two_datasets_side_by_side(tmp_path, make_raw):
+    with Store(tmp_path / "t.duckdb") as store:
+        ingest(store, make_raw([(1, 1, 5.0), (1, 2, 3.0)], name="a"))
+        ingest(store, make_raw([(1, 1, 4.0)], name="b"))
+        ingest(store, make_raw([(2, 2, 1.0), (2, 3, 2.0), (3, 3, 5.0)], name="a"))  # new data for a
+        assert count(store, "ratings", "a") == 3
+        assert count(store, "ratings", "b") == 1
+        assert count(store, "items", "b") == 1
+
+
+def test_duplicate_ratings_rejected_and_nothing_written(ml100k_db_copy, ml100k_raw):
+    dup = ml100k_raw.ratings.head(1)
+    raw = type(ml100k_raw)(
+        name=ml100k_raw.name,
+        ratings=pl.concat([ml100k_raw.ratings, dup]),
+        items=ml100k_raw.items,
+        users=ml100k_raw.users,
+        checksum="0" * 64,
+    )
+    u, i = dup["user_id"][0], dup["item_id"][0]
+    with Store(ml100k_db_copy) as store:
+        before = snapshot(store)
+        with pytest.raises(PngnnError) as exc:
+            ingest(store, raw)
+        msg = str(exc.value)
+        assert f"user {u}" in msg and f"item {i}" in msg and "\n" not in msg
+        assert_same(before, snapshot(store))
+
+
+def test_failure_after_all_statements_rolls_back(ml100k_db_copy, ml100k_raw, make_raw, monkeypatch):
+    """Every statement of the ingest runs (deletes and inserts), then the step fails before
+    commit: the file must hold exactly the old data, on disk too."""
+    other = make_raw([(1, 1, 5.0)], name="ml-100k")  # different data, different checksum
+    with Store(ml100k_db_copy) as store:
+        before = snapshot(store)
+        real_run = store.run
+
+        def run_then_fail(name, **params):
+            real_run(name, **params)
+            if name == "ingest_dataset":
+                # inside the transaction the new data is visible...
+                assert count(store, "ratings") == 1
+                raise RuntimeError("crash after the last statement")
+
+        monkeypatch.setattr(store, "run", run_then_fail)
+        with pytest.raises(RuntimeError, match="crash"):
+            ingest(store, other)
+        assert_same(before, snapshot(store))
+        monkeypatch.undo()
+        # the store is still usable: the raw_* views were unregistered, a new ingest works
+        assert ingest(store, other).n_ratings == 1
+    with Store(ml100k_db_copy) as store:
+        assert count(store, "ratings") == 1
+
+
+def test_sql_error_midway_rolls_back(ml100k_db_copy, ml100k_raw, make_raw):
+    """A real SQL failure between statements (a year that is not an INTEGER, after the
+    deletes and the ratings insert have run) leaves the file as it was."""
+    good = make_raw([(1, 1, 5.0), (2, 1, 3.0)], name="ml-100k")
+    bad_items = good.items.with_columns(pl.lit("not a year").alias("year"))
+    bad = type(good)(name=good.name, ratings=good.ratings, items=bad_items, users=good.users, checksum=good.checksum)
+    with Store(ml100k_db_copy) as store:
+        before = snapshot(store)
+        with pytest.raises(duckdb.ConversionException):
+            ingest(store, bad)
+        assert_same(before, snapshot(store))
+    with Store(ml100k_db_copy) as store:  # reopened from disk
+        assert_same(before, snapshot(store))
+
+
+def test_statement_order_makes_the_midway_failure_real():
+    """Guard for the test above: the items insert comes after the deletes and the ratings insert."""
+    stmts = sql_statements("ingest_dataset")
+    first_items_insert = next(k for k, s in enumerate(stmts) if s.startswith("INSERT INTO items"))
+    assert any(s.startswith("DELETE FROM ratings") for s in stmts[:first_items_insert])
+    assert any(s.startswith("INSERT INTO ratings") for s in stmts[:first_items_insert])
+
+
+def test_missing_sql_file(monkeypatch, tmp_path):
+    import pngnn.store as store_mod
+
+    monkeypatch.setattr(store_mod, "SQL_DIR", tmp_path)
+    store_mod.sql_statements.cache_clear()
+    try:
+        with pytest.raises(PngnnError, match="missing"):
+            store_mod.sql_statements("nope")
+    finally:
+        store_mod.sql_statements.cache_clear()
+
+
+def test_split_then_reingest_same_data_keeps_split(tmp_path, make_raw):
+    ratings = [(u, i, float(1 + (u + i) % 5)) for u in range(10) for i in range(10)]
+    raw = make_raw(ratings)
+    with Store(tmp_path / "t.duckdb") as store:
+        ingest(store, raw)
+        create_split(store, "tiny", 3)
+        assert ingest(store, raw).skipped
+        assert count(store, "splits", "tiny") == 100
