@@ -1,0 +1,174 @@
+"""Candidates for the LLM: the top-N unseen items per user from a pretrained LightGCN.
+
+The LLM only chooses among items the graph model already ranks high (LLMRec's design):
+asking it about random movies would mostly produce obvious dislikes. Items the user
+rated in train or validation are masked, exactly as in ``pngnn.evaluate``; test items
+are not masked (the model cannot know them), so the merge step drops any edge that hits
+a rated pair. Scoring runs in blocks of users, fully vectorised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+import torch
+
+from pngnn.errors import PngnnError
+from pngnn.evaluate import _gather_rows, csr_rows
+from pngnn.methods import seen_items
+from pngnn.models.base import GraphRecommender
+from pngnn.split import SplitData
+from pngnn.store import Store
+
+DEFAULT_CANDIDATES = 10
+
+
+def select_users(
+    store: Store,
+    dataset: str,
+    users: Sequence[int] | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
+) -> pl.DataFrame:
+    """Which users to augment: all (default), a seeded sample of ``sample`` users, or the
+    explicit ``users`` (MovieLens user ids). Returns (user_id, user_idx) sorted by user_idx.
+
+    The sample is drawn with numpy over users in user_idx order, so a seed picks the same
+    users on any machine; a sample at least as large as the population is all users.
+    """
+    if users is not None and sample is not None:
+        raise PngnnError("give either a list of users or a sample size, not both")
+    frame = store.query(
+        "SELECT user_id, user_idx FROM users WHERE dataset = $dataset AND user_idx IS NOT NULL ORDER BY user_idx",
+        dataset=dataset,
+    )
+    if frame.is_empty():
+        raise PngnnError(f"dataset '{dataset}' has no users in {store.path}; run `pngnn ingest {dataset}` first")
+    if users is not None:
+        wanted = pl.DataFrame({"user_id": list(users)}, schema={"user_id": frame.schema["user_id"]}).unique()
+        unknown = wanted.join(frame, on="user_id", how="anti")["user_id"].sort().to_list()
+        if unknown:
+            shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+            raise PngnnError(
+                f"{len(unknown)} unknown user id(s) for dataset '{dataset}': {shown}; "
+                f"valid ids are {frame['user_id'].min()}..{frame['user_id'].max()}"
+            )
+        return frame.join(wanted, on="user_id", how="semi").sort("user_idx")
+    if sample is not None:
+        if sample < 1:
+            raise PngnnError(f"user sample size must be at least 1, got {sample}")
+        if sample < frame.height:
+            pick = np.sort(np.random.default_rng(sample_seed).choice(frame.height, size=sample, replace=False))
+            return frame[pick]
+    return frame
+
+
+def top_candidates(
+    model: GraphRecommender,
+    split: SplitData,
+    user_idx: np.ndarray,
+    n: int = DEFAULT_CANDIDATES,
+    block: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items, scores), each [len(user_idx), n]: the best-scored items each user has not
+    rated in train or validation, best first. A slot with no unseen item left has item -1.
+    """
+    if n < 1:
+        raise PngnnError(f"number of candidates must be at least 1, got {n}")
+    user_idx = np.asarray(user_idx, dtype=np.int64)
+    seen = seen_items(split)
+    ptr, cols = csr_rows(seen.users, seen.items, split.n_users)
+    k = min(n, split.n_items)
+    items_out, scores_out = [], []
+    model.eval()
+    for start in range(0, len(user_idx), block):
+        ids = user_idx[start : start + block]
+        scores = model.full_sort_predict(torch.from_numpy(ids)).float().clone()
+        rows, items = _gather_rows(ptr, cols, ids)
+        scores[rows, items] = -torch.inf
+        top = torch.topk(scores, k, dim=1)
+        items_out.append(top.indices.numpy())
+        scores_out.append(top.values.numpy())
+    items_arr = np.concatenate(items_out) if items_out else np.zeros((0, k), dtype=np.int64)
+    scores_arr = np.concatenate(scores_out) if scores_out else np.zeros((0, k), dtype=np.float32)
+    items_arr = np.where(np.isfinite(scores_arr), items_arr, -1)
+    if k < n:  # fewer items than asked: pad with "no item"
+        items_arr = np.pad(items_arr, ((0, 0), (0, n - k)), constant_values=-1)
+        scores_arr = np.pad(scores_arr, ((0, 0), (0, n - k)), constant_values=-np.inf)
+    return items_arr, scores_arr
+
+
+def candidates_frame(
+    store: Store,
+    split: SplitData,
+    model: GraphRecommender,
+    selected: pl.DataFrame,
+    n: int = DEFAULT_CANDIDATES,
+) -> pl.DataFrame:
+    """Long frame (user_id, rank, item_id, score) of each selected user's top-n unseen items.
+
+    ``selected`` is ``select_users``' output. Slots without an unseen item are left out,
+    so a user who rated everything has no rows (the prompt step reports it).
+    """
+    items, scores = top_candidates(model, split, selected["user_idx"].to_numpy(), n)
+    n_users = selected.height
+    long = pl.DataFrame(
+        {
+            "user_id": np.repeat(selected["user_id"].to_numpy(), n),
+            "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), n_users),
+            "item_idx": items.reshape(-1).astype(np.int32),
+            "score": scores.reshape(-1).astype(np.float64),
+        }
+    ).filter(pl.col("item_idx") >= 0)
+    id_map = store.query(
+        "SELECT item_idx, item_id FROM items WHERE dataset = $dataset AND item_idx IS NOT NULL", dataset=split.dataset
+    )
+    return (
+        long.join(id_map.with_columns(pl.col("item_idx").cast(pl.Int32)), on="item_idx", how="left")
+        .select("user_id", "rank", "item_id", "score")
+        .sort("user_id", "rank")
+    )
+
+
+def save_candidates(store: Store, dataset: str, seed: int, candidates: pl.DataFrame) -> None:
+    """Replace the stored candidates of these users (kept for prompts, resume and precision)."""
+    store.run("llm")
+    store.register("new_candidates", candidates)
+    try:
+        with store.transaction() as con:
+            con.execute(
+                "DELETE FROM llm_candidates WHERE dataset = $dataset AND seed = $seed "
+                "AND user_id IN (SELECT DISTINCT user_id FROM new_candidates)",
+                {"dataset": dataset, "seed": seed},
+            )
+            con.execute(
+                "INSERT INTO llm_candidates SELECT $dataset, $seed, user_id, rank, item_id, score FROM new_candidates",
+                {"dataset": dataset, "seed": seed},
+            )
+    finally:
+        store.unregister("new_candidates")
+
+
+def load_candidates(store: Store, dataset: str, seed: int, selected: pl.DataFrame) -> pl.DataFrame:
+    """Stored candidates of the selected users (resume without the LightGCN model)."""
+    store.run("llm")
+    store.register("selected_users", selected.select("user_id"))
+    try:
+        frame = store.query(
+            "SELECT c.user_id, c.rank, c.item_id, c.score FROM llm_candidates c "
+            "JOIN selected_users s ON s.user_id = c.user_id "
+            "WHERE c.dataset = $dataset AND c.seed = $seed ORDER BY c.user_id, c.rank",
+            dataset=dataset,
+            seed=seed,
+        )
+    finally:
+        store.unregister("selected_users")
+    missing = selected.join(frame, on="user_id", how="anti").height
+    if missing:
+        raise PngnnError(
+            f"{missing} selected user(s) of {dataset} seed {seed} have no stored candidates; "
+            "pass the trained LightGCN model so they can be computed"
+        )
+    return frame

@@ -1,0 +1,103 @@
+"""LLM answers -> augmented edges, and their loading for training and their precision.
+
+'like' becomes a positive edge, 'dislike' a negative edge (``sql/merge_augmented.sql``).
+Edges that duplicate any rating of the split are dropped, test ratings included: an
+augmented edge on a test pair would put the held-out answer into the training graph.
+``load_augmented`` returns the edges in the dense index space of ``load_split`` so they
+concatenate with ``split.train`` as they are (LightGCN takes the positive edges through
+``train_lightgcn(extra_edges=...)``; PN-GNN takes both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from pngnn.augment.prompts import LIKE_THRESHOLD, PROMPT_VERSION
+from pngnn.errors import PngnnError
+from pngnn.split import Interactions
+from pngnn.store import Store
+
+POSITIVE_RATING = 5.0  # the rating an LLM 'like' stands for (above any like threshold)
+NEGATIVE_RATING = 1.0  # the rating an LLM 'dislike' stands for
+
+
+def merge_augmented(
+    store: Store,
+    dataset: str,
+    seed: int,
+    model: str,
+    prompt_version: str = PROMPT_VERSION,
+    run_id: str | None = None,
+) -> dict[str, int]:
+    """Replace the augmented edges of (dataset, seed, model, prompt_version) from the
+    cached answers; returns counts: positive/negative edges added, and agreed answers
+    dropped because the pair is rated in the split (``dropped_rated``)."""
+    store.run("llm")
+    params = {"dataset": dataset, "seed": seed, "model": model, "prompt_version": prompt_version, "run_id": run_id}
+    try:
+        with store.transaction():
+            store.run("merge_augmented", **params)
+            agreed = store.scalar("SELECT count(*) FROM llm_agreed")
+            added = dict(
+                store.con.execute(
+                    "SELECT kind, count(*) FROM augmented_edges WHERE dataset = $dataset AND seed = $seed "
+                    "AND model = $model AND prompt_version = $prompt_version GROUP BY kind",
+                    {k: v for k, v in params.items() if k != "run_id"},
+                ).fetchall()
+            )
+    finally:
+        store.con.execute("DROP TABLE IF EXISTS llm_agreed")
+    positive, negative = int(added.get("positive", 0)), int(added.get("negative", 0))
+    return {"positive": positive, "negative": negative, "dropped_rated": int(agreed) - positive - negative}
+
+
+def load_augmented(
+    store: Store,
+    dataset: str,
+    seed: int,
+    model: str | None = None,
+    prompt_version: str | None = None,
+) -> tuple[Interactions, Interactions]:
+    """(positive, negative) augmented edges of a split as dense indices, ratings 5.0 and
+    1.0, so they pass every like threshold test the way a real rating would. ``model``
+    and ``prompt_version`` filter by provenance (None: all)."""
+    store.run("llm")
+    frame = store.query("load_augmented", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
+
+    def part(kind: str, rating: float) -> Interactions:
+        sub = frame.filter(pl.col("kind") == kind)
+        return Interactions(
+            sub["user_idx"].to_numpy().astype(np.int64),
+            sub["item_idx"].to_numpy().astype(np.int64),
+            np.full(sub.height, rating, dtype=np.float32),
+        )
+
+    return part("positive", POSITIVE_RATING), part("negative", NEGATIVE_RATING)
+
+
+def edge_precision(
+    store: Store,
+    dataset: str,
+    seed: int,
+    model: str,
+    prompt_version: str = PROMPT_VERSION,
+    threshold: float = LIKE_THRESHOLD,
+) -> dict[str, float]:
+    """How often the LLM's 'like' is a held-out test like and its 'dislike' a test
+    dislike, next to the base rates of the candidates it chose from (and the lifts,
+    precision / base rate: above 1 means better than picking at random)."""
+    store.run("llm")
+    row = store.query(
+        "edge_precision", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version, threshold=threshold
+    ).row(0, named=True)
+    if not row["n_answers"]:
+        raise PngnnError(
+            f"no usable LLM answer for {dataset} seed {seed}, model '{model}', prompt {prompt_version}; "
+            "run the augmentation first"
+        )
+    out = {k: float(v) if v is not None else float("nan") for k, v in row.items()}
+    for kind in ("like", "dislike"):
+        base = out[f"{kind}_base_rate"]
+        out[f"{kind}_lift"] = out[f"{kind}_precision"] / base if base > 0 else float("nan")
+    return out

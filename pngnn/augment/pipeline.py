@@ -1,0 +1,163 @@
+"""``augment``: candidates -> prompts -> cache lookup -> LLM -> cache, for one split.
+
+One call does every step so the Prefect task and the CLI stay thin, and each step's
+output lives in DuckDB (``llm_candidates``, ``llm_prompts``, ``llm_cache``), so a run
+that dies half-way resumes where it stopped: only prompts without a cached answer are
+sent. A fully cached rerun never contacts the server (it may even be down).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import polars as pl
+
+from pngnn.augment.cache import LLMCache, cache_key
+from pngnn.augment.candidates import (
+    DEFAULT_CANDIDATES,
+    candidates_frame,
+    load_candidates,
+    save_candidates,
+    select_users,
+)
+from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
+from pngnn.augment.prompts import DEFAULT_HISTORY, PROMPT_VERSION, build_prompts, messages
+from pngnn.models.base import GraphRecommender
+from pngnn.split import SplitData, load_split
+from pngnn.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AugmentSummary:
+    """Counts for logging (MLflow metrics) and for the caller's checks."""
+
+    dataset: str
+    seed: int
+    model: str
+    prompt_version: str
+    schema_mode: str
+    users: int
+    prompts: int
+    cached: int
+    sent: int
+    ok: int
+    invalid: int
+    failed: int
+    unreachable: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _save_prompts(store: Store, dataset: str, seed: int, model: str, prompts: pl.DataFrame) -> None:
+    """Replace the (user, variant) -> cache key links of these users for this model and
+    prompt version, in one transaction."""
+    frame = prompts.select("user_id", "variant", "key", "items")
+    store.register("new_prompts", frame)
+    params = {"dataset": dataset, "seed": seed, "model": model, "pv": PROMPT_VERSION}
+    try:
+        with store.transaction() as con:
+            con.execute(
+                "DELETE FROM llm_prompts WHERE dataset = $dataset AND seed = $seed AND model = $model "
+                "AND prompt_version = $pv AND user_id IN (SELECT DISTINCT user_id FROM new_prompts)",
+                params,
+            )
+            con.execute(
+                "INSERT INTO llm_prompts SELECT $dataset, $seed, user_id, variant, $model, $pv, key, items, now() "
+                "FROM new_prompts",
+                params,
+            )
+    finally:
+        store.unregister("new_prompts")
+
+
+def augment(
+    store: Store,
+    dataset: str,
+    seed: int,
+    model: GraphRecommender | None,
+    settings: LLMSettings | None = None,
+    *,
+    users: Sequence[int] | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
+    n_candidates: int = DEFAULT_CANDIDATES,
+    history_size: int = DEFAULT_HISTORY,
+    prompt_seed: int = 0,
+    self_consistency: bool = False,
+    split: SplitData | None = None,
+    client: LLMClient | None = None,
+    progress: bool = True,
+) -> AugmentSummary:
+    """Ask the LLM, for each selected user of split ``seed``, which of the LightGCN
+    candidates they would like most and least; answers land in ``llm_cache``.
+
+    ``model``: the trained LightGCN giving the candidates; None reuses the candidates
+    stored by an earlier run (resume without retraining). ``users``/``sample``: which
+    users (default all). ``self_consistency``: ask each user twice with the candidates in
+    two orders; the merge keeps only edges both answers agree on. Then call
+    ``pngnn.augment.merge.merge_augmented`` to turn answers into edges.
+    """
+    t0 = time.perf_counter()
+    settings = settings or (client.settings if client is not None else LLMSettings.from_env())
+    store.run("llm")
+    selected = select_users(store, dataset, users, sample, sample_seed)
+    if model is not None:
+        split = split if split is not None else load_split(store, dataset, seed)
+        candidates = candidates_frame(store, split, model, selected, n_candidates)
+        save_candidates(store, dataset, seed, candidates)
+    else:
+        candidates = load_candidates(store, dataset, seed, selected)
+    prompts = build_prompts(
+        store, dataset, seed, candidates, history_size, prompt_seed, variants=2 if self_consistency else 1
+    )
+    params = settings.sampling_params()
+    chats = [messages(c) for c in prompts["content"]]
+    keys = [cache_key(settings.model, PROMPT_VERSION, m, params) for m in chats]
+    prompts = prompts.with_columns(key=pl.Series(keys, dtype=pl.String))
+    _save_prompts(store, dataset, seed, settings.model, prompts)
+
+    cache = LLMCache(store)
+    unique: dict[str, Request] = {}
+    for key, chat, n in zip(keys, chats, prompts["n"], strict=True):
+        unique.setdefault(key, Request(key, chat, int(n), PROMPT_VERSION))
+    to_send = cache.to_send(list(unique), settings.retry_failed)
+    requests = [r for k, r in unique.items() if k in to_send]
+    cached = len(unique) - len(requests)
+    schema_mode = settings.schema_mode
+    if requests:
+        own = client is None
+        client = client or LLMClient(settings)
+        try:
+            client.check()
+            counts = client.run_batch(requests, cache.put, cached=cached, progress=progress)
+            schema_mode = client.schema_mode
+        finally:
+            if own:
+                client.close()
+    else:
+        counts = BatchCounts(total=cached, cached=cached)
+    summary = AugmentSummary(
+        dataset=dataset,
+        seed=seed,
+        model=settings.model,
+        prompt_version=PROMPT_VERSION,
+        schema_mode=schema_mode,
+        users=selected.height,
+        prompts=len(unique),
+        cached=cached,
+        sent=counts.sent,
+        ok=counts.ok,
+        invalid=counts.invalid,
+        failed=counts.failed,
+        unreachable=counts.unreachable,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+    log.info("augment %s", summary.to_dict())
+    return summary

