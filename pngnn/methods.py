@@ -12,7 +12,7 @@ import numpy as np
 
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
-from pngnn.split import SplitData
+from pngnn.split import Interactions, SplitData
 from pngnn.train import EpochCallback, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
 
@@ -28,11 +28,34 @@ def _pngnn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, p
     return train_pngnn(split, cfg, on_epoch=on_epoch, progress=progress)
 
 
+def _augmented(split: SplitData) -> Interactions:
+    if split.augmented is None or not len(split.augmented):
+        raise PngnnError(
+            f"no LLM-augmented edges loaded for {split.dataset} split {split.seed}; run the augment step "
+            "(`pngnn run --method llm-pngnn` or the augment task) first"
+        )
+    return split.augmented
+
+
+def _llm_lightgcn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
+    """LightGCN on train + the LLM's 'like' edges (the positive graph gains edges; dislikes unused)."""
+    extra = _augmented(split).positive(cfg.threshold)
+    return train_lightgcn(split, cfg, on_epoch=on_epoch, extra_edges=extra, progress=progress)
+
+
+def _llm_pngnn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
+    """PN-GNN on train + LLM edges: 'like' joins the positive graph, 'dislike' the negative one."""
+    return train_pngnn(split, cfg, on_epoch=on_epoch, extra_ratings=_augmented(split), progress=progress)
+
+
 METHODS: dict[str, Callable[[SplitData, TrainConfig, EpochCallback | None, bool], TrainResult]] = {
     "mostpop": _most_popular,
     "lightgcn": _lightgcn,
     "pngnn": _pngnn,
+    "llm-lightgcn": _llm_lightgcn,
+    "llm-pngnn": _llm_pngnn,
 }
+NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn"})
 
 
 def check_method(name: str) -> str:
@@ -47,10 +70,11 @@ def train_method(
     return METHODS[check_method(name)](split, cfg, on_epoch, progress)
 
 
-def seen_items(split: SplitData):
-    """Everything the model may have seen (train and validation) is masked at test time."""
-    from pngnn.split import Interactions
+def seen_items(split: SplitData) -> Interactions:
+    """Everything the user rated outside test (train and validation) is masked at test time.
 
+    LLM edges are not masked: they are guesses about unrated items, and the merge step
+    already dropped every edge that duplicates a rating of the split."""
     return Interactions(
         np.concatenate([split.train.users, split.valid.users]),
         np.concatenate([split.train.items, split.valid.items]),

@@ -8,7 +8,7 @@ during training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -49,6 +49,16 @@ class SplitData:
     train: Interactions
     valid: Interactions
     test: Interactions
+    # LLM-augmented edges merged for this split (ratings 5.0 like / 1.0 dislike), if loaded.
+    augmented: Interactions | None = None
+
+    def with_augmented(self, positive: Interactions, negative: Interactions) -> SplitData:
+        merged = Interactions(
+            np.concatenate([positive.users, negative.users]),
+            np.concatenate([positive.items, negative.items]),
+            np.concatenate([positive.ratings, negative.ratings]),
+        )
+        return replace(self, augmented=merged)
 
 
 def draw_parts(n: int, seed: int, test_fraction: float, valid_fraction: float) -> np.ndarray:

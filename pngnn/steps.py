@@ -36,9 +36,15 @@ def split_step(settings: Settings, dataset: str, seed: int, test_fraction: float
         return create_split(store, dataset, seed, test_fraction, valid_fraction)
 
 
-def load_split_step(settings: Settings, dataset: str, seed: int) -> SplitData:
+def load_split_step(settings: Settings, dataset: str, seed: int, with_augmented: bool = False) -> SplitData:
+    """A stored split; with ``with_augmented``, plus the LLM edges merged for it."""
     with Store(settings.db_path) as store:
-        return load_split(store, dataset, seed)
+        split = load_split(store, dataset, seed)
+        if with_augmented:
+            from pngnn.augment.merge import load_augmented
+
+            split = split.with_augmented(*load_augmented(store, dataset, seed))
+    return split
 
 
 @dataclass

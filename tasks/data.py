@@ -1,23 +1,48 @@
-"""Data tasks: ingest MovieLens into DuckDB and draw the splits."""
+"""Data tasks: ingest MovieLens into DuckDB and draw the splits.
+
+Both are deterministic and cached (``tasks/cache.py``): a re-run with the same inputs
+against the same DuckDB file ends in the ``Cached`` state without touching the data.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prefect import task
 
 from pngnn.config import Settings
+from pngnn.errors import PngnnError
 from pngnn.steps import ingest_step, split_step
+from tasks.cache import INGEST_CACHE, SPLIT_CACHE
+
+# Faults worth retrying: a failed download, a DuckDB file held by another process.
+TRANSIENT_MESSAGES = ("cannot download", "cannot open DuckDB file")
 
 
-@task(name="ingest", task_run_name="ingest-{dataset}", retries=1, retry_delay_seconds=5)
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O faults; a bad dataset name or a checksum mismatch fails at once."""
+    try:
+        state.result()
+    except PngnnError as exc:
+        return str(exc).startswith(TRANSIENT_MESSAGES)
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="ingest", task_run_name="ingest-{dataset}", cache_policy=INGEST_CACHE, retries=2,
+      retry_delay_seconds=[5, 30], retry_jitter_factor=0.5, retry_condition_fn=retry_transient)
 def ingest_task(dataset: str) -> dict:
-    """MovieLens -> DuckDB. Idempotent (a no-op when the same data is there); retried once for downloads."""
+    """MovieLens -> DuckDB. Idempotent (a no-op when the same data is there); retried on download faults."""
     res = ingest_step(Settings.from_env(), dataset)
     print(f"{dataset}: {'unchanged' if res.skipped else 'ingested'} ({res.n_ratings} ratings)")
     return {"dataset": res.dataset, "checksum": res.checksum, "n_ratings": res.n_ratings,
             "n_users": res.n_users, "n_items": res.n_items, "skipped": res.skipped}
 
 
-@task(name="split", task_run_name="split-{dataset}-seed{seed}")
+@task(name="split", task_run_name="split-{dataset}-seed{seed}", cache_policy=SPLIT_CACHE)
 def split_task(dataset: str, seed: int, test_fraction: float = 0.2, valid_fraction: float = 0.0) -> dict:
     """ratings -> splits(seed) in DuckDB; reused when it already exists."""
     counts = split_step(Settings.from_env(), dataset, seed, test_fraction, valid_fraction)

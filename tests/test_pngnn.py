@@ -112,7 +112,8 @@ def test_pngnn_gradients_reach_both_tables_and_attention():
     n = split.n_users + split.n_items
     grad = model.embedding.weight.grad
     assert grad[:n].abs().sum() > 0 and grad[n:].abs().sum() > 0
-    assert model.attention.proj.weight.grad.abs().sum() > 0
+    # q starts at 0 (alpha = 1/2 everywhere), so the first gradient reaches q; W follows once q != 0.
+    assert model.attention.query.weight.grad.abs().sum() > 0
     assert set(parts) == {"dual_bpr", "l2"}
 
 
@@ -154,3 +155,24 @@ def test_normalized_adjacency_shared_with_lightgcn():
     n = 7
     assert torch.allclose(model.adj.to_dense()[:n, :n], expected)
     assert isinstance(model, PNGNN)
+
+
+def test_llm_methods_need_augmented_edges_and_use_them():
+    from pngnn.errors import PngnnError
+    from pngnn.methods import train_method
+
+    split = tiny_split()
+    cfg = TrainConfig(dim=4, layers=2, epochs=1, batch_size=4, n_neg=1)
+    with pytest.raises(PngnnError, match="no LLM-augmented edges"):
+        train_method("llm-pngnn", split, cfg, progress=False)
+    like = Interactions(np.array([1]), np.array([0]), np.array([5.0], dtype=np.float32))
+    dislike = Interactions(np.array([2]), np.array([1]), np.array([1.0], dtype=np.float32))
+    augmented = split.with_augmented(like, dislike)
+    model = train_method("llm-pngnn", augmented, cfg, progress=False).model
+    n = split.n_users + split.n_items
+    dense = model.adj.to_dense()
+    # The LLM 'like' (user 1, item 0) joins the positive graph, the 'dislike' (user 2, item 1) the negative one.
+    assert dense[1, 3 + 0] > 0 and dense[n + 2, n + 3 + 1] > 0
+    lgcn = train_method("llm-lightgcn", augmented, cfg, progress=False).model
+    assert lgcn.adj.to_dense()[1, 3 + 0] > 0
+    assert lgcn.adj.to_dense()[2, 3 + 1] == 0  # dislikes never enter LightGCN's graph

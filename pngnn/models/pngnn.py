@@ -39,7 +39,9 @@ class BranchAttention(nn.Module):
         self.query = nn.Linear(dim, 1, bias=False)  # q
         nn.init.xavier_normal_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        nn.init.xavier_normal_(self.query.weight)
+        # q = 0: every node starts at alpha = (1/2, 1/2), the no-attention average, and moves
+        # away only as far as the loss asks; a random q saturates the softmax per node at init.
+        nn.init.zeros_(self.query.weight)
 
     def forward(self, z_pos: torch.Tensor, z_neg: torch.Tensor) -> torch.Tensor:
         w = torch.cat([self.query(torch.tanh(self.proj(z_pos))), self.query(torch.tanh(self.proj(z_neg)))], dim=1)
@@ -56,8 +58,8 @@ class PNGNN(GraphRecommender):
         dim: int = 64,
         layers: int = 4,
         l2: float = 0.0,
-        b: float = 2.0,
-        variant: str = "ordered",
+        b: float = 1.0,
+        variant: str = "siren",
         attention: bool = True,
     ) -> None:
         super().__init__()

@@ -1,0 +1,97 @@
+"""The paper's Table 1 as a flow: methods x split seeds, mean and std, table and chart in MLflow.
+
+One parent MLflow run (``experiment-<profile>``) with one child run per (method, split)
+(the same ``train``/``evaluate`` tasks as the pipeline, so the UI's compare view lines
+the methods up by their ``method`` and ``split`` tags). The parent gets the mean and std
+of every metric per method, ``report/table.csv``, ``report/table.md`` and
+``plots/precision_recall_by_method.png``.
+
+Methods: the four of the paper, ``TABLE1_METHODS``, as far as they are registered in
+``pngnn.methods.METHODS``. ``lightgcn`` and ``pngnn`` are; ``llm-lightgcn`` and
+``llm-pngnn`` join the default as soon as the augmentation work registers them. A method
+whose name starts with ``llm-`` trains on LLM edges: the flow runs the ``augment`` task
+for each split first (``tasks/augment.py``, which fails clearly while ``pngnn.augment``
+has no ``augment_step``) and tags its runs with the LLM model and prompt version.
+
+Run it: ``prefect deployment run 'experiment/table1'`` (see docs/orchestration.md) or
+``python -m flows.experiment``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from pngnn.config import Settings, get_profile
+from pngnn.methods import METHODS, check_method
+from pngnn.metrics import aggregate
+from pngnn.tracking import metric_key, parent_run
+from tasks.augment import LLMSettings, augment_task, llm_tags
+from tasks.data import ingest_task, split_task
+from tasks.model import evaluate_task, train_task
+from tasks.report import report_task
+
+TABLE1_METHODS = ("lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn")
+
+
+def default_methods() -> list[str]:
+    """The paper's methods that exist now (the seam for the LLM variants)."""
+    return [m for m in TABLE1_METHODS if m in METHODS]
+
+
+def needs_llm(method: str) -> bool:
+    return method.startswith("llm-")
+
+
+@flow(name="experiment", log_prints=True)
+def experiment(
+    profile: str = "paper",
+    dataset: str | None = None,
+    seeds: list[int] | None = None,
+    methods: list[str] | None = None,
+    epochs: int | None = None,
+    llm: LLMSettings | None = None,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate each method on each split seed; aggregate; table and chart on the parent run.
+
+    ``profile``: paper (ML-1M, 3 splits, 60 epochs) or quick; ``seeds``/``epochs``/``dataset``
+    override it. ``out_dir``: also keep table.csv, table.md and the chart there.
+    """
+    import mlflow
+
+    prof = get_profile(profile)
+    ds = dataset or prof.dataset
+    seeds = seeds or list(prof.seeds)
+    methods = [check_method(m) for m in (methods or default_methods())]
+    llm = LLMSettings.model_validate(llm or {})
+    cfg = prof.train.with_overrides(epochs=epochs)
+    settings = Settings.from_env()
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    tags = {"profile": profile, "flow": "experiment"}
+    with parent_run(settings, ds, f"experiment-{profile}", tags=tags) as parent_id:
+        mlflow.log_params({"profile": profile, "dataset": ds, "seeds": ",".join(map(str, seeds)),
+                           "methods": ",".join(methods), **{f"train_{k}": v for k, v in cfg.to_dict().items()}})
+        data = ingest_task(ds)
+        mlflow.log_param("dataset_checksum", data["checksum"])
+        for seed in seeds:
+            split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
+            augmented = augment_task(ds, seed, llm, parent_id) if any(map(needs_llm, methods)) else None
+            for method in methods:
+                extra = llm_tags(llm, augmented) if needs_llm(method) else None
+                run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=extra)
+                runs[method].append(evaluate_task(ds, seed, method, run_id, cfg.threshold))
+        summary = {}
+        for method, metrics in runs.items():
+            for name, (mean, std) in aggregate(metrics).items():
+                summary[f"{method}/{name}"] = {"mean": mean, "std": std}
+                mlflow.log_metric(f"{method}_{metric_key(name)}_mean", mean)
+                mlflow.log_metric(f"{method}_{metric_key(name)}_std", std)
+        mlflow.log_dict(summary, "summary.json")
+        table = report_task(ds, runs, parent_id, out_dir)
+    return {"parent_run_id": parent_id, "dataset": ds, "summary": summary, "table": table}
+
+
+if __name__ == "__main__":
+    print(experiment()["table"])

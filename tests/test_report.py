@@ -1,0 +1,45 @@
+"""The experiment flow's Table 1 output: mean/std CSV, paper-layout Markdown, bar chart."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pngnn.config import KS
+from pngnn.report import markdown_table, summary_frame, write_report
+
+
+def metrics(p: float, r: float) -> dict[str, float]:
+    return {f"{m}@{k}": v for k in KS for m, v in (("precision", p), ("recall", r), ("ndcg", (p + r) / 2))}
+
+
+RUNS = {"lightgcn": [metrics(0.20, 0.10), metrics(0.22, 0.14)], "pngnn": [metrics(0.30, 0.20)] * 3}
+
+
+def test_summary_is_mean_and_sample_std_over_splits():
+    frame = summary_frame(RUNS)
+    lgcn = frame.filter(pl.col("method") == "lightgcn").row(0, named=True)
+    assert lgcn["splits"] == 2
+    assert lgcn["precision@5_mean"] == pytest.approx(0.21)
+    assert lgcn["recall@20_std"] == pytest.approx(0.0282842712, rel=1e-6)  # sample std of 0.10, 0.14
+    png = frame.filter(pl.col("method") == "pngnn").row(0, named=True)
+    assert png["splits"] == 3 and png["recall@10_std"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_markdown_has_paper_layout_and_optional_paper_rows():
+    md = markdown_table(summary_frame(RUNS), paper=True)
+    lines = md.splitlines()
+    assert lines[0] == "| method | splits | P@5 | P@10 | P@15 | P@20 | R@5 | R@10 | R@15 | R@20 |"
+    assert "| lightgcn | 2 | 0.2100 ± 0.0141 |" in md
+    assert "| pngnn (paper) | 3 | 0.3164 |" in md
+    assert "(paper)" not in markdown_table(summary_frame(RUNS), paper=False)
+
+
+def test_write_report_files(tmp_path):
+    paths = write_report(RUNS, tmp_path / "out", "ml-100k test")
+    csv = pl.read_csv(paths["csv"])
+    assert csv["method"].to_list() == ["lightgcn", "pngnn"]
+    assert {"precision@20_mean", "recall@20_std", "ndcg@10_mean"} <= set(csv.columns)
+    assert paths["markdown"].read_text().startswith("# ml-100k test\n\n| method |")
+    png = paths["chart"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
