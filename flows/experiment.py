@@ -27,7 +27,7 @@ from pngnn.config import Settings, get_profile
 from pngnn.methods import METHODS, check_method
 from pngnn.metrics import aggregate
 from pngnn.tracking import metric_key, parent_run
-from tasks.augment import LLMSettings, augment_task, llm_tags
+from tasks.augment import LLMSettings, augment_task, llm_tags, pretrain_task
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 from tasks.report import report_task
@@ -77,7 +77,10 @@ def experiment(
         mlflow.log_param("dataset_checksum", data["checksum"])
         for seed in seeds:
             split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
-            augmented = augment_task(ds, seed, llm, parent_id) if any(map(needs_llm, methods)) else None
+            augmented = None
+            if any(map(needs_llm, methods)):
+                pretrain_task(ds, seed, llm)
+                augmented = augment_task(ds, seed, llm, parent_id)
             for method in methods:
                 extra = llm_tags(llm, augmented) if needs_llm(method) else None
                 run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=extra)

@@ -1,4 +1,8 @@
-"""The end-to-end pipeline: ingest -> split -> train -> evaluate, tracked in MLflow.
+"""The end-to-end pipeline: ingest -> split -> [augment -> merge] -> train -> evaluate, in MLflow.
+
+The LLM steps run when a method needs them (``llm-lightgcn``, ``llm-pngnn``): ``augment``
+proposes candidates with a LightGCN, asks the LLM about a seeded sample of users (answers
+cached in DuckDB, so a rerun asks nothing twice), ``merge`` turns the answers into edges.
 
 One parent MLflow run per flow run; one child run per (method, split) with params,
 per-epoch loss, the model, final metrics and plots. The parent gets the mean and std
@@ -14,11 +18,15 @@ from typing import Any
 from prefect import flow
 
 from pngnn.config import Settings, get_profile
-from pngnn.methods import check_method
+from pngnn.methods import NEEDS_AUGMENTATION, check_method
 from pngnn.metrics import aggregate
 from pngnn.tracking import metric_key, parent_run
+from tasks.augment import LLMSettings, augment_task, llm_tags, merge_task, pretrain_task
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
+
+# The main job: the baselines, PN-GNN, and PN-GNN on LLM-augmented graphs.
+DEFAULT_METHODS = ("mostpop", "lightgcn", "pngnn", "llm-pngnn")
 
 
 @flow(name="pipeline", log_prints=True)
@@ -28,14 +36,21 @@ def pipeline(
     seeds: list[int] | None = None,
     methods: list[str] | None = None,
     epochs: int | None = None,
+    llm: LLMSettings | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate ``methods`` on each split seed of a profile; returns metrics per method."""
+    """Train and evaluate ``methods`` on each split seed of a profile; returns metrics per method.
+
+    ``llm``: which OpenAI-compatible server and model augment the graph, and how many users
+    (default: the embedded SmolLM2 server, started and stopped by the augment step).
+    """
     import mlflow
 
     prof = get_profile(profile)
     ds = dataset or prof.dataset
     seeds = seeds or list(prof.seeds)
-    methods = [check_method(m) for m in (methods or ["mostpop", "lightgcn"])]
+    methods = [check_method(m) for m in (methods or list(DEFAULT_METHODS))]
+    llm = LLMSettings.model_validate(llm or {})
+    use_llm = any(m in NEEDS_AUGMENTATION for m in methods)
     cfg = prof.train.with_overrides(epochs=epochs)
     settings = Settings.from_env()
     results: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
@@ -44,10 +59,23 @@ def pipeline(
                            "methods": ",".join(methods)})
         data = ingest_task(ds)
         mlflow.log_param("dataset_checksum", data["checksum"])
+        if use_llm:
+            from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
+
+            mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
+                               "llm_users": llm.users, "prompt_version": PROMPT_VERSION})
+            mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
         for seed in seeds:
             split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
+            tags = None
+            if use_llm:
+                pretrain_task(ds, seed, llm)
+                counts = augment_task(ds, seed, llm, parent_id, merge=False)
+                counts.update(merge_task(ds, seed, counts["model"], parent_id))
+                tags = llm_tags(llm, counts)
             for method in methods:
-                run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id)
+                extra = tags if method in NEEDS_AUGMENTATION else None
+                run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=extra)
                 results[method].append(evaluate_task(ds, seed, method, run_id, cfg.threshold))
         summary = {}
         for method, runs in results.items():

@@ -22,7 +22,7 @@ from pngnn.config import Settings, get_profile
 from pngnn.methods import check_method
 from pngnn.registry import PROMOTION_METRIC
 from pngnn.tracking import parent_run
-from tasks.augment import LLMSettings, augment_task, llm_tags
+from tasks.augment import LLMSettings, augment_task, llm_tags, pretrain_task
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 from tasks.registry import promote_task
@@ -54,6 +54,7 @@ def reaugment(
                            "llm_users": llm.users if llm.users is not None else "all"})
         ingest_task(ds)
         split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
+        pretrain_task(ds, seed, llm)
         counts = augment_task(ds, seed, llm, parent_id)
         tags = llm_tags(llm, counts)
         mlflow.set_tags(tags)

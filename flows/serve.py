@@ -37,8 +37,9 @@ def deployments() -> list:
     tz = os.environ.get("PNGNN_TIMEZONE", "UTC")
     return [
         pipeline.to_deployment(
-            name="quick", tags=["pngnn"], parameters={"profile": "quick"},
-            description="ingest -> split -> train -> evaluate (quick profile, ML-100K), tracked in MLflow",
+            name="quick", tags=["pngnn"], parameters={"profile": "quick", "llm": {"users": 20}},
+            description="ingest -> split -> augment -> merge -> train -> evaluate (quick profile, ML-100K, "
+                        "20 users asked), tracked in MLflow",
         ),
         experiment.to_deployment(
             name="table1", tags=["pngnn"], parameters={"profile": "paper"},

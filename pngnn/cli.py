@@ -159,8 +159,12 @@ def run_cmd(
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
     method: Annotated[list[str] | None, typer.Option(help="Methods; default: mostpop and lightgcn.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
+    llm_users: Annotated[int, typer.Option(help="Users per split the LLM augments (0: all).")] = 20,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
+                                                     envvar="PNGNN_LLM_BASE_URL")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")] = None,
 ) -> None:
-    """The main job: the Prefect pipeline flow (ingest, split, train, evaluate) tracked in MLflow.
+    """The main job: the Prefect pipeline flow (ingest, split, augment, train, evaluate) tracked in MLflow.
 
     Uses Prefect's server at PREFECT_API_URL, or a local ephemeral one when unset, and the
     MLflow store at MLFLOW_TRACKING_URI (default: a sqlite file under pngnn-data/).
@@ -171,7 +175,10 @@ def run_cmd(
     from pngnn.results import to_markdown
 
     settings = Settings.from_env()
-    out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs)
+    llm: dict = {"users": llm_users or None, "base_url": llm_base_url}
+    if llm_model:
+        llm["model"] = llm_model
+    out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs, llm=llm)
     import polars as pl
 
     rows = {}

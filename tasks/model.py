@@ -11,6 +11,7 @@ from typing import Any
 from prefect import task
 
 from pngnn.config import Settings, TrainConfig
+from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.registry import model_name
 from pngnn.steps import evaluate_step, load_split_step, train_step
 from pngnn.tracking import epoch_logger, load_model, log_evaluation, log_training, run_params, run_tags, setup
@@ -29,7 +30,7 @@ def train_task(dataset: str, seed: int, method: str, config: dict[str, Any], pro
 
     settings = Settings.from_env()
     cfg = TrainConfig(**config)
-    split = load_split_step(settings, dataset, seed)
+    split = load_split_step(settings, dataset, seed, with_augmented=method in NEEDS_AUGMENTATION)
     setup(settings, dataset)
     with mlflow.start_run(run_name=f"{method}-seed{seed}", parent_run_id=parent_run_id, nested=True,
                           tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:

