@@ -23,11 +23,11 @@ from typing import Any
 
 from prefect import flow
 
+from flows.common import augment_split, log_summary
 from pngnn.config import Settings, get_profile
-from pngnn.methods import METHODS, check_method
-from pngnn.metrics import aggregate
-from pngnn.tracking import metric_key, parent_run
-from tasks.augment import LLMSettings, augment_task, llm_tags, pretrain_task
+from pngnn.methods import METHODS, NEEDS_AUGMENTATION, check_method
+from pngnn.tracking import parent_run
+from tasks.augment import LLMSettings
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 from tasks.report import report_task
@@ -41,7 +41,7 @@ def default_methods() -> list[str]:
 
 
 def needs_llm(method: str) -> bool:
-    return method.startswith("llm-")
+    return method in NEEDS_AUGMENTATION
 
 
 @flow(name="experiment", log_prints=True)
@@ -77,21 +77,12 @@ def experiment(
         mlflow.log_param("dataset_checksum", data["checksum"])
         for seed in seeds:
             split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
-            augmented = None
-            if any(map(needs_llm, methods)):
-                pretrain_task(ds, seed, llm)
-                augmented = augment_task(ds, seed, llm, parent_id)
+            tags = augment_split(ds, seed, llm, parent_id) if any(map(needs_llm, methods)) else None
             for method in methods:
-                extra = llm_tags(llm, augmented) if needs_llm(method) else None
+                extra = tags if needs_llm(method) else None
                 run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=extra)
                 runs[method].append(evaluate_task(ds, seed, method, run_id, cfg.threshold))
-        summary = {}
-        for method, metrics in runs.items():
-            for name, (mean, std) in aggregate(metrics).items():
-                summary[f"{method}/{name}"] = {"mean": mean, "std": std}
-                mlflow.log_metric(f"{method}_{metric_key(name)}_mean", mean)
-                mlflow.log_metric(f"{method}_{metric_key(name)}_std", std)
-        mlflow.log_dict(summary, "summary.json")
+        summary = log_summary(runs)
         table = report_task(ds, runs, parent_id, out_dir)
     return {"parent_run_id": parent_id, "dataset": ds, "summary": summary, "table": table}
 

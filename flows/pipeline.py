@@ -17,11 +17,11 @@ from typing import Any
 
 from prefect import flow
 
+from flows.common import augment_split, log_summary
 from pngnn.config import Settings, get_profile
 from pngnn.methods import NEEDS_AUGMENTATION, check_method
-from pngnn.metrics import aggregate
-from pngnn.tracking import metric_key, parent_run
-from tasks.augment import LLMSettings, augment_task, llm_tags, merge_task, pretrain_task
+from pngnn.tracking import parent_run
+from tasks.augment import LLMSettings
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 
@@ -67,23 +67,12 @@ def pipeline(
             mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
         for seed in seeds:
             split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
-            tags = None
-            if use_llm:
-                pretrain_task(ds, seed, llm)
-                counts = augment_task(ds, seed, llm, parent_id, merge=False)
-                counts.update(merge_task(ds, seed, counts["model"], parent_id))
-                tags = llm_tags(llm, counts)
+            tags = augment_split(ds, seed, llm, parent_id) if use_llm else None
             for method in methods:
                 extra = tags if method in NEEDS_AUGMENTATION else None
                 run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=extra)
                 results[method].append(evaluate_task(ds, seed, method, run_id, cfg.threshold))
-        summary = {}
-        for method, runs in results.items():
-            for name, (mean, std) in aggregate(runs).items():
-                summary[f"{method}/{name}"] = {"mean": mean, "std": std}
-                mlflow.log_metric(f"{method}_{metric_key(name)}_mean", mean)
-                mlflow.log_metric(f"{method}_{metric_key(name)}_std", std)
-        mlflow.log_dict(summary, "summary.json")
+        summary = log_summary(results)
     return {"parent_run_id": parent_id, "dataset": ds, "summary": summary}
 
 
