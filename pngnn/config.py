@@ -79,8 +79,8 @@ class TrainConfig:
         for name in ("dim", "layers", "batch_size", "epochs", "n_neg"):
             if getattr(self, name) < 1:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
-        if self.lr <= 0 or self.l2 < 0 or self.b <= 0:
-            raise PngnnError(f"lr ({self.lr}) and b ({self.b}) must be > 0 and l2 ({self.l2}) >= 0")
+        if self.lr <= 0 or self.l2 < 0 or self.b < 0:
+            raise PngnnError(f"lr ({self.lr}) must be > 0, b ({self.b}) and l2 ({self.l2}) >= 0")
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         unknown = set(overrides) - set(asdict(self))

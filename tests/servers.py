@@ -24,6 +24,9 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Flows in subprocesses train on ML-100K: one torch thread, so a busy second core cannot
+    # stall OpenMP threads waiting for each other (see tests/conftest.py).
+    "OMP_NUM_THREADS": "1",
 }
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -15,18 +13,6 @@ from pngnn.train import train_lightgcn
 pytestmark = pytest.mark.slow
 
 CFG = TrainConfig(epochs=15, batch_size=2048, n_neg=10, l2=0.05)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small sparse products gain nothing from a second thread, and when another process holds
-    a core, OpenMP threads waiting for each other make them many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_lightgcn_beats_most_popular(ml100k_split):
