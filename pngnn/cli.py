@@ -95,9 +95,11 @@ def train_cmd(
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON."""
+    from pngnn.methods import check_method
     from pngnn.results import write_result
     from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
 
+    check_method(method)
     prof = get_profile(profile)
     settings = Settings.from_env()
     ds = dataset or prof.dataset
@@ -108,8 +110,10 @@ def train_cmd(
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
         split = load_split_step(settings, ds, s)
         if track:
+            from pngnn.preflight import check_mlflow
             from pngnn.tracking import tracked_run
 
+            check_mlflow(settings.mlflow_uri)
             outcome = tracked_run(settings, split, method, cfg, profile=profile)
         else:
             outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty())
@@ -171,6 +175,10 @@ def run_cmd(
     """
     quiet_environment()
     get_profile(profile)
+    from pngnn.preflight import check_mlflow, check_prefect_api
+
+    check_prefect_api()
+    check_mlflow(Settings.from_env().mlflow_uri)
     from flows.pipeline import pipeline
     from pngnn.results import to_markdown
 
