@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pngnn import datasets
@@ -101,7 +100,3 @@ def train_evaluate_step(
     result = train_step(split, method, cfg, on_epoch, progress)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds)
-
-
-def default_results_dir() -> Path:
-    return Path("results")
