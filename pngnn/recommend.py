@@ -17,10 +17,10 @@ import torch
 
 from pngnn.config import Settings, check_dataset
 from pngnn.errors import PngnnError
-from pngnn.registry import ResolvedModel, registered_methods, resolve
+from pngnn.registry import PROMOTION_METRIC, ResolvedModel, client, registered_methods, resolve
 from pngnn.store import Store
 
-# Which registered model a plain `pngnn recommend` uses: the best method that exists.
+# Tie-break order when registered methods score the same.
 METHOD_PREFERENCE = ("llm-pngnn", "pngnn", "llm-lightgcn", "lightgcn", "mostpop")
 
 
@@ -41,13 +41,20 @@ class Recommendations:
 
 
 def pick_method(settings: Settings, dataset: str) -> str:
-    """The first method of ``METHOD_PREFERENCE`` with a registered model."""
+    """The registered method whose served version (production, else latest) has the highest
+    recall@20 on its test split; ties go by ``METHOD_PREFERENCE``. Measured, not assumed: on
+    ML-1M our LightGCN beats PN-GNN (README)."""
     available = registered_methods(settings, dataset)
-    for method in METHOD_PREFERENCE:
-        if method in available:
-            return method
     if available:
-        return available[0]
+        mlf = client(settings)
+
+        def score(method: str) -> tuple[float, int]:
+            run_id = resolve(settings, dataset, method).run_id
+            value = mlf.get_run(run_id).data.metrics.get(PROMOTION_METRIC, float("-inf"))
+            order = METHOD_PREFERENCE.index(method) if method in METHOD_PREFERENCE else len(METHOD_PREFERENCE)
+            return value, -order
+
+        return max(available, key=score)
     raise PngnnError(
         f"no registered pngnn-{dataset}-* model in {settings.mlflow_uri}; train one first "
         "(`pngnn run` or `prefect deployment run 'pipeline/quick'`)"

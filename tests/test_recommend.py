@@ -88,3 +88,23 @@ def test_recommend_without_registered_model_says_how_to_train(ml100k_db, tmp_pat
     settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(PngnnError, match="no registered pngnn-ml-100k-\\* model"):
         recommend(settings, user_id=1)
+
+
+def test_default_method_is_the_best_measured_not_a_fixed_order(tmp_path, ml100k_db, ml100k_split):
+    """pngnn recommend without --method serves the registered method with the best recall@20,
+    even when the preference order would pick another."""
+    import mlflow
+
+    from pngnn.recommend import pick_method
+    from pngnn.tracking import log_training, setup
+    from pngnn.train import TrainResult
+
+    settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    setup(settings, "ml-100k")
+    model = build_most_popular(ml100k_split, TrainConfig())
+    for method, recall in (("pngnn", 0.20), ("lightgcn", 0.25), ("mostpop", 0.10)):
+        with mlflow.start_run(tags={"method": method}):
+            log_training(TrainResult(model, [], 0, 0.0), method, "ml-100k", 1,
+                         registered_name=model_name("ml-100k", method))
+            mlflow.log_metric("recall_at_20", recall)
+    assert pick_method(settings, "ml-100k") == "lightgcn"
