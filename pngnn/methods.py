@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
 from pngnn.split import Interactions, SplitData
@@ -75,8 +73,4 @@ def seen_items(split: SplitData) -> Interactions:
 
     LLM edges are not masked: they are guesses about unrated items, and the merge step
     already dropped every edge that duplicates a rating of the split."""
-    return Interactions(
-        np.concatenate([split.train.users, split.valid.users]),
-        np.concatenate([split.train.items, split.valid.items]),
-        np.concatenate([split.train.ratings, split.valid.ratings]),
-    )
+    return split.train.concat(split.valid)

@@ -31,6 +31,15 @@ class Interactions:
     def select(self, mask: np.ndarray) -> Interactions:
         return Interactions(self.users[mask], self.items[mask], self.ratings[mask])
 
+    def concat(self, *others: Interactions) -> Interactions:
+        """These pairs followed by the others' (train + validation, train + LLM edges, ...)."""
+        parts = (self, *others)
+        return Interactions(
+            np.concatenate([p.users for p in parts]),
+            np.concatenate([p.items for p in parts]),
+            np.concatenate([p.ratings for p in parts]),
+        )
+
     def positive(self, threshold: float) -> Interactions:
         return self.select(self.ratings > threshold)
 
@@ -53,12 +62,7 @@ class SplitData:
     augmented: Interactions | None = None
 
     def with_augmented(self, positive: Interactions, negative: Interactions) -> SplitData:
-        merged = Interactions(
-            np.concatenate([positive.users, negative.users]),
-            np.concatenate([positive.items, negative.items]),
-            np.concatenate([positive.ratings, negative.ratings]),
-        )
-        return replace(self, augmented=merged)
+        return replace(self, augmented=positive.concat(negative))
 
 
 def draw_parts(n: int, seed: int, test_fraction: float, valid_fraction: float) -> np.ndarray:

@@ -87,11 +87,7 @@ def train_pngnn(
     seed_everything(cfg.seed)
     train = split.train
     if extra_ratings is not None and len(extra_ratings):
-        train = Interactions(
-            np.concatenate([train.users, extra_ratings.users]),
-            np.concatenate([train.items, extra_ratings.items]),
-            np.concatenate([train.ratings, extra_ratings.ratings]),
-        )
+        train = train.concat(extra_ratings)
     model = build_pngnn(split, cfg, train)
     features = {"positive": train.ratings > cfg.threshold}
     return fit(model, train, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
@@ -186,11 +182,7 @@ def train_lightgcn(
     seed_everything(cfg.seed)
     edges = lightgcn_edges(split, cfg)
     if extra_edges is not None and len(extra_edges):
-        edges = Interactions(
-            np.concatenate([edges.users, extra_edges.users]),
-            np.concatenate([edges.items, extra_edges.items]),
-            np.concatenate([edges.ratings, extra_edges.ratings]),
-        )
+        edges = edges.concat(extra_edges)
     model = build_lightgcn(split, cfg, edges)
     return fit(model, edges, split.train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
                progress=progress)
