@@ -81,13 +81,14 @@ def split_cmd(
 @app.command("train")
 @friendly
 def train_cmd(
-    method: Annotated[str, typer.Option(help="mostpop, lightgcn or pngnn")] = "lightgcn",
+    method: Annotated[str, typer.Option(help="mostpop, lightgcn, pngnn, llm-lightgcn or llm-pngnn "
+                                             "(the llm- ones need `pngnn augment` first)")] = "lightgcn",
     profile: Annotated[str, typer.Option(help="quick or paper")] = "quick",
     dataset: Annotated[str | None, typer.Option(help="Override the profile's dataset.")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
-    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren or sign")] = None,
+    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign or graded")] = None,
     b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
@@ -95,7 +96,7 @@ def train_cmd(
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON."""
-    from pngnn.methods import check_method
+    from pngnn.methods import NEEDS_AUGMENTATION, check_method
     from pngnn.results import write_result
     from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
 
@@ -108,7 +109,7 @@ def train_cmd(
     ingest_step(settings, ds)
     for s in seed or list(prof.seeds):
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
-        split = load_split_step(settings, ds, s)
+        split = load_split_step(settings, ds, s, with_augmented=method in NEEDS_AUGMENTATION)
         if track:
             from pngnn.preflight import check_mlflow
             from pngnn.tracking import tracked_run
@@ -121,6 +122,41 @@ def train_cmd(
         m = outcome.metrics
         typer.echo(f"{method} {ds} seed {s}: P@5 {m['precision@5']:.4f} P@20 {m['precision@20']:.4f} "
                    f"R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} ({outcome.train.seconds:.0f}s) -> {path}")
+
+
+@app.command("augment")
+@friendly
+def augment_cmd(
+    dataset: Annotated[str, typer.Option()] = "ml-1m",
+    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s).")] = None,
+    users: Annotated[int, typer.Option(help="Seeded sample of users per split (0: all users).")] = 600,
+    sample_seed: Annotated[int, typer.Option(help="Seed of the user sample (same users on every split).")] = 0,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
+                                                 envvar="PNGNN_LLM_BASE_URL")] = None,
+    model: Annotated[str, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")]
+    = "smollm2-135m-instruct",
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers).")] = None,
+    self_consistency: Annotated[bool, typer.Option(help="Ask in two candidate orders; keep agreeing answers.")]
+    = False,
+) -> None:
+    """Ask the LLM about a sample of users on each split and merge its answers as edges.
+
+    Cached and resumable: an interrupted run loses at most the requests in flight, and a
+    rerun asks only what is not cached. Then `pngnn train --method llm-pngnn` uses the edges.
+    """
+    from pngnn.augment import augment_step
+    from pngnn.steps import ingest_step, split_step
+
+    settings = Settings.from_env()
+    ingest_step(settings, dataset)
+    llm = {"concurrency": concurrency} if concurrency else {}
+    for s in seed or [1, 2, 3]:
+        split_step(settings, dataset, s)
+        out = augment_step(settings, dataset, s, model=model, base_url=base_url, users=users or None,
+                           sample_seed=sample_seed, self_consistency=self_consistency,
+                           progress=sys.stderr.isatty(), **llm)
+        typer.echo(f"{dataset} seed {s}: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()))
 
 
 @app.command("report")

@@ -43,6 +43,11 @@ class Settings:
         return cls()
 
 
+# The Dual-BPR readings (pngnn.losses): "graded" trains on positive pairs with a disliked
+# item of the same user; the others on every rated pair.
+DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one training run (LightGCN or PN-GNN)."""
@@ -60,7 +65,7 @@ class TrainConfig:
     # the feedback-aware coefficient b, and whether the attention module fuses the branches
     # (False: fixed 0.5/0.5, the ablation). Default = the best measured so far (README,
     # "PN-GNN ablation"): on ML-100K "siren" with b = 1 beat every b > 1 and every "ordered" run.
-    dual_bpr: Literal["ordered", "siren", "sign"] = "siren"
+    dual_bpr: Literal["ordered", "siren", "sign", "graded"] = "siren"
     b: float = 1.0
     attention: bool = True
     # Which ratings form the LightGCN graph: "positive" (r > threshold) or "all".
@@ -72,8 +77,10 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dual_bpr not in ("ordered", "siren", "sign"):
-            raise PngnnError(f"unknown Dual-BPR variant '{self.dual_bpr}'; choose ordered, siren or sign")
+        if self.dual_bpr not in DUAL_BPR_VARIANTS:
+            raise PngnnError(
+                f"unknown Dual-BPR variant '{self.dual_bpr}'; choose one of {', '.join(DUAL_BPR_VARIANTS)}"
+            )
         if self.lightgcn_graph not in ("positive", "all"):
             raise PngnnError(f"unknown LightGCN graph '{self.lightgcn_graph}'; choose positive or all")
         for name in ("dim", "layers", "batch_size", "epochs", "n_neg"):

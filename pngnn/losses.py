@@ -93,3 +93,27 @@ def dual_bpr_loss(
     else:
         raise ValueError(f"unknown Dual-BPR variant {variant!r}; use 'ordered', 'siren' or 'sign'")
     return F.softplus(-margin).mean()
+
+
+def graded_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, disliked_scores: torch.Tensor,
+                    has_disliked: torch.Tensor, b: float) -> torch.Tensor:
+    """Dual-BPR, ``"graded"`` reading: liked > unrated, and liked > disliked (weight b).
+
+    For a positive pair (u, i) with N unrated items j and one item k that u disliked
+    (rated at or below the threshold)::
+
+        L = mean_{(u,i), j} -ln sigmoid(y_ui - y_uj)  +  b * mean_{(u,i), k} -ln sigmoid(y_ui - y_uk)
+
+    Why: the readings that rank disliked items against *unrated* ones both hurt here.
+    Pushing them below unrated items ("ordered") teaches that what u watched is unlikely
+    to be watched, and counting them as positives ("siren", b = 1) teaches "watched", not
+    "liked" (see README, PN-GNN ablation). This reading never ranks k against j: the
+    negative feedback only orders items *within* what the user watched, which is exactly
+    where a liked test item competes with a disliked one. b >= 1 weights that feedback.
+    ``has_disliked`` [B] masks users without a disliked item.
+    """
+    loss = F.softplus(neg_scores - pos_scores.unsqueeze(1)).mean()
+    if b > 0 and bool(has_disliked.any()):
+        graded = F.softplus(disliked_scores - pos_scores)[has_disliked]
+        loss = loss + b * graded.mean()
+    return loss

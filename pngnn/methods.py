@@ -30,7 +30,7 @@ def _augmented(split: SplitData) -> Interactions:
     if split.augmented is None or not len(split.augmented):
         raise PngnnError(
             f"no LLM-augmented edges loaded for {split.dataset} split {split.seed}; run the augment step "
-            "(`pngnn run --method llm-pngnn` or the augment task) first"
+            "(`pngnn augment`, `pngnn run --method llm-pngnn` or the augment task) first"
         )
     return split.augmented
 

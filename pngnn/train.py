@@ -24,7 +24,7 @@ from pngnn.graph import normalized_adjacency
 from pngnn.models.base import GraphRecommender
 from pngnn.models.lightgcn import LightGCN, MostPopular
 from pngnn.models.pngnn import PNGNN
-from pngnn.sampling import NegativeSampler
+from pngnn.sampling import DislikedSampler, NegativeSampler
 from pngnn.split import Interactions, SplitData
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,13 @@ def train_pngnn(
     if extra_ratings is not None and len(extra_ratings):
         train = train.concat(extra_ratings)
     model = build_pngnn(split, cfg, train)
+    if cfg.dual_bpr == "graded":
+        # Positive pairs only; each epoch pairs every one with a fresh disliked item of its user.
+        pairs = train.positive(cfg.threshold)
+        dislikes = train.negative(cfg.threshold)
+        sampler = DislikedSampler(dislikes.users, dislikes.items, split.n_users, seed=cfg.seed)
+        return fit(model, pairs, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
+                   epoch_features=lambda: {"disliked": sampler.sample(pairs.users)}, progress=progress)
     features = {"positive": train.ratings > cfg.threshold}
     return fit(model, train, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
                pair_features=features, progress=progress)
@@ -111,8 +118,12 @@ def fit(
     on_epoch: EpochCallback | None = None,
     pair_features: dict[str, np.ndarray] | None = None,
     progress: bool = True,
+    epoch_features: Callable[[], dict[str, np.ndarray]] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``pairs`` with negatives never among ``rated`` (the user's train items)."""
+    """Train ``model`` on ``pairs`` with negatives never among ``rated`` (the user's train items).
+
+    ``pair_features``: fixed per-pair arrays passed to ``calculate_loss`` by name;
+    ``epoch_features``: the same, drawn afresh at the start of every epoch."""
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     sampler = NegativeSampler(rated.users, rated.items, n_users, n_items, cfg.neg_exponent, seed=cfg.seed)
@@ -131,6 +142,8 @@ def fit(
         model.train()
         neg_all = torch.from_numpy(sampler.sample(pairs.users, cfg.n_neg))
         perm = torch.from_numpy(rng.permutation(len(pairs)))
+        if epoch_features is not None:
+            feats_t.update({k: torch.from_numpy(v) for k, v in epoch_features().items()})
         total, parts_sum = 0.0, {}
         for b in tqdm(range(n_batches), desc=f"epoch {epoch}", leave=False, disable=not progress):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]

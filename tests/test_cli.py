@@ -56,3 +56,40 @@ def test_bad_arguments(tmp_path, args, needles):
 def test_missing_data_without_download(tmp_path):
     proc = run_cli(["ingest", "ml-100k", "--no-download"], tmp_path, PNGNN_DATA_DIR=str(tmp_path / "empty"))
     assert_one_line_error(proc, "is missing", "PNGNN_DATA_DIR")
+
+
+def test_augment_with_a_dead_llm_server_fails_before_training(tmp_path, ml100k_db_copy):
+    import duckdb
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    proc = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2", "--base-url", url],
+                   tmp_path, PNGNN_DB=str(ml100k_db_copy))
+    assert_one_line_error(proc, url, "unreachable", "PNGNN_LLM_BASE_URL")
+    con = duckdb.connect(str(ml100k_db_copy), read_only=True)
+    tables = {t for (t,) in con.sql("SHOW TABLES").fetchall()}
+    # No candidate LightGCN was trained and stored for a run that could not ask anything.
+    assert "llm_candidates" not in tables or con.sql("SELECT count(*) FROM llm_candidates").fetchall()[0][0] == 0
+
+
+def test_llm_method_without_augmented_edges_says_to_augment(tmp_path, ml100k_db_copy):
+    proc = run_cli(["train", "--method", "llm-lightgcn", "--dataset", "ml-100k", "--seed", "1", "--epochs", "1",
+                    "--results-dir", str(tmp_path / "results")], tmp_path, PNGNN_DB=str(ml100k_db_copy))
+    assert_one_line_error(proc, "no LLM-augmented edges", "pngnn augment")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_augment_then_train_on_llm_edges_from_the_command_line(tmp_path, ml100k_db_copy):
+    """The two commands README gives for the LLM rows, against the real embedded SmolLM2 server."""
+    pytest.importorskip("llama_cpp")
+    env = {"PNGNN_DB": str(ml100k_db_copy)}
+    proc = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2"], tmp_path, **env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ml-100k seed 1:" in proc.stdout and "users 2" in proc.stdout and "sent 2" in proc.stdout
+    again = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2"], tmp_path, **env)
+    assert again.returncode == 0 and "cached 2" in again.stdout and "sent 0" in again.stdout
+    results = tmp_path / "results"
+    proc = run_cli(["train", "--method", "llm-lightgcn", "--dataset", "ml-100k", "--seed", "1", "--epochs", "1",
+                    "--results-dir", str(results)], tmp_path, **env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (results / "ml-100k" / "llm-lightgcn" / "seed1.json").exists()

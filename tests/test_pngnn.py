@@ -11,7 +11,7 @@ import torch
 
 from pngnn.config import TrainConfig
 from pngnn.graph import normalized_adjacency
-from pngnn.losses import dual_bpr_loss
+from pngnn.losses import dual_bpr_loss, graded_bpr_loss
 from pngnn.models.pngnn import PNGNN, BranchAttention
 from pngnn.split import Interactions, SplitData
 from pngnn.steps import evaluate_step
@@ -101,6 +101,51 @@ def test_dual_bpr_variants_against_hand_computation():
     assert got.item() == pytest.approx(sum(sign_terms) / 6, rel=1e-6)
     with pytest.raises(ValueError, match="unknown Dual-BPR variant"):
         dual_bpr_loss(pos_scores, neg_scores, positive, b, "other")
+
+
+def test_graded_dual_bpr_against_hand_computation():
+    # User 0 liked A (y=2.0) and disliked k (y=2.5); user 1 liked B (y=0.5) and has no
+    # disliked item; user 2 liked C (y=-1.0) and disliked k' (y=-3.0). Two unrated items each.
+    pos_scores = torch.tensor([2.0, 0.5, -1.0])
+    neg_scores = torch.tensor([[1.0, -0.5], [0.0, 1.5], [0.2, -2.0]])
+    disliked_scores = torch.tensor([2.5, 99.0, -3.0])  # 99: masked, must not count
+    has = torch.tensor([True, False, True])
+    b = 2.0
+    unrated = [2.0 - 1.0, 2.0 + 0.5, 0.5 - 0.0, 0.5 - 1.5, -1.0 - 0.2, -1.0 + 2.0]
+    graded = [2.0 - 2.5, -1.0 + 3.0]
+    expected = sum(-math.log(sigmoid(m)) for m in unrated) / 6 + b * sum(-math.log(sigmoid(m)) for m in graded) / 2
+    got = graded_bpr_loss(pos_scores, neg_scores, disliked_scores, has, b)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # b = 0, or nobody with a disliked item: plain BPR.
+    plain = sum(-math.log(sigmoid(m)) for m in unrated) / 6
+    assert graded_bpr_loss(pos_scores, neg_scores, disliked_scores, has, 0.0).item() == pytest.approx(plain, rel=1e-6)
+    none = torch.zeros(3, dtype=torch.bool)
+    assert graded_bpr_loss(pos_scores, neg_scores, disliked_scores, none, b).item() == pytest.approx(plain, rel=1e-6)
+
+
+def test_graded_pngnn_trains_on_liked_pairs_with_a_disliked_item_of_the_same_user(monkeypatch):
+    split = tiny_split()
+    cfg = TrainConfig(dim=4, layers=2, epochs=2, batch_size=2, n_neg=1, dual_bpr="graded", b=2.0)
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    model = build_pngnn(split, cfg)
+    original = model.calculate_loss
+
+    def spy(users, pos, neg, disliked=None, **batch):
+        seen.append((users.numpy(), pos.numpy(), disliked.numpy()))
+        return original(users, pos, neg, disliked=disliked, **batch)
+
+    import pngnn.train as train_module
+
+    monkeypatch.setattr(train_module, "build_pngnn", lambda *a, **k: model)
+    monkeypatch.setattr(model, "calculate_loss", spy)
+    train_pngnn(split, cfg, progress=False)
+    users = np.concatenate([u for u, _, _ in seen])
+    items = np.concatenate([i for _, i, _ in seen])
+    disliked = np.concatenate([d for _, _, d in seen])
+    # Only the 4 positive ratings are pairs (twice: two epochs).
+    assert sorted(zip(users.tolist(), items.tolist(), strict=True)) == sorted([(0, 0), (0, 1), (1, 2), (2, 3)] * 2)
+    # The disliked item is one the same user rated <= 3.5: user 0 -> 2, user 1 -> 3, user 2 -> 0.
+    assert dict(zip(users.tolist(), disliked.tolist(), strict=True)) == {0: 2, 1: 3, 2: 0}
 
 
 def test_pngnn_gradients_reach_both_tables_and_attention():

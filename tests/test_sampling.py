@@ -135,3 +135,19 @@ def test_error_when_a_user_rated_every_item(lookup_path):
     # user 1 alone is fine
     neg = sampler.sample(np.array([1]), 3)
     assert not np.isin(neg, [0]).any()
+
+
+def test_disliked_sampler_draws_only_the_users_own_disliked_items_uniformly():
+    from pngnn.sampling import DislikedSampler
+
+    users = np.array([0, 0, 0, 2, 2])
+    items = np.array([5, 7, 9, 1, 3])
+    sampler = DislikedSampler(users, items, n_users=4, seed=0)
+    draws = sampler.sample(np.repeat(np.arange(4), 30_000))
+    by_user = draws.reshape(4, -1)
+    assert (by_user[1] == -1).all() and (by_user[3] == -1).all()  # no disliked item
+    assert set(np.unique(by_user[0])) == {5, 7, 9}
+    assert set(np.unique(by_user[2])) == {1, 3}
+    # Uniform among the user's items: each of user 0's three within 2% of 1/3.
+    freq = np.bincount(by_user[0], minlength=10)[[5, 7, 9]] / by_user.shape[1]
+    assert np.allclose(freq, 1 / 3, atol=0.02)

@@ -103,11 +103,14 @@ def start_local_server(
     model_path = model_path or smollm2_gguf()
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
-    threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+    # Half the cores, for generation *and* prompt processing: llama.cpp's batch threads
+    # default to every core, and on a 2-core machine shared with a training run that
+    # spin-waits (measured: ~9 s a request instead of ~3 s). PNGNN_LLM_THREADS overrides.
+    threads = n_threads or int(os.environ.get("PNGNN_LLM_THREADS") or 0) or max(1, (os.cpu_count() or 2) // 2)
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", model_alias,
         "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False", "--n_ctx", str(n_ctx),
-        "--n_threads", str(threads), "--verbose", "False",
+        "--n_threads", str(threads), "--n_threads_batch", str(threads), "--verbose", "False",
     ]
     out = log_path.open("w") if log_path is not None else subprocess.DEVNULL
     try:

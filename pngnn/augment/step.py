@@ -143,16 +143,18 @@ def augment_step(
     with Store(settings.db_path) as store:
         split = load_split(store, dataset, seed)
         lightgcn = None
-        if not _candidates_stored(store, dataset, seed, users, sample_seed):
-            from pngnn.train import train_lightgcn
-
-            cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
-            log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
-            lightgcn = train_lightgcn(split, cfg, progress=progress).model
         if base_url is None:
             client: Any = _LocalServerClient(model, settings.db_path.parent / "llama-server.log", **llm)
         else:
             client = LLMClient(LLMSettings.from_env(base_url=base_url, model=model, **llm))
+        if not _candidates_stored(store, dataset, seed, users, sample_seed):
+            from pngnn.train import train_lightgcn
+
+            if base_url is not None:
+                client.check()  # a fresh run will ask: fail on a dead server before training
+            cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
+            log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
+            lightgcn = train_lightgcn(split, cfg, progress=progress).model
         try:
             summary = augment(store, dataset, seed, lightgcn, client.settings, sample=users,
                               sample_seed=sample_seed, split=split, self_consistency=self_consistency,

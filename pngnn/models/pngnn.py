@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pngnn.graph import block_diagonal, propagate
-from pngnn.losses import dual_bpr_loss, l2_penalty, pair_scores
+from pngnn.losses import dual_bpr_loss, graded_bpr_loss, l2_penalty, pair_scores
 from pngnn.models.base import GraphRecommender
 
 
@@ -99,14 +99,28 @@ class PNGNN(GraphRecommender):
         return {"alpha_p_users_mean": float(users.mean()), "alpha_p_users_std": float(users.std()),
                 "alpha_p_items_mean": float(items.mean()), "alpha_p_items_std": float(items.std())}
 
-    def calculate_loss(self, users, pos, neg, positive=None, **batch):
+    def calculate_loss(self, users, pos, neg, positive=None, disliked=None, **batch):
+        """Dual-BPR + L2. ``positive`` [B] flags positive-graph pairs (every reading but
+        "graded", whose pairs are all positive); ``disliked`` [B] is a disliked item of
+        each pair's user or -1 (the "graded" reading)."""
         z, _ = self.fused()
         user_emb, item_emb = z[: self.n_users], z[self.n_users :]
-        _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
-        if positive is None:
-            positive = torch.ones_like(pos, dtype=torch.bool)
-        loss = dual_bpr_loss(pos_scores, neg_scores, positive, self.b, self.variant)
+        u, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
+        reg_items = neg
+        if self.variant == "graded":
+            if disliked is None:
+                raise ValueError("the graded Dual-BPR reading needs a 'disliked' item per pair (-1: none)")
+            has = disliked >= 0
+            k = disliked.clamp(min=0)
+            disliked_scores = (u * item_emb[k]).sum(-1)
+            loss = graded_bpr_loss(pos_scores, neg_scores, disliked_scores, has, self.b)
+            # k rows join the penalty; users without one repeat their liked item instead.
+            reg_items = torch.cat([neg, torch.where(has, k, pos).unsqueeze(1)], dim=1)
+        else:
+            if positive is None:
+                positive = torch.ones_like(pos, dtype=torch.bool)
+            loss = dual_bpr_loss(pos_scores, neg_scores, positive, self.b, self.variant)
         w = self.embedding.weight
-        items, negs = self.n_users + pos, self.n_users + neg
+        items, negs = self.n_users + pos, self.n_users + reg_items
         reg = l2_penalty(w[: self.n_nodes], users, items, negs) + l2_penalty(w[self.n_nodes :], users, items, negs)
         return loss + self.l2 * reg, {"dual_bpr": loss.detach(), "l2": reg.detach()}
