@@ -138,6 +138,9 @@ def augment_cmd(
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers).")] = None,
     self_consistency: Annotated[bool, typer.Option(help="Ask in two candidate orders; keep agreeing answers.")]
     = False,
+    results_dir: Annotated[Path, typer.Option(help="Counts and edge precision go to "
+                                                   "<dir>/augmentation/<dataset>/<model>/seed<N>.json.")]
+    = Path("results"),
 ) -> None:
     """Ask the LLM about a sample of users on each split and merge its answers as edges.
 
@@ -145,6 +148,7 @@ def augment_cmd(
     rerun asks only what is not cached. Then `pngnn train --method llm-pngnn` uses the edges.
     """
     from pngnn.augment import augment_step
+    from pngnn.results import write_augmentation
     from pngnn.steps import ingest_step, split_step
 
     settings = Settings.from_env()
@@ -155,8 +159,10 @@ def augment_cmd(
         out = augment_step(settings, dataset, s, model=model, base_url=base_url, users=users or None,
                            sample_seed=sample_seed, self_consistency=self_consistency,
                            progress=sys.stderr.isatty(), **llm)
+        path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s, "users_requested": users,
+                                                "sample_seed": sample_seed, "self_consistency": self_consistency})
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()))
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
 
 
 @app.command("report")

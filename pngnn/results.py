@@ -52,6 +52,19 @@ def write_result(results_dir: Path, record: dict[str, Any], tag: str = "") -> Pa
     return path
 
 
+def write_augmentation(results_dir: Path, record: dict[str, Any]) -> Path:
+    """One split's LLM augmentation (counts, edge precision and base rates) as JSON, under
+    ``augmentation/`` so the results table never mistakes it for a method."""
+    model = str(record.get("model", "llm")).replace("/", "_")
+    path = results_dir / "augmentation" / record["dataset"] / model / f"seed{record['seed']}.json"
+    record = {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path
+
+
 def load_results(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:
     """Records grouped by method folder name (method plus tag)."""
     out: dict[str, list[dict[str, Any]]] = {}

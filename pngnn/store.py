@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -34,6 +35,22 @@ def sql_statements(name: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(";") if s.strip())
 
 
+def connect(path: Path | str, read_only: bool = False, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file; while another process holds its lock, retry for ``wait_s``
+    seconds, then fail with a one-line error naming the fix."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if time.monotonic() >= deadline:
+                raise PngnnError(
+                    f"cannot open DuckDB file {path}: {str(exc).splitlines()[0]}; close the other process using "
+                    "it or point PNGNN_DB elsewhere"
+                ) from None
+            time.sleep(0.1)
+
+
 class Store:
     """A DuckDB file holding ratings, items, users, splits and (later) LLM data."""
 
@@ -41,18 +58,28 @@ class Store:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            raise PngnnError(
-                f"cannot open DuckDB file {path}: {str(exc).splitlines()[0]}; close the other process using "
-                "it or point PNGNN_DB elsewhere"
-            ) from None
+        self.read_only = read_only
+        self.con = connect(self.path if str(path) != ":memory:" else ":memory:", read_only)
         if not read_only:
             self.run("schema")
 
     def close(self) -> None:
         self.con.close()
+
+    @contextmanager
+    def released(self, wait_s: float = 600.0) -> Iterator[Path | None]:
+        """Close the connection for a long stretch that needs no database (an LLM batch),
+        so other processes (a training run) can open the file meanwhile; reconnect after,
+        waiting up to ``wait_s`` for the lock. Yields the file's path (None for an
+        in-memory store, which stays open)."""
+        if str(self.path) == ":memory:":
+            yield None
+            return
+        self.con.close()
+        try:
+            yield self.path
+        finally:
+            self.con = connect(self.path, self.read_only, wait_s)
 
     def __enter__(self) -> Store:
         return self

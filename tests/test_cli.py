@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -83,10 +84,15 @@ def test_augment_then_train_on_llm_edges_from_the_command_line(tmp_path, ml100k_
     """The two commands README gives for the LLM rows, against the real embedded SmolLM2 server."""
     pytest.importorskip("llama_cpp")
     env = {"PNGNN_DB": str(ml100k_db_copy)}
-    proc = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2"], tmp_path, **env)
+    proc = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2", "--results-dir",
+                    str(tmp_path / "results")], tmp_path, **env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ml-100k seed 1:" in proc.stdout and "users 2" in proc.stdout and "sent 2" in proc.stdout
-    again = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2"], tmp_path, **env)
+    written = tmp_path / "results" / "augmentation" / "ml-100k" / "smollm2-135m-instruct" / "seed1.json"
+    record = json.loads(written.read_text())
+    assert record["users"] == 2 and record["sent"] == 2 and record["positive_edges"] + record["dropped_rated"] >= 1
+    again = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2", "--results-dir",
+                     str(tmp_path / "results")], tmp_path, **env)
     assert again.returncode == 0 and "cached 2" in again.stdout and "sent 0" in again.stdout
     results = tmp_path / "results"
     proc = run_cli(["train", "--method", "llm-lightgcn", "--dataset", "ml-100k", "--seed", "1", "--epochs", "1",

@@ -3,25 +3,32 @@
 The key covers (model, prompt version, messages, sampling params) and nothing else: not
 the base_url (the same model behind another URL answers the same), not the API key
 (never stored), not the response_format form (a transport detail the client may change
-when a server rejects it). Each answer is written as soon as it arrives, in its own
-autocommitted statement, so a crash loses at most the requests in flight, and a rerun
-sends only what is missing.
+when a server rejects it). Each answer is written as soon as it arrives (within 0.25 s
+when a fast server answers faster than that), through a short-lived connection so other
+processes can use the database during a long batch: a crash loses at most the requests
+in flight and the last fraction of a second, and a rerun sends only what is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
-from pngnn.store import Store
+from pngnn.errors import PngnnError
+from pngnn.store import Store, connect
 
 # Statuses (see sql/llm.sql). 'unreachable' is always retried: it says the server was
 # down, not that the prompt is bad. 'invalid' and 'failed' are retried only on request.
 OK, INVALID, FAILED, UNREACHABLE = "ok", "invalid", "failed", "unreachable"
+log = logging.getLogger(__name__)
 FAILURES = (INVALID, FAILED, UNREACHABLE)
 
 
@@ -102,3 +109,57 @@ class LLMCache:
     def counts(self) -> dict[str, int]:
         """Rows per status over the whole table."""
         return dict(self.store.con.execute("SELECT status, count(*) FROM llm_cache GROUP BY status").fetchall())
+
+
+class DetachedCacheWriter:
+    """Writes answers into ``llm_cache`` through short-lived connections, so the DuckDB
+    file is free for other processes (a training run, a report) during a long batch.
+
+    An answer is written as it arrives unless the previous write was less than
+    ``max_delay_s`` ago (a fast server): then it waits for the next write, at most that
+    long in the normal case. When another process holds the file, answers stay buffered
+    and go with a later write; ``close`` writes what is left, waiting up to ``lock_wait_s``.
+    A crash therefore loses the requests in flight plus at most the answers of the last
+    ``max_delay_s`` (or of a stretch in which the file was locked by someone else).
+    """
+
+    def __init__(self, path: Path, max_delay_s: float = 0.25, lock_wait_s: float = 600.0) -> None:
+        self.path, self.max_delay_s, self.lock_wait_s = path, max_delay_s, lock_wait_s
+        self.buffer: list[CacheEntry] = []
+        self.last_write = float("-inf")
+        self.written = 0
+
+    def put(self, entry: CacheEntry) -> None:
+        self.buffer.append(entry)
+        if time.monotonic() - self.last_write >= self.max_delay_s:
+            self.flush(block=False)
+
+    def flush(self, block: bool = True) -> None:
+        if not self.buffer:
+            return
+        try:
+            con = connect(self.path, wait_s=self.lock_wait_s if block else 0.0)
+        except PngnnError:
+            if block:
+                raise PngnnError(
+                    f"{len(self.buffer)} LLM answers could not be written: {self.path} stayed locked by another "
+                    f"process for {self.lock_wait_s:.0f} s; close it and rerun (answers not written are asked again)"
+                ) from None
+            log.info("%s is locked by another process; %d answers wait for the next write", self.path,
+                     len(self.buffer))
+            return
+        try:
+            con.begin()
+            con.executemany(_INSERT, [e.__dict__ for e in self.buffer])
+            con.commit()
+        except duckdb.Error:
+            con.rollback()
+            raise
+        finally:
+            con.close()
+        self.written += len(self.buffer)
+        self.buffer.clear()
+        self.last_write = time.monotonic()
+
+    def close(self) -> None:
+        self.flush(block=True)

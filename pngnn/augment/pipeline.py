@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from pngnn.augment.cache import LLMCache, cache_key
+from pngnn.augment.cache import DetachedCacheWriter, LLMCache, cache_key
 from pngnn.augment.candidates import (
     DEFAULT_CANDIDATES,
     candidates_frame,
@@ -136,7 +136,15 @@ def augment(
         client = client or LLMClient(settings)
         try:
             client.check()
-            counts = client.run_batch(requests, cache.put, cached=cached, progress=progress)
+            # The batch needs no database: let other processes use the file meanwhile.
+            with store.released() as path:
+                writer = DetachedCacheWriter(path) if path is not None else None
+                try:
+                    counts = client.run_batch(requests, writer.put if writer else cache.put, cached=cached,
+                                              progress=progress)
+                finally:
+                    if writer is not None:
+                        writer.close()
             schema_mode = client.schema_mode
         finally:
             if own:

@@ -140,14 +140,18 @@ def augment_step(
         raise PngnnError(
             f"prompt version '{prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
         )
-    with Store(settings.db_path) as store:
-        split = load_split(store, dataset, seed)
+    if base_url is None:
+        client: Any = _LocalServerClient(model, settings.db_path.parent / "llama-server.log", **llm)
+    else:
+        client = LLMClient(LLMSettings.from_env(base_url=base_url, model=model, **llm))
+    # The database is closed while the candidate model trains and while the LLM answers
+    # (see ``augment``): a long augmentation does not lock other processes out of it.
+    try:
+        with Store(settings.db_path) as store:
+            split = load_split(store, dataset, seed)
+            stored = _candidates_stored(store, dataset, seed, users, sample_seed)
         lightgcn = None
-        if base_url is None:
-            client: Any = _LocalServerClient(model, settings.db_path.parent / "llama-server.log", **llm)
-        else:
-            client = LLMClient(LLMSettings.from_env(base_url=base_url, model=model, **llm))
-        if not _candidates_stored(store, dataset, seed, users, sample_seed):
+        if not stored:
             from pngnn.train import train_lightgcn
 
             if base_url is not None:
@@ -155,15 +159,15 @@ def augment_step(
             cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
             log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
             lightgcn = train_lightgcn(split, cfg, progress=progress).model
-        try:
+        with Store(settings.db_path) as store:
             summary = augment(store, dataset, seed, lightgcn, client.settings, sample=users,
                               sample_seed=sample_seed, split=split, self_consistency=self_consistency,
                               client=client, progress=progress)
-        finally:
-            client.close()
-        result: dict[str, Any] = summary.to_dict()
-        if merge:
-            result.update(merge_into_graph(store, dataset, seed, summary.model, run_id))
+            result: dict[str, Any] = summary.to_dict()
+            if merge:
+                result.update(merge_into_graph(store, dataset, seed, summary.model, run_id))
+    finally:
+        client.close()
     return result
 
 
