@@ -30,6 +30,10 @@ VARIANTS: list[tuple[str, dict]] = [
     ("pngnn", {"dual_bpr": "ordered", "b": 2.0}),
     ("pngnn", {"dual_bpr": "sign"}),
     ("pngnn", {"dual_bpr": "siren", "b": 1.0, "attention": False}),
+    ("pngnn", {"dual_bpr": "graded", "b": 0.0}),
+    ("pngnn", {"dual_bpr": "graded", "b": 1.0}),
+    ("pngnn", {"dual_bpr": "graded", "b": 2.0}),
+    ("pngnn", {"dual_bpr": "graded", "b": 4.0}),
 ]
 
 
@@ -39,13 +43,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pngnn_variants_ml-100k.json"))
+    parser.add_argument("--only", default=None,
+                        help="Run only the PN-GNN variants of this Dual-BPR reading and merge them into --out.")
     args = parser.parse_args()
     settings = Settings.from_env()
     ingest_step(settings, args.dataset)
     split_step(settings, args.dataset, args.seed)
     split = load_split_step(settings, args.dataset, args.seed)
+    variants = [(m, o) for m, o in VARIANTS if args.only is None or o.get("dual_bpr") == args.only]
     rows = []
-    for method, overrides in VARIANTS:
+    for method, overrides in variants:
         cfg = TrainConfig(epochs=args.epochs, batch_size=2048, n_neg=10, l2=0.05, **overrides)
         outcome = train_evaluate_step(split, method, cfg, progress=False)
         summary = getattr(outcome.train.model, "attention_summary", None)
@@ -55,6 +62,10 @@ def main() -> None:
         m = outcome.metrics
         print(f"{method} {overrides}: P@5 {m['precision@5']:.4f} P@10 {m['precision@10']:.4f} "
               f"P@20 {m['precision@20']:.4f} R@20 {m['recall@20']:.4f}", flush=True)
+    if args.only is not None and args.out.exists():  # keep the other variants' rows
+        ran = [(r["method"], r["overrides"]) for r in rows]
+        old = json.loads(args.out.read_text())["runs"]
+        rows = [r for r in old if (r["method"], r["overrides"]) not in ran] + rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset": args.dataset, "split_seed": args.seed, "epochs": args.epochs,
                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": rows}, indent=2))

@@ -54,12 +54,14 @@ def connect(path: Path | str, read_only: bool = False, wait_s: float = 0.0) -> d
 class Store:
     """A DuckDB file holding ratings, items, users, splits and (later) LLM data."""
 
-    def __init__(self, path: Path | str, read_only: bool = False) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False, wait_s: float = 10.0) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
-        self.con = connect(self.path if str(path) != ":memory:" else ":memory:", read_only)
+        # Another process may hold the file for a moment (an augmentation writing answers):
+        # wait a little before calling it locked.
+        self.con = connect(self.path if str(path) != ":memory:" else ":memory:", read_only, wait_s)
         if not read_only:
             self.run("schema")
 

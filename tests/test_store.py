@@ -192,3 +192,31 @@ def test_split_then_reingest_same_data_keeps_split(tmp_path, make_raw):
         create_split(store, "tiny", 3)
         assert ingest(store, raw).skipped
         assert count(store, "splits", "tiny") == 100
+
+
+def test_store_waits_for_a_short_lock_and_names_a_long_one(tmp_path):
+    """Another process writing for a moment (an augmentation's answer) only delays opening;
+    one that keeps the file gets the one-line error after the wait."""
+    import subprocess
+    import sys
+    import time
+
+
+    path = tmp_path / "shared.duckdb"
+    Store(path).close()
+    hold = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+            "time.sleep(float(sys.argv[2])); c.close()")
+    short = subprocess.Popen([sys.executable, "-c", hold, str(path), "1.0"], stdout=subprocess.PIPE, text=True)
+    assert short.stdout.readline().strip() == "ok"
+    t0 = time.monotonic()
+    with Store(path, wait_s=30):
+        pass
+    assert time.monotonic() - t0 < 25
+    short.wait()
+    long = subprocess.Popen([sys.executable, "-c", hold, str(path), "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert long.stdout.readline().strip() == "ok"
+        with pytest.raises(PngnnError, match=r"cannot open DuckDB file .*PNGNN_DB"):
+            Store(path, wait_s=0.5)
+    finally:
+        long.kill()
