@@ -172,12 +172,16 @@ def report_cmd(
     results_dir: Path = Path("results"),
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
-    from pngnn.results import results_table, to_markdown
+    from pngnn.results import augmentation_table, results_table, to_markdown
 
     table = results_table(results_dir, dataset)
     if table.is_empty():
         raise PngnnError(f"no results for {dataset} in {results_dir}; run `pngnn train` first")
     typer.echo(to_markdown(table))
+    edges = augmentation_table(results_dir, dataset)
+    if not edges.is_empty():
+        typer.echo("\nLLM edges (held-out hit rate of 'like'/'dislike' vs the candidates' base rate):\n")
+        typer.echo(to_markdown(edges))
 
 
 QUIET_DEFAULTS = {

@@ -94,6 +94,24 @@ def results_table(results_dir: Path, dataset: str, ks=KS, with_paper: bool = Tru
     return pl.DataFrame(rows)
 
 
+def augmentation_table(results_dir: Path, dataset: str) -> pl.DataFrame:
+    """One row per (LLM, split) from ``pngnn augment``'s JSON: users asked, usable answers,
+    edges, and how often 'like'/'dislike' hit a held-out like/dislike next to the base
+    rate of the candidates the LLM chose from (lift > 1: better than picking at random)."""
+    rows = []
+    for path in sorted((results_dir / "augmentation" / dataset).glob("*/seed*.json")):
+        r = json.loads(path.read_text())
+        row: dict[str, Any] = {"llm": r.get("model", path.parent.name), "split": r["seed"],
+                               "users": r.get("users"), "ok": r.get("ok"), "invalid": r.get("invalid"),
+                               "+edges": r.get("positive_edges"), "-edges": r.get("negative_edges")}
+        for kind in ("like", "dislike"):
+            for field in ("precision", "base_rate", "lift"):
+                v = r.get(f"{kind}_{field}")
+                row[f"{kind} {field.replace('_', ' ')}"] = f"{v:.3f}" if isinstance(v, float) else "-"
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
 def to_markdown(frame: pl.DataFrame) -> str:
     cols = frame.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -43,3 +43,22 @@ def test_write_report_files(tmp_path):
     assert paths["markdown"].read_text().startswith("# ml-100k test\n\n| method |")
     png = paths["chart"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_augmentation_table_reads_the_augment_records(tmp_path):
+    from pngnn.results import augmentation_table, write_augmentation
+
+    for seed, hit in ((1, 0.25), (2, 0.5)):
+        write_augmentation(tmp_path, {"dataset": "ml-1m", "seed": seed, "model": "org/tiny-llm", "users": 4,
+                                      "ok": 4, "invalid": 0, "positive_edges": 4, "negative_edges": 3,
+                                      "like_precision": hit, "like_base_rate": 0.25, "like_lift": hit / 0.25,
+                                      "dislike_precision": 0.1, "dislike_base_rate": 0.2, "dislike_lift": 0.5})
+    assert (tmp_path / "augmentation" / "ml-1m" / "org_tiny-llm" / "seed2.json").exists()
+    frame = augmentation_table(tmp_path, "ml-1m")
+    assert frame["split"].to_list() == [1, 2]
+    assert frame["like lift"].to_list() == ["1.000", "2.000"]
+    assert frame["llm"].to_list() == ["org/tiny-llm"] * 2
+    # Not a method: the results table never lists it.
+    from pngnn.results import results_table
+
+    assert results_table(tmp_path, "ml-1m").is_empty()
