@@ -45,11 +45,11 @@ def top_k_hits(
         ids = users[start : start + block]
         scores = score_fn(torch.from_numpy(ids)).float().clone()
         # Map the block's users to rows through gathered CSR slices (users may be any subset).
-        s_rows, s_cols = _gather_rows(seen_ptr, seen_cols, ids)
+        s_rows, s_cols = gather_rows(seen_ptr, seen_cols, ids)
         scores[s_rows, s_cols] = -torch.inf
         top = torch.topk(scores, k, dim=1).indices
         truth_block = torch.zeros_like(scores, dtype=torch.bool)
-        t_rows, t_cols = _gather_rows(true_ptr, true_cols, ids)
+        t_rows, t_cols = gather_rows(true_ptr, true_cols, ids)
         truth_block[t_rows, t_cols] = True
         tops.append(top.numpy())
         hits.append(truth_block.gather(1, top).numpy())
@@ -57,8 +57,11 @@ def top_k_hits(
     return np.concatenate(tops), np.concatenate(hits), n_relevant
 
 
-def _gather_rows(indptr: np.ndarray, cols: np.ndarray, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """CSR entries of the rows ``ids`` as (block row, column) index pairs, vectorised."""
+def gather_rows(indptr: np.ndarray, cols: np.ndarray, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR entries of the rows ``ids`` as (block row, column) index pairs, vectorised.
+
+    Public because masking a block of users' seen items is needed wherever a block is
+    ranked: evaluation and the LLM candidates."""
     starts, stops = indptr[ids], indptr[ids + 1]
     lengths = stops - starts
     rows = np.repeat(np.arange(len(ids)), lengths)

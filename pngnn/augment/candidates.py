@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from pngnn.errors import PngnnError
-from pngnn.evaluate import _gather_rows, csr_rows
+from pngnn.evaluate import csr_rows, gather_rows
 from pngnn.methods import seen_items
 from pngnn.models.base import GraphRecommender
 from pngnn.split import SplitData
@@ -86,7 +86,7 @@ def top_candidates(
     for start in range(0, len(user_idx), block):
         ids = user_idx[start : start + block]
         scores = model.full_sort_predict(torch.from_numpy(ids)).float().clone()
-        rows, items = _gather_rows(ptr, cols, ids)
+        rows, items = gather_rows(ptr, cols, ids)
         scores[rows, items] = -torch.inf
         top = torch.topk(scores, k, dim=1)
         items_out.append(top.indices.numpy())
