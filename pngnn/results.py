@@ -82,7 +82,8 @@ def results_table(results_dir: Path, dataset: str, ks=KS, with_paper: bool = Tru
         for k in ks:
             for m in ("precision", "recall"):
                 mean, std = agg[f"{m}@{k}"]
-                row[f"{m[0].upper()}@{k}"] = f"{mean:.4f} ± {std:.4f}"
+                # One split has no spread to show: a '± 0' would read as a measured zero.
+                row[f"{m[0].upper()}@{k}"] = f"{mean:.4f} ± {std:.4f}" if len(records) > 1 else f"{mean:.4f}"
         rows.append(row)
         if with_paper and method in PAPER:
             paper = {"method": f"{method} (paper)", "splits": 3}
@@ -102,7 +103,7 @@ def augmentation_table(results_dir: Path, dataset: str) -> pl.DataFrame:
     for path in sorted((results_dir / "augmentation" / dataset).glob("*/seed*.json")):
         r = json.loads(path.read_text())
         row: dict[str, Any] = {"llm": r.get("model", path.parent.name), "split": r["seed"],
-                               "users": r.get("users"), "ok": r.get("ok"), "invalid": r.get("invalid"),
+                               "users": r.get("users"), "answers": r.get("answers", r.get("ok")),
                                "+edges": r.get("positive_edges"), "-edges": r.get("negative_edges")}
         for kind in ("like", "dislike"):
             for field in ("precision", "base_rate", "lift"):

@@ -50,7 +50,7 @@ def test_augmentation_table_reads_the_augment_records(tmp_path):
 
     for seed, hit in ((1, 0.25), (2, 0.5)):
         write_augmentation(tmp_path, {"dataset": "ml-1m", "seed": seed, "model": "org/tiny-llm", "users": 4,
-                                      "ok": 4, "invalid": 0, "positive_edges": 4, "negative_edges": 3,
+                                      "answers": 4, "ok": 4, "invalid": 0, "positive_edges": 4, "negative_edges": 3,
                                       "like_precision": hit, "like_base_rate": 0.25, "like_lift": hit / 0.25,
                                       "dislike_precision": 0.1, "dislike_base_rate": 0.2, "dislike_lift": 0.5})
     assert (tmp_path / "augmentation" / "ml-1m" / "org_tiny-llm" / "seed2.json").exists()
@@ -62,3 +62,14 @@ def test_augmentation_table_reads_the_augment_records(tmp_path):
     from pngnn.results import results_table
 
     assert results_table(tmp_path, "ml-1m").is_empty()
+
+
+def test_results_table_shows_spread_only_when_there_is_one(tmp_path):
+    from pngnn.results import results_table, write_result
+
+    for seed, p in ((1, 0.30), (2, 0.32)):
+        write_result(tmp_path, {"dataset": "ml-1m", "method": "lightgcn", "seed": seed, "metrics": metrics(p, 0.1)})
+    write_result(tmp_path, {"dataset": "ml-1m", "method": "pngnn", "seed": 1, "metrics": metrics(0.29, 0.1)})
+    rows = {r["method"]: r for r in results_table(tmp_path, "ml-1m", with_paper=False).iter_rows(named=True)}
+    assert rows["lightgcn"]["P@5"] == "0.3100 ± 0.0141" and rows["lightgcn"]["splits"] == 2
+    assert rows["pngnn"]["P@5"] == "0.2900" and rows["pngnn"]["splits"] == 1

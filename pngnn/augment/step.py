@@ -180,6 +180,7 @@ def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: 
     if edges["positive"] or edges["negative"]:
         precision = edge_precision(store, dataset, seed, model, PROMPT_VERSION)
         result.update({k: v for k, v in precision.items() if k not in ("n_answers", "n_candidates")})
+        result["answers"] = int(precision["n_answers"])  # usable answers, cached or new
     return result
 
 
