@@ -44,10 +44,14 @@ def result_path(results_dir: Path, dataset: str, method: str, seed: int, tag: st
 def write_result(results_dir: Path, record: dict[str, Any], tag: str = "") -> Path:
     record = {**record, "commit": git_commit(), "machine": f"{platform.machine()} {platform.node()}",
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    path = result_path(results_dir, record["dataset"], record["method"], record["seed"], tag)
+    return _write_json(result_path(results_dir, record["dataset"], record["method"], record["seed"], tag), record)
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> Path:
+    """Write via a temporary file and rename: a crash never leaves half a result."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     tmp.replace(path)
     return path
 
@@ -57,12 +61,7 @@ def write_augmentation(results_dir: Path, record: dict[str, Any]) -> Path:
     ``augmentation/`` so the results table never mistakes it for a method."""
     model = str(record.get("model", "llm")).replace("/", "_")
     path = results_dir / "augmentation" / record["dataset"] / model / f"seed{record['seed']}.json"
-    record = {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return _write_json(path, {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def load_results(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:
