@@ -34,6 +34,9 @@ VARIANTS: list[tuple[str, dict]] = [
     ("pngnn", {"dual_bpr": "graded", "b": 1.0}),
     ("pngnn", {"dual_bpr": "graded", "b": 2.0}),
     ("pngnn", {"dual_bpr": "graded", "b": 4.0}),
+    ("pngnn", {"dual_bpr": "weighted", "b": 1.0}),
+    ("pngnn", {"dual_bpr": "weighted", "b": 2.0}),
+    ("pngnn", {"dual_bpr": "weighted", "b": 4.0}),
 ]
 
 

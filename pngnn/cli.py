@@ -88,7 +88,7 @@ def train_cmd(
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
-    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign or graded")] = None,
+    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign, graded or weighted")] = None,
     b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),

@@ -43,9 +43,10 @@ class Settings:
         return cls()
 
 
-# The Dual-BPR readings (pngnn.losses): "graded" trains on positive pairs with a disliked
-# item of the same user; the others on every rated pair.
-DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded")
+# The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
+# each with a disliked item of the same user; the others on every rated pair.
+DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded", "weighted")
+DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class TrainConfig:
     # the feedback-aware coefficient b, and whether the attention module fuses the branches
     # (False: fixed 0.5/0.5, the ablation). Default = the best measured so far (README,
     # "PN-GNN ablation"): on ML-100K "siren" with b = 1 beat every b > 1 and every "ordered" run.
-    dual_bpr: Literal["ordered", "siren", "sign", "graded"] = "siren"
+    dual_bpr: Literal["ordered", "siren", "sign", "graded", "weighted"] = "siren"
     b: float = 1.0
     attention: bool = True
     # Which ratings form the LightGCN graph: "positive" (r > threshold) or "all".
@@ -88,6 +89,8 @@ class TrainConfig:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
         if self.lr <= 0 or self.l2 < 0 or self.b < 0:
             raise PngnnError(f"lr ({self.lr}) must be > 0, b ({self.b}) and l2 ({self.l2}) >= 0")
+        if self.dual_bpr == "weighted" and self.b <= 0:
+            raise PngnnError(f"the weighted Dual-BPR reading weighs disliked items 1/b: b must be > 0, got {self.b}")
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         unknown = set(overrides) - set(asdict(self))

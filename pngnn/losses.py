@@ -117,3 +117,31 @@ def graded_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, disliked
         graded = F.softplus(disliked_scores - pos_scores)[has_disliked]
         loss = loss + b * graded.mean()
     return loss
+
+
+def weighted_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, disliked_scores: torch.Tensor,
+                      has_disliked: torch.Tensor, b: float) -> torch.Tensor:
+    """Dual-BPR, ``"weighted"`` reading: liked > unrated, and disliked > unrated with weight 1/b.
+
+    For a positive pair (u, i) with N unrated items j and one item k that u disliked
+    (rated at or below the threshold)::
+
+        L = mean_{(u,i), j} -ln sigmoid(y_ui - y_uj)  +  1/b * mean_{(u,k), j} -ln sigmoid(y_uk - y_uj)
+
+    Both graphs' triples are ranked with the fused embedding, and b > 1 is the
+    feedback-aware coefficient: a disliked item still says "u chose to watch this", so it
+    ranks above unseen items, but counts 1/b as much as a liked one. b = 1 treats
+    disliked and liked alike ("watched"); b -> infinity drops the negative graph's triples.
+    Why not the readings that push disliked items *down* (``ordered``, ``sign``,
+    ``graded``): on MovieLens those cost recall, because an item a user watched and rated
+    3 is evidence for what else that user will watch and like (README, PN-GNN ablation).
+    The j of each pair serve both terms (one [B, N] gather); ``has_disliked`` [B] masks
+    users without a disliked item.
+    """
+    if b <= 0:
+        raise ValueError(f"the weighted Dual-BPR reading needs b > 0 (disliked triples weigh 1/b), got {b}")
+    loss = F.softplus(neg_scores - pos_scores.unsqueeze(1)).mean()
+    if bool(has_disliked.any()):
+        watched = F.softplus(neg_scores - disliked_scores.unsqueeze(1))[has_disliked]
+        loss = loss + watched.mean() / b
+    return loss

@@ -95,7 +95,7 @@ class NegativeSampler:
 class DislikedSampler:
     """One disliked item k per (user) draw, uniformly among the user's negative-graph items.
 
-    The ``graded`` Dual-BPR reading compares a liked item with an item the *same* user
+    The ``graded`` and ``weighted`` Dual-BPR readings pair a liked item with an item the *same* user
     rated at or below the threshold; users without one get -1. Draws for a whole epoch
     come from one CSR lookup (no per-user Python loop).
     """

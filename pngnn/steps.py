@@ -57,7 +57,9 @@ class RunOutcome:
     eval_seconds: float
 
     def record(self) -> dict[str, Any]:
-        return {
+        """The results JSON; PN-GNN runs add where the attention put users and items."""
+        summary = getattr(self.train.model, "attention_summary", None)
+        record = {
             "dataset": self.dataset,
             "method": self.method,
             "seed": self.seed,
@@ -69,6 +71,9 @@ class RunOutcome:
             "eval_seconds": round(self.eval_seconds, 2),
             "loss_curve": [round(e.loss, 6) for e in self.train.history],
         }
+        if summary is not None:
+            record["attention"] = {k: round(v, 4) for k, v in summary().items()}
+        return record
 
 
 def train_step(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pngnn.config import TrainConfig
+from pngnn.config import DISLIKED_PAIR_VARIANTS, TrainConfig
 from pngnn.evaluate import evaluate
 from pngnn.graph import normalized_adjacency
 from pngnn.models.base import GraphRecommender
@@ -89,7 +89,7 @@ def train_pngnn(
     if extra_ratings is not None and len(extra_ratings):
         train = train.concat(extra_ratings)
     model = build_pngnn(split, cfg, train)
-    if cfg.dual_bpr == "graded":
+    if cfg.dual_bpr in DISLIKED_PAIR_VARIANTS:
         # Positive pairs only; each epoch pairs every one with a fresh disliked item of its user.
         pairs = train.positive(cfg.threshold)
         dislikes = train.negative(cfg.threshold)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from pngnn.config import TrainConfig
+from pngnn.errors import PngnnError
 from pngnn.graph import normalized_adjacency
-from pngnn.losses import dual_bpr_loss, graded_bpr_loss
+from pngnn.losses import dual_bpr_loss, graded_bpr_loss, weighted_bpr_loss
 from pngnn.models.pngnn import PNGNN, BranchAttention
 from pngnn.split import Interactions, SplitData
 from pngnn.steps import evaluate_step
@@ -123,9 +124,39 @@ def test_graded_dual_bpr_against_hand_computation():
     assert graded_bpr_loss(pos_scores, neg_scores, disliked_scores, none, b).item() == pytest.approx(plain, rel=1e-6)
 
 
-def test_graded_pngnn_trains_on_liked_pairs_with_a_disliked_item_of_the_same_user(monkeypatch):
+def test_weighted_dual_bpr_against_hand_computation():
+    # The graded case's users: 0 liked A (2.0), disliked k (2.5); 1 liked B (0.5), no
+    # disliked item; 2 liked C (-1.0), disliked k' (-3.0). Two unrated items each.
+    pos_scores = torch.tensor([2.0, 0.5, -1.0])
+    neg_scores = torch.tensor([[1.0, -0.5], [0.0, 1.5], [0.2, -2.0]])
+    disliked_scores = torch.tensor([2.5, 99.0, -3.0])  # 99: masked, must not count
+    has = torch.tensor([True, False, True])
+    b = 4.0
+    liked = [2.0 - 1.0, 2.0 + 0.5, 0.5 - 0.0, 0.5 - 1.5, -1.0 - 0.2, -1.0 + 2.0]
+    # Disliked k above the *same* unrated items: y_uk - y_uj.
+    watched = [2.5 - 1.0, 2.5 + 0.5, -3.0 - 0.2, -3.0 + 2.0]
+    expected = (sum(-math.log(sigmoid(m)) for m in liked) / 6
+                + sum(-math.log(sigmoid(m)) for m in watched) / 4 / b)
+    got = weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, has, b)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # Larger b: the disliked triples count less, down to plain BPR.
+    plain = sum(-math.log(sigmoid(m)) for m in liked) / 6
+    assert weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, has, 1e9).item() == pytest.approx(plain, rel=1e-6)
+    none = torch.zeros(3, dtype=torch.bool)
+    assert weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, none, b).item() == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(ValueError, match="b > 0"):
+        weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, has, 0.0)
+
+
+def test_weighted_reading_rejects_b_zero_with_the_fix():
+    with pytest.raises(PngnnError, match="weighs disliked items 1/b: b must be > 0"):
+        TrainConfig(dual_bpr="weighted", b=0.0)
+
+
+@pytest.mark.parametrize("variant", ["graded", "weighted"])
+def test_disliked_pair_readings_train_on_liked_pairs_with_a_disliked_item_of_the_same_user(monkeypatch, variant):
     split = tiny_split()
-    cfg = TrainConfig(dim=4, layers=2, epochs=2, batch_size=2, n_neg=1, dual_bpr="graded", b=2.0)
+    cfg = TrainConfig(dim=4, layers=2, epochs=2, batch_size=2, n_neg=1, dual_bpr=variant, b=2.0)
     seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     model = build_pngnn(split, cfg)
     original = model.calculate_loss
@@ -203,7 +234,6 @@ def test_normalized_adjacency_shared_with_lightgcn():
 
 
 def test_llm_methods_need_augmented_edges_and_use_them():
-    from pngnn.errors import PngnnError
     from pngnn.methods import train_method
 
     split = tiny_split()
@@ -221,3 +251,16 @@ def test_llm_methods_need_augmented_edges_and_use_them():
     lgcn = train_method("llm-lightgcn", augmented, cfg, progress=False).model
     assert lgcn.adj.to_dense()[1, 3 + 0] > 0
     assert lgcn.adj.to_dense()[2, 3 + 1] == 0  # dislikes never enter LightGCN's graph
+
+
+def test_results_record_carries_the_attention_summary_for_pngnn_only():
+    from pngnn.steps import RunOutcome
+
+    split = tiny_split()
+    cfg = TrainConfig(dim=4, layers=2, epochs=1, batch_size=4, n_neg=1)
+    pn = train_pngnn(split, cfg, progress=False)
+    record = RunOutcome("pngnn", "tiny", 1, {}, pn, cfg, 0.0).record()
+    assert record["attention"] == {k: round(v, 4) for k, v in pn.model.attention_summary().items()}
+    assert 0 <= record["attention"]["alpha_p_users_mean"] <= 1
+    light = train_lightgcn(split, cfg, progress=False)
+    assert "attention" not in RunOutcome("lightgcn", "tiny", 1, {}, light, cfg, 0.0).record()

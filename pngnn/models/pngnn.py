@@ -25,8 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pngnn.config import DISLIKED_PAIR_VARIANTS
 from pngnn.graph import block_diagonal, propagate
-from pngnn.losses import dual_bpr_loss, graded_bpr_loss, l2_penalty, pair_scores
+from pngnn.losses import dual_bpr_loss, graded_bpr_loss, l2_penalty, pair_scores, weighted_bpr_loss
 from pngnn.models.base import GraphRecommender
 
 
@@ -100,20 +101,21 @@ class PNGNN(GraphRecommender):
                 "alpha_p_items_mean": float(items.mean()), "alpha_p_items_std": float(items.std())}
 
     def calculate_loss(self, users, pos, neg, positive=None, disliked=None, **batch):
-        """Dual-BPR + L2. ``positive`` [B] flags positive-graph pairs (every reading but
-        "graded", whose pairs are all positive); ``disliked`` [B] is a disliked item of
-        each pair's user or -1 (the "graded" reading)."""
+        """Dual-BPR + L2. ``positive`` [B] flags positive-graph pairs (the readings that
+        train on every rated pair); ``disliked`` [B] is a disliked item of each pair's user
+        or -1 (the "graded" and "weighted" readings, whose pairs are all positive)."""
         z, _ = self.fused()
         user_emb, item_emb = z[: self.n_users], z[self.n_users :]
         u, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
         reg_items = neg
-        if self.variant == "graded":
+        if self.variant in DISLIKED_PAIR_VARIANTS:
             if disliked is None:
-                raise ValueError("the graded Dual-BPR reading needs a 'disliked' item per pair (-1: none)")
+                raise ValueError(f"the {self.variant} Dual-BPR reading needs a 'disliked' item per pair (-1: none)")
             has = disliked >= 0
             k = disliked.clamp(min=0)
             disliked_scores = (u * item_emb[k]).sum(-1)
-            loss = graded_bpr_loss(pos_scores, neg_scores, disliked_scores, has, self.b)
+            pick = graded_bpr_loss if self.variant == "graded" else weighted_bpr_loss
+            loss = pick(pos_scores, neg_scores, disliked_scores, has, self.b)
             # k rows join the penalty; users without one repeat their liked item instead.
             reg_items = torch.cat([neg, torch.where(has, k, pos).unsqueeze(1)], dim=1)
         else:
