@@ -104,43 +104,50 @@ def test_dual_bpr_variants_against_hand_computation():
         dual_bpr_loss(pos_scores, neg_scores, positive, b, "other")
 
 
-def test_graded_dual_bpr_against_hand_computation():
-    # User 0 liked A (y=2.0) and disliked k (y=2.5); user 1 liked B (y=0.5) and has no
-    # disliked item; user 2 liked C (y=-1.0) and disliked k' (y=-3.0). Two unrated items each.
+def liked_pairs_with_dislikes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y_ui [3], y_uj [3, 2], y_uk [3], has_k [3]) of three users, for the disliked-pair readings.
+
+    User 0 liked A (y=2.0) and disliked k (y=2.5); user 1 liked B (y=0.5) and has no
+    disliked item; user 2 liked C (y=-1.0) and disliked k' (y=-3.0). Two unrated items each.
+    """
     pos_scores = torch.tensor([2.0, 0.5, -1.0])
     neg_scores = torch.tensor([[1.0, -0.5], [0.0, 1.5], [0.2, -2.0]])
     disliked_scores = torch.tensor([2.5, 99.0, -3.0])  # 99: masked, must not count
     has = torch.tensor([True, False, True])
+    return pos_scores, neg_scores, disliked_scores, has
+
+
+# y_ui - y_uj of those three users' liked items against their unrated ones.
+LIKED_MARGINS = [2.0 - 1.0, 2.0 + 0.5, 0.5 - 0.0, 0.5 - 1.5, -1.0 - 0.2, -1.0 + 2.0]
+
+
+def mean_nll(margins: list[float]) -> float:
+    """mean -ln sigmoid(m): BPR by hand."""
+    return sum(-math.log(sigmoid(m)) for m in margins) / len(margins)
+
+
+def test_graded_dual_bpr_against_hand_computation():
+    pos_scores, neg_scores, disliked_scores, has = liked_pairs_with_dislikes()
     b = 2.0
-    unrated = [2.0 - 1.0, 2.0 + 0.5, 0.5 - 0.0, 0.5 - 1.5, -1.0 - 0.2, -1.0 + 2.0]
-    graded = [2.0 - 2.5, -1.0 + 3.0]
-    expected = sum(-math.log(sigmoid(m)) for m in unrated) / 6 + b * sum(-math.log(sigmoid(m)) for m in graded) / 2
+    graded = [2.0 - 2.5, -1.0 + 3.0]  # liked above the same user's disliked item
     got = graded_bpr_loss(pos_scores, neg_scores, disliked_scores, has, b)
-    assert got.item() == pytest.approx(expected, rel=1e-6)
+    assert got.item() == pytest.approx(mean_nll(LIKED_MARGINS) + b * mean_nll(graded), rel=1e-6)
     # b = 0, or nobody with a disliked item: plain BPR.
-    plain = sum(-math.log(sigmoid(m)) for m in unrated) / 6
+    plain = mean_nll(LIKED_MARGINS)
     assert graded_bpr_loss(pos_scores, neg_scores, disliked_scores, has, 0.0).item() == pytest.approx(plain, rel=1e-6)
     none = torch.zeros(3, dtype=torch.bool)
     assert graded_bpr_loss(pos_scores, neg_scores, disliked_scores, none, b).item() == pytest.approx(plain, rel=1e-6)
 
 
 def test_weighted_dual_bpr_against_hand_computation():
-    # The graded case's users: 0 liked A (2.0), disliked k (2.5); 1 liked B (0.5), no
-    # disliked item; 2 liked C (-1.0), disliked k' (-3.0). Two unrated items each.
-    pos_scores = torch.tensor([2.0, 0.5, -1.0])
-    neg_scores = torch.tensor([[1.0, -0.5], [0.0, 1.5], [0.2, -2.0]])
-    disliked_scores = torch.tensor([2.5, 99.0, -3.0])  # 99: masked, must not count
-    has = torch.tensor([True, False, True])
+    pos_scores, neg_scores, disliked_scores, has = liked_pairs_with_dislikes()
     b = 4.0
-    liked = [2.0 - 1.0, 2.0 + 0.5, 0.5 - 0.0, 0.5 - 1.5, -1.0 - 0.2, -1.0 + 2.0]
     # Disliked k above the *same* unrated items: y_uk - y_uj.
     watched = [2.5 - 1.0, 2.5 + 0.5, -3.0 - 0.2, -3.0 + 2.0]
-    expected = (sum(-math.log(sigmoid(m)) for m in liked) / 6
-                + sum(-math.log(sigmoid(m)) for m in watched) / 4 / b)
     got = weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, has, b)
-    assert got.item() == pytest.approx(expected, rel=1e-6)
+    assert got.item() == pytest.approx(mean_nll(LIKED_MARGINS) + mean_nll(watched) / b, rel=1e-6)
     # Larger b: the disliked triples count less, down to plain BPR.
-    plain = sum(-math.log(sigmoid(m)) for m in liked) / 6
+    plain = mean_nll(LIKED_MARGINS)
     assert weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, has, 1e9).item() == pytest.approx(plain, rel=1e-6)
     none = torch.zeros(3, dtype=torch.bool)
     assert weighted_bpr_loss(pos_scores, neg_scores, disliked_scores, none, b).item() == pytest.approx(plain, rel=1e-6)
