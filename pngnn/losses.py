@@ -112,7 +112,7 @@ def graded_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, disliked
     where a liked test item competes with a disliked one. b >= 1 weights that feedback.
     ``has_disliked`` [B] masks users without a disliked item.
     """
-    loss = F.softplus(neg_scores - pos_scores.unsqueeze(1)).mean()
+    loss = bpr_loss(pos_scores, neg_scores)
     if b > 0 and bool(has_disliked.any()):
         graded = F.softplus(disliked_scores - pos_scores)[has_disliked]
         loss = loss + b * graded.mean()
@@ -140,7 +140,7 @@ def weighted_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, dislik
     """
     if b <= 0:
         raise ValueError(f"the weighted Dual-BPR reading needs b > 0 (disliked triples weigh 1/b), got {b}")
-    loss = F.softplus(neg_scores - pos_scores.unsqueeze(1)).mean()
+    loss = bpr_loss(pos_scores, neg_scores)
     if bool(has_disliked.any()):
         watched = F.softplus(neg_scores - disliked_scores.unsqueeze(1))[has_disliked]
         loss = loss + watched.mean() / b
