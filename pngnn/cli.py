@@ -91,6 +91,8 @@ def train_cmd(
     dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign, graded or weighted")] = None,
     b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
+    pair_sampling: Annotated[str | None, typer.Option(help="edges (every pair once) or users (uniform user, "
+                                                           "then one of their pairs)")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
@@ -105,7 +107,7 @@ def train_cmd(
     settings = Settings.from_env()
     ds = dataset or prof.dataset
     cfg = prof.train.with_overrides(epochs=epochs, lightgcn_graph=lightgcn_graph, dual_bpr=dual_bpr, b=b,
-                                    attention=attention)
+                                    attention=attention, pair_sampling=pair_sampling)
     ingest_step(settings, ds)
     for s in seed or list(prof.seeds):
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)

@@ -47,6 +47,7 @@ class Settings:
 # each with a disliked item of the same user; the others on every rated pair.
 DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded", "weighted")
 DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
+PAIR_SAMPLINGS = ("edges", "users")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class TrainConfig:
     attention: bool = True
     # Which ratings form the LightGCN graph: "positive" (r > threshold) or "all".
     lightgcn_graph: Literal["positive", "all"] = "positive"
+    # How an epoch draws its training pairs (pngnn.sampling.epoch_pair_order): "users" (default)
+    # draws as many pairs as there are, each user equally likely, then one of the user's pairs:
+    # the sampler of LightGCN's reference code. "edges" visits every pair once in random order.
+    # On ML-1M split 1 "users" lifted R@20 by 4% for LightGCN and PN-GNN alike (README, "Results").
+    pair_sampling: Literal["edges", "users"] = "users"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
     # evaluations without improvement of recall@20 (0: train all epochs, report the last).
     eval_every: int = 0
@@ -84,6 +90,10 @@ class TrainConfig:
             )
         if self.lightgcn_graph not in ("positive", "all"):
             raise PngnnError(f"unknown LightGCN graph '{self.lightgcn_graph}'; choose positive or all")
+        if self.pair_sampling not in PAIR_SAMPLINGS:
+            raise PngnnError(
+                f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
+            )
         for name in ("dim", "layers", "batch_size", "epochs", "n_neg"):
             if getattr(self, name) < 1:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")

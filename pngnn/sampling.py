@@ -115,3 +115,26 @@ class DislikedSampler:
         out = np.full(len(users), -1, dtype=np.int64)
         out[has] = self.items[self.starts[users[has]] + offset[has]]
         return out
+
+
+def epoch_pair_order(pair_users: np.ndarray, n_users: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """Indices into the training pairs for one epoch (``len(pair_users)`` of them).
+
+    ``"edges"``: a random permutation, every pair once; a user weighs in proportion to how
+    many pairs they have, so heavy raters dominate the gradient. ``"users"``: each draw picks
+    a user uniformly among those with a pair, then one of that user's pairs uniformly (with
+    replacement), as LightGCN's and NGCF's reference samplers do; every user weighs the same,
+    which is what the per-user means of precision and recall reward.
+    """
+    n = len(pair_users)
+    if mode == "edges":
+        return rng.permutation(n)
+    if mode != "users":
+        raise PngnnError(f"unknown pair sampling '{mode}'; choose edges or users")
+    order = np.argsort(pair_users, kind="stable")
+    counts = np.bincount(pair_users, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    active = np.flatnonzero(counts)
+    users = active[rng.integers(0, len(active), size=n)]
+    offsets = np.floor(rng.random(n) * counts[users]).astype(np.int64)
+    return order[starts[users] + offsets]

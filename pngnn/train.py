@@ -24,7 +24,7 @@ from pngnn.graph import normalized_adjacency
 from pngnn.models.base import GraphRecommender
 from pngnn.models.lightgcn import LightGCN, MostPopular
 from pngnn.models.pngnn import PNGNN
-from pngnn.sampling import DislikedSampler, NegativeSampler
+from pngnn.sampling import DislikedSampler, NegativeSampler, epoch_pair_order
 from pngnn.split import Interactions, SplitData
 
 log = logging.getLogger(__name__)
@@ -140,15 +140,17 @@ def fit(
     for epoch in epochs:
         t0 = time.perf_counter()
         model.train()
-        neg_all = torch.from_numpy(sampler.sample(pairs.users, cfg.n_neg))
-        perm = torch.from_numpy(rng.permutation(len(pairs)))
+        order = epoch_pair_order(pairs.users, n_users, cfg.pair_sampling, rng)
+        neg_all = torch.from_numpy(sampler.sample(pairs.users[order], cfg.n_neg))
+        perm = torch.from_numpy(order)
         if epoch_features is not None:
             feats_t.update({k: torch.from_numpy(v) for k, v in epoch_features().items()})
         total, parts_sum = 0.0, {}
         for b in tqdm(range(n_batches), desc=f"epoch {epoch}", leave=False, disable=not progress):
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            rows = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+            idx = perm[rows]
             extra = {k: v[idx] for k, v in feats_t.items()}
-            loss, parts = model.calculate_loss(users_t[idx], items_t[idx], neg_all[idx].long(), **extra)
+            loss, parts = model.calculate_loss(users_t[idx], items_t[idx], neg_all[rows].long(), **extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -219,24 +219,25 @@ def test_save_load_round_trip_gives_identical_scores():
 
 
 @pytest.mark.slow
-def test_pngnn_on_ml100k_beats_lightgcn_at_the_top_of_the_list(ml100k_split):
-    """Trained the same short way (8 epochs), the default PN-GNN (weighted Dual-BPR, b = 4) must
-    beat LightGCN on P@5, clearly beat an untrained PN-GNN, and stay within 5% of LightGCN
-    further down the list; attention must not collapse to a constant.
+def test_pngnn_on_ml100k_beats_lightgcn_trained_the_same_short_way(ml100k_split):
+    """Trained the same short way (16 epochs, default user-balanced pairs), the default PN-GNN
+    (weighted Dual-BPR, b = 4) must beat LightGCN on P@5, P@10, R@10 and R@20, and clearly beat an
+    untrained PN-GNN; attention must not collapse to a constant.
 
-    Measured at 8 epochs, training seeds 0-2: P@5 +0.006 to +0.014 over LightGCN, P@10 and
-    R@20 within +-0.007 (the full-schedule comparison on ML-1M, every column, is in README).
+    Measured at 16 epochs, training seeds 0-2: P@5 +0.008 to +0.011 over LightGCN, P@10 +0.001 to
+    +0.005, R@10 +0.001 to +0.008, R@20 +0.002 to +0.007 (seed 0, used here: +0.011, +0.005,
+    +0.008, +0.007). At 8 epochs the two are within +-0.005 and either can win, so the test trains
+    16. The full-schedule comparison on ML-1M, every column, is in README.
     """
-    cfg = TrainConfig(epochs=8, batch_size=2048, n_neg=10, l2=0.05)
+    cfg = TrainConfig(epochs=16, batch_size=2048, n_neg=10, l2=0.05)
     untrained = build_pngnn(ml100k_split, cfg)
     base, _ = evaluate_step(untrained, ml100k_split, cfg.threshold)
     result = train_pngnn(ml100k_split, cfg, progress=False)
     metrics, _ = evaluate_step(result.model, ml100k_split, cfg.threshold)
     lightgcn, _ = evaluate_step(train_lightgcn(ml100k_split, cfg, progress=False).model, ml100k_split, 3.5)
-    assert metrics["precision@5"] > lightgcn["precision@5"]
     assert metrics["precision@10"] > base["precision@10"] + 0.05
-    for key in ("precision@10", "recall@10", "recall@20"):
-        assert metrics[key] > 0.95 * lightgcn[key], key
+    for key in ("precision@5", "precision@10", "recall@10", "recall@20"):
+        assert metrics[key] > lightgcn[key], key
     summary = result.model.attention_summary()
     assert 0 < summary["alpha_p_users_mean"] < 1 and summary["alpha_p_items_std"] > 0
     assert result.history[-1].loss < result.history[0].loss
@@ -283,3 +284,34 @@ def test_results_record_carries_the_attention_summary_for_pngnn_only():
     assert 0 <= record["attention"]["alpha_p_users_mean"] <= 1
     light = train_lightgcn(split, cfg, progress=False)
     assert "attention" not in RunOutcome("lightgcn", "tiny", 1, {}, light, cfg, 0.0).record()
+
+
+def test_user_pair_sampling_feeds_training_as_many_pairs_drawn_per_user(monkeypatch):
+    """``pair_sampling="users"``: an epoch still has one draw per pair, negatives line up with them."""
+    split = tiny_split()
+    cfg = TrainConfig(dim=4, layers=2, epochs=100, batch_size=4, n_neg=2, pair_sampling="users")
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    model = build_pngnn(split, cfg)
+    original = model.calculate_loss
+
+    def spy(users, pos, neg, **batch):
+        seen.append((users.numpy(), pos.numpy(), neg.numpy()))
+        return original(users, pos, neg, **batch)
+
+    import pngnn.train as train_module
+
+    monkeypatch.setattr(train_module, "build_pngnn", lambda *a, **k: model)
+    monkeypatch.setattr(model, "calculate_loss", spy)
+    train_pngnn(split, cfg, progress=False)
+    users = np.concatenate([u for u, _, _ in seen])
+    items = np.concatenate([i for _, i, _ in seen])
+    negs = np.concatenate([n for _, _, n in seen])
+    assert len(users) == 100 * 4  # 4 liked pairs per epoch, drawn with replacement
+    liked = {(0, 0), (0, 1), (1, 2), (2, 3)}
+    assert set(zip(users.tolist(), items.tolist(), strict=True)) <= liked
+    # users 1 and 2 have one liked pair, user 0 two: by users each gets ~1/3 (by edges user 0 would get 1/2).
+    share = np.bincount(users, minlength=3) / len(users)
+    assert np.allclose(share, 1 / 3, atol=0.08), share
+    # Each row's negatives are unrated by that row's user (so they were drawn for the right user).
+    rated = set(zip(split.train.users.tolist(), split.train.items.tolist(), strict=True))
+    assert not any((u, j) in rated for u, row in zip(users.tolist(), negs.tolist(), strict=True) for j in row)

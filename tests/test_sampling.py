@@ -151,3 +151,38 @@ def test_disliked_sampler_draws_only_the_users_own_disliked_items_uniformly():
     # Uniform among the user's items: each of user 0's three within 2% of 1/3.
     freq = np.bincount(by_user[0], minlength=10)[[5, 7, 9]] / by_user.shape[1]
     assert np.allclose(freq, 1 / 3, atol=0.02)
+
+
+def test_edge_order_visits_every_pair_once():
+    from pngnn.sampling import epoch_pair_order
+
+    users = np.array([0, 0, 0, 0, 1, 2, 2])
+    order = epoch_pair_order(users, 3, "edges", np.random.default_rng(0))
+    assert sorted(order.tolist()) == list(range(7))
+
+
+def test_user_order_weighs_every_user_alike_and_their_pairs_alike():
+    from pngnn.sampling import epoch_pair_order
+
+    # User 0 has 6 pairs, user 1 one, user 2 none, user 3 three (pairs are not sorted by user).
+    users = np.array([3, 0, 0, 1, 0, 3, 0, 0, 3, 0])
+    rng = np.random.default_rng(0)
+    order = np.concatenate([epoch_pair_order(users, 4, "users", rng) for _ in range(6_000)])
+    assert order.min() >= 0 and order.max() < len(users)
+    # Each user with a pair is drawn a third of the time, whatever their pair count (edges: 6/10, 1/10, 3/10).
+    per_user = np.bincount(users[order], minlength=4)
+    assert per_user[2] == 0
+    assert chisquare(per_user[[0, 1, 3]]).pvalue > 1e-3
+    # Within a user, the pairs are equally likely: user 0's six pairs each get 1/6 of user 0's draws.
+    of_user0 = np.bincount(order[users[order] == 0], minlength=len(users))[users == 0]
+    assert chisquare(of_user0).pvalue > 1e-3
+
+
+def test_unknown_pair_sampling_is_rejected_with_the_choices():
+    from pngnn.config import TrainConfig
+    from pngnn.sampling import epoch_pair_order
+
+    with pytest.raises(PngnnError, match="edges or users"):
+        epoch_pair_order(np.array([0]), 1, "items", np.random.default_rng(0))
+    with pytest.raises(PngnnError, match="choose one of edges, users"):
+        TrainConfig(pair_sampling="items")
