@@ -163,7 +163,8 @@ def test_weighted_reading_rejects_b_zero_with_the_fix():
 @pytest.mark.parametrize("variant", ["graded", "weighted"])
 def test_disliked_pair_readings_train_on_liked_pairs_with_a_disliked_item_of_the_same_user(monkeypatch, variant):
     split = tiny_split()
-    cfg = TrainConfig(dim=4, layers=2, epochs=2, batch_size=2, n_neg=1, dual_bpr=variant, b=2.0)
+    # "edges": every liked pair exactly once an epoch, so the pairs seen can be listed.
+    cfg = TrainConfig(dim=4, layers=2, epochs=2, batch_size=2, n_neg=1, dual_bpr=variant, b=2.0, pair_sampling="edges")
     seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     model = build_pngnn(split, cfg)
     original = model.calculate_loss
