@@ -26,7 +26,7 @@ from pngnn.config import Settings, get_profile
 from pngnn.graph import propagate, propagate_autograd
 from pngnn.split import SplitData
 from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
-from pngnn.train import build_lightgcn, build_pngnn, fit, lightgcn_edges
+from pngnn.train import PairPlan, build_lightgcn, build_pngnn, fit, lightgcn_edges, pngnn_pair_plan
 
 
 def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
@@ -41,14 +41,14 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
 
 def bench_method(method: str, split: SplitData, epochs: int, device: torch.device) -> dict:
     cfg = get_profile("paper").train.with_overrides(epochs=epochs)
+    plan = PairPlan(lightgcn_edges(split, cfg))
     if method == "lightgcn":
         model = build_lightgcn(split, cfg)
-        pairs = lightgcn_edges(split, cfg)
-        features = None
     else:
+        # The default Dual-BPR reading's pairs, exactly as `pngnn train` draws them.
         model = build_pngnn(split, cfg)
-        pairs = split.train
-        features = {"positive": split.train.ratings > cfg.threshold}
+        plan = pngnn_pair_plan(split.train, split.n_users, cfg)
+    pairs = plan.pairs
     model = model.to(device)
     model.adj = model.adj.to(device)
     adj, emb = model.adj, model.embedding.weight
@@ -71,15 +71,17 @@ def bench_method(method: str, split: SplitData, epochs: int, device: torch.devic
     prop_custom = timed(custom, 10)
     prop_builtin = timed(builtin, 5)
     epoch_times: list[float] = []
-    fit(model, pairs, split.train, split.n_users, split.n_items, cfg, pair_features=features,
-        on_epoch=lambda e: epoch_times.append(e.seconds), progress=False)
+    fit(model, pairs, split.train, split.n_users, split.n_items, cfg, pair_features=plan.pair_features,
+        epoch_features=plan.epoch_features, on_epoch=lambda e: epoch_times.append(e.seconds), progress=False)
     n_batches = -(-len(pairs) // cfg.batch_size)
     products_per_epoch = n_batches * 2 * cfg.layers
     _, eval_seconds = evaluate_step(model, split, cfg.threshold)
     bound = products_per_epoch * product["median_ms"] / 1000
     return {
         "graph": {"nodes": adj.shape[0], "nnz": int(adj.values().numel()), "train_pairs": len(pairs)},
-        "settings": {"dim": cfg.dim, "layers": cfg.layers, "batch_size": cfg.batch_size, "n_neg": cfg.n_neg},
+        "settings": {"dim": cfg.dim, "layers": cfg.layers, "batch_size": cfg.batch_size, "n_neg": cfg.n_neg,
+                     "pair_sampling": cfg.pair_sampling,
+                     **({"dual_bpr": cfg.dual_bpr, "b": cfg.b} if method == "pngnn" else {})},
         "sparse_product_ms": product["median_ms"],
         "propagation_fwd_bwd_custom_ms": prop_custom["median_ms"],
         "propagation_fwd_bwd_builtin_ms": prop_builtin["median_ms"],

@@ -76,6 +76,28 @@ def build_pngnn(split: SplitData, cfg: TrainConfig, train: Interactions | None =
                  b=cfg.b, variant=cfg.dual_bpr, attention=cfg.attention)
 
 
+@dataclass
+class PairPlan:
+    """What an epoch of PN-GNN trains on: the pairs, fixed per-pair features, per-epoch features."""
+
+    pairs: Interactions
+    pair_features: dict[str, np.ndarray] | None = None
+    epoch_features: Callable[[], dict[str, np.ndarray]] | None = None
+
+
+def pngnn_pair_plan(train: Interactions, n_users: int, cfg: TrainConfig) -> PairPlan:
+    """The training pairs of the configured Dual-BPR reading (shared by training and benchmarks).
+
+    ``graded``/``weighted``: the liked pairs, each epoch paired with a fresh disliked item of the
+    same user; the other readings: every rated pair, flagged positive or not."""
+    if cfg.dual_bpr in DISLIKED_PAIR_VARIANTS:
+        pairs = train.positive(cfg.threshold)
+        dislikes = train.negative(cfg.threshold)
+        sampler = DislikedSampler(dislikes.users, dislikes.items, n_users, seed=cfg.seed)
+        return PairPlan(pairs, epoch_features=lambda: {"disliked": sampler.sample(pairs.users)})
+    return PairPlan(train, pair_features={"positive": train.ratings > cfg.threshold})
+
+
 def train_pngnn(
     split: SplitData,
     cfg: TrainConfig,
@@ -89,16 +111,9 @@ def train_pngnn(
     if extra_ratings is not None and len(extra_ratings):
         train = train.concat(extra_ratings)
     model = build_pngnn(split, cfg, train)
-    if cfg.dual_bpr in DISLIKED_PAIR_VARIANTS:
-        # Positive pairs only; each epoch pairs every one with a fresh disliked item of its user.
-        pairs = train.positive(cfg.threshold)
-        dislikes = train.negative(cfg.threshold)
-        sampler = DislikedSampler(dislikes.users, dislikes.items, split.n_users, seed=cfg.seed)
-        return fit(model, pairs, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
-                   epoch_features=lambda: {"disliked": sampler.sample(pairs.users)}, progress=progress)
-    features = {"positive": train.ratings > cfg.threshold}
-    return fit(model, train, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
-               pair_features=features, progress=progress)
+    plan = pngnn_pair_plan(train, split.n_users, cfg)
+    return fit(model, plan.pairs, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
+               pair_features=plan.pair_features, epoch_features=plan.epoch_features, progress=progress)
 
 
 def build_most_popular(split: SplitData, cfg: TrainConfig) -> MostPopular:
