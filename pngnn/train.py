@@ -1,7 +1,8 @@
 """Training loop shared by every graph model.
 
-One epoch = every training pair once, in a fresh random order, each with ``n_neg``
-negatives drawn for the whole epoch in one vectorised call. The model propagates the
+One epoch = as many draws as there are training pairs (``pair_sampling``: by default each
+user equally likely, then one of their pairs; or every pair once in a fresh random order),
+each with ``n_neg`` negatives drawn for the whole epoch in one vectorised call. The model propagates the
 full graph on every batch (that is the method: the batch's loss depends on all
 embeddings through A_hat). Early stopping, when asked for, looks only at the
 validation part carved from train, never at test.
