@@ -29,6 +29,26 @@ def tiny_split() -> SplitData:
     return SplitData("tiny", 1, 3, 4, train, empty, empty)
 
 
+def train_and_record_batches(monkeypatch, split: SplitData, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
+    """Train PN-GNN on ``split`` and return what every batch fed the loss, concatenated:
+    (users, liked items, negatives [rows, n_neg], disliked items or -1)."""
+    import pngnn.train as train_module
+
+    seen: list[tuple[np.ndarray, ...]] = []
+    model = build_pngnn(split, cfg)
+    original = model.calculate_loss
+
+    def spy(users, pos, neg, disliked=None, **batch):
+        none = torch.full_like(users, -1)
+        seen.append((users.numpy(), pos.numpy(), neg.numpy(), (none if disliked is None else disliked).numpy()))
+        return original(users, pos, neg, disliked=disliked, **batch)
+
+    monkeypatch.setattr(train_module, "build_pngnn", lambda *a, **k: model)
+    monkeypatch.setattr(model, "calculate_loss", spy)
+    train_pngnn(split, cfg, progress=False)
+    return tuple(np.concatenate([batch[i] for batch in seen]) for i in range(4))
+
+
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
@@ -165,22 +185,7 @@ def test_disliked_pair_readings_train_on_liked_pairs_with_a_disliked_item_of_the
     split = tiny_split()
     # "edges": every liked pair exactly once an epoch, so the pairs seen can be listed.
     cfg = TrainConfig(dim=4, layers=2, epochs=2, batch_size=2, n_neg=1, dual_bpr=variant, b=2.0, pair_sampling="edges")
-    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    model = build_pngnn(split, cfg)
-    original = model.calculate_loss
-
-    def spy(users, pos, neg, disliked=None, **batch):
-        seen.append((users.numpy(), pos.numpy(), disliked.numpy()))
-        return original(users, pos, neg, disliked=disliked, **batch)
-
-    import pngnn.train as train_module
-
-    monkeypatch.setattr(train_module, "build_pngnn", lambda *a, **k: model)
-    monkeypatch.setattr(model, "calculate_loss", spy)
-    train_pngnn(split, cfg, progress=False)
-    users = np.concatenate([u for u, _, _ in seen])
-    items = np.concatenate([i for _, i, _ in seen])
-    disliked = np.concatenate([d for _, _, d in seen])
+    users, items, _, disliked = train_and_record_batches(monkeypatch, split, cfg)
     # Only the 4 positive ratings are pairs (twice: two epochs).
     assert sorted(zip(users.tolist(), items.tolist(), strict=True)) == sorted([(0, 0), (0, 1), (1, 2), (2, 3)] * 2)
     # The disliked item is one the same user rated <= 3.5: user 0 -> 2, user 1 -> 3, user 2 -> 0.
@@ -291,22 +296,7 @@ def test_user_pair_sampling_feeds_training_as_many_pairs_drawn_per_user(monkeypa
     """``pair_sampling="users"``: an epoch still has one draw per pair, negatives line up with them."""
     split = tiny_split()
     cfg = TrainConfig(dim=4, layers=2, epochs=100, batch_size=4, n_neg=2, pair_sampling="users")
-    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    model = build_pngnn(split, cfg)
-    original = model.calculate_loss
-
-    def spy(users, pos, neg, **batch):
-        seen.append((users.numpy(), pos.numpy(), neg.numpy()))
-        return original(users, pos, neg, **batch)
-
-    import pngnn.train as train_module
-
-    monkeypatch.setattr(train_module, "build_pngnn", lambda *a, **k: model)
-    monkeypatch.setattr(model, "calculate_loss", spy)
-    train_pngnn(split, cfg, progress=False)
-    users = np.concatenate([u for u, _, _ in seen])
-    items = np.concatenate([i for _, i, _ in seen])
-    negs = np.concatenate([n for _, _, n in seen])
+    users, items, negs, _ = train_and_record_batches(monkeypatch, split, cfg)
     assert len(users) == 100 * 4  # 4 liked pairs per epoch, drawn with replacement
     liked = {(0, 0), (0, 1), (1, 2), (2, 3)}
     assert set(zip(users.tolist(), items.tolist(), strict=True)) <= liked
