@@ -41,9 +41,9 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
 
 def bench_method(method: str, split: SplitData, epochs: int, device: torch.device) -> dict:
     cfg = get_profile("paper").train.with_overrides(epochs=epochs)
-    plan = PairPlan(lightgcn_edges(split, cfg))
     if method == "lightgcn":
         model = build_lightgcn(split, cfg)
+        plan = PairPlan(lightgcn_edges(split, cfg))
     else:
         # The default Dual-BPR reading's pairs, exactly as `pngnn train` draws them.
         model = build_pngnn(split, cfg)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pngnn.config import PAIR_SAMPLINGS
 from pngnn.errors import PngnnError
 
 # Above this many user x item cells the rated-set lookup switches from a dense bitmap to
@@ -92,49 +93,74 @@ class NegativeSampler:
         return neg.reshape(len(users), n_neg)
 
 
+class UserRows:
+    """Rows grouped by user (CSR), for drawing one of a user's rows uniformly, vectorised.
+
+    Built once from the rows' user column; each ``draw`` is a few array operations over the
+    whole request, never a per-user Python loop. Shared by the disliked-item sampler and the
+    user-balanced pair order.
+    """
+
+    def __init__(self, users: np.ndarray, n_users: int) -> None:
+        self.order = np.argsort(users, kind="stable")
+        self.counts = np.bincount(users, minlength=n_users)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+
+    def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """int64 [len(users)]: the index of a uniformly drawn row of each user, -1 where the user has none."""
+        counts = self.counts[users]
+        offset = np.floor(rng.random(len(users)) * counts).astype(np.int64)
+        has = counts > 0
+        out = np.full(len(users), -1, dtype=np.int64)
+        out[has] = self.order[self.starts[users[has]] + offset[has]]
+        return out
+
+
 class DislikedSampler:
     """One disliked item k per (user) draw, uniformly among the user's negative-graph items.
 
     The ``graded`` and ``weighted`` Dual-BPR readings pair a liked item with an item the *same* user
-    rated at or below the threshold; users without one get -1. Draws for a whole epoch
-    come from one CSR lookup (no per-user Python loop).
+    rated at or below the threshold; users without one get -1.
     """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, seed: int = 0) -> None:
-        order = np.argsort(users, kind="stable")
-        self.items = items[order].astype(np.int64)
-        self.counts = np.bincount(users, minlength=n_users)
-        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        self.rows = UserRows(users, n_users)
+        self.items = items.astype(np.int64)
         self.rng = np.random.default_rng(seed)
 
     def sample(self, users: np.ndarray) -> np.ndarray:
         """int64 [len(users)]: a disliked item of each user, or -1 when the user has none."""
-        counts = self.counts[users]
-        offset = np.floor(self.rng.random(len(users)) * counts).astype(np.int64)
-        has = counts > 0
+        rows = self.rows.draw(users, self.rng)
         out = np.full(len(users), -1, dtype=np.int64)
-        out[has] = self.items[self.starts[users[has]] + offset[has]]
+        has = rows >= 0
+        out[has] = self.items[rows[has]]
         return out
 
 
-def epoch_pair_order(pair_users: np.ndarray, n_users: int, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """Indices into the training pairs for one epoch (``len(pair_users)`` of them).
+class EpochPairOrder:
+    """Which training pairs an epoch visits, in order: ``len(pair_users)`` indices per epoch.
 
     ``"edges"``: a random permutation, every pair once; a user weighs in proportion to how
     many pairs they have, so heavy raters dominate the gradient. ``"users"``: each draw picks
     a user uniformly among those with a pair, then one of that user's pairs uniformly (with
     replacement), as LightGCN's and NGCF's reference samplers do; every user weighs the same,
-    which is what the per-user means of precision and recall reward.
+    which is what the per-user means of precision and recall reward. The per-user index is
+    built once, not every epoch.
     """
-    n = len(pair_users)
-    if mode == "edges":
-        return rng.permutation(n)
-    if mode != "users":
-        raise PngnnError(f"unknown pair sampling '{mode}'; choose edges or users")
-    order = np.argsort(pair_users, kind="stable")
-    counts = np.bincount(pair_users, minlength=n_users)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    active = np.flatnonzero(counts)
-    users = active[rng.integers(0, len(active), size=n)]
-    offsets = np.floor(rng.random(n) * counts[users]).astype(np.int64)
-    return order[starts[users] + offsets]
+
+    def __init__(self, pair_users: np.ndarray, n_users: int, mode: str) -> None:
+        if mode not in PAIR_SAMPLINGS:
+            raise PngnnError(f"unknown pair sampling '{mode}'; choose one of {', '.join(PAIR_SAMPLINGS)}")
+        self.mode, self.n_pairs = mode, len(pair_users)
+        if mode == "users":
+            self.rows = UserRows(pair_users, n_users)
+            self.active = np.flatnonzero(self.rows.counts)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """int64 [n_pairs]: indices into the pairs for one epoch."""
+        if self.mode == "edges":
+            return rng.permutation(self.n_pairs)
+        if self.n_pairs == 0:
+            return np.zeros(0, dtype=np.int64)
+        users = self.active[rng.integers(0, len(self.active), size=self.n_pairs)]
+        return self.rows.draw(users, rng)

@@ -2,8 +2,8 @@
 
 One epoch = as many draws as there are training pairs (``pair_sampling``: by default each
 user equally likely, then one of their pairs; or every pair once in a fresh random order),
-each with ``n_neg`` negatives drawn for the whole epoch in one vectorised call. The model propagates the
-full graph on every batch (that is the method: the batch's loss depends on all
+each with ``n_neg`` negatives drawn for the whole epoch in one vectorised call. The model
+propagates the full graph on every batch (that is the method: the batch's loss depends on all
 embeddings through A_hat). Early stopping, when asked for, looks only at the
 validation part carved from train, never at test.
 """
@@ -25,7 +25,7 @@ from pngnn.graph import normalized_adjacency
 from pngnn.models.base import GraphRecommender
 from pngnn.models.lightgcn import LightGCN, MostPopular
 from pngnn.models.pngnn import PNGNN
-from pngnn.sampling import DislikedSampler, NegativeSampler, epoch_pair_order
+from pngnn.sampling import DislikedSampler, EpochPairOrder, NegativeSampler
 from pngnn.split import Interactions, SplitData
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def fit(
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     sampler = NegativeSampler(rated.users, rated.items, n_users, n_items, cfg.neg_exponent, seed=cfg.seed)
+    pair_order = EpochPairOrder(pairs.users, n_users, cfg.pair_sampling)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     users_t = torch.from_numpy(pairs.users)
     items_t = torch.from_numpy(pairs.items)
@@ -156,7 +157,7 @@ def fit(
     for epoch in epochs:
         t0 = time.perf_counter()
         model.train()
-        order = epoch_pair_order(pairs.users, n_users, cfg.pair_sampling, rng)
+        order = pair_order.draw(rng)
         neg_all = torch.from_numpy(sampler.sample(pairs.users[order], cfg.n_neg))
         perm = torch.from_numpy(order)
         if epoch_features is not None:

@@ -48,6 +48,7 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["train", "--profile", "huge"], ["unknown profile 'huge'", "quick"]),
         (["train", "--dual-bpr", "other"], ["unknown Dual-BPR variant 'other'"]),
         (["train", "--dual-bpr", "weighted", "--b", "0"], ["weighs disliked items 1/b: b must be > 0"]),
+        (["train", "--pair-sampling", "items"], ["unknown pair sampling 'items'", "edges, users"]),
         (["report", "--results-dir", "nowhere"], ["no results for ml-1m"]),
     ],
 )

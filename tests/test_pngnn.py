@@ -232,7 +232,7 @@ def test_pngnn_on_ml100k_beats_lightgcn_trained_the_same_short_way(ml100k_split)
 
     Measured at 16 epochs, training seeds 0-2: P@5 +0.008 to +0.011 over LightGCN, P@10 +0.001 to
     +0.005, R@10 +0.001 to +0.008, R@20 +0.002 to +0.007 (seed 0, used here: +0.011, +0.005,
-    +0.008, +0.007). At 8 epochs the two are within +-0.005 and either can win, so the test trains
+    +0.008, +0.007). At 8 epochs the two are within +-0.009 and either can win, so the test trains
     16. The full-schedule comparison on ML-1M, every column, is in README.
     """
     cfg = TrainConfig(epochs=16, batch_size=2048, n_neg=10, l2=0.05)

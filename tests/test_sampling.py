@@ -154,20 +154,21 @@ def test_disliked_sampler_draws_only_the_users_own_disliked_items_uniformly():
 
 
 def test_edge_order_visits_every_pair_once():
-    from pngnn.sampling import epoch_pair_order
+    from pngnn.sampling import EpochPairOrder
 
     users = np.array([0, 0, 0, 0, 1, 2, 2])
-    order = epoch_pair_order(users, 3, "edges", np.random.default_rng(0))
+    order = EpochPairOrder(users, 3, "edges").draw(np.random.default_rng(0))
     assert sorted(order.tolist()) == list(range(7))
 
 
 def test_user_order_weighs_every_user_alike_and_their_pairs_alike():
-    from pngnn.sampling import epoch_pair_order
+    from pngnn.sampling import EpochPairOrder
 
     # User 0 has 6 pairs, user 1 one, user 2 none, user 3 three (pairs are not sorted by user).
     users = np.array([3, 0, 0, 1, 0, 3, 0, 0, 3, 0])
-    rng = np.random.default_rng(0)
-    order = np.concatenate([epoch_pair_order(users, 4, "users", rng) for _ in range(6_000)])
+    pair_order, rng = EpochPairOrder(users, 4, "users"), np.random.default_rng(0)
+    order = np.concatenate([pair_order.draw(rng) for _ in range(6_000)])
+    assert len(order) == 6_000 * len(users)
     assert order.min() >= 0 and order.max() < len(users)
     # Each user with a pair is drawn a third of the time, whatever their pair count (edges: 6/10, 1/10, 3/10).
     per_user = np.bincount(users[order], minlength=4)
@@ -178,11 +179,18 @@ def test_user_order_weighs_every_user_alike_and_their_pairs_alike():
     assert chisquare(of_user0).pvalue > 1e-3
 
 
+def test_pair_order_of_no_pairs_is_empty_in_both_modes():
+    from pngnn.sampling import EpochPairOrder
+
+    for mode in ("edges", "users"):
+        assert EpochPairOrder(np.array([], dtype=np.int64), 3, mode).draw(np.random.default_rng(0)).size == 0
+
+
 def test_unknown_pair_sampling_is_rejected_with_the_choices():
     from pngnn.config import TrainConfig
-    from pngnn.sampling import epoch_pair_order
+    from pngnn.sampling import EpochPairOrder
 
-    with pytest.raises(PngnnError, match="edges or users"):
-        epoch_pair_order(np.array([0]), 1, "items", np.random.default_rng(0))
+    with pytest.raises(PngnnError, match="choose one of edges, users"):
+        EpochPairOrder(np.array([0]), 1, "items")
     with pytest.raises(PngnnError, match="choose one of edges, users"):
         TrainConfig(pair_sampling="items")
