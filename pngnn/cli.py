@@ -81,9 +81,10 @@ def split_cmd(
 @app.command("train")
 @friendly
 def train_cmd(
-    method: Annotated[str, typer.Option(help="mostpop, lightgcn, pngnn, llm-lightgcn or llm-pngnn "
-                                             "(the llm- ones need `pngnn augment` first)")] = "lightgcn",
-    profile: Annotated[str, typer.Option(help="quick or paper")] = "quick",
+    method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, pn-ease, ials, llm-lightgcn or "
+                                                    "llm-pngnn (the llm- ones need `pngnn augment` first); default: "
+                                                    "the tuned profile's method, else lightgcn")] = None,
+    profile: Annotated[str, typer.Option(help="quick, paper, or a tuned profile (`pngnn tune --save-as`)")] = "quick",
     dataset: Annotated[str | None, typer.Option(help="Override the profile's dataset.")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
@@ -93,6 +94,7 @@ def train_cmd(
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
     pair_sampling: Annotated[str | None, typer.Option(help="edges (every pair once) or users (uniform user, "
                                                            "then one of their pairs)")] = None,
+    ease_lambda: Annotated[float | None, typer.Option(help="EASE / PN-EASE ridge penalty (> 0)")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
@@ -102,14 +104,17 @@ def train_cmd(
     from pngnn.results import write_result
     from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
 
-    check_method(method)
-    prof = get_profile(profile)
     settings = Settings.from_env()
+    prof = get_profile(profile, settings)
+    method = check_method(method or prof.method or "lightgcn")
     ds = dataset or prof.dataset
-    cfg = prof.train.with_overrides(epochs=epochs, lightgcn_graph=lightgcn_graph, dual_bpr=dual_bpr, b=b,
-                                    attention=attention, pair_sampling=pair_sampling)
+    overrides = {"epochs": epochs, "lightgcn_graph": lightgcn_graph, "dual_bpr": dual_bpr, "b": b,
+                 "attention": attention, "pair_sampling": pair_sampling, "ease_lambda": ease_lambda}
+    for s in seed or list(prof.seeds):
+        prof.config_for(s).with_overrides(**overrides)  # bad settings fail before any work
     ingest_step(settings, ds)
     for s in seed or list(prof.seeds):
+        cfg = prof.config_for(s).with_overrides(**overrides)
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
         split = load_split_step(settings, ds, s, with_augmented=method in NEEDS_AUGMENTATION)
         if track:
@@ -124,6 +129,45 @@ def train_cmd(
         m = outcome.metrics
         typer.echo(f"{method} {ds} seed {s}: P@5 {m['precision@5']:.4f} P@20 {m['precision@20']:.4f} "
                    f"R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} ({outcome.train.seconds:.0f}s) -> {path}")
+
+
+@app.command("tune")
+@friendly
+def tune_cmd(
+    method: Annotated[str, typer.Option(help="ease, pn-ease, ials, lightgcn, pngnn (or an llm- method)")],
+    save_as: Annotated[str, typer.Option(help="Name of the tuned profile to save (must be new).")],
+    profile: Annotated[str, typer.Option(help="Base profile: dataset, seeds, fixed settings, max epochs.")] = "paper",
+    dataset: Annotated[str | None, typer.Option(help="Override the base profile's dataset.")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s), one study each; default: the profile's.")]
+    = None,
+    trials: Annotated[int, typer.Option(help="Trials per split seed.")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Wall-time budget per split seed, seconds.")] = None,
+    metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = "ndcg@20",
+    valid_fraction: Annotated[float, typer.Option(help="Share of train held out for validation.")] = 0.1,
+    epochs: Annotated[int | None, typer.Option(help="Graph models: most epochs a trial trains.")] = None,
+    sampler_seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
+                                                                 "once on test.")] = True,
+    results_dir: Annotated[Path, typer.Option(help="The test runs' JSON: <dir>/<dataset>/<method>-tuned/.")]
+    = Path("results"),
+) -> None:
+    """Tune a method on validation only (Optuna TPE, pruning), save it as a profile, evaluate it once on test.
+
+    Every trial is a child MLflow run of one parent run (MLFLOW_TRACKING_URI), which also holds each
+    study's history and parallel-coordinates plots and the saved profile.
+    """
+    quiet_environment()
+    from pngnn.preflight import check_mlflow
+    from pngnn.study import Budget
+    from pngnn.tune import TuneRequest, tune_profile
+
+    settings = Settings.from_env()
+    request = TuneRequest(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
+                          seeds=tuple(seed) if seed else None, budget=Budget(trials, timeout, sampler_seed),
+                          metric=metric, valid_fraction=valid_fraction, max_epochs=epochs)
+    check_mlflow(settings.mlflow_uri)
+    tune_profile(settings, request, evaluate_on_test=test, results_dir=results_dir, echo=typer.echo,
+                 progress=sys.stderr.isatty())
 
 
 @app.command("augment")

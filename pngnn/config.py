@@ -13,6 +13,7 @@ Two kinds of settings live here:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from pngnn.errors import PngnnError
 DatasetName = Literal["ml-100k", "ml-1m"]
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 KS: tuple[int, ...] = (5, 10, 15, 20)
+VALID_METRICS: tuple[str, ...] = tuple(f"{m}@{k}" for m in ("ndcg", "recall", "precision") for k in KS)
 
 
 def _env_path(name: str, default: str) -> Path:
@@ -37,6 +39,9 @@ class Settings:
     mlflow_uri: str = field(
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///pngnn-data/mlflow.db")
     )
+    # Tuned profiles (`pngnn tune --save-as NAME` writes NAME.json here; the committed ones live in
+    # the repository's profiles/ folder, the default when run from its root).
+    profiles_dir: Path = field(default_factory=lambda: _env_path("PNGNN_PROFILES_DIR", "profiles"))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +53,7 @@ class Settings:
 DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded", "weighted")
 DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
 PAIR_SAMPLINGS = ("edges", "users")
+RATING_SETS = ("all", "liked")
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,25 @@ class TrainConfig:
     # On ML-1M (3 splits) "users" lifted R@20 by 3-3.5% for LightGCN and PN-GNN alike (README, "Results").
     pair_sampling: Literal["edges", "users"] = "users"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
-    # evaluations without improvement of recall@20 (0: train all epochs, report the last).
+    # evaluations without improvement of `valid_metric` (0: train all epochs, report the last).
     eval_every: int = 0
     patience: int = 0
+    valid_metric: str = "recall@20"
     seed: int = 0
+    # EASE (Steck 2019) and PN-EASE (pngnn.models.linear): the ridge penalty lambda; which
+    # ratings form EASE's X ("all": every rating says "watched"; "liked": only r > threshold);
+    # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score.
+    ease_lambda: float = 500.0
+    ease_ratings: Literal["all", "liked"] = "all"
+    disliked_input: float = 1.0
+    disliked_score: float = 0.25
+    # iALS (implicit.als.AlternatingLeastSquares, Hu et al. 2008): factors, L2, confidence
+    # weight alpha (c = 1 + alpha), sweeps, and which ratings are the observed entries.
+    ials_factors: int = 128
+    ials_reg: float = 0.01
+    ials_alpha: float = 1.0
+    ials_iterations: int = 15
+    ials_ratings: Literal["all", "liked"] = "all"
 
     def __post_init__(self) -> None:
         if self.dual_bpr not in DUAL_BPR_VARIANTS:
@@ -94,7 +115,18 @@ class TrainConfig:
             raise PngnnError(
                 f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
             )
-        for name in ("dim", "layers", "batch_size", "epochs", "n_neg"):
+        if self.valid_metric not in VALID_METRICS:
+            raise PngnnError(
+                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(VALID_METRICS)}"
+            )
+        for name in ("ease_ratings", "ials_ratings"):
+            if getattr(self, name) not in RATING_SETS:
+                raise PngnnError(f"unknown {name} '{getattr(self, name)}'; choose one of {', '.join(RATING_SETS)}")
+        for name in ("ease_lambda", "disliked_input", "ials_reg", "ials_alpha"):
+            if not getattr(self, name) > 0:
+                raise PngnnError(f"training setting {name}={getattr(self, name)} must be > 0 (e.g. "
+                                 f"{getattr(TrainConfig, name)})")
+        for name in ("dim", "layers", "batch_size", "epochs", "n_neg", "ials_factors", "ials_iterations"):
             if getattr(self, name) < 1:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
         if self.lr <= 0 or self.l2 < 0 or self.b < 0:
@@ -116,7 +148,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Profile:
-    """A named bundle: dataset, split seeds and training hyperparameters."""
+    """A named bundle: dataset, split seeds and training hyperparameters.
+
+    Tuned profiles (``pngnn.profiles``) also name the method they were tuned for and may hold
+    one configuration per split seed (each split tuned on its own validation part)."""
 
     name: str
     dataset: str
@@ -124,6 +159,11 @@ class Profile:
     train: TrainConfig
     test_fraction: float = 0.2
     valid_fraction: float = 0.0
+    method: str | None = None
+    per_seed: Mapping[int, TrainConfig] = field(default_factory=dict)
+
+    def config_for(self, seed: int) -> TrainConfig:
+        return self.per_seed.get(seed, self.train)
 
 
 PROFILES: dict[str, Profile] = {
@@ -139,11 +179,19 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str) -> Profile:
-    try:
+def get_profile(name: str, settings: Settings | None = None) -> Profile:
+    """A built-in profile, else a tuned one saved under ``settings.profiles_dir``."""
+    if name in PROFILES:
         return PROFILES[name]
-    except KeyError:
-        raise PngnnError(f"unknown profile '{name}'; choose one of {sorted(PROFILES)}") from None
+    from pngnn.profiles import load_saved_profile, saved_profile_names
+
+    settings = settings or Settings.from_env()
+    path = settings.profiles_dir / f"{name}.json"
+    if path.is_file():
+        return load_saved_profile(path)
+    known = sorted(PROFILES) + saved_profile_names(settings.profiles_dir)
+    raise PngnnError(f"unknown profile '{name}'; choose one of {known} (tuned profiles are read from "
+                     f"{settings.profiles_dir}, set PNGNN_PROFILES_DIR)")
 
 
 def check_dataset(name: str) -> str:

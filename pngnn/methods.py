@@ -6,10 +6,14 @@ tasks and the experiment flow never need to know how a method is built.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
+from pngnn.models.base import GraphRecommender
+from pngnn.models.factorization import fit_ials
+from pngnn.models.linear import fit_ease, fit_pn_ease
 from pngnn.split import Interactions, SplitData
 from pngnn.train import EpochCallback, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
@@ -24,6 +28,29 @@ def _lightgcn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None
 
 def _pngnn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
     return train_pngnn(split, cfg, on_epoch=on_epoch, progress=progress)
+
+
+def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
+    """A model fitted in one go: no epochs, no curve, just the fit time."""
+    t0 = time.perf_counter()
+    model = build()
+    return TrainResult(model, [], 0, time.perf_counter() - t0)
+
+
+def _ease(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
+    return _closed_form(lambda: fit_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+                                         cfg.ease_ratings, cfg.threshold))
+
+
+def _pn_ease(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
+    return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+                                            cfg.disliked_input, cfg.disliked_score, cfg.threshold))
+
+
+def _ials(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool) -> TrainResult:
+    return _closed_form(lambda: fit_ials(split.train, split.n_users, split.n_items, cfg.ials_factors, cfg.ials_reg,
+                                         cfg.ials_alpha, cfg.ials_iterations, cfg.ials_ratings, cfg.threshold,
+                                         seed=cfg.seed))
 
 
 def _augmented(split: SplitData) -> Interactions:
@@ -52,8 +79,33 @@ METHODS: dict[str, Callable[[SplitData, TrainConfig, EpochCallback | None, bool]
     "pngnn": _pngnn,
     "llm-lightgcn": _llm_lightgcn,
     "llm-pngnn": _llm_pngnn,
+    "ease": _ease,
+    "pn-ease": _pn_ease,
+    "ials": _ials,
 }
 NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn"})
+
+# The TrainConfig fields each method reads: what its MLflow run logs, what a tuned profile
+# saves, and what its search space may touch (so an EASE run never shows a PN-GNN's b).
+_GNN = ("dim", "layers", "lr", "batch_size", "epochs", "l2", "n_neg", "neg_exponent", "pair_sampling",
+        "eval_every", "patience", "valid_metric", "seed", "threshold")
+_PNGNN = (*_GNN, "dual_bpr", "b", "attention")
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "mostpop": ("threshold",),
+    "lightgcn": (*_GNN, "lightgcn_graph"),
+    "pngnn": _PNGNN,
+    "llm-lightgcn": (*_GNN, "lightgcn_graph"),
+    "llm-pngnn": _PNGNN,
+    "ease": ("ease_lambda", "ease_ratings", "threshold"),
+    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "threshold"),
+    "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
+}
+
+
+def method_settings(method: str, cfg: TrainConfig) -> dict[str, object]:
+    """The settings of ``cfg`` that ``method`` uses."""
+    values = cfg.to_dict()
+    return {name: values[name] for name in METHOD_SETTINGS[check_method(method)]}
 
 
 def check_method(name: str) -> str:

@@ -55,6 +55,7 @@ class RunOutcome:
     train: TrainResult
     config: TrainConfig
     eval_seconds: float
+    run_id: str | None = None  # the MLflow run, when tracked
 
     def record(self) -> dict[str, Any]:
         """The results JSON; PN-GNN runs add where the attention put users and items."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from pngnn.config import KS, Settings, TrainConfig
+from pngnn.methods import method_settings
 from pngnn.models.base import GraphRecommender
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
@@ -152,7 +154,7 @@ def epoch_logger() -> Callable[[EpochLog], None]:
 
 
 def run_params(split: SplitData, method: str, cfg: TrainConfig, extra: Mapping[str, Any] | None = None) -> dict:
-    return {**cfg.to_dict(), "method": method, "dataset": split.dataset, "split_seed": split.seed,
+    return {**method_settings(method, cfg), "method": method, "dataset": split.dataset, "split_seed": split.seed,
             "n_users": split.n_users, "n_items": split.n_items, "n_train": len(split.train),
             "n_test": len(split.test), **(extra or {})}
 
@@ -181,16 +183,101 @@ def tracked_run(
     parent_run_id: str | None = None,
     log_model: bool = True,
     progress: bool = True,
+    registered_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunOutcome:
-    """Train and evaluate one (method, split) as one MLflow run (a child run under a parent)."""
+    """Train and evaluate one (method, split) as one MLflow run (a child run under a parent);
+    ``registered_name``: also register the model (a new version of that name)."""
     import mlflow
 
     setup(settings, split.dataset)
     with mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
-                          tags=run_tags(split, method, profile, cfg)):
+                          tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:
         mlflow.log_params(run_params(split, method, cfg, extra_params))
         result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=progress)
-        log_training(result, method, split.dataset, split.seed, log_model=log_model)
+        log_training(result, method, split.dataset, split.seed, log_model=log_model, registered_name=registered_name)
         metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
         log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
-    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds)
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id)
+
+
+class _MlflowTrialLog:
+    def __init__(self) -> None:
+        self._epoch = epoch_logger()
+
+    def epoch(self, entry: EpochLog) -> None:
+        self._epoch(entry)
+
+    def metrics(self, values: Mapping[str, float]) -> None:
+        import mlflow
+
+        mlflow.log_metrics({metric_key(k): v for k, v in values.items()})
+
+
+def trial_runs(parent_run_id: str, split: SplitData, method: str) -> Callable[[int, dict[str, Any]], Any]:
+    """A context per Optuna trial: a child MLflow run under the study's parent with the trial's
+    parameters, per-epoch validation metrics and final validation metrics. A pruned trial ends
+    as a finished run tagged ``optuna_state=PRUNED``; a failed one as a failed run."""
+    import mlflow
+
+    @contextmanager
+    def trial_run(number: int, params: dict[str, Any]) -> Iterator[_MlflowTrialLog]:
+        import optuna
+
+        tags = {"kind": "trial", "method": method, "split": str(split.seed), "dataset": split.dataset,
+                "trial": str(number)}
+        with mlflow.start_run(run_name=f"trial-{number}-{method}-seed{split.seed}", parent_run_id=parent_run_id,
+                              nested=True, tags=tags):
+            mlflow.log_params(params)
+            try:
+                yield _MlflowTrialLog()
+                mlflow.set_tag("optuna_state", "COMPLETE")
+            except optuna.TrialPruned:
+                mlflow.set_tag("optuna_state", "PRUNED")
+                raise
+
+    return trial_run
+
+
+def log_file(run_id: str, path: Path, artifact_dir: str) -> None:
+    """A file into a given run's artifacts (the run need not be active in this thread)."""
+    import mlflow
+
+    mlflow.MlflowClient().log_artifact(run_id, str(path), artifact_dir)
+
+
+def log_study(result: Any, prefix: str, run_id: str) -> None:
+    """One split's study into run ``run_id`` (the parent): best value and parameters, every
+    trial as JSON, the optimisation-history and parallel-coordinates plots. Through the client,
+    so a Prefect task in another thread can log to its flow's parent run."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    import optuna
+    from mlflow.entities import Metric, Param
+    from optuna.visualization import matplotlib as optuna_plots
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"{prefix}_best_valid_{metric_key(result.metric)}", result.best_value,
+                                             now, 0)],
+                     params=[Param(f"{prefix}_best_{k}", str(v)) for k, v in result.best_params.items()])
+    client.log_dict(run_id, result.record(), f"tuning/{prefix}_study.json")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        plots = {"history": optuna_plots.plot_optimization_history}
+        if len(result.best_params) > 1:
+            plots["parallel_coordinate"] = optuna_plots.plot_parallel_coordinate
+        for name, draw in plots.items():
+            ax = draw(result.study)
+            fig = ax.figure
+            fig.set_size_inches(8, 4.5)
+            fig.tight_layout()
+            path = Path(tmp) / f"{prefix}_{name}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            client.log_artifact(run_id, str(path), "plots")

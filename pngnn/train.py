@@ -182,7 +182,7 @@ def fit(
         )
         if use_valid and epoch % cfg.eval_every == 0:
             entry.valid = evaluate(model.full_sort_predict, n_items, rated, valid, cfg.threshold)
-            score = entry.valid["recall@20"]
+            score = entry.valid[cfg.valid_metric]
             if score > best:
                 best, best_epoch, stale = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,65 @@
+"""Validation-only tuning as a flow: a study per split seed, a saved profile, one test evaluation each.
+
+One parent MLflow run (``tune-<method>-<profile>``) holds every trial as a child run, each
+study's plots and the saved profile; the test runs (train + validation -> test) are child runs
+too, registered as ``pngnn-<dataset>-<method>`` and promoted to ``production`` when better.
+
+Run it: ``prefect deployment run 'tune/pn-ease'`` (see docs/orchestration.md), or the same
+steps without Prefect: ``pngnn tune --method pn-ease --save-as NAME``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from pngnn.config import Settings, get_profile
+from pngnn.profiles import check_new_name
+from pngnn.tracking import parent_run
+from pngnn.tune import parent_params
+from tasks.data import ingest_task
+from tasks.tune import request_from, save_profile_task, test_tuned_task, tune_split_task
+
+
+@flow(name="tune", log_prints=True)
+def tune(
+    method: str = "pn-ease",
+    save_as: str = "pn-ease-tuned",
+    profile: str = "paper",
+    dataset: str | None = None,
+    seeds: list[int] | None = None,
+    trials: int = 20,
+    timeout_seconds: float | None = None,
+    metric: str = "ndcg@20",
+    valid_fraction: float = 0.1,
+    max_epochs: int | None = None,
+    test: bool = True,
+) -> dict[str, Any]:
+    """Tune ``method`` on the validation part of each split seed, save profile ``save_as``, test it."""
+    import mlflow
+
+    params = {"method": method, "save_as": save_as, "base_profile": profile, "dataset": dataset, "seeds": seeds,
+              "trials": trials, "timeout_seconds": timeout_seconds, "metric": metric,
+              "valid_fraction": valid_fraction, "max_epochs": max_epochs}
+    request = request_from(dict(params))  # validates every parameter before any work
+    settings = Settings.from_env()
+    check_new_name(save_as, settings.profiles_dir)
+    base = get_profile(profile, settings)
+    ds = dataset or base.dataset
+    seed_list = tuple(seeds or base.seeds)
+    tests: dict[int, dict[str, float]] = {}
+    with parent_run(settings, ds, f"tune-{method}-{save_as}", tags={"flow": "tune", "profile": save_as,
+                                                                      "method": method}) as parent_id:
+        data = ingest_task(ds)
+        mlflow.log_params(parent_params(request, ds, seed_list, data["checksum"]))
+        studies = {seed: tune_split_task(method, seed, params, parent_id) for seed in seed_list}
+        path = save_profile_task(save_as, params, studies, parent_id)
+        if test:
+            tests = {seed: test_tuned_task(save_as, seed, parent_id) for seed in seed_list}
+    return {"parent_run_id": parent_id, "profile_path": path,
+            "best": {seed: s.best_params for seed, s in studies.items()}, "test": tests}
+
+
+if __name__ == "__main__":
+    print(tune())

@@ -1,0 +1,254 @@
+"""Validation-only hyperparameter search with Optuna (TPE), one study per split.
+
+A trial trains on the split's train part and is scored on its validation part (carved from
+train, never test); the test part is removed from the split before the study starts, so no
+code path of a trial can read it. Graph models report the validation metric every
+``eval_every`` epochs, where Optuna's median pruner may stop a trial, and the epoch with the
+best validation score is what the tuned configuration keeps. The first trial is always the
+base configuration, so a study never ends below its starting point on validation.
+
+The tuned configuration is then trained on train + validation (the plain 80/20 split) and
+evaluated once on test by the caller (``pngnn.tune``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from pngnn.config import VALID_METRICS, TrainConfig
+from pngnn.errors import PngnnError
+from pngnn.evaluate import evaluate
+from pngnn.methods import METHOD_SETTINGS, check_method, train_method
+from pngnn.split import Interactions, SplitData
+from pngnn.train import EpochLog
+
+log = logging.getLogger(__name__)
+
+GRAPH_METHODS = frozenset({"lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn"})
+
+SearchSpace = Callable[[Any, TrainConfig], dict[str, Any]]
+
+
+def ease_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {"ease_lambda": trial.suggest_float("ease_lambda", 20.0, 20000.0, log=True),
+            "ease_ratings": trial.suggest_categorical("ease_ratings", ["all", "liked"])}
+
+
+def pn_ease_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {"ease_lambda": trial.suggest_float("ease_lambda", 20.0, 20000.0, log=True),
+            "disliked_input": trial.suggest_float("disliked_input", 0.1, 3.0, log=True),
+            "disliked_score": trial.suggest_float("disliked_score", -1.0, 1.5)}
+
+
+def ials_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {"ials_factors": trial.suggest_categorical("ials_factors", [64, 128, 256, 512]),
+            "ials_reg": trial.suggest_float("ials_reg", 1e-3, 100.0, log=True),
+            "ials_alpha": trial.suggest_float("ials_alpha", 0.1, 100.0, log=True),
+            "ials_ratings": trial.suggest_categorical("ials_ratings", ["all", "liked"])}
+
+
+def graph_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {"dim": trial.suggest_categorical("dim", [64, 128, 256]),
+            "lr": trial.suggest_float("lr", 1e-3, 2e-2, log=True),
+            "l2": trial.suggest_float("l2", 1e-4, 0.2, log=True),
+            "layers": trial.suggest_int("layers", 1, 4)}
+
+
+def pngnn_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {**graph_space(trial, base), "b": trial.suggest_float("b", 1.0, 8.0, log=True)}
+
+
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "ease": ease_space,
+    "pn-ease": pn_ease_space,
+    "ials": ials_space,
+    "lightgcn": graph_space,
+    "llm-lightgcn": graph_space,
+    "pngnn": pngnn_space,
+    "llm-pngnn": pngnn_space,
+}
+
+
+class TrialLog(Protocol):
+    """Where a trial's progress goes (an MLflow child run, or nowhere)."""
+
+    def epoch(self, entry: EpochLog) -> None: ...
+
+    def metrics(self, values: Mapping[str, float]) -> None: ...
+
+
+class _NoLog:
+    def epoch(self, entry: EpochLog) -> None:
+        pass
+
+    def metrics(self, values: Mapping[str, float]) -> None:
+        pass
+
+
+TrialContext = Callable[[int, dict[str, Any]], AbstractContextManager[TrialLog]]
+
+
+@contextmanager
+def untracked_trial(number: int, params: dict[str, Any]) -> Iterator[TrialLog]:
+    yield _NoLog()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a study may spend: trials, and wall seconds (None: no time limit)."""
+
+    trials: int = 20
+    seconds: float | None = None
+    sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise PngnnError(f"a study needs at least one trial, got {self.trials}; try --trials 20")
+        if self.seconds is not None and self.seconds <= 0:
+            raise PngnnError(f"the time budget must be > 0 seconds, got {self.seconds}; omit it for no limit")
+
+
+@dataclass
+class TuneResult:
+    method: str
+    dataset: str
+    seed: int
+    metric: str
+    best_value: float
+    best_params: dict[str, Any]
+    best_config: TrainConfig
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    study: Any = None
+
+    def record(self) -> dict[str, Any]:
+        return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "metric": self.metric,
+                "best_value": self.best_value, "best_params": self.best_params,
+                "n_trials": len(self.trials), "n_pruned": sum(t["state"] == "PRUNED" for t in self.trials),
+                "seconds": round(self.seconds, 1), "trials": self.trials}
+
+
+def check_metric(metric: str) -> str:
+    if metric not in VALID_METRICS:
+        raise PngnnError(f"unknown tuning metric '{metric}'; choose one of {', '.join(VALID_METRICS)}")
+    return metric
+
+
+def validation_only(split: SplitData) -> SplitData:
+    """The split without its test part: what every trial sees. A split with no validation
+    part cannot be tuned."""
+    if not len(split.valid):
+        raise PngnnError(
+            f"split seed {split.seed} of {split.dataset} has no validation part to tune on; create one with "
+            f"`pngnn split {split.dataset} --seed {split.seed} --valid-fraction 0.1` (or pass --valid-fraction to tune)"
+        )
+    empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    return replace(split, test=empty)
+
+
+def base_values(method: str, base: TrainConfig, space: SearchSpace) -> dict[str, Any]:
+    """The base configuration's values of the searched settings (the first, enqueued trial)."""
+    values = base.to_dict()
+    probe = _ProbeTrial()
+    space(probe, base)
+    return {name: values[name] for name in probe.names}
+
+
+class _ProbeTrial:
+    """Collects the names a search space asks for, answering each with its first choice."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+        self.names.append(name)
+        return low
+
+    def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
+        self.names.append(name)
+        return low
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        self.names.append(name)
+        return choices[0]
+
+
+def tune_split(
+    split: SplitData,
+    method: str,
+    base: TrainConfig,
+    budget: Budget,
+    metric: str = "ndcg@20",
+    trial_context: TrialContext = untracked_trial,
+    eval_every: int = 5,
+    patience: int = 3,
+    progress: bool = False,
+) -> TuneResult:
+    """One Optuna study on one split's validation part; returns the best configuration.
+
+    Graph models train at most ``base.epochs`` epochs, are scored every ``eval_every`` and may
+    stop early (``patience``) or be pruned; the best configuration keeps their best epoch."""
+    import optuna
+
+    method, metric = check_method(method), check_metric(metric)
+    if method not in SEARCH_SPACES:
+        raise PngnnError(f"method '{method}' has nothing to tune; choose one of {sorted(SEARCH_SPACES)}")
+    space = SEARCH_SPACES[method]
+    visible = validation_only(split)
+    is_graph = method in GRAPH_METHODS
+    best_epochs: dict[int, int] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = space(trial, base)
+        overrides = {"eval_every": eval_every, "patience": patience, "valid_metric": metric} if is_graph else {}
+        cfg = base.with_overrides(**params, **overrides)
+        with trial_context(trial.number, params) as trial_log:
+
+            def on_epoch(entry: EpochLog) -> None:
+                trial_log.epoch(entry)
+                if entry.valid:
+                    trial.report(entry.valid[metric], entry.epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at epoch {entry.epoch}")
+
+            result = train_method(method, visible, cfg, on_epoch if is_graph else None, progress)
+            scores = evaluate(result.model.full_sort_predict, visible.n_items, visible.train, visible.valid,
+                              cfg.threshold)
+            trial_log.metrics({f"valid_{k}": v for k, v in scores.items()})
+            best_epochs[trial.number] = result.best_epoch
+            log.info("trial %d %s: valid %s %.5f", trial.number, params, metric, scores[metric])
+            return scores[metric]
+
+    sampler = optuna.samplers.TPESampler(seed=budget.sampler_seed, n_startup_trials=max(2, budget.trials // 4),
+                                         multivariate=True)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=eval_every)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
+                                    study_name=f"{method}-{split.dataset}-seed{split.seed}")
+    study.enqueue_trial(base_values(method, base, space))
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=budget.trials, timeout=budget.seconds, catch=(),
+                   show_progress_bar=progress)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise PngnnError(f"no trial of {method} on split {split.seed} completed within the budget; "
+                         "raise --trials or --timeout")
+    best = study.best_trial
+    tuned = {name: value for name, value in best.params.items() if name in METHOD_SETTINGS[method]}
+    epochs = {"epochs": max(1, best_epochs[best.number])} if is_graph else {}
+    best_config = base.with_overrides(**tuned, **epochs, eval_every=0, patience=0)
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+               **({"best_epoch": best_epochs[t.number]} if t.number in best_epochs and is_graph else {})}
+              for t in study.trials]
+    return TuneResult(method, split.dataset, split.seed, metric, float(best.value), dict(best.params),
+                      best_config, trials, time.perf_counter() - t0, study)

@@ -1,0 +1,164 @@
+"""``pngnn tune`` end to end: a study per split seed on validation, a saved profile, one test evaluation.
+
+1. Each split seed gets a validation part carved from its train part (``valid_fraction``) and
+   its own Optuna study (``pngnn.study``); every trial is a child MLflow run under one parent
+   run, which also gets each study's plots and trials.
+2. The best configuration of every seed is saved as a named profile (``pngnn.profiles``).
+3. Optionally, each seed's configuration is trained on train + validation (the plain 80/20
+   split) and evaluated once on test, as child runs of the same parent; the models are
+   registered and take the ``production`` alias when they beat it.
+
+Nothing in steps 1-2 reads a test part (``pngnn.study.validation_only`` drops it), so the
+choice of configuration cannot depend on test.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pngnn.config import Profile, Settings, get_profile
+from pngnn.errors import PngnnError
+from pngnn.methods import check_method
+from pngnn.profiles import check_new_name, save_profile
+from pngnn.registry import model_name, promote_if_better
+from pngnn.results import write_result
+from pngnn.steps import RunOutcome, ingest_step, load_split_step, split_step
+from pngnn.study import Budget, TuneResult, check_metric, tune_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    method: str
+    save_as: str
+    base_profile: str = "paper"
+    dataset: str | None = None
+    seeds: tuple[int, ...] | None = None
+    budget: Budget = field(default_factory=Budget)
+    metric: str = "ndcg@20"
+    valid_fraction: float = 0.1
+    max_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        check_metric(self.metric)
+        if not 0 < self.valid_fraction < 1:
+            raise PngnnError(f"tuning reads only a validation part carved from train: --valid-fraction must lie in "
+                             f"(0, 1), got {self.valid_fraction}; try 0.1")
+
+
+@dataclass
+class TuneOutcome:
+    profile: Profile
+    profile_path: Path
+    studies: dict[int, TuneResult]
+    parent_run_id: str
+    tests: list[RunOutcome] = field(default_factory=list)
+
+
+def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id: str,
+              progress: bool = False) -> TuneResult:
+    """Carve the validation part of split ``seed``, run its study, log it on the parent run."""
+    from pngnn.tracking import log_study, trial_runs
+
+    base = get_profile(request.base_profile, settings)
+    dataset = request.dataset or base.dataset
+    split_step(settings, dataset, seed, base.test_fraction, request.valid_fraction)
+    split = load_split_step(settings, dataset, seed)
+    result = tune_split(split, request.method, base.train.with_overrides(epochs=request.max_epochs),
+                        request.budget, request.metric, trial_context=trial_runs(parent_run_id, split, request.method),
+                        progress=progress)
+    log_study(result, f"seed{seed}", parent_run_id)
+    return result
+
+
+def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, TuneResult],
+               parent_run_id: str) -> tuple[Profile, Path]:
+    """The studies' best configurations as the profile ``request.save_as`` (plain 80/20 splits)."""
+    from pngnn.tracking import log_file
+
+    base = get_profile(request.base_profile, settings)
+    seeds = tuple(studies)
+    profile = Profile(name=request.save_as, dataset=request.dataset or base.dataset, seeds=seeds,
+                      train=studies[seeds[0]].best_config, test_fraction=base.test_fraction, valid_fraction=0.0,
+                      method=request.method, per_seed={seed: r.best_config for seed, r in studies.items()})
+    tuning = {"metric": request.metric, "valid_fraction": request.valid_fraction,
+              "trials": request.budget.trials, "timeout_seconds": request.budget.seconds,
+              "sampler_seed": request.budget.sampler_seed, "mlflow_parent_run_id": parent_run_id,
+              "studies": {str(s): {k: v for k, v in r.record().items() if k != "trials"} for s, r in studies.items()}}
+    path = save_profile(profile, settings.profiles_dir, tuning, request.base_profile)
+    log_file(parent_run_id, path, "profile")
+    return profile, path
+
+
+def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: str,
+               results_dir: Path | None = None, progress: bool = False) -> tuple[RunOutcome, str]:
+    """Train the profile's configuration for ``seed`` on train + validation, evaluate it once on
+    test (a registered child run), promote it if it beats production; (outcome, one-line summary)."""
+    from pngnn.tracking import tracked_run
+
+    method = check_method(profile.method or "")
+    split_step(settings, profile.dataset, seed, profile.test_fraction, profile.valid_fraction)
+    split = load_split_step(settings, profile.dataset, seed)
+    run = tracked_run(settings, split, method, profile.config_for(seed), profile=profile.name,
+                      parent_run_id=parent_run_id, progress=progress,
+                      registered_name=model_name(profile.dataset, method), tags={"kind": "test"})
+    promotion = promote_if_better(settings, profile.dataset, method, run.run_id or "")
+    where = ""
+    if results_dir is not None:
+        record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
+        where = f" -> {write_result(results_dir, record, 'tuned')}"
+    m = run.metrics
+    line = (f"{method} {profile.dataset} seed {seed} test: P@5 {m['precision@5']:.4f} R@20 {m['recall@20']:.4f} "
+            f"NDCG@20 {m['ndcg@20']:.4f}{where}; {promotion.describe()}")
+    return run, line
+
+
+def parent_params(request: TuneRequest, dataset: str, seeds: tuple[int, ...], checksum: str) -> dict[str, Any]:
+    return {"method": request.method, "dataset": dataset, "seeds": ",".join(map(str, seeds)),
+            "base_profile": request.base_profile, "metric": request.metric, "valid_fraction": request.valid_fraction,
+            "trials": request.budget.trials, "timeout_seconds": request.budget.seconds,
+            "sampler_seed": request.budget.sampler_seed, "dataset_checksum": checksum}
+
+
+def tune_profile(
+    settings: Settings,
+    request: TuneRequest,
+    evaluate_on_test: bool = True,
+    results_dir: Path | None = None,
+    echo: Callable[[str], None] = print,
+    progress: bool = False,
+) -> TuneOutcome:
+    """Tune ``request.method`` on each split seed's validation part, save the profile, then
+    (``evaluate_on_test``) train it on train + validation and evaluate it on test."""
+    import mlflow
+
+    from pngnn.tracking import parent_run
+
+    base = get_profile(request.base_profile, settings)
+    dataset = request.dataset or base.dataset
+    seeds = tuple(request.seeds or base.seeds)
+    check_new_name(request.save_as, settings.profiles_dir)  # before any work, not after an hour of it
+    data = ingest_step(settings, dataset)
+    tags = {"flow": "tune", "profile": request.save_as, "method": request.method}
+    with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=tags) as parent_id:
+        mlflow.log_params(parent_params(request, dataset, seeds, data.checksum))
+        studies: dict[int, TuneResult] = {}
+        for seed in seeds:
+            studies[seed] = result = tune_seed(settings, request, seed, parent_id, progress)
+            echo(f"{request.method} {dataset} seed {seed}: best valid {request.metric} {result.best_value:.4f} "
+                 f"after {len(result.trials)} trials ({result.seconds:.0f}s): {result.best_params}")
+        profile, path = save_tuned(settings, request, studies, parent_id)
+        echo(f"saved profile '{profile.name}' -> {path}")
+        outcome = TuneOutcome(profile, path, studies, parent_id)
+        if evaluate_on_test:
+            for seed in seeds:
+                run, line = test_tuned(settings, profile, seed, parent_id, results_dir, progress)
+                outcome.tests.append(run)
+                echo(line)
+    return outcome
