@@ -1,4 +1,4 @@
-"""Deployments of the three flows, served by one long-running process (the project's worker).
+"""Deployments of the four flows, served by one long-running process (the project's worker).
 
     python -m flows.serve            # registers the deployments, then runs what is scheduled or asked for
 
@@ -6,6 +6,8 @@ registers
 
 * ``pipeline/quick``: the end-to-end pipeline (quick profile, ML-100K);
 * ``experiment/table1``: the paper's Table 1 (paper profile, ML-1M, 3 splits);
+* ``tune/pn-ease``: validation-only tuning of a method (PN-EASE by default; ``-p method=ease``),
+  saved as a new profile and evaluated once on test;
 * ``reaugment/weekly``: re-augmentation, retrain and promotion, on a cron schedule
   (``PNGNN_REAUGMENT_CRON``, default Mondays 03:00, timezone ``PNGNN_TIMEZONE``, UTC).
 
@@ -28,6 +30,7 @@ from prefect.schedules import Cron
 from flows.experiment import experiment
 from flows.pipeline import pipeline
 from flows.reaugment import reaugment
+from flows.tune import tune
 
 DEFAULT_CRON = "0 3 * * 1"
 
@@ -44,6 +47,11 @@ def deployments() -> list:
         experiment.to_deployment(
             name="table1", tags=["pngnn"], parameters={"profile": "paper"},
             description="The paper's Table 1: methods x 3 splits, mean and std, table and chart in MLflow",
+        ),
+        tune.to_deployment(
+            name="pn-ease", tags=["pngnn"], parameters={"method": "pn-ease", "profile": "paper"},
+            description="Tune a method on validation only (Optuna, a study per split), save it as a new profile, "
+                        "train it on train + validation and evaluate it once on test",
         ),
         reaugment.to_deployment(
             name="weekly", tags=["pngnn", "llm"], schedule=Cron(cron, timezone=tz),

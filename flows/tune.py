@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow
 
 from pngnn.config import Settings, get_profile
-from pngnn.profiles import check_new_name
+from pngnn.profiles import check_new_name, new_profile_name
 from pngnn.tracking import parent_run
 from pngnn.tune import parent_params
 from tasks.data import ingest_task
@@ -25,7 +25,7 @@ from tasks.tune import request_from, save_profile_task, test_tuned_task, tune_sp
 @flow(name="tune", log_prints=True)
 def tune(
     method: str = "pn-ease",
-    save_as: str = "pn-ease-tuned",
+    save_as: str | None = None,
     profile: str = "paper",
     dataset: str | None = None,
     seeds: list[int] | None = None,
@@ -36,17 +36,21 @@ def tune(
     max_epochs: int | None = None,
     test: bool = True,
 ) -> dict[str, Any]:
-    """Tune ``method`` on the validation part of each split seed, save profile ``save_as``, test it."""
+    """Tune ``method`` on the validation part of each split seed, save profile ``save_as``, test it.
+
+    Without ``save_as`` (a scheduled deployment) each run saves a new profile named
+    ``<method>-<dataset>-<UTC time>``."""
     import mlflow
 
+    settings = Settings.from_env()
+    base = get_profile(profile, settings)
+    ds = dataset or base.dataset
+    save_as = save_as or new_profile_name(method, ds)
     params = {"method": method, "save_as": save_as, "base_profile": profile, "dataset": dataset, "seeds": seeds,
               "trials": trials, "timeout_seconds": timeout_seconds, "metric": metric,
               "valid_fraction": valid_fraction, "max_epochs": max_epochs}
     request = request_from(dict(params))  # validates every parameter before any work
-    settings = Settings.from_env()
     check_new_name(save_as, settings.profiles_dir)
-    base = get_profile(profile, settings)
-    ds = dataset or base.dataset
     seed_list = tuple(seeds or base.seeds)
     tests: dict[int, dict[str, float]] = {}
     with parent_run(settings, ds, f"tune-{method}-{save_as}", tags={"flow": "tune", "profile": save_as,

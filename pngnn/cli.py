@@ -135,7 +135,8 @@ def train_cmd(
 @friendly
 def tune_cmd(
     method: Annotated[str, typer.Option(help="ease, pn-ease, ials, lightgcn, pngnn (or an llm- method)")],
-    save_as: Annotated[str, typer.Option(help="Name of the tuned profile to save (must be new).")],
+    save_as: Annotated[str | None, typer.Option(help="Name of the tuned profile to save (must be new); default: "
+                                                     "<method>-<dataset>-<UTC time>.")] = None,
     profile: Annotated[str, typer.Option(help="Base profile: dataset, seeds, fixed settings, max epochs.")] = "paper",
     dataset: Annotated[str | None, typer.Option(help="Override the base profile's dataset.")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s), one study each; default: the profile's.")]
@@ -158,10 +159,12 @@ def tune_cmd(
     """
     quiet_environment()
     from pngnn.preflight import check_mlflow
+    from pngnn.profiles import new_profile_name
     from pngnn.study import Budget
     from pngnn.tune import TuneRequest, tune_profile
 
     settings = Settings.from_env()
+    save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
     request = TuneRequest(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
                           seeds=tuple(seed) if seed else None, budget=Budget(trials, timeout, sampler_seed),
                           metric=metric, valid_fraction=valid_fraction, max_epochs=epochs)

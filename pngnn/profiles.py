@@ -51,6 +51,11 @@ def load_saved_profile(path: Path) -> Profile:
                    valid_fraction=doc["valid_fraction"], method=doc["method"], per_seed=per_seed)
 
 
+def new_profile_name(method: str, dataset: str) -> str:
+    """A fresh name for a study saved without ``--save-as``: method, dataset and UTC time (versions sort by name)."""
+    return f"{method}-{dataset}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+
+
 def check_new_name(name: str, directory: Path) -> Path:
     """The path a new profile ``name`` would take; an error if the name is taken."""
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -154,30 +154,31 @@ def validation_only(split: SplitData) -> SplitData:
     return replace(split, test=empty)
 
 
-def base_values(method: str, base: TrainConfig, space: SearchSpace) -> dict[str, Any]:
-    """The base configuration's values of the searched settings (the first, enqueued trial)."""
+def base_values(base: TrainConfig, space: SearchSpace) -> dict[str, Any]:
+    """The base configuration's values of the searched settings that lie inside the space: the
+    first, enqueued trial (a value outside it, e.g. dim 16 when dims are 64-256, is sampled)."""
     values = base.to_dict()
     probe = _ProbeTrial()
     space(probe, base)
-    return {name: values[name] for name in probe.names}
+    return {name: values[name] for name, inside in probe.domains.items() if inside(values[name])}
 
 
 class _ProbeTrial:
-    """Collects the names a search space asks for, answering each with its first choice."""
+    """Records the domain of every setting a search space asks for, answering with its first choice."""
 
     def __init__(self) -> None:
-        self.names: list[str] = []
+        self.domains: dict[str, Callable[[Any], bool]] = {}
 
     def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
-        self.names.append(name)
+        self.domains[name] = lambda v: low <= v <= high
         return low
 
     def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
-        self.names.append(name)
+        self.domains[name] = lambda v: low <= v <= high
         return low
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
-        self.names.append(name)
+        self.domains[name] = lambda v: v in choices
         return choices[0]
 
 
@@ -235,7 +236,7 @@ def tune_split(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
                                     study_name=f"{method}-{split.dataset}-seed{split.seed}")
-    study.enqueue_trial(base_values(method, base, space))
+    study.enqueue_trial(base_values(base, space))
     t0 = time.perf_counter()
     study.optimize(objective, n_trials=budget.trials, timeout=budget.seconds, catch=(),
                    show_progress_bar=progress)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TuneRequest:
+    """What to tune, where, and with which budget; ``save_as``: the new profile's name."""
+
     method: str
     save_as: str
     base_profile: str = "paper"

@@ -44,9 +44,10 @@ def fit_ials(train: Interactions, n_users: int, n_items: int, factors: int, reg:
                                shape=(n_users, n_items))
     user_items.sum_duplicates()
     user_items.data[:] = 1.0
-    model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=iterations,
-                                    random_state=seed, num_threads=threads or torch.get_num_threads(),
-                                    calculate_training_loss=False)
-    with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads inside it only contend
+    # implicit parallelises over users itself: BLAS threads inside its solver would only contend.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=iterations,
+                                        random_state=seed, num_threads=threads or torch.get_num_threads(),
+                                        calculate_training_loss=False)
         model.fit(user_items, show_progress=False)
     return EmbeddingModel(np.asarray(model.user_factors), np.asarray(model.item_factors))

@@ -1,0 +1,143 @@
+"""Validation-only tuning: studies that never read test, the tuned epoch of graph models, saved profiles."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pngnn.config import Profile, TrainConfig, get_profile
+from pngnn.errors import PngnnError
+from pngnn.evaluate import evaluate
+from pngnn.methods import train_method
+from pngnn.profiles import check_new_name, load_saved_profile, save_profile
+from pngnn.split import Interactions, SplitData, create_split, load_split
+from pngnn.store import Store
+from pngnn.study import Budget, tune_split
+from pngnn.tune import TuneRequest
+
+
+@pytest.fixture(scope="module")
+def split_with_valid(tmp_path_factory, ml100k_db) -> SplitData:
+    import shutil
+
+    path = tmp_path_factory.mktemp("tune") / "db.duckdb"
+    shutil.copyfile(ml100k_db, path)
+    with Store(path) as store:
+        create_split(store, "ml-100k", 1, 0.2, 0.1)
+        return load_split(store, "ml-100k", 1)
+
+
+def poisoned(split: SplitData) -> SplitData:
+    """The same split with a test part that would change every score if anything read it:
+    every user's test list becomes the 50 most-watched train items, all rated 5."""
+    top = np.argsort(-np.bincount(split.train.items, minlength=split.n_items))[:50]
+    users = np.repeat(np.arange(split.n_users), len(top))
+    items = np.tile(top, split.n_users)
+    return replace(split, test=Interactions(users, items, np.full(len(users), 5.0, np.float32)))
+
+
+def values(result) -> list[tuple]:
+    return [(t["params"], t["value"]) for t in result.trials]
+
+
+def test_a_poisoned_test_part_changes_nothing_in_the_study(split_with_valid):
+    budget = Budget(trials=4, sampler_seed=3)
+    clean = tune_split(split_with_valid, "ease", TrainConfig(), budget)
+    dirty = tune_split(poisoned(split_with_valid), "ease", TrainConfig(), budget)
+    assert values(clean) == values(dirty)
+    assert clean.best_config == dirty.best_config
+    # and the poison is real: scored on that test part, the best model's numbers differ
+    model = train_method("ease", split_with_valid, clean.best_config, progress=False).model
+    on_poison = evaluate(model.full_sort_predict, split_with_valid.n_items, split_with_valid.train,
+                         poisoned(split_with_valid).test)
+    assert abs(on_poison["ndcg@20"] - clean.best_value) > 0.05
+
+
+def test_trial_values_are_validation_scores_and_the_base_configuration_goes_first(split_with_valid):
+    base = TrainConfig(ease_lambda=123.0, ease_ratings="liked")
+    result = tune_split(split_with_valid, "ease", base, Budget(trials=3, sampler_seed=1), metric="recall@10")
+    assert result.trials[0]["params"] == {"ease_lambda": 123.0, "ease_ratings": "liked"}
+    best = result.best_config
+    model = train_method("ease", split_with_valid, best, progress=False).model
+    valid = evaluate(model.full_sort_predict, split_with_valid.n_items, split_with_valid.train, split_with_valid.valid)
+    assert valid["recall@10"] == pytest.approx(result.best_value, abs=1e-9)
+    assert result.best_value == max(t["value"] for t in result.trials)
+
+
+def test_a_graph_model_keeps_its_best_validation_epoch(split_with_valid):
+    base = TrainConfig(epochs=4, batch_size=4096, n_neg=2, dim=16, layers=1)
+    result = tune_split(split_with_valid, "lightgcn", base, Budget(trials=2, sampler_seed=0), eval_every=2,
+                        patience=0)
+    best_trial = next(t for t in result.trials if t["value"] == result.best_value)
+    assert best_trial["best_epoch"] in (2, 4)
+    assert result.best_config.epochs == best_trial["best_epoch"]
+    assert result.best_config.eval_every == 0 and result.best_config.patience == 0
+    assert set(result.best_params) == {"dim", "lr", "l2", "layers"}
+
+
+def test_a_split_without_validation_part_cannot_be_tuned(ml100k_split):
+    with pytest.raises(PngnnError, match=r"no validation part.*--valid-fraction 0.1"):
+        tune_split(ml100k_split, "ease", TrainConfig(), Budget(trials=1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"method": "bpr-mf"}, "unknown method 'bpr-mf'"),
+        ({"metric": "mrr@10"}, "unknown tuning metric 'mrr@10'"),
+        ({"valid_fraction": 0.0}, "--valid-fraction must lie in"),
+        ({"valid_fraction": 1.0}, "--valid-fraction must lie in"),
+    ],
+)
+def test_bad_tuning_requests(kwargs, needle):
+    with pytest.raises(PngnnError, match=needle):
+        TuneRequest(**{"method": "ease", "save_as": "x", **kwargs})
+
+
+def test_bad_budgets_and_untunable_methods(split_with_valid):
+    with pytest.raises(PngnnError, match="at least one trial"):
+        Budget(trials=0)
+    with pytest.raises(PngnnError, match="must be > 0 seconds"):
+        Budget(trials=2, seconds=0)
+    with pytest.raises(PngnnError, match="method 'mostpop' has nothing to tune"):
+        tune_split(split_with_valid, "mostpop", TrainConfig(), Budget(trials=1))
+
+
+def tuned_profile(name: str) -> Profile:
+    return Profile(name=name, dataset="ml-100k", seeds=(1, 2), train=TrainConfig(ease_lambda=10.0), method="ease",
+                   per_seed={1: TrainConfig(ease_lambda=10.0), 2: TrainConfig(ease_lambda=20.0, ease_ratings="liked")})
+
+
+def test_a_saved_profile_round_trips_and_is_found_by_name(tmp_path, monkeypatch):
+    path = save_profile(tuned_profile("ease-x"), tmp_path, {"metric": "ndcg@20"}, "quick")
+    loaded = load_saved_profile(path)
+    assert loaded == tuned_profile("ease-x")
+    assert loaded.config_for(2).ease_ratings == "liked" and loaded.config_for(3).ease_lambda == 10.0
+    monkeypatch.setenv("PNGNN_PROFILES_DIR", str(tmp_path))
+    assert get_profile("ease-x") == loaded
+    doc = json.loads(path.read_text())
+    assert doc["format"] == 1 and doc["base_profile"] == "quick" and doc["tuning"] == {"metric": "ndcg@20"}
+
+
+def test_saved_profiles_are_never_overwritten(tmp_path):
+    path = save_profile(tuned_profile("ease-x"), tmp_path, {}, "quick")
+    before = path.read_text()
+    with pytest.raises(PngnnError, match=r"profile 'ease-x' exists already.*another --save-as name"):
+        save_profile(tuned_profile("ease-x"), tmp_path, {}, "quick")
+    assert path.read_text() == before
+    with pytest.raises(PngnnError, match="profile 'paper' is built in"):
+        check_new_name("paper", tmp_path)
+    with pytest.raises(PngnnError, match="must be letters, digits"):
+        check_new_name("../escape", tmp_path)
+
+
+def test_unreadable_or_foreign_profiles_are_one_line_errors(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"format": 0}))
+    with pytest.raises(PngnnError, match="format 0"):
+        load_saved_profile(tmp_path / "old.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(PngnnError, match="cannot read profile"):
+        load_saved_profile(tmp_path / "broken.json")
