@@ -25,8 +25,9 @@ from tasks.augment import LLMSettings
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 
-# The main job: the baselines, PN-GNN, and PN-GNN on LLM-augmented graphs.
-DEFAULT_METHODS = ("mostpop", "lightgcn", "pngnn", "llm-pngnn")
+# The main job: the baselines a practitioner would compare against (most-popular, EASE, iALS,
+# LightGCN), our PN models (PN-EASE, PN-GNN), and PN-GNN on LLM-augmented graphs.
+DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "llm-pngnn")
 
 
 @flow(name="pipeline", log_prints=True)

@@ -219,10 +219,21 @@ def augment_cmd(
 def report_cmd(
     dataset: str = "ml-1m",
     results_dir: Path = Path("results"),
+    compare: Annotated[list[str] | None, typer.Option(help="METHOD:BASELINE results folders (e.g. "
+                                                          "pn-ease-tuned:ease-tuned): same-split differences.")]
+    = None,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
-    from pngnn.results import augmentation_table, results_table, to_markdown
+    from pngnn.results import augmentation_table, paired_differences, results_table, to_markdown
 
+    for pair in compare or []:
+        method, _, baseline = pair.partition(":")
+        if not baseline:
+            raise PngnnError(f"--compare takes METHOD:BASELINE, got '{pair}'; e.g. --compare pn-ease-tuned:ease-tuned")
+        typer.echo(f"\n{method} - {baseline}, same splits:\n")
+        typer.echo(to_markdown(paired_differences(results_dir, dataset, method, baseline)))
+    if compare:
+        return
     table = results_table(results_dir, dataset)
     if table.is_empty():
         raise PngnnError(f"no results for {dataset} in {results_dir}; run `pngnn train` first")

@@ -21,7 +21,7 @@ from pngnn.registry import PROMOTION_METRIC, ResolvedModel, client, registered_m
 from pngnn.store import Store
 
 # Tie-break order when registered methods score the same.
-METHOD_PREFERENCE = ("llm-pngnn", "pngnn", "llm-lightgcn", "lightgcn", "mostpop")
+METHOD_PREFERENCE = ("pn-ease", "llm-pngnn", "pngnn", "ease", "ials", "llm-lightgcn", "lightgcn", "mostpop")
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class Recommendations:
 
 def pick_method(settings: Settings, dataset: str) -> str:
     """The registered method whose served version (production, else latest) has the highest
-    recall@20 on its test split; ties go by ``METHOD_PREFERENCE``. Measured, not assumed: on
-    ML-1M our LightGCN beats PN-GNN (README)."""
+    recall@20 on its test split; ties go by ``METHOD_PREFERENCE``. Measured, not assumed: which
+    method wins depends on the dataset and on what was trained (README, "Results")."""
     available = registered_methods(settings, dataset)
     if available:
         mlf = client(settings)

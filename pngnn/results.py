@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pngnn.config import KS
+from pngnn.errors import PngnnError
 from pngnn.metrics import aggregate
 
 PAPER: dict[str, dict[str, float]] = {
@@ -91,6 +93,28 @@ def results_table(results_dir: Path, dataset: str, ks=KS, with_paper: bool = Tru
                     v = PAPER[method].get(f"{m}@{k}")
                     paper[f"{m[0].upper()}@{k}"] = f"{v:.4f}" if v is not None else "-"
             rows.append(paper)
+    return pl.DataFrame(rows)
+
+
+def paired_differences(results_dir: Path, dataset: str, method: str, baseline: str, ks=KS) -> pl.DataFrame:
+    """``method`` minus ``baseline`` on the split seeds both have: the mean difference of each
+    P@K and R@K column and the smallest one (positive smallest: ahead on every split)."""
+    runs = load_results(results_dir, dataset)
+    for name in (method, baseline):
+        if name not in runs:
+            raise PngnnError(f"no results for '{name}' in {results_dir / dataset}; choose one of {sorted(runs)}")
+    ours = {r["seed"]: r["metrics"] for r in runs[method]}
+    theirs = {r["seed"]: r["metrics"] for r in runs[baseline]}
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        raise PngnnError(f"'{method}' and '{baseline}' share no split seed in {results_dir / dataset}; run both on "
+                         "the same --seed")
+    rows = []
+    for k in ks:
+        for m in ("precision", "recall"):
+            diffs = np.array([ours[s][f"{m}@{k}"] - theirs[s][f"{m}@{k}"] for s in seeds])
+            rows.append({"metric": f"{m[0].upper()}@{k}", "mean difference": f"{diffs.mean():+.4f}",
+                         "smallest": f"{diffs.min():+.4f}", "splits": len(seeds)})
     return pl.DataFrame(rows)
 
 

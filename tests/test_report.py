@@ -73,3 +73,22 @@ def test_results_table_shows_spread_only_when_there_is_one(tmp_path):
     rows = {r["method"]: r for r in results_table(tmp_path, "ml-1m", with_paper=False).iter_rows(named=True)}
     assert rows["lightgcn"]["P@5"] == "0.3100 ± 0.0141" and rows["lightgcn"]["splits"] == 2
     assert rows["pngnn"]["P@5"] == "0.2900" and rows["pngnn"]["splits"] == 1
+
+
+def test_paired_differences_are_same_split_means_and_minima(tmp_path):
+    import json
+
+    from pngnn.errors import PngnnError
+    from pngnn.results import paired_differences
+
+    # ours: P@5 .30 / .40 on splits 1 / 2 (and a split 3 the baseline lacks); baseline .25 / .42
+    for method, seeds in {"ours": {1: 0.30, 2: 0.40, 3: 0.9}, "base": {1: 0.25, 2: 0.42}}.items():
+        for seed, p in seeds.items():
+            path = tmp_path / "ml-1m" / method / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"seed": seed, "metrics": metrics(p, p / 2)}))
+    frame = paired_differences(tmp_path, "ml-1m", "ours", "base")
+    row = frame.filter(pl.col("metric") == "P@5").row(0, named=True)
+    assert row == {"metric": "P@5", "mean difference": "+0.0150", "smallest": "-0.0200", "splits": 2}
+    with pytest.raises(PngnnError, match="no results for 'nope'"):
+        paired_differences(tmp_path, "ml-1m", "ours", "nope")
