@@ -50,6 +50,13 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["train", "--dual-bpr", "weighted", "--b", "0"], ["weighs disliked items 1/b: b must be > 0"]),
         (["train", "--pair-sampling", "items"], ["unknown pair sampling 'items'", "edges, users"]),
         (["report", "--results-dir", "nowhere"], ["no results for ml-1m"]),
+        (["train", "--method", "ease", "--ease-lambda", "0"], ["ease_lambda=0.0 must be > 0"]),
+        (["tune", "--method", "bogus", "--profile", "quick"], ["unknown method 'bogus'"]),
+        (["tune", "--method", "ease", "--profile", "quick", "--valid-fraction", "0"],
+         ["--valid-fraction must lie in (0, 1)", "try 0.1"]),
+        (["tune", "--method", "ease", "--profile", "quick", "--trials", "0"], ["at least one trial"]),
+        (["tune", "--method", "ease", "--profile", "quick", "--save-as", "paper"], ["profile 'paper' is built in"]),
+        (["report", "--compare", "ease"], ["--compare takes METHOD:BASELINE"]),
     ],
 )
 def test_bad_arguments(tmp_path, args, needles):
