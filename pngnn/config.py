@@ -43,6 +43,11 @@ class Settings:
     # the repository's profiles/ folder, the default when run from its root).
     profiles_dir: Path = field(default_factory=lambda: _env_path("PNGNN_PROFILES_DIR", "profiles"))
 
+    @property
+    def studies_dir(self) -> Path:
+        """Optuna journals of studies in progress (``pngnn tune`` resumes them), beside the DuckDB file."""
+        return self.db_path.parent / "studies"
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls()

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -136,6 +137,17 @@ class TuneResult:
                 "seconds": round(self.seconds, 1), "trials": self.trials}
 
 
+def journal_storage(path: Path | None) -> Any:
+    """Optuna's append-only journal file (no database server; safe against a killed process)."""
+    if path is None:
+        return None
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
 def check_metric(metric: str) -> str:
     if metric not in VALID_METRICS:
         raise PngnnError(f"unknown tuning metric '{metric}'; choose one of {', '.join(VALID_METRICS)}")
@@ -192,11 +204,15 @@ def tune_split(
     eval_every: int = 5,
     patience: int = 3,
     progress: bool = False,
+    journal: Path | None = None,
+    study_name: str | None = None,
 ) -> TuneResult:
     """One Optuna study on one split's validation part; returns the best configuration.
 
     Graph models train at most ``base.epochs`` epochs, are scored every ``eval_every`` and may
-    stop early (``patience``) or be pruned; the best configuration keeps their best epoch."""
+    stop early (``patience``) or be pruned; the best configuration keeps their best epoch.
+    ``journal``: an Optuna journal file that records every finished trial, so a study that was
+    interrupted resumes where it stopped (``budget.trials`` counts the trials already there)."""
     import optuna
 
     method, metric = check_method(method), check_metric(metric)
@@ -205,7 +221,6 @@ def tune_split(
     space = SEARCH_SPACES[method]
     visible = validation_only(split)
     is_graph = method in GRAPH_METHODS
-    best_epochs: dict[int, int] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = space(trial, base)
@@ -224,7 +239,7 @@ def tune_split(
             scores = evaluate(result.model.full_sort_predict, visible.n_items, visible.train, visible.valid,
                               cfg.threshold)
             trial_log.metrics({f"valid_{k}": v for k, v in scores.items()})
-            best_epochs[trial.number] = result.best_epoch
+            trial.set_user_attr("best_epoch", result.best_epoch)
             log.info("trial %d %s: valid %s %.5f", trial.number, params, metric, scores[metric])
             return scores[metric]
 
@@ -235,21 +250,29 @@ def tune_split(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
-                                    study_name=f"{method}-{split.dataset}-seed{split.seed}")
-    study.enqueue_trial(base_values(base, space))
+                                    study_name=study_name or f"{method}-{split.dataset}-seed{split.seed}",
+                                    storage=journal_storage(journal), load_if_exists=True)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    if not study.trials:
+        study.enqueue_trial(base_values(base, space))
+    remaining = budget.trials - sum(t.state in finished for t in study.trials)
+    if study.trials:
+        log.info("study %s resumes with %d of %d trials done", study.study_name, budget.trials - remaining,
+                 budget.trials)
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=budget.trials, timeout=budget.seconds, catch=(),
-                   show_progress_bar=progress)
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=budget.seconds, catch=(),
+                       show_progress_bar=progress)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise PngnnError(f"no trial of {method} on split {split.seed} completed within the budget; "
                          "raise --trials or --timeout")
     best = study.best_trial
     tuned = {name: value for name, value in best.params.items() if name in METHOD_SETTINGS[method]}
-    epochs = {"epochs": max(1, best_epochs[best.number])} if is_graph else {}
+    epochs = {"epochs": max(1, int(best.user_attrs["best_epoch"]))} if is_graph else {}
     best_config = base.with_overrides(**tuned, **epochs, eval_every=0, patience=0)
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-               **({"best_epoch": best_epochs[t.number]} if t.number in best_epochs and is_graph else {})}
-              for t in study.trials]
+               **({"best_epoch": t.user_attrs["best_epoch"]} if "best_epoch" in t.user_attrs and is_graph else {})}
+              for t in study.trials if t.state in finished]
     return TuneResult(method, split.dataset, split.seed, metric, float(best.value), dict(best.params),
                       best_config, trials, time.perf_counter() - t0, study)

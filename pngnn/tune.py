@@ -63,6 +63,12 @@ class TuneOutcome:
     tests: list[RunOutcome] = field(default_factory=list)
 
 
+def journal_path(settings: Settings, save_as: str) -> Path:
+    """Where the studies of an unfinished ``pngnn tune --save-as NAME`` are journaled: a rerun
+    with the same name resumes them (finished trials are not run again)."""
+    return settings.studies_dir / f"{save_as}.log"
+
+
 def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id: str,
               progress: bool = False) -> TuneResult:
     """Carve the validation part of split ``seed``, run its study, log it on the parent run."""
@@ -74,7 +80,8 @@ def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id
     split = load_split_step(settings, dataset, seed)
     result = tune_split(split, request.method, base.train.with_overrides(epochs=request.max_epochs),
                         request.budget, request.metric, trial_context=trial_runs(parent_run_id, split, request.method),
-                        progress=progress)
+                        progress=progress, journal=journal_path(settings, request.save_as),
+                        study_name=f"{request.save_as}-seed{seed}")
     log_study(result, f"seed{seed}", parent_run_id)
     return result
 
@@ -95,6 +102,7 @@ def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, Tune
               "studies": {str(s): {k: v for k, v in r.record().items() if k != "trials"} for s, r in studies.items()}}
     path = save_profile(profile, settings.profiles_dir, tuning, request.base_profile)
     log_file(parent_run_id, path, "profile")
+    journal_path(settings, request.save_as).unlink(missing_ok=True)  # done: the studies live in MLflow now
     return profile, path
 
 

@@ -158,3 +158,30 @@ def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path)
     assert chosen["ease"].config_for(1).ease_lambda == 99.0
     with pytest.raises(PngnnError, match="unknown profile 'missing'"):
         method_profiles(["ease"], "ml-100k", "quick", {"ease": "missing"}, settings)
+
+
+def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_path):
+    from contextlib import contextmanager
+
+    from pngnn.study import untracked_trial
+
+    started: list[int] = []
+
+    @contextmanager
+    def counting(number, params):
+        started.append(number)
+        with untracked_trial(number, params) as log:
+            yield log
+
+    journal = tmp_path / "studies" / "ease.log"
+    first = tune_split(split_with_valid, "ease", TrainConfig(), Budget(trials=2), trial_context=counting,
+                       journal=journal, study_name="ease-seed1")
+    assert started == [0, 1] and journal.is_file()
+    again = tune_split(split_with_valid, "ease", TrainConfig(), Budget(trials=2), trial_context=counting,
+                       journal=journal, study_name="ease-seed1")
+    assert started == [0, 1]  # nothing to do: both trials are in the journal
+    assert values(again) == values(first)
+    more = tune_split(split_with_valid, "ease", TrainConfig(), Budget(trials=3), trial_context=counting,
+                      journal=journal, study_name="ease-seed1")
+    assert started == [0, 1, 2] and len(more.trials) == 3
+    assert more.best_value == max(t["value"] for t in more.trials)

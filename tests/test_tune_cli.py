@@ -48,6 +48,7 @@ def test_tune_completes_and_saves_the_profile(tuned):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "saved profile 'pn-100k'" in proc.stdout and "seed 1 test: P@5" in proc.stdout
     assert (tuned["root"] / "profiles" / "pn-100k.json").is_file()
+    assert not (tuned["root"] / "studies" / "pn-100k.log").exists()  # the finished study's journal is gone
 
 
 def test_trials_are_nested_runs_of_one_parent_with_the_study_plots(tuned):
