@@ -63,7 +63,8 @@ RATING_SETS = ("all", "liked")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run (LightGCN or PN-GNN)."""
+    """Hyperparameters of one training run, for every method (each reads its own fields:
+    ``pngnn.methods.METHOD_SETTINGS``)."""
 
     dim: int = 64
     layers: int = 4
@@ -96,7 +97,8 @@ class TrainConfig:
     seed: int = 0
     # EASE (Steck 2019) and PN-EASE (pngnn.models.linear): the ridge penalty lambda; which
     # ratings form EASE's X ("all": every rating says "watched"; "liked": only r > threshold);
-    # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score.
+    # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score
+    # (defaults picked on ML-1M split 1's validation part; the tuned profiles kept them, README).
     ease_lambda: float = 500.0
     ease_ratings: Literal["all", "liked"] = "all"
     disliked_input: float = 1.0
