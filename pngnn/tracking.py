@@ -226,15 +226,21 @@ def trial_runs(parent_run_id: str, split: SplitData, method: str) -> Callable[[i
 
         tags = {"kind": "trial", "method": method, "split": str(split.seed), "dataset": split.dataset,
                 "trial": str(number)}
-        with mlflow.start_run(run_name=f"trial-{number}-{method}-seed{split.seed}", parent_run_id=parent_run_id,
-                              nested=True, tags=tags):
+        mlflow.start_run(run_name=f"trial-{number}-{method}-seed{split.seed}", parent_run_id=parent_run_id,
+                         nested=True, tags=tags)
+        try:
             mlflow.log_params(params)
-            try:
-                yield _MlflowTrialLog()
-                mlflow.set_tag("optuna_state", "COMPLETE")
-            except optuna.TrialPruned:
-                mlflow.set_tag("optuna_state", "PRUNED")
-                raise
+            yield _MlflowTrialLog()
+        except optuna.TrialPruned:
+            mlflow.set_tag("optuna_state", "PRUNED")  # a pruned trial did its job: it ends FINISHED
+            mlflow.end_run("FINISHED")
+            raise
+        except BaseException:
+            mlflow.set_tag("optuna_state", "FAIL")
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.set_tag("optuna_state", "COMPLETE")
+        mlflow.end_run("FINISHED")
 
     return trial_run
 

@@ -185,3 +185,27 @@ def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_pat
                       journal=journal, study_name="ease-seed1")
     assert started == [0, 1, 2] and len(more.trials) == 3
     assert more.best_value == max(t["value"] for t in more.trials)
+
+
+def test_trial_runs_end_finished_when_pruned_and_failed_when_broken(tmp_path, ml100k_split):
+    import mlflow
+    import optuna
+
+    from pngnn.config import Settings
+    from pngnn.tracking import parent_run, trial_runs
+
+    settings = Settings(mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with parent_run(settings, "ml-100k", "tune-test") as parent_id:
+        trial_run = trial_runs(parent_id, ml100k_split, "ease")
+        with pytest.raises(optuna.TrialPruned), trial_run(0, {"ease_lambda": 1.0}):
+            raise optuna.TrialPruned("pruned at epoch 5")
+        with pytest.raises(ValueError), trial_run(1, {"ease_lambda": 2.0}):
+            raise ValueError("broken")
+        with trial_run(2, {"ease_lambda": 3.0}) as log:
+            log.metrics({"valid_ndcg@20": 0.5})
+        assert mlflow.active_run().info.run_id == parent_id  # every trial run ended, the parent goes on
+    runs = {r.data.tags["trial"]: r for r in mlflow.MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("pngnn-ml-100k").experiment_id], "tags.kind = 'trial'")}
+    states = {n: (r.info.status, r.data.tags["optuna_state"]) for n, r in runs.items()}
+    assert states == {"0": ("FINISHED", "PRUNED"), "1": ("FAILED", "FAIL"), "2": ("FINISHED", "COMPLETE")}
+    assert runs["2"].data.metrics["valid_ndcg_at_20"] == 0.5
