@@ -33,3 +33,4 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/bench_training.py
+	$(VENV)/bin/python benchmarks/bench_closed_form.py
