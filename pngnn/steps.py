@@ -91,7 +91,7 @@ def train_step(
 def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
     """Full-ranking metrics on the test part, train and validation items masked; (metrics, seconds)."""
     t0 = time.perf_counter()
-    metrics = evaluate(model.full_sort_predict, split.n_items, seen_items(split), split.test, threshold)
+    metrics = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, threshold)
     return metrics, time.perf_counter() - t0
 
 

@@ -236,7 +236,7 @@ def tune_split(
                         raise optuna.TrialPruned(f"pruned at epoch {entry.epoch}")
 
             result = train_method(method, visible, cfg, on_epoch if is_graph else None, progress)
-            scores = evaluate(result.model.full_sort_predict, visible.n_items, visible.train, visible.valid,
+            scores = evaluate(result.model.scorer(), visible.n_items, visible.train, visible.valid,
                               cfg.threshold)
             trial_log.metrics({f"valid_{k}": v for k, v in scores.items()})
             trial.set_user_attr("best_epoch", result.best_epoch)

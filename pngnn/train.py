@@ -181,7 +181,7 @@ def fit(
             parts={k: v / len(pairs) for k, v in parts_sum.items()},
         )
         if use_valid and epoch % cfg.eval_every == 0:
-            entry.valid = evaluate(model.full_sort_predict, n_items, rated, valid, cfg.threshold)
+            entry.valid = evaluate(model.scorer(), n_items, rated, valid, cfg.threshold)
             score = entry.valid[cfg.valid_metric]
             if score > best:
                 best, best_epoch, stale = score, epoch, 0

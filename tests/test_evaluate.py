@@ -118,3 +118,19 @@ def test_threshold_changes_ground_truth():
 def test_no_ground_truth_raises():
     with pytest.raises(ValueError, match="no test rating above"):
         evaluate(Scorer(), N_ITEMS, TRAIN, inter([(0, 1, 1.0)]), ks=(1,))
+
+
+def test_an_evaluation_propagates_the_graph_once_however_many_blocks(ml100k_split):
+    """Ranking every user in blocks of 100 must not propagate the graph once a block."""
+    from pngnn.config import TrainConfig
+    from pngnn.train import build_lightgcn
+
+    model = build_lightgcn(ml100k_split, TrainConfig(dim=8, layers=2))
+    calls = []
+    propagate = model.embeddings
+    model.embeddings = lambda: calls.append(1) or propagate()
+    metrics = evaluate(model.scorer(), ml100k_split.n_items, ml100k_split.train, ml100k_split.test, block=100)
+    assert len(calls) == 1 and metrics["n_eval_users"] > 100
+    block = evaluate(model.full_sort_predict, ml100k_split.n_items, ml100k_split.train, ml100k_split.test, block=100)
+    assert len(calls) > 2  # the per-block path propagates again and again ...
+    assert block == pytest.approx(metrics)  # ... for the same numbers

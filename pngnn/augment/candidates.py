@@ -83,9 +83,10 @@ def top_candidates(
     k = min(n, split.n_items)
     items_out, scores_out = [], []
     model.eval()
+    score = model.scorer()
     for start in range(0, len(user_idx), block):
         ids = user_idx[start : start + block]
-        scores = model.full_sort_predict(torch.from_numpy(ids)).float().clone()
+        scores = score(torch.from_numpy(ids)).float().clone()
         rows, items = gather_rows(ptr, cols, ids)
         scores[rows, items] = -torch.inf
         top = torch.topk(scores, k, dim=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -32,5 +34,15 @@ class GraphRecommender(nn.Module):
     @torch.no_grad()
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of the given users against every item, shape [len(users), n_items]."""
+        return self.scorer()(users)
+
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``full_sort_predict`` for many blocks of users: the graph is propagated once, here,
+        not once a block (an evaluation ranks every user in blocks). Models that score without
+        embeddings override it."""
         user_emb, item_emb = self.final_embeddings()
-        return user_emb[users] @ item_emb.T
+
+        def score(users: torch.Tensor) -> torch.Tensor:
+            return user_emb[users] @ item_emb.T
+
+        return score

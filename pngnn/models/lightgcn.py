@@ -11,6 +11,8 @@ The propagation uses ``pngnn.graph.propagate``, whose backward is the forward ag
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -51,6 +53,9 @@ class MostPopular(GraphRecommender):
         super().__init__()
         self.n_users, self.n_items = n_users, item_counts.numel()
         self.register_buffer("item_counts", item_counts.float())
+
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.full_sort_predict
 
     @torch.no_grad()
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:

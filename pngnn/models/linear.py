@@ -27,6 +27,8 @@ training data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -87,6 +89,9 @@ class ItemLinear(GraphRecommender):
         self.register_buffer("cols", torch.from_numpy(cols))
         self.register_buffer("values", torch.from_numpy(inputs.ratings[order].astype(np.float32)))
         self.register_buffer("weights", weights.float().contiguous())
+
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.full_sort_predict
 
     @torch.no_grad()
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
