@@ -149,7 +149,8 @@ def tune_cmd(
     sampler_seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
-    results_dir: Annotated[Path, typer.Option(help="The test runs' JSON: <dir>/<dataset>/<method>-tuned/.")]
+    results_dir: Annotated[Path, typer.Option(help="The test runs' JSON: <dir>/<dataset>/<method>-tuned/ for the "
+                                                   "profile <method>-<dataset>, else <method>-tuned-<name>/.")]
     = Path("results"),
 ) -> None:
     """Tune a method on validation only (Optuna TPE, pruning), save it as a profile, evaluate it once on test.

@@ -33,8 +33,6 @@ from pngnn.train import EpochLog
 
 log = logging.getLogger(__name__)
 
-GRAPH_METHODS = frozenset({"lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn"})
-
 SearchSpace = Callable[[Any, TrainConfig], dict[str, Any]]
 
 
@@ -220,7 +218,7 @@ def tune_split(
         raise PngnnError(f"method '{method}' has nothing to tune; choose one of {sorted(SEARCH_SPACES)}")
     space = SEARCH_SPACES[method]
     visible = validation_only(split)
-    is_graph = method in GRAPH_METHODS
+    is_graph = "epochs" in METHOD_SETTINGS[method]  # trained by epochs: scored, stopped and pruned on the way
 
     def objective(trial: optuna.Trial) -> float:
         params = space(trial, base)

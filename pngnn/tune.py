@@ -106,6 +106,14 @@ def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, Tune
     return profile, path
 
 
+def results_tag(profile: Profile) -> str:
+    """The results folder of a tuned profile's test runs: ``<method>-tuned`` for the canonical
+    ``<method>-<dataset>`` profile, ``<method>-tuned-<name>`` for any other, so a second study never
+    overwrites the first one's results (profile names are never reused)."""
+    canonical = profile.name == f"{profile.method}-{profile.dataset}"
+    return "tuned" if canonical else f"tuned-{profile.name}"
+
+
 def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: str,
                results_dir: Path | None = None, progress: bool = False) -> tuple[RunOutcome, str]:
     """Train the profile's configuration for ``seed`` on train + validation, evaluate it once on
@@ -122,7 +130,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
     where = ""
     if results_dir is not None:
         record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
-        where = f" -> {write_result(results_dir, record, 'tuned')}"
+        where = f" -> {write_result(results_dir, record, results_tag(profile))}"
     m = run.metrics
     line = (f"{method} {profile.dataset} seed {seed} test: P@5 {m['precision@5']:.4f} R@20 {m['recall@20']:.4f} "
             f"NDCG@20 {m['ndcg@20']:.4f}{where}; {promotion.describe()}")

@@ -75,7 +75,9 @@ def test_the_saved_profile_reproduces_the_test_run(tuned):
     assert doc["tuning"]["mlflow_parent_run_id"] == tuned["parent"].info.run_id
     train = tuned["train"]
     assert train.returncode == 0, train.stderr[-3000:]
-    tuned_json = json.loads((tuned["root"] / "results" / "ml-100k" / "pn-ease-tuned" / "seed1.json").read_text())
+    # not the canonical name pn-ease-ml-100k: its own folder, never another study's
+    tuned_json = json.loads((tuned["root"] / "results" / "ml-100k" / "pn-ease-tuned-pn-100k" / "seed1.json")
+                            .read_text())
     retrained = json.loads((tuned["root"] / "retrain" / "ml-100k" / "pn-ease" / "seed1.json").read_text())
     assert retrained["metrics"] == pytest.approx(tuned_json["metrics"], abs=1e-6)
 
