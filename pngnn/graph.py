@@ -23,11 +23,20 @@ import numpy as np
 import torch
 
 
-def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A CSR tensor, without torch's beta-feature warnings (our indices are valid by construction)."""
+def csr_tensor(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A CSR tensor, without torch's beta-feature warnings (our indices are valid by construction;
+    a row may repeat a column, which torch's products sum)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(crow, col, val, size=size, check_invariants=False)
+
+
+def index_dtype(*sizes: int) -> torch.dtype:
+    """int32 CSR indices when every count fits, else int64.
+
+    Why: torch hands CSR products to MKL with 32-bit indices and converts int64 indices on every
+    call (a copy of the whole column array per sparse product)."""
+    return torch.int32 if max(sizes) < 2**31 - 1 else torch.int64
 
 
 def normalized_adjacency(
@@ -52,9 +61,10 @@ def normalized_adjacency(
     rows, cols, vals = rows[order], cols[order], vals[order]
     crow = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=crow[1:])
-    return _csr(
-        torch.from_numpy(crow),
-        torch.from_numpy(cols.astype(np.int64)),
+    indices = index_dtype(n + 1, len(cols))
+    return csr_tensor(
+        torch.from_numpy(crow).to(indices),
+        torch.from_numpy(cols).to(indices),
         torch.from_numpy(vals).to(dtype),
         size=(n, n),
     )
@@ -62,27 +72,34 @@ def normalized_adjacency(
 
 def block_diagonal(*adjs: torch.Tensor) -> torch.Tensor:
     """Stack CSR matrices on the diagonal so several graphs propagate in one product."""
+    n_rows = sum(a.shape[0] for a in adjs)
+    nnz = sum(a.values().numel() for a in adjs)
+    indices = index_dtype(n_rows + 1, nnz, sum(a.shape[1] for a in adjs))
     crows, cols, vals = [], [], []
-    row_off, col_off, nnz_off = 0, 0, 0
+    col_off, nnz_off = 0, 0
     for a in adjs:
-        crows.append(a.crow_indices()[:-1] + nnz_off)
-        cols.append(a.col_indices() + col_off)
+        crows.append(a.crow_indices()[:-1].to(indices) + nnz_off)
+        cols.append(a.col_indices().to(indices) + col_off)
         vals.append(a.values())
         nnz_off += a.values().numel()
-        row_off += a.shape[0]
         col_off += a.shape[1]
-    crow_all = torch.cat([*crows, torch.tensor([nnz_off], dtype=torch.int64)])
-    return _csr(crow_all, torch.cat(cols), torch.cat(vals), size=(row_off, col_off))
+    crow_all = torch.cat([*crows, torch.tensor([nnz_off], dtype=indices)])
+    return csr_tensor(crow_all, torch.cat(cols), torch.cat(vals), size=(n_rows, col_off))
 
 
 def propagate_plain(adj: torch.Tensor, emb: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """P(E) = mean of A^k E for k = 0..K, without autograd bookkeeping."""
-    out = emb.clone()
-    cur = emb
-    for _ in range(n_layers):
-        cur = torch.sparse.mm(adj, cur)
-        out += cur
-    return out / (n_layers + 1)
+    """P(E) = mean of A^k E for k = 0..K, without autograd bookkeeping.
+
+    Horner's form, H <- E + A H repeated K times (H = E first), gives sum_k A^k E with one fused
+    sparse product-and-add per layer and no running sum to copy and add; the last layer also
+    applies the 1/(K+1)."""
+    if n_layers == 0:
+        return emb.clone()
+    out, scale = emb, 1.0 / (n_layers + 1)
+    for layer in range(n_layers):
+        last = layer == n_layers - 1
+        out = torch.addmm(emb, adj, out, beta=scale if last else 1.0, alpha=scale if last else 1.0)
+    return out
 
 
 class Propagate(torch.autograd.Function):

@@ -13,17 +13,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pngnn.graph import csr_tensor, index_dtype
+
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """pos_scores [B], neg_scores [B, N] -> mean over B*N of -ln sigmoid(pos - neg)."""
     return F.softplus(neg_scores - pos_scores.unsqueeze(1)).mean()
 
 
-def l2_penalty(table0: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+def l2_penalty(table0: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+               tables: int = 1) -> torch.Tensor:
     """(||e_u||^2 + ||e_i||^2 + sum_j ||e_j||^2) / (B * N) over the batch's layer-0 rows.
 
     ``table0`` is the layer-0 table (users first); ``users`` index it, ``pos`` [B] and
-    ``neg`` [B, N] must already be offset to the item rows.
+    ``neg`` [B, N] must already be offset to the item rows. ``tables`` > 1: ``table0`` stacks that
+    many tables of the same nodes (PN-GNN's [E_p; E_n]) and the batch's rows of each are penalised
+    (no slices, whose backward would zero-fill a full-size gradient each).
 
     Why this scale: the reference code of SiReN/PN-GNN sums the ranking term over the
     N negatives of each pair and adds lambda * (||e_u||^2 + ||e_i||^2 + sum_j ||e_j||^2)
@@ -34,26 +39,88 @@ def l2_penalty(table0: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg
     computed with bincounts instead of gathering a [B, N, d] block.
     """
     batch, n_neg = neg.shape
-    size = table0.shape[0]
+    size = table0.shape[0] // tables
     counts = (
         torch.bincount(neg.reshape(-1), minlength=size)
         + torch.bincount(users, minlength=size)
         + torch.bincount(pos, minlength=size)
     ).to(table0.dtype)
-    return (counts * table0.pow(2).sum(1)).sum() / (batch * n_neg)
+    squares = table0.pow(2).sum(1).view(tables, size).sum(0)
+    return (counts * squares).sum() / (batch * n_neg)
+
+
+class SampledScores(torch.autograd.Function):
+    """y[b, j] = u[b] . E[neg[b, j]] for a batch's sampled negatives, without the [B, N, d] gather.
+
+    Why: the gather-and-``bmm`` form materialises B * N embedding rows (4,096 x 40 x 64 floats
+    on ML-1M) and its backward scatter-adds them one by one; that was most of a training step
+    beside the propagation. Here the sampled columns are the pattern of a CSR matrix S [B, n_items]
+    (row b holds neg[b, :], duplicates kept, so every pair counts as often as it was drawn):
+
+    - forward: one sampled dense-dense product (SDDMM, ``torch.sparse.sampled_addmm``) of u and E^T
+      on that pattern;
+    - backward: with G the same pattern holding dL/dy, dL/du = G @ E and dL/dE = G^T @ u, two
+      sparse-dense products; G^T's CSR comes from a stable argsort of the sampled items.
+
+    The values and gradients are those of the gather form (tests/test_losses.py checks both).
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        batch, n_neg = neg.shape
+        ctx.save_for_backward(u, item_emb, neg)
+        if n_neg > item_emb.shape[0]:
+            # More draws a row than items (toy graphs only): torch's SDDMM then merges a row's
+            # repeated columns, so take the gather form, which is cheap at that size.
+            return torch.bmm(F.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
+        pattern = _sample_pattern(neg, item_emb.shape[0], torch.zeros(batch * n_neg, dtype=u.dtype,
+                                                                     device=u.device))
+        scores = torch.sparse.sampled_addmm(pattern, u, item_emb.T, beta=0.0).values().view(batch, n_neg)
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        u, item_emb, neg = ctx.saved_tensors
+        n_items = item_emb.shape[0]
+        batch, n_neg = neg.shape
+        flat_grad = grad.reshape(-1).contiguous()
+        grad_u = grad_items = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.sparse.mm(_sample_pattern(neg, n_items, flat_grad), item_emb)
+        if ctx.needs_input_grad[1]:
+            indices = index_dtype(n_items + 1, batch * n_neg)
+            flat = neg.reshape(-1).to(indices)  # a 32-bit sort is twice as fast as a 64-bit one
+            order = torch.argsort(flat, stable=True)
+            crow = torch.zeros(n_items + 1, dtype=indices, device=neg.device)
+            torch.cumsum(torch.bincount(flat, minlength=n_items), 0, out=crow[1:])
+            rows = torch.div(order, n_neg, rounding_mode="floor").to(indices)
+            transposed = csr_tensor(crow, rows, flat_grad[order], (n_items, batch))
+            grad_items = torch.sparse.mm(transposed, u)
+        return grad_u, grad_items, None
+
+
+def _sample_pattern(neg: torch.Tensor, n_items: int, values: torch.Tensor) -> torch.Tensor:
+    """The CSR matrix [B, n_items] whose row b holds ``values`` at the columns neg[b, :]."""
+    batch, n_neg = neg.shape
+    indices = index_dtype(n_items + 1, batch * n_neg + 1)
+    crow = torch.arange(0, batch * n_neg + 1, n_neg, dtype=indices, device=neg.device)
+    return csr_tensor(crow, neg.reshape(-1).to(indices), values, (batch, n_items))
+
+
+def sampled_scores(u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """y_uj [B, N] = u[b] . item_emb[neg[b, j]] (see ``SampledScores``)."""
+    return SampledScores.apply(u, item_emb, neg)
 
 
 def pair_scores(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
                 neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(u, y_ui [B], y_uj [B, N]): dot-product scores of a batch's pairs and negatives.
 
-    ``F.embedding`` + ``bmm`` is the fastest CPU form measured here (its backward is a
-    dense embedding backward, not a generic index_put).
-    """
-    u = user_emb[users]
-    pos_scores = (u * item_emb[pos]).sum(-1)
-    neg_scores = torch.bmm(F.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
-    return u, pos_scores, neg_scores
+    ``index_select`` rather than ``[]``: its backward is an index_add, twice as fast on CPU as the
+    accumulating index_put of plain indexing."""
+    u = user_emb.index_select(0, users)
+    pos_scores = (u * item_emb.index_select(0, pos)).sum(-1)
+    return u, pos_scores, sampled_scores(u, item_emb, neg)
 
 
 def dual_bpr_loss(

@@ -52,6 +52,29 @@ def degree_distribution(items: np.ndarray, n_items: int, exponent: float) -> np.
     return weights / total
 
 
+class InverseCdf:
+    """Item index for uniform draws u: the first j with cdf[j] > u (``np.searchsorted(cdf, u, "right")``).
+
+    Why not ``searchsorted`` itself: an epoch draws tens of millions of negatives and a binary
+    search per draw was half of an epoch's sampling. A guide table (the classic index-table
+    method for discrete inverse-CDF sampling) maps each of ``2**bits`` equal slices of [0, 1)
+    to the first candidate index; a few vectorised passes step the draws whose slice holds more
+    than one boundary forward. The result is the same index searchsorted returns, draw for draw.
+    """
+
+    def __init__(self, cdf: np.ndarray, bits: int = 16) -> None:
+        self.cdf, self.slices = cdf, 1 << bits
+        self.guide = np.searchsorted(cdf, np.arange(self.slices) / self.slices, side="right").astype(np.int32)
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        idx = self.guide[(u * self.slices).astype(np.intp)]
+        late = np.flatnonzero(self.cdf[idx] <= u)
+        while late.size:
+            idx[late] += 1
+            late = late[self.cdf[idx[late]] <= u[late]]
+        return idx
+
+
 class NegativeSampler:
     """Draws ``n_neg`` negatives per training pair for a whole epoch at once."""
 
@@ -68,23 +91,34 @@ class NegativeSampler:
         self.probs = degree_distribution(rated_items, n_items, exponent)
         self.cdf = np.cumsum(self.probs)
         self.cdf /= self.cdf[-1]
+        self.inverse_cdf = InverseCdf(self.cdf)
         self.rng = np.random.default_rng(seed)
         self.n_items = n_items
 
     def _draw(self, size: int) -> np.ndarray:
-        idx = np.searchsorted(self.cdf, self.rng.random(size), side="right")
-        return np.minimum(idx, self.n_items - 1).astype(np.int32)
+        return np.minimum(self.inverse_cdf(self.rng.random(size)), self.n_items - 1).astype(np.int32)
 
-    def sample(self, users: np.ndarray, n_neg: int, max_rounds: int = 100) -> np.ndarray:
-        """Return an int32 array [len(users), n_neg] of items each user never rated in train."""
-        flat_users = np.repeat(users, n_neg)
-        neg = self._draw(flat_users.size)
-        bad = np.flatnonzero(self.lookup.contains(flat_users, neg))
+    def sample(self, users: np.ndarray, n_neg: int, max_rounds: int = 100, chunk: int = 1 << 20) -> np.ndarray:
+        """Return an int32 array [len(users), n_neg] of items each user never rated in train.
+
+        The first draws go in slices of about ``chunk`` (the random stream is the same as one
+        call's): an epoch's worth at once is hundreds of MB of temporaries that the allocator
+        hands back to the system and faults in again every epoch."""
+        neg = np.empty(len(users) * n_neg, dtype=np.int32)
+        rows = max(1, chunk // max(n_neg, 1))
+        bad_parts = []
+        for start in range(0, len(users), rows):
+            part = users[start : start + rows]
+            draws = self._draw(len(part) * n_neg)
+            neg[start * n_neg : (start + len(part)) * n_neg] = draws
+            rated = self.lookup.contains(part[:, None], draws.reshape(len(part), n_neg))  # row-wise broadcast
+            bad_parts.append(start * n_neg + np.flatnonzero(rated))
+        bad = np.concatenate(bad_parts) if bad_parts else np.zeros(0, dtype=np.int64)
         for _ in range(max_rounds):
             if bad.size == 0:
                 break
             neg[bad] = self._draw(bad.size)
-            bad = bad[self.lookup.contains(flat_users[bad], neg[bad])]
+            bad = bad[self.lookup.contains(users[bad // n_neg], neg[bad])]
         if bad.size:
             raise PngnnError(
                 f"could not draw negatives for {bad.size} pairs after {max_rounds} rounds: some users rated "

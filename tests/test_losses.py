@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pngnn.losses import bpr_loss, l2_penalty, pair_scores
+from pngnn.losses import bpr_loss, l2_penalty, pair_scores, sampled_scores
 
 
 def test_bpr_loss_by_hand():
@@ -94,3 +94,45 @@ def test_pair_scores_are_dot_products():
     torch.testing.assert_close(pos_s, torch.stack([user_emb[2] @ item_emb[1], user_emb[0] @ item_emb[4]]))
     expected_neg = torch.tensor([[float(user_emb[users[b]] @ item_emb[neg[b, n]]) for n in range(3)] for b in range(2)])
     torch.testing.assert_close(neg_s, expected_neg)
+
+
+def gather_scores(u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """The formulation the fused scores replaced: gather [B, N, d] rows, then a batched product."""
+    return torch.bmm(torch.nn.functional.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
+
+
+def test_sampled_scores_match_the_gather_form_in_value_and_gradient():
+    gen = torch.Generator().manual_seed(5)
+    u = torch.randn(6, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(9, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    # Row 0 draws item 3 three times, item 8 (the last) appears, item 5 never does.
+    neg = torch.tensor([[3, 3, 3, 8], [0, 1, 2, 4], [8, 7, 6, 0], [1, 1, 0, 2], [4, 6, 7, 8], [2, 0, 3, 1]])
+    weights = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    fused = sampled_scores(u, items, neg)
+    (fused * weights).sum().backward()
+    grads = u.grad.clone(), items.grad.clone()
+    u.grad = items.grad = None
+    reference = gather_scores(u, items, neg)
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(fused, reference)
+    torch.testing.assert_close(grads[0], u.grad)
+    torch.testing.assert_close(grads[1], items.grad)
+    assert float(grads[1][5].abs().sum()) == 0.0  # never drawn: no gradient
+    assert torch.autograd.gradcheck(sampled_scores, (u.detach().requires_grad_(), items.detach().requires_grad_(), neg))
+
+
+def test_sampled_scores_with_more_draws_a_row_than_items():
+    gen = torch.Generator().manual_seed(6)
+    u = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(2, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    neg = torch.randint(0, 2, (3, 5), generator=gen)
+    torch.testing.assert_close(sampled_scores(u, items, neg), gather_scores(u, items, neg))
+    assert torch.autograd.gradcheck(sampled_scores, (u, items, neg))
+
+
+def test_l2_penalty_over_stacked_tables_is_the_sum_of_each_tables_penalty():
+    gen = torch.Generator().manual_seed(8)
+    first, second = torch.randn(7, 3, generator=gen), torch.randn(7, 3, generator=gen)
+    users, pos, neg = torch.tensor([0, 2, 2]), torch.tensor([4, 5, 6]), torch.tensor([[3, 6], [6, 6], [4, 3]])
+    stacked = l2_penalty(torch.cat([first, second]), users, pos, neg, tables=2)
+    torch.testing.assert_close(stacked, l2_penalty(first, users, pos, neg) + l2_penalty(second, users, pos, neg))

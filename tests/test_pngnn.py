@@ -16,7 +16,7 @@ from pngnn.losses import dual_bpr_loss, graded_bpr_loss, weighted_bpr_loss
 from pngnn.models.pngnn import PNGNN, BranchAttention
 from pngnn.split import Interactions, SplitData
 from pngnn.steps import evaluate_step
-from pngnn.train import build_pngnn, train_lightgcn, train_pngnn
+from pngnn.train import build_lightgcn, build_pngnn, train_lightgcn, train_pngnn
 
 
 def tiny_split() -> SplitData:
@@ -306,3 +306,47 @@ def test_user_pair_sampling_feeds_training_as_many_pairs_drawn_per_user(monkeypa
     # Each row's negatives are unrated by that row's user (so they were drawn for the right user).
     rated = set(zip(split.train.users.tolist(), split.train.items.tolist(), strict=True))
     assert not any((u, j) in rated for u, row in zip(users.tolist(), negs.tolist(), strict=True) for j in row)
+
+
+
+def gather_scores(u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """The negative scoring the fused one replaced: gather [B, N, d] rows, then a batched product."""
+    return torch.bmm(torch.nn.functional.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
+
+
+def loss_and_grads(model, users, pos, neg, feats) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    loss, _ = model.calculate_loss(users, pos, neg, **feats)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("variant", ["weighted", "graded", "ordered", "siren", "sign", "lightgcn"])
+def test_training_loss_is_the_gather_formulation_to_float_tolerance(monkeypatch, variant):
+    """The fused negative scores change how a step is computed, not what it computes: the loss and
+    every parameter gradient of PN-GNN (each Dual-BPR reading) and LightGCN equal the gather form's."""
+    import pngnn.losses as losses
+
+    split = tiny_split()
+    cfg = TrainConfig(dim=8, layers=2, l2=0.05, dual_bpr="weighted" if variant == "lightgcn" else variant)
+    users = torch.tensor([0, 1, 2, 0, 2])
+    pos = torch.tensor([0, 2, 3, 1, 3])
+    neg = torch.randint(0, split.n_items, (5, split.n_items), generator=torch.Generator().manual_seed(3))
+    if variant == "lightgcn":
+        model, feats = build_lightgcn(split, cfg), {}
+    else:
+        model = build_pngnn(split, cfg)
+        feats = ({"disliked": torch.tensor([2, 3, 0, -1, 0])} if variant in ("weighted", "graded")
+                 else {"positive": torch.tensor([True, True, False, True, False])})
+    model.double()  # float64, so that a small error in a gradient stands out of the rounding
+    model.adj = model.adj.to(torch.float64)
+    with torch.no_grad():  # attention away from its q = 0 start, so its gradients are not trivially equal
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    fused_loss, fused_grads = loss_and_grads(model, users, pos, neg, feats)
+    monkeypatch.setattr(losses, "sampled_scores", gather_scores)
+    gather_loss, gather_grads = loss_and_grads(model, users, pos, neg, feats)
+    torch.testing.assert_close(fused_loss, gather_loss)
+    assert fused_grads and fused_grads.keys() == gather_grads.keys()
+    for name in fused_grads:
+        torch.testing.assert_close(fused_grads[name], gather_grads[name], msg=name)

@@ -8,7 +8,7 @@ from scipy.stats import chisquare
 
 from pngnn import sampling
 from pngnn.errors import PngnnError
-from pngnn.sampling import NegativeSampler, RatedLookup, degree_distribution
+from pngnn.sampling import InverseCdf, NegativeSampler, RatedLookup, degree_distribution
 
 
 def random_ratings(seed: int, n_users: int = 40, n_items: int = 25, density: float = 0.5):
@@ -194,3 +194,25 @@ def test_unknown_pair_sampling_is_rejected_with_the_choices():
         EpochPairOrder(np.array([0]), 1, "items")
     with pytest.raises(PngnnError, match="choose one of edges, users"):
         TrainConfig(pair_sampling="items")
+
+
+def test_inverse_cdf_returns_what_searchsorted_returns_draw_for_draw():
+    # Zero-probability items at the start, in a run in the middle and at the end; tiny and large masses.
+    probs = np.array([0, 0, 1e-7, 0.3, 0, 0, 0, 2e-6, 0.2, 1e-5, 0.5 - 1.21e-5, 0, 0])
+    cdf = np.cumsum(probs)
+    cdf /= cdf[-1]
+    inverse = InverseCdf(cdf, bits=4)  # 16 slices: most hold several boundaries
+    rng = np.random.default_rng(0)
+    # Random draws, every cdf value itself (ties go right), slice edges, and the ends of [0, 1).
+    u = np.concatenate([rng.random(100_000), cdf[cdf < 1], np.arange(16) / 16, [0.0, np.nextafter(1.0, 0)]])
+    np.testing.assert_array_equal(inverse(u), np.searchsorted(cdf, u, side="right"))
+
+
+def test_negatives_do_not_depend_on_the_slice_size():
+    users = np.repeat(np.arange(6), 2)
+    items = np.array([0, 1, 2, 3, 4, 5, 0, 6, 1, 7, 3, 8])
+    drawn = [NegativeSampler(users, items, 6, 10, seed=4).sample(np.arange(6).repeat(50), 7, chunk=c)
+             for c in (1, 64, 1 << 20)]
+    np.testing.assert_array_equal(drawn[0], drawn[1])
+    np.testing.assert_array_equal(drawn[0], drawn[2])
+    assert not RatedLookup(users, items, 6, 10).contains(np.arange(6).repeat(50)[:, None], drawn[0]).any()

@@ -32,7 +32,8 @@ class LightGCN(GraphRecommender):
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         z = propagate(self.adj, self.embedding.weight, self.layers)
-        return z[: self.n_users], z[self.n_users :]
+        users, items = torch.split(z, [self.n_users, self.n_items])
+        return users, items
 
     def calculate_loss(self, users, pos, neg, **batch):
         user_emb, item_emb = self.embeddings()

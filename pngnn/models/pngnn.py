@@ -77,7 +77,8 @@ class PNGNN(GraphRecommender):
     def branches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(Z_p, Z_n), each [n_users + n_items, dim]."""
         z = propagate(self.adj, self.embedding.weight, self.layers)
-        return z[: self.n_nodes], z[self.n_nodes :]
+        z_pos, z_neg = torch.split(z, self.n_nodes)  # split's backward is one cat; slicing's, zeros + copy each
+        return z_pos, z_neg
 
     def alphas(self, z_pos: torch.Tensor, z_neg: torch.Tensor) -> torch.Tensor:
         if self.attention is None:
@@ -91,7 +92,8 @@ class PNGNN(GraphRecommender):
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         z, _ = self.fused()
-        return z[: self.n_users], z[self.n_users :]
+        users, items = torch.split(z, [self.n_users, self.n_items])
+        return users, items
 
     @torch.no_grad()
     def attention_summary(self) -> dict[str, float]:
@@ -106,8 +108,7 @@ class PNGNN(GraphRecommender):
         """Dual-BPR + L2. ``positive`` [B] flags positive-graph pairs (the readings that
         train on every rated pair); ``disliked`` [B] is a disliked item of each pair's user
         or -1 (the "graded" and "weighted" readings, whose pairs are all positive)."""
-        z, _ = self.fused()
-        user_emb, item_emb = z[: self.n_users], z[self.n_users :]
+        user_emb, item_emb = self.embeddings()
         u, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
         reg_items = neg
         if self.variant in DISLIKED_PAIR_VARIANTS:
@@ -115,7 +116,7 @@ class PNGNN(GraphRecommender):
                 raise ValueError(f"the {self.variant} Dual-BPR reading needs a 'disliked' item per pair (-1: none)")
             has = disliked >= 0
             k = disliked.clamp(min=0)
-            disliked_scores = (u * item_emb[k]).sum(-1)
+            disliked_scores = (u * item_emb.index_select(0, k)).sum(-1)
             pick = graded_bpr_loss if self.variant == "graded" else weighted_bpr_loss
             loss = pick(pos_scores, neg_scores, disliked_scores, has, self.b)
             # k rows join the penalty; users without one repeat their liked item instead.
@@ -124,7 +125,5 @@ class PNGNN(GraphRecommender):
             if positive is None:
                 positive = torch.ones_like(pos, dtype=torch.bool)
             loss = dual_bpr_loss(pos_scores, neg_scores, positive, self.b, self.variant)
-        w = self.embedding.weight
-        items, negs = self.n_users + pos, self.n_users + reg_items
-        reg = l2_penalty(w[: self.n_nodes], users, items, negs) + l2_penalty(w[self.n_nodes :], users, items, negs)
+        reg = l2_penalty(self.embedding.weight, users, self.n_users + pos, self.n_users + reg_items, tables=2)
         return loss + self.l2 * reg, {"dual_bpr": loss.detach(), "l2": reg.detach()}
