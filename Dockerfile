@@ -28,7 +28,10 @@ RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -e . \
 CMD ["python", "-m", "flows.serve"]
 
 FROM app AS llm
-# llama-cpp-python has no binary wheel for every platform: it may compile (minutes).
+# llama-cpp-python has no binary wheel for every platform: it may compile (minutes). Portable AVX2,
+# not -march=native: an image must run on other CPUs, and the native AMX path segfaults where a
+# hypervisor does not grant AMX.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/* \

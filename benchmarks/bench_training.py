@@ -1,8 +1,8 @@
 """Speed of the training hot paths on ML-1M split 1 with the paper's settings.
 
-For LightGCN and PN-GNN, times in one process: one sparse product A_hat @ E; a 4-layer
-propagation forward and backward through the custom symmetric autograd function and
-through torch's built-in sparse autograd; full training epochs (negative sampling
+For LightGCN and PN-GNN (and PN-GNN at the larger dims its tuning searches), times in one
+process: one sparse product A_hat @ E; a 4-layer propagation forward and backward through the
+custom symmetric autograd function and through torch's built-in sparse autograd; full training epochs (negative sampling
 included); one full-ranking evaluation. Prints the figures and writes them as JSON, with
 the machine and each epoch's lower bound (sparse products per epoch x time of one product).
 
@@ -39,8 +39,8 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     return {"median_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times), "repeats": repeats}
 
 
-def bench_method(method: str, split: SplitData, epochs: int, device: torch.device) -> dict:
-    cfg = get_profile("paper").train.with_overrides(epochs=epochs)
+def bench_method(method: str, split: SplitData, epochs: int, device: torch.device, dim: int | None = None) -> dict:
+    cfg = get_profile("paper").train.with_overrides(epochs=epochs, **({"dim": dim} if dim else {}))
     if method == "lightgcn":
         model = build_lightgcn(split, cfg)
         plan = PairPlan(lightgcn_edges(split, cfg))
@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--method", action="append", choices=["lightgcn", "pngnn"],
                         help="repeatable; default: both")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--pngnn-dims", type=int, nargs="*", default=[128, 256],
+                        help="also time PN-GNN at these dims (the tuning search space's capacities)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training_speed.json"))
     args = parser.parse_args()
 
@@ -125,6 +127,10 @@ def main() -> None:
     for method in args.method or ["lightgcn", "pngnn"]:
         figures[method] = bench_method(method, split, args.epochs, device)
         print(method, json.dumps(figures[method], indent=2), flush=True)
+    if "pngnn" in (args.method or ["pngnn"]):
+        for dim in args.pngnn_dims:
+            figures[f"pngnn_dim{dim}"] = bench_method("pngnn", split, args.epochs, device, dim=dim)
+            print(f"pngnn dim {dim}", json.dumps(figures[f"pngnn_dim{dim}"], indent=2), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2))
     print(f"wrote {args.out}")
