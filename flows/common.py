@@ -1,21 +1,92 @@
-"""Steps shared by the flows: the LLM augmentation of one split, and the summary over splits."""
+"""What the flows share: which profile each method trains with, the methods x splits loop
+(pipeline and experiment), the LLM augmentation of one split (pipeline, experiment,
+reaugment), and the summary over splits."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pngnn.config import Profile, Settings, TrainConfig
+from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.metrics import aggregate
 from pngnn.tracking import metric_key
 from tasks.augment import LLMSettings, augment_task, llm_tags, merge_task, pretrain_task
+from tasks.data import split_task
+from tasks.model import train_evaluate_task
 
 
 def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:
     """pretrain (cached) -> augment (LLM answers cached in DuckDB) -> merge, for one split.
 
-    Returns the MLflow tags (LLM model, prompt version) of the runs trained on these edges.
+    The counts of both steps become ``augment_seed<N>_*`` metrics of the parent run (the same
+    record for every flow that augments). Returns the MLflow tags (LLM model, prompt version)
+    of the runs trained on these edges.
     """
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
     pretrain_task(dataset, seed, llm)
-    counts = augment_task(dataset, seed, llm, parent_run_id, merge=False)
+    counts = augment_task(dataset, seed, llm, parent_run_id)
     counts.update(merge_task(dataset, seed, counts["model"], parent_run_id))
+    now = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(parent_run_id, metrics=[
+        Metric(f"augment_seed{seed}_{k}", float(v), now, 0) for k, v in counts.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)])
     return llm_tags(llm, counts)
+
+
+def method_profiles(methods: list[str], dataset: str, base: Profile, tuned: dict[str, str] | None,
+                    settings: Settings) -> dict[str, Profile]:
+    """The profile each method trains with: ``tuned[method]``, else a saved ``<method>-<dataset>``,
+    else ``base``."""
+    from pngnn.config import get_profile
+
+    out = {}
+    for method in methods:
+        name = (tuned or {}).get(method)
+        if name is None and (settings.profiles_dir / f"{method}-{dataset}.json").is_file():
+            name = f"{method}-{dataset}"
+        out[method] = get_profile(name, settings) if name else base
+    return out
+
+
+def log_grid_params(base: Profile, dataset: str, seeds: list[int], profiles: dict[str, Profile], cfg: TrainConfig,
+                    llm: LLMSettings | None) -> None:
+    """The parent run's params: what was run, with which settings and, if any, which LLM."""
+    import mlflow
+
+    mlflow.log_params({"profile": base.name, "dataset": dataset, "seeds": ",".join(map(str, seeds)),
+                       "methods": ",".join(profiles), **{f"train_{k}": v for k, v in cfg.to_dict().items()},
+                       **{f"profile_{m}": p.name for m, p in profiles.items()}})
+    if llm is not None:
+        from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
+
+        mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
+                           "llm_users": llm.users if llm.users is not None else "all",
+                           "prompt_version": PROMPT_VERSION})
+        mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
+
+
+def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, Profile], cfg: TrainConfig,
+             llm: LLMSettings, parent_run_id: str) -> dict[str, list[dict[str, float]]]:
+    """Every method on every split seed (augmenting each split first when a method needs LLM
+    edges), each a child run of ``parent_run_id``; the test metrics per method, in seed order.
+
+    A method on the base profile trains with ``cfg`` (the base profile's settings with the
+    flow's overrides); a method with a tuned profile with that profile's settings for the seed."""
+    use_llm = any(m in NEEDS_AUGMENTATION for m in profiles)
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
+    for seed in seeds:
+        split_task(dataset, seed, base.test_fraction, base.valid_fraction)
+        tags = augment_split(dataset, seed, llm, parent_run_id) if use_llm else None
+        for method, prof in profiles.items():
+            method_cfg = cfg if prof.name == base.name else prof.config_for(seed)
+            out = train_evaluate_task(dataset, seed, method, method_cfg.to_dict(), prof.name, parent_run_id,
+                                      tags=tags if method in NEEDS_AUGMENTATION else None)
+            runs[method].append(out["metrics"])
+    return runs
 
 
 def log_summary(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -33,3 +104,31 @@ def log_summary(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[st
     return summary
 
 
+def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: list[int] | None,
+                   methods: list[str], epochs: int | None, llm: LLMSettings | dict | None,
+                   tuned: dict[str, str] | None) -> dict[str, Any]:
+    """The pipeline and experiment flows: ingest, then ``run_grid`` under one parent run tagged
+    with the flow, then the summary. Returns the parent run id, dataset, runs and summary."""
+    import mlflow
+
+    from pngnn.config import get_profile
+    from pngnn.methods import check_method
+    from pngnn.tracking import parent_run
+    from tasks.data import ingest_task
+
+    settings = Settings.from_env()
+    base = get_profile(profile, settings)
+    ds = dataset or base.dataset
+    seeds = seeds or list(base.seeds)
+    methods = [check_method(m) for m in methods]
+    llm = LLMSettings.model_validate(llm or {})
+    cfg = base.train.with_overrides(epochs=epochs)
+    profiles = method_profiles(methods, ds, base, tuned, settings)
+    use_llm = any(m in NEEDS_AUGMENTATION for m in methods)
+    with parent_run(settings, ds, f"{flow_name}-{profile}", tags={"profile": profile, "flow": flow_name}) as parent_id:
+        log_grid_params(base, ds, seeds, profiles, cfg, llm if use_llm else None)
+        data = ingest_task(ds)
+        mlflow.log_param("dataset_checksum", data["checksum"])
+        runs = run_grid(ds, seeds, base, profiles, cfg, llm, parent_id)
+        summary = log_summary(runs)
+    return {"parent_run_id": parent_id, "dataset": ds, "runs": runs, "summary": summary}

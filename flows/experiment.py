@@ -24,13 +24,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import augment_split, log_summary
-from pngnn.config import Profile, Settings, get_profile
-from pngnn.methods import NEEDS_AUGMENTATION, check_method
-from pngnn.tracking import parent_run
+from flows.common import grid_flow_body
 from tasks.augment import LLMSettings
-from tasks.data import ingest_task, split_task
-from tasks.model import evaluate_task, train_task
 from tasks.report import report_task
 
 TABLE1_METHODS = ("lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn")
@@ -39,22 +34,6 @@ BASELINES = ("ease", "ials", "pn-ease")
 
 def default_methods() -> list[str]:
     return [*TABLE1_METHODS, *BASELINES]
-
-
-def method_profiles(methods: list[str], dataset: str, base: str, tuned: dict[str, str] | None,
-                    settings: Settings) -> dict[str, Profile]:
-    """The profile each method trains with: ``tuned[method]``, else a saved ``<method>-<dataset>``, else ``base``."""
-    out = {}
-    for method in methods:
-        name = (tuned or {}).get(method)
-        if name is None and (settings.profiles_dir / f"{method}-{dataset}.json").is_file():
-            name = f"{method}-{dataset}"
-        out[method] = get_profile(name or base, settings)
-    return out
-
-
-def needs_llm(method: str) -> bool:
-    return method in NEEDS_AUGMENTATION
 
 
 @flow(name="experiment", log_prints=True)
@@ -72,38 +51,12 @@ def experiment(
 
     ``profile``: paper (ML-1M, 3 splits, 60 epochs) or quick; ``seeds``/``epochs``/``dataset``
     override it. ``out_dir``: also keep table.csv, table.md and the chart there. ``tuned``:
-    method -> tuned profile name (see ``method_profiles``).
+    method -> tuned profile name (see ``flows.common.method_profiles``).
     """
-    import mlflow
-
-    prof = get_profile(profile)
-    ds = dataset or prof.dataset
-    seeds = seeds or list(prof.seeds)
-    methods = [check_method(m) for m in (methods or default_methods())]
-    llm = LLMSettings.model_validate(llm or {})
-    cfg = prof.train.with_overrides(epochs=epochs)
-    settings = Settings.from_env()
-    profiles = method_profiles(methods, ds, profile, tuned, settings)
-    runs: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    tags = {"profile": profile, "flow": "experiment"}
-    with parent_run(settings, ds, f"experiment-{profile}", tags=tags) as parent_id:
-        mlflow.log_params({"profile": profile, "dataset": ds, "seeds": ",".join(map(str, seeds)),
-                           "methods": ",".join(methods), **{f"train_{k}": v for k, v in cfg.to_dict().items()},
-                           **{f"profile_{m}": p.name for m, p in profiles.items()}})
-        data = ingest_task(ds)
-        mlflow.log_param("dataset_checksum", data["checksum"])
-        for seed in seeds:
-            split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
-            tags = augment_split(ds, seed, llm, parent_id) if any(map(needs_llm, methods)) else None
-            for method in methods:
-                extra = tags if needs_llm(method) else None
-                method_cfg = cfg if profiles[method].name == profile else profiles[method].config_for(seed)
-                run_id = train_task(ds, seed, method, method_cfg.to_dict(), profiles[method].name, parent_id,
-                                    tags=extra)
-                runs[method].append(evaluate_task(ds, seed, method, run_id, cfg.threshold))
-        summary = log_summary(runs)
-        table = report_task(ds, runs, parent_id, out_dir)
-    return {"parent_run_id": parent_id, "dataset": ds, "summary": summary, "table": table}
+    out = grid_flow_body("experiment", profile, dataset, seeds, methods or default_methods(), epochs, llm, tuned)
+    table = report_task(out["dataset"], out["runs"], out["parent_run_id"], out_dir)
+    return {"parent_run_id": out["parent_run_id"], "dataset": out["dataset"], "summary": out["summary"],
+            "table": table}
 
 
 if __name__ == "__main__":

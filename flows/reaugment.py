@@ -1,12 +1,10 @@
 """Scheduled re-augmentation: ask the current LLM and prompt again, retrain, promote if better.
 
-ingest -> split (both cached) -> augment (current LLM model and prompt version; the LLM
-cache answers what was already asked) -> train the LLM method (a child MLflow run, a new
-registered version of ``pngnn-<dataset>-<method>``) -> evaluate -> compare with the
-``production`` alias on recall@20 and move the alias when the new version is better.
-
-The augmentation itself is ``pngnn.augment`` (issue 4): while it has no ``augment_step``
-the ``augment`` task fails with a message that says so, and nothing is trained.
+ingest -> split (both cached) -> pretrain -> augment -> merge (the same steps as the pipeline,
+``flows.common.augment_split``: the LLM cache answers what was already asked) -> train and
+evaluate the LLM method on the edges of this LLM and prompt version (a child MLflow run, a new
+registered version of ``pngnn-<dataset>-<method>``) -> compare with the ``production`` alias
+on recall@20 and move the alias when the new version is better.
 
 Deployed with a cron schedule by ``flows/serve.py``; run it by hand with
 ``prefect deployment run 'reaugment/weekly'``.
@@ -18,13 +16,14 @@ from typing import Any
 
 from prefect import flow
 
+from flows.common import augment_split
 from pngnn.config import Settings, get_profile
 from pngnn.methods import check_method
 from pngnn.registry import PROMOTION_METRIC
 from pngnn.tracking import parent_run
-from tasks.augment import LLMSettings, augment_task, llm_tags, pretrain_task
+from tasks.augment import LLMSettings
 from tasks.data import ingest_task, split_task
-from tasks.model import evaluate_task, train_task
+from tasks.model import train_evaluate_task
 from tasks.registry import promote_task
 
 
@@ -54,19 +53,10 @@ def reaugment(
                            "llm_users": llm.users if llm.users is not None else "all"})
         ingest_task(ds)
         split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
-        pretrain_task(ds, seed, llm)
-        counts = augment_task(ds, seed, llm, parent_id)
-        tags = llm_tags(llm, counts)
+        tags = augment_split(ds, seed, llm, parent_id)
         mlflow.set_tags(tags)
-        mlflow.log_metrics({f"augment_{k}": float(v) for k, v in counts.items() if isinstance(v, int | float)})
-        run_id = train_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=tags)
-        metrics = evaluate_task(ds, seed, method, run_id, cfg.threshold)
-        decision = promote_task(ds, method, run_id, PROMOTION_METRIC) if promote else None
+        out = train_evaluate_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=tags)
+        decision = promote_task(ds, method, out["run_id"], PROMOTION_METRIC) if promote else None
         if decision is not None:
             mlflow.set_tag("promoted", str(decision["promoted"]).lower())
-    return {"parent_run_id": parent_id, "run_id": run_id, "metrics": metrics, "promotion": decision,
-            "augmentation": counts}
-
-
-if __name__ == "__main__":
-    print(reaugment())
+    return {"parent_run_id": parent_id, "run_id": out["run_id"], "metrics": out["metrics"], "promotion": decision}

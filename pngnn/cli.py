@@ -1,7 +1,8 @@
-"""The ``pngnn`` command line: each pipeline step, a training run, the report, the flow.
+"""The ``pngnn`` command line: each pipeline step, a training run, tuning, the report.
 
-Every user-facing failure is a ``PngnnError`` and is printed as one line (no traceback)
-with exit code 2.
+``pngnn run`` (the Prefect pipeline flow) is added by ``flows.cli``, the installed entry
+point, so this library never imports Prefect. Every user-facing failure is a ``PngnnError``
+and is printed as one line (no traceback) with exit code 2.
 """
 
 from __future__ import annotations
@@ -97,12 +98,17 @@ def train_cmd(
     ease_lambda: Annotated[float | None, typer.Option(help="EASE / PN-EASE ridge penalty (> 0)")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
-    track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI).")] = False,
+    track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI) and register its model "
+                                             "as pngnn-<dataset>-<method>.")] = False,
+    llm_model: Annotated[str, typer.Option(help="llm- methods: train on the edges this model merged.",
+                                           envvar="PNGNN_LLM_MODEL")] = "smollm2-135m-instruct",
+    prompt_version: Annotated[str | None, typer.Option(help="llm- methods: the edges of this prompt version; "
+                                                            "default: the current one.")] = None,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON."""
     from pngnn.methods import NEEDS_AUGMENTATION, check_method
     from pngnn.results import write_result
-    from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
+    from pngnn.steps import EdgeSource, ingest_step, load_split_step, split_step, train_evaluate_step
 
     settings = Settings.from_env()
     prof = get_profile(profile, settings)
@@ -112,17 +118,24 @@ def train_cmd(
                  "attention": attention, "pair_sampling": pair_sampling, "ease_lambda": ease_lambda}
     for s in seed or list(prof.seeds):
         prof.config_for(s).with_overrides(**overrides)  # bad settings fail before any work
+    edges = None
+    if method in NEEDS_AUGMENTATION:
+        from pngnn.augment.prompts import PROMPT_VERSION
+
+        edges = EdgeSource(llm_model, prompt_version or PROMPT_VERSION)
     ingest_step(settings, ds)
     for s in seed or list(prof.seeds):
         cfg = prof.config_for(s).with_overrides(**overrides)
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
-        split = load_split_step(settings, ds, s, with_augmented=method in NEEDS_AUGMENTATION)
+        split = load_split_step(settings, ds, s, edges)
         if track:
             from pngnn.preflight import check_mlflow
+            from pngnn.registry import model_name
             from pngnn.tracking import tracked_run
 
             check_mlflow(settings.mlflow_uri)
-            outcome = tracked_run(settings, split, method, cfg, profile=profile)
+            outcome = tracked_run(settings, split, method, cfg, profile=profile, progress=sys.stderr.isatty(),
+                                  registered_name=model_name(ds, method))
         else:
             outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty())
         path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag)
@@ -260,50 +273,6 @@ def quiet_environment() -> None:
 
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
-
-
-@app.command("run")
-@friendly
-def run_cmd(
-    profile: Annotated[str, typer.Option(help="quick (ML-100K, minutes) or paper (ML-1M, hours)")] = "quick",
-    dataset: Annotated[str | None, typer.Option()] = None,
-    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
-    method: Annotated[list[str] | None, typer.Option(help="Methods; default: mostpop and lightgcn.")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    llm_users: Annotated[int, typer.Option(help="Users per split the LLM augments (0: all).")] = 20,
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
-                                                     envvar="PNGNN_LLM_BASE_URL")] = None,
-    llm_model: Annotated[str | None, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")] = None,
-) -> None:
-    """The main job: the Prefect pipeline flow (ingest, split, augment, train, evaluate) tracked in MLflow.
-
-    Uses Prefect's server at PREFECT_API_URL, or a local ephemeral one when unset, and the
-    MLflow store at MLFLOW_TRACKING_URI (default: a sqlite file under pngnn-data/).
-    """
-    quiet_environment()
-    get_profile(profile)
-    from pngnn.preflight import check_mlflow, check_prefect_api
-
-    check_prefect_api()
-    check_mlflow(Settings.from_env().mlflow_uri)
-    from flows.pipeline import pipeline
-    from pngnn.results import to_markdown
-
-    settings = Settings.from_env()
-    llm: dict = {"users": llm_users or None, "base_url": llm_base_url}
-    if llm_model:
-        llm["model"] = llm_model
-    out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs, llm=llm)
-    import polars as pl
-
-    rows = {}
-    for key, v in out["summary"].items():
-        m, name = key.split("/")
-        if name.startswith(("precision", "recall", "ndcg")):
-            rows.setdefault(m, {"method": m})[name] = f"{v['mean']:.4f}"
-    typer.echo(to_markdown(pl.DataFrame(list(rows.values()))))
-    typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
-               f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")
 
 
 @app.command("recommend")

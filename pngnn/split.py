@@ -8,6 +8,7 @@ during training.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -63,6 +64,18 @@ class SplitData:
 
     def with_augmented(self, positive: Interactions, negative: Interactions) -> SplitData:
         return replace(self, augmented=positive.concat(negative))
+
+    def augmented_digest(self) -> dict[str, int | str]:
+        """How many LLM edges this split trains on, and a hash of exactly which ones: what a
+        run records, so two runs that name the same LLM can be checked to share the same edges."""
+        edges = self.augmented
+        if edges is None:
+            return {}
+        order = np.lexsort((edges.ratings, edges.items, edges.users))
+        digest = hashlib.sha256()
+        for column, dtype in ((edges.users, np.int64), (edges.items, np.int64), (edges.ratings, np.float32)):
+            digest.update(np.ascontiguousarray(column[order], dtype=dtype).tobytes())
+        return {"llm_edges": len(edges), "llm_edges_sha256": digest.hexdigest()[:16]}
 
 
 def draw_parts(n: int, seed: int, test_fraction: float, valid_fraction: float) -> np.ndarray:

@@ -7,11 +7,13 @@ separate processes (Prefect workers) and never pass data through ad-hoc files.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pngnn import datasets
 from pngnn.config import Settings, TrainConfig, check_dataset
+from pngnn.errors import PngnnError
 from pngnn.evaluate import evaluate
 from pngnn.ingest import IngestResult, ingest
 from pngnn.methods import check_method, seen_items, train_method
@@ -35,14 +37,41 @@ def split_step(settings: Settings, dataset: str, seed: int, test_fraction: float
         return create_split(store, dataset, seed, test_fraction, valid_fraction)
 
 
-def load_split_step(settings: Settings, dataset: str, seed: int, with_augmented: bool = False) -> SplitData:
-    """A stored split; with ``with_augmented``, plus the LLM edges merged for it."""
+@dataclass(frozen=True)
+class EdgeSource:
+    """Which LLM edges a run trains on: those one model merged with one prompt version.
+
+    A split may hold the edges of several LLMs and prompts (each merge keeps its own); a run
+    tagged with one of them must train on that one's edges only."""
+
+    model: str
+    prompt_version: str
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str] | None) -> EdgeSource:
+        """The source named by a run's MLflow tags (``llm_model``, ``prompt_version``)."""
+        tags = tags or {}
+        if not tags.get("llm_model") or not tags.get("prompt_version"):
+            raise PngnnError("an llm- method needs to know which LLM edges to train on (tags llm_model and "
+                             f"prompt_version), got {dict(tags)}; run it through a flow that augments first")
+        return cls(tags["llm_model"], tags["prompt_version"])
+
+
+def load_split_step(settings: Settings, dataset: str, seed: int, edges: EdgeSource | None = None) -> SplitData:
+    """A stored split; with ``edges``, plus the LLM edges that source merged for it (an error
+    when it merged none: training on no edges would pass silently for an LLM run)."""
     with Store(settings.db_path) as store:
         split = load_split(store, dataset, seed)
-        if with_augmented:
+        if edges is not None:
             from pngnn.augment.merge import load_augmented
 
-            split = split.with_augmented(*load_augmented(store, dataset, seed))
+            positive, negative = load_augmented(store, dataset, seed, edges.model, edges.prompt_version)
+            if not len(positive) + len(negative):
+                raise PngnnError(
+                    f"no LLM edges of model '{edges.model}' (prompt {edges.prompt_version}) for {dataset} split "
+                    f"{seed}; run `pngnn augment --dataset {dataset} --seed {seed} --model {edges.model}` first"
+                )
+            split = split.with_augmented(positive, negative)
     return split
 
 
@@ -56,6 +85,7 @@ class RunOutcome:
     config: TrainConfig
     eval_seconds: float
     run_id: str | None = None  # the MLflow run, when tracked
+    edges: dict[str, int | str] = field(default_factory=dict)  # the LLM edges trained on (count, hash)
 
     def record(self) -> dict[str, Any]:
         """The results JSON; PN-GNN runs add where the attention put users and items."""
@@ -72,6 +102,7 @@ class RunOutcome:
             "eval_seconds": round(self.eval_seconds, 2),
             "loss_curve": [round(e.loss, 6) for e in self.train.history],
         }
+        record.update(self.edges)
         if summary is not None:
             record["attention"] = {k: round(v, 4) for k, v in summary().items()}
         return record
@@ -105,4 +136,5 @@ def train_evaluate_step(
     """Train one method on one split and evaluate it by full ranking on the test part."""
     result = train_step(split, method, cfg, on_epoch, progress)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
-    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds)
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
+                      edges=split.augmented_digest())

@@ -20,7 +20,6 @@ import torch
 
 from pngnn.config import KS, Settings, TrainConfig
 from pngnn.methods import method_settings
-from pngnn.models.base import GraphRecommender
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
 from pngnn.train import EpochLog, TrainResult
@@ -166,13 +165,6 @@ def run_tags(split: SplitData, method: str, profile: str, cfg: TrainConfig | Non
     return tags
 
 
-def load_model(settings: Settings, run_id: str) -> GraphRecommender:
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    return mlflow.pytorch.load_model(f"runs:/{run_id}/model")
-
-
 def tracked_run(
     settings: Settings,
     split: SplitData,
@@ -186,19 +178,23 @@ def tracked_run(
     registered_name: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> RunOutcome:
-    """Train and evaluate one (method, split) as one MLflow run (a child run under a parent);
-    ``registered_name``: also register the model (a new version of that name)."""
+    """Train and evaluate one (method, split) as one MLflow run (a child run under a parent).
+
+    The one tracked path: ``pngnn train --track``, the Prefect tasks of every flow and the
+    tuned profiles' test runs all come here. ``registered_name``: also register the model (a
+    new version of that name). A run on LLM edges records how many it trained on and their hash."""
     import mlflow
 
     setup(settings, split.dataset)
+    edges = split.augmented_digest()
     with mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
                           tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:
-        mlflow.log_params(run_params(split, method, cfg, extra_params))
+        mlflow.log_params(run_params(split, method, cfg, {**edges, **(extra_params or {})}))
         result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=progress)
         log_training(result, method, split.dataset, split.seed, log_model=log_model, registered_name=registered_name)
         metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
         log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
-    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id)
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges)
 
 
 class _MlflowTrialLog:

@@ -210,11 +210,14 @@ def train_lightgcn(
     extra_edges: Interactions | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Build and train LightGCN on one split (optionally with extra, e.g. LLM, edges)."""
+    """Build and train LightGCN on one split (optionally with extra, e.g. LLM, edges).
+
+    The extra edges are training pairs like the ratings, so negatives are never drawn among
+    them either (an LLM 'like' drawn as its own negative would cancel its own pair)."""
     seed_everything(cfg.seed)
-    edges = lightgcn_edges(split, cfg)
+    edges, rated = lightgcn_edges(split, cfg), split.train
     if extra_edges is not None and len(extra_edges):
-        edges = edges.concat(extra_edges)
+        edges, rated = edges.concat(extra_edges), rated.concat(extra_edges)
     model = build_lightgcn(split, cfg, edges)
-    return fit(model, edges, split.train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
+    return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid, on_epoch,
                progress=progress)

@@ -83,16 +83,15 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="augment", task_run_name="augment-{dataset}-seed{seed}", retries=2, retry_delay_seconds=[10, 60],
       retry_condition_fn=_retry_unless_user_error)
-def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None = None,
-                 merge: bool = True) -> dict[str, Any]:
+def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None = None) -> dict[str, Any]:
     """Ask the LLM about each sampled user's candidates (answers cached in DuckDB); counts out.
 
-    ``run_id``: the MLflow run recorded as the edges' provenance (the flow's parent run).
-    ``merge``: also merge the answers into ``augmented_edges`` (False: leave it to ``merge_task``).
+    ``run_id``: the MLflow run recorded as the edges' provenance (the flow's parent run). The
+    answers become edges in ``merge_task``, a step of its own (retried and recorded apart).
     """
     augment_step = load_augment()
     counts = augment_step(Settings.from_env(), dataset, seed, **LLMSettings.model_validate(llm).model_dump(),
-                          progress=False, run_id=run_id, merge=merge)
+                          progress=False, run_id=run_id, merge=False)
     print(f"{dataset} seed {seed}: augmentation {counts}")
     return counts
 
@@ -112,7 +111,7 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
 
 @task(name="merge", task_run_name="merge-{dataset}-seed{seed}")
 def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
-    """Cached answers -> augmented edges in DuckDB; counts, edge precision and the edges
+    """Cached answers -> augmented edges in DuckDB; counts and edge precision out, the edges
     (Parquet) into the MLflow run ``run_id``."""
     import tempfile
     from pathlib import Path
@@ -124,12 +123,9 @@ def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None) -
     settings = Settings.from_env()
     counts = merge_step(settings, dataset, seed, model, run_id)
     if run_id is not None:
-        with mlflow.start_run(run_id=run_id, nested=True):
-            mlflow.log_metrics({f"augment_seed{seed}_{k}": float(v) for k, v in counts.items()
-                                if isinstance(v, int | float)})
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"augmented_edges_seed{seed}.parquet"
-                augmented_edges_frame(settings, dataset, seed).write_parquet(path)
-                mlflow.log_artifact(str(path), "augmentation")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"augmented_edges_seed{seed}.parquet"
+            augmented_edges_frame(settings, dataset, seed).write_parquet(path)
+            mlflow.MlflowClient().log_artifact(run_id, str(path), "augmentation")
     print(f"{dataset} seed {seed}: merged {counts}")
     return counts

@@ -1,7 +1,8 @@
-"""Model tasks: train one method on one split (an MLflow child run), then evaluate it.
+"""The model task: train and evaluate one method on one split as one MLflow child run.
 
-The trained model crosses from ``train`` to ``evaluate`` through MLflow (the model
-artifact of the child run), not through task results or ad-hoc files.
+A thin wrapper of ``pngnn.tracking.tracked_run``, the one tracked path (``pngnn train
+--track`` and the tuned profiles' test runs use it too), so a run logged by a flow and a
+run logged from the command line carry the same params, tags, model and metrics.
 """
 
 from __future__ import annotations
@@ -13,47 +14,25 @@ from prefect import task
 from pngnn.config import Settings, TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.registry import model_name
-from pngnn.steps import evaluate_step, load_split_step, train_step
-from pngnn.tracking import epoch_logger, load_model, log_evaluation, log_training, run_params, run_tags, setup
+from pngnn.steps import EdgeSource, load_split_step
+from pngnn.tracking import tracked_run
 
 
-@task(name="train", task_run_name="train-{method}-{dataset}-seed{seed}")
-def train_task(dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
-               parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-               register: bool = True) -> str:
-    """Train; log params, per-epoch loss, curve and model to a child MLflow run; return its run id.
+@task(name="train-evaluate", task_run_name="train-{method}-{dataset}-seed{seed}")
+def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
+                        parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+                        register: bool = True) -> dict[str, Any]:
+    """Train, evaluate by full ranking on test, log all of it (and register the model as
+    ``pngnn-<dataset>-<method>`` unless ``register`` is False); returns the run id and metrics.
 
-    ``tags``: extra run tags (the LLM model and prompt version of augmented methods).
-    ``register``: also register the model as ``pngnn-<dataset>-<method>`` (a new version).
-    """
-    import mlflow
-
+    ``tags``: extra run tags; an llm- method trains on the edges of the LLM model and prompt
+    version they name (``llm_model``, ``prompt_version``)."""
     settings = Settings.from_env()
-    cfg = TrainConfig(**config)
-    split = load_split_step(settings, dataset, seed, with_augmented=method in NEEDS_AUGMENTATION)
-    setup(settings, dataset)
-    with mlflow.start_run(run_name=f"{method}-seed{seed}", parent_run_id=parent_run_id, nested=True,
-                          tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:
-        mlflow.log_params(run_params(split, method, cfg))
-        result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=False)
-        log_training(result, method, dataset, seed,
-                     registered_name=model_name(dataset, method) if register else None)
-        if result.history:
-            print(f"{method} seed {seed}: {len(result.history)} epochs, final loss {result.history[-1].loss:.4f}, "
-                  f"{result.seconds:.1f}s")
-        return run.info.run_id
-
-
-@task(name="evaluate", task_run_name="evaluate-{method}-{dataset}-seed{seed}")
-def evaluate_task(dataset: str, seed: int, method: str, run_id: str, threshold: float = 3.5) -> dict[str, float]:
-    """Load the run's model from MLflow, rank all items for every test user, log P/R/NDCG@K."""
-    import mlflow
-
-    settings = Settings.from_env()
-    split = load_split_step(settings, dataset, seed)
-    model = load_model(settings, run_id)
-    metrics, seconds = evaluate_step(model, split, threshold)
-    with mlflow.start_run(run_id=run_id, nested=True):
-        log_evaluation(metrics, seconds, f"{method} {dataset} seed {seed}", {"threshold": threshold})
-    print(f"{method} seed {seed}: P@10 {metrics['precision@10']:.4f} R@20 {metrics['recall@20']:.4f}")
-    return metrics
+    edges = EdgeSource.from_tags(tags) if method in NEEDS_AUGMENTATION else None
+    split = load_split_step(settings, dataset, seed, edges)
+    run = tracked_run(settings, split, method, TrainConfig(**config), profile=profile, parent_run_id=parent_run_id,
+                      progress=False, registered_name=model_name(dataset, method) if register else None, tags=tags)
+    m = run.metrics
+    print(f"{method} seed {seed}: {len(run.train.history)} epochs ({run.train.seconds:.1f}s), "
+          f"P@10 {m['precision@10']:.4f} R@20 {m['recall@20']:.4f}" + (f", {run.edges}" if run.edges else ""))
+    return {"run_id": run.run_id, "metrics": m}

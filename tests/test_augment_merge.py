@@ -203,3 +203,36 @@ def test_edge_precision_against_base_rate(ml100k_db_copy: Path, ml100k_split, ml
         assert result["like_base_rate"] == pytest.approx((shown["rating"] > 3.5).sum() / 1000)
         assert result["dislike_base_rate"] == pytest.approx((shown["rating"] <= 3.5).sum() / 1000)
         assert result["like_lift"] == pytest.approx(result["like_precision"] / result["like_base_rate"])
+
+
+def test_a_run_trains_on_its_own_llm_edges_only(ml100k_db_copy: Path) -> None:
+    """Two LLMs (or prompt versions) merged edges for the same split: a run that names one
+    loads that one's edges, records how many and which (a hash), and a source with no edges
+    is an error, not a silent run on an empty set."""
+    from pngnn.config import Settings
+    from pngnn.steps import EdgeSource, load_split_step
+
+    with Store(ml100k_db_copy) as store:
+        store.run("llm")
+        pairs = store.con.execute("SELECT user_id, item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 "
+                                  "ORDER BY user_id, item_id LIMIT 9").fetchall()
+        rows = [(u, i, kind, model, version) for (u, i), (kind, model, version) in zip(pairs, [
+            ("positive", "model-a", "v1"), ("negative", "model-a", "v1"), ("positive", "model-a", "v1"),
+            ("positive", "model-b", "v1"), ("positive", "model-b", "v1"), ("negative", "model-b", "v1"),
+            ("positive", "model-b", "v1"), ("positive", "model-a", "v2"), ("negative", "model-a", "v2")], strict=True)]
+        store.con.executemany("INSERT INTO augmented_edges VALUES ('ml-100k', 1, ?, ?, ?, ?, ?, NULL, now())", rows)
+    settings = Settings(db_path=ml100k_db_copy)
+    loaded = {(m, v): load_split_step(settings, "ml-100k", 1, EdgeSource(m, v))
+              for m, v in [("model-a", "v1"), ("model-b", "v1"), ("model-a", "v2")]}
+    assert {key: len(split.augmented) for key, split in loaded.items()} == {
+        ("model-a", "v1"): 3, ("model-b", "v1"): 4, ("model-a", "v2"): 2}
+    assert {key: int((split.augmented.ratings > 3.5).sum()) for key, split in loaded.items()} == {
+        ("model-a", "v1"): 2, ("model-b", "v1"): 3, ("model-a", "v2"): 1}
+    digests = [split.augmented_digest() for split in loaded.values()]
+    assert [d["llm_edges"] for d in digests] == [3, 4, 2]
+    assert len({d["llm_edges_sha256"] for d in digests}) == 3
+    again = load_split_step(settings, "ml-100k", 1, EdgeSource("model-a", "v1"))
+    assert again.augmented_digest() == digests[0]  # the hash names the edges, not the load
+    assert load_split_step(settings, "ml-100k", 1).augmented is None
+    with pytest.raises(PngnnError, match=r"no LLM edges of model 'model-c'.*pngnn augment"):
+        load_split_step(settings, "ml-100k", 1, EdgeSource("model-c", "v1"))

@@ -84,7 +84,7 @@ def test_augment_with_a_dead_llm_server_fails_before_training(tmp_path, ml100k_d
 def test_llm_method_without_augmented_edges_says_to_augment(tmp_path, ml100k_db_copy):
     proc = run_cli(["train", "--method", "llm-lightgcn", "--dataset", "ml-100k", "--seed", "1", "--epochs", "1",
                     "--results-dir", str(tmp_path / "results")], tmp_path, PNGNN_DB=str(ml100k_db_copy))
-    assert_one_line_error(proc, "no LLM-augmented edges", "pngnn augment")
+    assert_one_line_error(proc, "no LLM edges of model 'smollm2-135m-instruct'", "pngnn augment")
     assert not (tmp_path / "results").exists()
 
 

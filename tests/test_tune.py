@@ -144,20 +144,21 @@ def test_unreadable_or_foreign_profiles_are_one_line_errors(tmp_path):
 
 
 def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path):
-    from flows.experiment import method_profiles
-    from pngnn.config import Settings
+    from flows.common import method_profiles
+    from pngnn.config import Settings, get_profile
 
     settings = Settings(profiles_dir=tmp_path)
+    quick = get_profile("quick")
     save_profile(tuned_profile("ease-ml-100k"), tmp_path, {}, "quick")
     save_profile(replace(tuned_profile("ease-other"), per_seed={1: TrainConfig(ease_lambda=99.0)}), tmp_path, {},
                  "quick")
-    found = method_profiles(["ease", "lightgcn"], "ml-100k", "quick", None, settings)
+    found = method_profiles(["ease", "lightgcn"], "ml-100k", quick, None, settings)
     assert found["ease"].name == "ease-ml-100k" and found["ease"].config_for(2).ease_lambda == 20.0
     assert found["lightgcn"].name == "quick"
-    chosen = method_profiles(["ease"], "ml-100k", "quick", {"ease": "ease-other"}, settings)
+    chosen = method_profiles(["ease"], "ml-100k", quick, {"ease": "ease-other"}, settings)
     assert chosen["ease"].config_for(1).ease_lambda == 99.0
     with pytest.raises(PngnnError, match="unknown profile 'missing'"):
-        method_profiles(["ease"], "ml-100k", "quick", {"ease": "missing"}, settings)
+        method_profiles(["ease"], "ml-100k", quick, {"ease": "missing"}, settings)
 
 
 def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_path):
