@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pngnn.cli import app, friendly, quiet_environment
+from pngnn.cli import app, check_seed, friendly, quiet_environment
 from pngnn.config import Settings, get_profile
 
 
@@ -37,6 +37,8 @@ def run_cmd(
     get_profile(profile)
     for name in method or []:
         check_method(name)  # before a Prefect server is started for nothing
+    for s in seed or []:
+        check_seed(s)
     from pngnn.preflight import check_mlflow, check_prefect_api
 
     check_prefect_api()

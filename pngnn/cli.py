@@ -40,6 +40,15 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+MAX_SEED = 2**31 - 1  # split seeds are stored as DuckDB INTEGER
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise PngnnError(f"split seed {seed} is out of range; use a seed from 0 to {MAX_SEED} (e.g. --seed 1)")
+    return seed
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log per-epoch details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -75,6 +84,8 @@ def split_cmd(
 
     settings = Settings.from_env()
     for s in seed:
+        check_seed(s)
+    for s in seed:
         counts = split_step(settings, dataset, s, test_fraction, valid_fraction)
         typer.echo(f"{dataset} seed {s}: {counts}")
 
@@ -104,10 +115,12 @@ def train_cmd(
                                            envvar="PNGNN_LLM_MODEL")] = "smollm2-135m-instruct",
     prompt_version: Annotated[str | None, typer.Option(help="llm- methods: the edges of this prompt version; "
                                                             "default: the current one.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace a results file of another commit or other settings.")]
+    = False,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON."""
     from pngnn.methods import NEEDS_AUGMENTATION, check_method
-    from pngnn.results import write_result
+    from pngnn.results import check_replaceable, result_path, write_result
     from pngnn.steps import EdgeSource, ingest_step, load_split_step, split_step, train_evaluate_step
 
     settings = Settings.from_env()
@@ -116,8 +129,10 @@ def train_cmd(
     ds = dataset or prof.dataset
     overrides = {"epochs": epochs, "lightgcn_graph": lightgcn_graph, "dual_bpr": dual_bpr, "b": b,
                  "attention": attention, "pair_sampling": pair_sampling, "ease_lambda": ease_lambda}
-    for s in seed or list(prof.seeds):
-        prof.config_for(s).with_overrides(**overrides)  # bad settings fail before any work
+    for s in seed or list(prof.seeds):  # bad settings, or a result it must not replace: before any work
+        check_seed(s)
+        cfg = prof.config_for(s).with_overrides(**overrides)
+        check_replaceable(result_path(results_dir, ds, method, s, tag), cfg.to_dict(), force)
     edges = None
     if method in NEEDS_AUGMENTATION:
         from pngnn.augment.prompts import PROMPT_VERSION
@@ -138,7 +153,7 @@ def train_cmd(
                                   registered_name=model_name(ds, method))
         else:
             outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty())
-        path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag)
+        path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag, force)
         m = outcome.metrics
         typer.echo(f"{method} {ds} seed {s}: P@5 {m['precision@5']:.4f} P@20 {m['precision@20']:.4f} "
                    f"R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} ({outcome.train.seconds:.0f}s) -> {path}")
@@ -178,6 +193,8 @@ def tune_cmd(
     from pngnn.tune import TuneRequest, tune_profile
 
     settings = Settings.from_env()
+    for s in seed or []:
+        check_seed(s)
     save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
     request = TuneRequest(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
                           seeds=tuple(seed) if seed else None, budget=Budget(trials, timeout, sampler_seed),
@@ -204,6 +221,7 @@ def augment_cmd(
     results_dir: Annotated[Path, typer.Option(help="Counts and edge precision go to "
                                                    "<dir>/augmentation/<dataset>/<model>/seed<N>.json.")]
     = Path("results"),
+    force: Annotated[bool, typer.Option(help="Replace a results file of another commit.")] = False,
 ) -> None:
     """Ask the LLM about a sample of users on each split and merge its answers as edges.
 
@@ -211,10 +229,13 @@ def augment_cmd(
     rerun asks only what is not cached. Then `pngnn train --method llm-pngnn` uses the edges.
     """
     from pngnn.augment import augment_step
-    from pngnn.results import write_augmentation
+    from pngnn.results import augmentation_path, check_replaceable, write_augmentation
     from pngnn.steps import ingest_step, split_step
 
     settings = Settings.from_env()
+    for s in seed or [1, 2, 3]:
+        check_seed(s)
+        check_replaceable(augmentation_path(results_dir, dataset, model, s), force=force)
     ingest_step(settings, dataset)
     llm = {"concurrency": concurrency} if concurrency else {}
     for s in seed or [1, 2, 3]:
@@ -223,7 +244,8 @@ def augment_cmd(
                            sample_seed=sample_seed, self_consistency=self_consistency,
                            progress=sys.stderr.isatty(), **llm)
         path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s, "users_requested": users,
-                                                "sample_seed": sample_seed, "self_consistency": self_consistency})
+                                                "sample_seed": sample_seed, "self_consistency": self_consistency},
+                                  force=True)  # checked above
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
 

@@ -7,9 +7,12 @@ rebuilt from whatever files exist (``pngnn report``).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +46,57 @@ def result_path(results_dir: Path, dataset: str, method: str, seed: int, tag: st
     return results_dir / dataset / f"{method}{suffix}" / f"seed{seed}.json"
 
 
-def write_result(results_dir: Path, record: dict[str, Any], tag: str = "") -> Path:
+def write_result(results_dir: Path, record: dict[str, Any], tag: str = "", force: bool = False) -> Path:
+    """Write one run's record; ``force``: replace whatever is there (see ``check_replaceable``)."""
     record = {**record, "commit": git_commit(), "machine": f"{platform.machine()} {platform.node()}",
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    return _write_json(result_path(results_dir, record["dataset"], record["method"], record["seed"], tag), record)
+    path = result_path(results_dir, record["dataset"], record["method"], record["seed"], tag)
+    check_replaceable(path, record.get("config"), force)
+    return _write_json(path, record)
+
+
+def check_replaceable(path: Path, config: Mapping[str, Any] | None = None, force: bool = False) -> None:
+    """A result file is replaced only by a rerun of the same thing: the same commit and (when
+    given) the same settings. Anything else, such as a short debug run over a committed
+    result, needs ``force``. Called before training too, so a refusal costs no work."""
+    if force or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # half a file from an old writer: nothing worth keeping
+    other_commit = old.get("commit") != git_commit()
+    other_settings = config is not None and old.get("config") != json.loads(json.dumps(dict(config), default=str))
+    if other_commit or other_settings:
+        why = f"commit {old.get('commit')}" + (" with other settings" if other_settings else "")
+        raise PngnnError(f"{path} holds a run of {why}; pass --force to replace it, or write elsewhere with "
+                         "--results-dir or --tag")
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> Path:
-    """Write via a temporary file and rename: a crash never leaves half a result."""
+    """Write via a temporary file of its own and rename: a crash never leaves half a result,
+    and two writers never share a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(record, indent=2, sort_keys=True, default=str))
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
-def write_augmentation(results_dir: Path, record: dict[str, Any]) -> Path:
+def augmentation_path(results_dir: Path, dataset: str, model: str, seed: int) -> Path:
+    return results_dir / "augmentation" / dataset / model.replace("/", "_") / f"seed{seed}.json"
+
+
+def write_augmentation(results_dir: Path, record: dict[str, Any], force: bool = False) -> Path:
     """One split's LLM augmentation (counts, edge precision and base rates) as JSON, under
     ``augmentation/`` so the results table never mistakes it for a method."""
-    model = str(record.get("model", "llm")).replace("/", "_")
-    path = results_dir / "augmentation" / record["dataset"] / model / f"seed{record['seed']}.json"
+    path = augmentation_path(results_dir, record["dataset"], str(record.get("model", "llm")), record["seed"])
+    check_replaceable(path, force=force)
     return _write_json(path, {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 

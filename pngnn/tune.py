@@ -25,7 +25,7 @@ from pngnn.errors import PngnnError
 from pngnn.methods import check_method
 from pngnn.profiles import check_new_name, save_profile
 from pngnn.registry import model_name, promote_if_better
-from pngnn.results import write_result
+from pngnn.results import check_replaceable, result_path, write_result
 from pngnn.steps import RunOutcome, ingest_step, load_split_step, split_step
 from pngnn.study import Budget, TuneResult, check_metric, tune_split
 
@@ -106,12 +106,11 @@ def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, Tune
     return profile, path
 
 
-def results_tag(profile: Profile) -> str:
+def results_tag(name: str, method: str, dataset: str) -> str:
     """The results folder of a tuned profile's test runs: ``<method>-tuned`` for the canonical
     ``<method>-<dataset>`` profile, ``<method>-tuned-<name>`` for any other, so a second study never
     overwrites the first one's results (profile names are never reused)."""
-    canonical = profile.name == f"{profile.method}-{profile.dataset}"
-    return "tuned" if canonical else f"tuned-{profile.name}"
+    return "tuned" if name == f"{method}-{dataset}" else f"tuned-{name}"
 
 
 def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: str,
@@ -130,7 +129,8 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
     where = ""
     if results_dir is not None:
         record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
-        where = f" -> {write_result(results_dir, record, results_tag(profile))}"
+        tag = results_tag(profile.name, method, profile.dataset)
+        where = f" -> {write_result(results_dir, record, tag, force=True)}"  # checked when the study began
     m = run.metrics
     line = (f"{method} {profile.dataset} seed {seed} test: P@5 {m['precision@5']:.4f} R@20 {m['recall@20']:.4f} "
             f"NDCG@20 {m['ndcg@20']:.4f}{where}; {promotion.describe()}")
@@ -162,6 +162,10 @@ def tune_profile(
     dataset = request.dataset or base.dataset
     seeds = tuple(request.seeds or base.seeds)
     check_new_name(request.save_as, settings.profiles_dir)  # before any work, not after an hour of it
+    if evaluate_on_test and results_dir is not None:
+        tag = results_tag(request.save_as, request.method, dataset)
+        for seed in seeds:  # a study of an hour must not end on a file it may not replace
+            check_replaceable(result_path(results_dir, dataset, request.method, seed, tag))
     data = ingest_step(settings, dataset)
     tags = {"flow": "tune", "profile": request.save_as, "method": request.method}
     with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=tags) as parent_id:

@@ -57,6 +57,12 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["tune", "--method", "ease", "--profile", "quick", "--trials", "0"], ["at least one trial"]),
         (["tune", "--method", "ease", "--profile", "quick", "--save-as", "paper"], ["profile 'paper' is built in"]),
         (["report", "--compare", "ease"], ["--compare takes METHOD:BASELINE"]),
+        (["train", "--seed", "-1"], ["split seed -1 is out of range", "--seed 1"]),
+        (["split", "ml-100k", "--seed", str(2**40)], [f"split seed {2**40} is out of range"]),
+        (["augment", "--seed", "-3"], ["split seed -3 is out of range"]),
+        (["tune", "--method", "ease", "--profile", "quick", "--seed", "-2"], ["split seed -2 is out of range"]),
+        (["run", "--method", "bogus"], ["unknown method 'bogus'"]),
+        (["run", "--seed", "-1"], ["split seed -1 is out of range"]),
     ],
 )
 def test_bad_arguments(tmp_path, args, needles):
@@ -108,3 +114,24 @@ def test_augment_then_train_on_llm_edges_from_the_command_line(tmp_path, ml100k_
                     "--results-dir", str(results)], tmp_path, **env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (results / "ml-100k" / "llm-lightgcn" / "seed1.json").exists()
+
+
+def test_a_result_of_another_commit_or_other_settings_is_never_replaced_by_accident(tmp_path, ml100k_db_copy):
+    """A quick run over a committed result is refused before any work; a rerun of the same
+    command at the same commit replaces its own file; --force replaces anything."""
+    results = tmp_path / "results"
+    target = results / "ml-100k" / "mostpop" / "seed1.json"
+    env = {"PNGNN_DB": str(ml100k_db_copy)}
+    args = ["train", "--method", "mostpop", "--dataset", "ml-100k", "--seed", "1", "--results-dir", str(results)]
+    assert run_cli(args, tmp_path, **env).returncode == 0
+    first = json.loads(target.read_text())
+    assert run_cli(args, tmp_path, **env).returncode == 0  # the same run again: replaced
+    assert json.loads(target.read_text())["created"] >= first["created"]
+    assert_one_line_error(run_cli([*args, "--epochs", "3"], tmp_path, **env), str(target), "other settings", "--force")
+    committed = {**first, "commit": "0000000", "metrics": {"precision@5": 0.5}}
+    target.write_text(json.dumps(committed))
+    assert_one_line_error(run_cli(args, tmp_path, **env), "commit 0000000", "--force")
+    assert json.loads(target.read_text()) == committed  # untouched
+    assert run_cli([*args, "--force"], tmp_path, **env).returncode == 0
+    assert json.loads(target.read_text())["commit"] != "0000000"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["seed1.json"]  # no temporary file left

@@ -227,26 +227,28 @@ def test_save_load_round_trip_gives_identical_scores():
 @pytest.mark.slow
 def test_pngnn_on_ml100k_beats_lightgcn_trained_the_same_short_way(ml100k_split):
     """Trained the same short way (16 epochs, default user-balanced pairs), the default PN-GNN
-    (weighted Dual-BPR, b = 4) must beat LightGCN on P@5, P@10, R@10 and R@20, and clearly beat an
-    untrained PN-GNN; attention must not collapse to a constant.
-
-    Measured at 16 epochs, training seeds 0-2: P@5 +0.008 to +0.011 over LightGCN, P@10 +0.001 to
-    +0.005, R@10 +0.001 to +0.008, R@20 +0.002 to +0.007 (seed 0, used here: +0.011, +0.005,
-    +0.008, +0.007). At 8 epochs the two are within +-0.009 and either can win, so the test trains
-    16. The full-schedule comparison on ML-1M, every column, is in README.
-    """
+    (weighted Dual-BPR, b = 4) beats LightGCN on P@5, P@10, R@10 and R@20 as a mean over three
+    training seeds (one seed's margin on some columns is within noise, the mean's is not), and
+    clearly beats an untrained PN-GNN; attention must not collapse to a constant."""
     cfg = TrainConfig(epochs=16, batch_size=2048, n_neg=10, l2=0.05)
-    untrained = build_pngnn(ml100k_split, cfg)
-    base, _ = evaluate_step(untrained, ml100k_split, cfg.threshold)
-    result = train_pngnn(ml100k_split, cfg, progress=False)
-    metrics, _ = evaluate_step(result.model, ml100k_split, cfg.threshold)
-    lightgcn, _ = evaluate_step(train_lightgcn(ml100k_split, cfg, progress=False).model, ml100k_split, 3.5)
-    assert metrics["precision@10"] > base["precision@10"] + 0.05
-    for key in ("precision@5", "precision@10", "recall@10", "recall@20"):
-        assert metrics[key] > lightgcn[key], key
-    summary = result.model.attention_summary()
-    assert 0 < summary["alpha_p_users_mean"] < 1 and summary["alpha_p_items_std"] > 0
-    assert result.history[-1].loss < result.history[0].loss
+    keys = ("precision@5", "precision@10", "recall@10", "recall@20")
+    untrained, _ = evaluate_step(build_pngnn(ml100k_split, cfg), ml100k_split, cfg.threshold)
+    pngnn_runs, lightgcn_runs = [], []
+    for seed in (0, 1, 2):
+        seeded = cfg.with_overrides(seed=seed)
+        result = train_pngnn(ml100k_split, seeded, progress=False)
+        pngnn_runs.append(evaluate_step(result.model, ml100k_split, cfg.threshold)[0])
+        lightgcn_runs.append(evaluate_step(train_lightgcn(ml100k_split, seeded, progress=False).model,
+                                           ml100k_split, cfg.threshold)[0])
+        summary = result.model.attention_summary()
+        assert 0 < summary["alpha_p_users_mean"] < 1 and summary["alpha_p_items_std"] > 0
+        assert result.history[-1].loss < result.history[0].loss
+    pngnn_mean = {k: float(np.mean([m[k] for m in pngnn_runs])) for k in keys}
+    lightgcn_mean = {k: float(np.mean([m[k] for m in lightgcn_runs])) for k in keys}
+    assert len({m["precision@5"] for m in pngnn_runs}) == 3  # three different trainings
+    assert pngnn_mean["precision@10"] > untrained["precision@10"] + 0.05
+    for key in keys:
+        assert pngnn_mean[key] > lightgcn_mean[key], (key, pngnn_mean, lightgcn_mean)
 
 
 def test_normalized_adjacency_shared_with_lightgcn():
