@@ -1,4 +1,4 @@
-"""The DuckDB store: one connection, the SQL files in ``sql/``, atomic replacement.
+"""The DuckDB store: one connection, the SQL files shipped in ``pngnn/sql/``, atomic replacement.
 
 DuckDB is the single source of truth between pipeline steps. Every write runs inside
 one transaction, so an error (bad input, a crash mid-way) leaves the file as it was.
@@ -7,12 +7,13 @@ Results cross into Python as Polars frames (zero-copy Arrow).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,18 @@ import polars as pl
 
 from pngnn.errors import PngnnError
 
-SQL_DIR = Path(os.environ.get("PNGNN_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+# Package data (pyproject.toml), found through importlib.resources so a wheel install finds it
+# as well as a checkout does.
+SQL_FILES: Traversable = resources.files("pngnn") / "sql"
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @cache
 def sql_statements(name: str) -> tuple[str, ...]:
-    """The statements of ``sql/<name>.sql``, split on ';' (our SQL has none inside strings)."""
-    path = SQL_DIR / f"{name}.sql"
+    """The statements of ``pngnn/sql/<name>.sql``, split on ';' (our SQL has none inside strings)."""
+    path = SQL_FILES / f"{name}.sql"
     if not path.is_file():
-        raise PngnnError(f"SQL file {path} is missing; reinstall llm-pngnn or set PNGNN_SQL_DIR")
+        raise PngnnError(f"SQL file {path} is missing; reinstall llm-pngnn")
     text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
     return tuple(s.strip() for s in text.split(";") if s.strip())
 

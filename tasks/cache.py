@@ -6,7 +6,7 @@ is the hash of:
 
 * the task's inputs and source code (Prefect's ``INPUTS`` and ``TASK_SOURCE``);
 * the resolved DuckDB path (``PNGNN_DB``): another file is another cache;
-* the file's identity: a random id stored in the file itself (``sql/store_identity.sql``).
+* the file's identity: a random id stored in the file itself (``pngnn/sql/store_identity.sql``).
   It is created with the file and dies with it, so a deleted or replaced DuckDB file
   changes every key and the steps run again. (Keying on "is the dataset there?" would
   not work: the run that ingests sees "absent", the next one "present", so the second

@@ -175,7 +175,7 @@ def test_statement_order_makes_the_midway_failure_real():
 def test_missing_sql_file(monkeypatch, tmp_path):
     import pngnn.store as store_mod
 
-    monkeypatch.setattr(store_mod, "SQL_DIR", tmp_path)
+    monkeypatch.setattr(store_mod, "SQL_FILES", tmp_path)
     store_mod.sql_statements.cache_clear()
     try:
         with pytest.raises(PngnnError, match="missing"):

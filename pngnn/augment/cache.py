@@ -25,7 +25,7 @@ import polars as pl
 from pngnn.errors import PngnnError
 from pngnn.store import Store, connect
 
-# Statuses (see sql/llm.sql). 'unreachable' is always retried: it says the server was
+# Statuses (see pngnn/sql/llm.sql). 'unreachable' is always retried: it says the server was
 # down, not that the prompt is bad. 'invalid' and 'failed' are retried only on request.
 OK, INVALID, FAILED, UNREACHABLE = "ok", "invalid", "failed", "unreachable"
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """LLM answers -> augmented edges, and their loading for training and their precision.
 
-'like' becomes a positive edge, 'dislike' a negative edge (``sql/merge_augmented.sql``).
+'like' becomes a positive edge, 'dislike' a negative edge (``pngnn/sql/merge_augmented.sql``).
 Edges that duplicate any rating of the split are dropped, test ratings included: an
 augmented edge on a test pair would put the held-out answer into the training graph.
 ``load_augmented`` returns the edges in the dense index space of ``load_split`` so they
