@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pngnn.errors import PngnnError
+from pngnn.errors import PngnnError, TransientError, UserError
 
 # Package data (pyproject.toml), found through importlib.resources so a wheel install finds it
 # as well as a checkout does.
@@ -38,19 +38,36 @@ def sql_statements(name: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(";") if s.strip())
 
 
+# DuckDB raises IOException both for a lock held by another process and for a file it cannot
+# read; only the first is worth waiting for. Its message is the one place that tells them apart.
+_LOCKED = "Could not set lock on file"
+_DAMAGED = ("not a valid DuckDB database file", "Could not read enough bytes", "Corrupt database file")
+
+
+def open_error(path: Path | str, exc: duckdb.Error) -> PngnnError:
+    """The typed, one-line error for a DuckDB file that cannot be opened."""
+    first = str(exc).splitlines()[0]
+    if _LOCKED in first:
+        return TransientError(f"cannot open DuckDB file {path}: {first}",
+                              "close the other process using it or point PNGNN_DB elsewhere")
+    if any(marker in first for marker in _DAMAGED):
+        return UserError(f"DuckDB file {path} is damaged or truncated (DuckDB says: {first})",
+                         "move the file away (or delete it) and run `pngnn ingest` again to rebuild it")
+    return UserError(f"cannot open DuckDB file {path}: {first}", "point PNGNN_DB at a writable DuckDB file path")
+
+
 def connect(path: Path | str, read_only: bool = False, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB file; while another process holds its lock, retry for ``wait_s``
-    seconds, then fail with a one-line error naming the fix."""
+    seconds, then raise ``TransientError``. A damaged file fails at once (``UserError``):
+    waiting cannot repair it."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
-            if time.monotonic() >= deadline:
-                raise PngnnError(
-                    f"cannot open DuckDB file {path}: {str(exc).splitlines()[0]}; close the other process using "
-                    "it or point PNGNN_DB elsewhere"
-                ) from None
+            error = open_error(path, exc)
+            if not isinstance(error, TransientError) or time.monotonic() >= deadline:
+                raise error from None
             time.sleep(0.1)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pngnn.errors import PngnnError
+from pngnn.errors import PngnnError, TransientError, UserError
 from pngnn.ingest import ingest
 from pngnn.split import create_split
 from pngnn.store import Store, sql_statements
@@ -216,7 +216,39 @@ def test_store_waits_for_a_short_lock_and_names_a_long_one(tmp_path):
     long = subprocess.Popen([sys.executable, "-c", hold, str(path), "30"], stdout=subprocess.PIPE, text=True)
     try:
         assert long.stdout.readline().strip() == "ok"
-        with pytest.raises(PngnnError, match=r"cannot open DuckDB file .*PNGNN_DB"):
+        with pytest.raises(TransientError, match=r"cannot open DuckDB file .*PNGNN_DB") as info:
             Store(path, wait_s=0.5)
+        assert "close the other process" in info.value.fix
     finally:
         long.kill()
+
+
+@pytest.mark.parametrize("keep", [0, 100, 5000])
+def test_a_damaged_file_is_named_damaged_not_locked(tmp_path, keep):
+    """A truncated (or empty) DuckDB file fails at once with its own one-line message and fix;
+    the lock wording ("close the other process") would send the user after a process that does
+    not exist, and waiting for the lock would only delay the error."""
+    import time
+
+    good = tmp_path / "good.duckdb"
+    with Store(good) as store:
+        store.run("schema")
+        store.con.execute("CREATE TABLE filler AS SELECT range AS x FROM range(100000)")
+    data = good.read_bytes()
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(data[:keep])
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as info:
+        Store(bad, wait_s=30)
+    assert time.monotonic() - t0 < 10  # not retried as if it were locked
+    msg = str(info.value)
+    assert "\n" not in msg and str(bad) in msg and "damaged or truncated" in msg
+    assert "close the other process" not in msg
+    assert "move the file away" in info.value.fix and "pngnn ingest" in info.value.fix
+
+
+def test_a_file_that_is_no_duckdb_file_is_named_damaged(tmp_path):
+    bad = tmp_path / "notes.duckdb"
+    bad.write_text("not a database\n" * 100)
+    with pytest.raises(UserError, match=r"damaged or truncated.*move the file away"):
+        Store(bad)

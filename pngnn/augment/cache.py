@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pngnn.errors import PngnnError
+from pngnn.errors import TransientError
 from pngnn.store import Store, connect
 
 # Statuses (see pngnn/sql/llm.sql). 'unreachable' is always retried: it says the server was
@@ -139,11 +139,12 @@ class DetachedCacheWriter:
             return
         try:
             con = connect(self.path, wait_s=self.lock_wait_s if block else 0.0)
-        except PngnnError:
+        except TransientError:
             if block:
-                raise PngnnError(
+                raise TransientError(
                     f"{len(self.buffer)} LLM answers could not be written: {self.path} stayed locked by another "
-                    f"process for {self.lock_wait_s:.0f} s; close it and rerun (answers not written are asked again)"
+                    f"process for {self.lock_wait_s:.0f} s",
+                    "close it and rerun (answers not written are asked again)",
                 ) from None
             log.info("%s is locked by another process; %d answers wait for the next write", self.path,
                      len(self.buffer))
