@@ -49,8 +49,7 @@ def store_state(dataset: str | None) -> dict[str, Any]:
     settings = Settings.from_env()
     path = os.path.realpath(settings.db_path)
     with Store(settings.db_path) as store:
-        store.run("store_identity")
-        identity = store.query("store_identity")["id"][0]
+        identity = store.identity()
         stored = None
         if dataset is not None:
             stored = store.scalar("SELECT checksum FROM datasets WHERE dataset = $dataset", dataset=dataset)

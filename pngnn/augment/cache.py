@@ -76,11 +76,10 @@ class LLMCache:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.run("llm")
 
     def put(self, entry: CacheEntry) -> None:
         """Write one outcome now (autocommit): it survives a crash a second later."""
-        self.store.con.execute(_INSERT, entry.__dict__)
+        self.store.run_sql(_INSERT, **entry.__dict__)
 
     def statuses(self, keys: list[str]) -> dict[str, str]:
         """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
@@ -88,12 +87,12 @@ class LLMCache:
             return {}
         self.store.register("wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
         try:
-            rows = self.store.con.execute(
+            rows = self.store.query_sql(
                 "SELECT c.key, c.status FROM llm_cache c JOIN (SELECT DISTINCT key FROM wanted_keys) w USING (key)"
-            ).fetchall()
+            )
         finally:
             self.store.unregister("wanted_keys")
-        return dict(rows)
+        return dict(zip(rows["key"], rows["status"], strict=True))
 
     def to_send(self, keys: list[str], retry_failed: bool = False) -> set[str]:
         """Keys that need a request: not cached, cached as 'unreachable', or (when
@@ -103,12 +102,13 @@ class LLMCache:
         return {k for k in keys if k not in known or known[k] in again}
 
     def get(self, key: str) -> dict[str, Any] | None:
-        frame = self.store.query("SELECT * FROM llm_cache WHERE key = $key", key=key)
+        frame = self.store.query_sql("SELECT * FROM llm_cache WHERE key = $key", key=key)
         return frame.row(0, named=True) if frame.height else None
 
     def counts(self) -> dict[str, int]:
         """Rows per status over the whole table."""
-        return dict(self.store.con.execute("SELECT status, count(*) FROM llm_cache GROUP BY status").fetchall())
+        frame = self.store.query_sql("SELECT status, count(*) AS n FROM llm_cache GROUP BY status")
+        return dict(zip(frame["status"], frame["n"], strict=True))
 
 
 class DetachedCacheWriter:

@@ -33,21 +33,19 @@ def merge_augmented(
     """Replace the augmented edges of (dataset, seed, model, prompt_version) from the
     cached answers; returns counts: positive/negative edges added, and agreed answers
     dropped because the pair is rated in the split (``dropped_rated``)."""
-    store.run("llm")
     params = {"dataset": dataset, "seed": seed, "model": model, "prompt_version": prompt_version, "run_id": run_id}
     try:
         with store.transaction():
-            store.run("merge_augmented", **params)
+            store.run_file("merge_augmented", **params)
             agreed = store.scalar("SELECT count(*) FROM llm_agreed")
-            added = dict(
-                store.con.execute(
-                    "SELECT kind, count(*) FROM augmented_edges WHERE dataset = $dataset AND seed = $seed "
-                    "AND model = $model AND prompt_version = $prompt_version GROUP BY kind",
-                    {k: v for k, v in params.items() if k != "run_id"},
-                ).fetchall()
+            added = store.query_sql(
+                "SELECT kind, count(*) AS n FROM augmented_edges WHERE dataset = $dataset AND seed = $seed "
+                "AND model = $model AND prompt_version = $prompt_version GROUP BY kind",
+                **{k: v for k, v in params.items() if k != "run_id"},
             )
+            added = dict(zip(added["kind"], added["n"], strict=True))
     finally:
-        store.con.execute("DROP TABLE IF EXISTS llm_agreed")
+        store.run_sql("DROP TABLE IF EXISTS llm_agreed")
     positive, negative = int(added.get("positive", 0)), int(added.get("negative", 0))
     return {"positive": positive, "negative": negative, "dropped_rated": int(agreed) - positive - negative}
 
@@ -62,8 +60,7 @@ def load_augmented(
     """(positive, negative) augmented edges of a split as dense indices, ratings 5.0 and
     1.0, so they pass every like threshold test the way a real rating would. ``model``
     and ``prompt_version`` filter by provenance (None: all)."""
-    store.run("llm")
-    frame = store.query("load_augmented", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
+    frame = store.query_file("load_augmented", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
 
     def part(kind: str, rating: float) -> Interactions:
         sub = frame.filter(pl.col("kind") == kind)
@@ -87,8 +84,7 @@ def edge_precision(
     """How often the LLM's 'like' is a held-out test like and its 'dislike' a test
     dislike, next to the base rates of the candidates it chose from (and the lifts,
     precision / base rate: above 1 means better than picking at random)."""
-    store.run("llm")
-    row = store.query(
+    row = store.query_file(
         "edge_precision", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version, threshold=threshold
     ).row(0, named=True)
     if not row["n_answers"]:

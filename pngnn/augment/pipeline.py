@@ -106,7 +106,6 @@ def augment(
     """
     t0 = time.perf_counter()
     settings = settings or (client.settings if client is not None else LLMSettings.from_env())
-    store.run("llm")
     selected = select_users(store, dataset, users, sample, sample_seed)
     if model is not None:
         split = split if split is not None else load_split(store, dataset, seed)

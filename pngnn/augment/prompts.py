@@ -100,7 +100,7 @@ def history_rows(
         raise PngnnError(f"history size must be 0 or more, got {history_size}")
     store.register("prompt_users", pl.DataFrame({"user_id": user_ids}))
     try:
-        rated = store.query(
+        rated = store.query_sql(
             "SELECT s.user_id, s.item_id, s.rating, i.title, i.year, i.genres FROM splits s "
             "JOIN prompt_users p ON p.user_id = s.user_id "
             "JOIN items i ON i.dataset = s.dataset AND i.item_id = s.item_id "
@@ -194,7 +194,7 @@ def build_prompts(
         )
     if variants < 1:
         raise PngnnError(f"number of prompt variants must be at least 1, got {variants}")
-    labels = store.query(
+    labels = store.query_sql(
         "SELECT item_id, title, year, genres FROM items WHERE dataset = $dataset", dataset=dataset
     ).with_columns(label=_movie_label()).select("item_id", "label")
     cand = candidates.select("user_id", "item_id").join(
