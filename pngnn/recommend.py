@@ -86,13 +86,9 @@ def masked_items(store: Store, dataset: str, user_id: int, split_seed: int | Non
     if split_seed is not None and store.scalar(
         "SELECT count(*) FROM split_meta WHERE dataset = $dataset AND seed = $seed", dataset=dataset, seed=split_seed
     ):
-        sql = ("SELECT i.item_idx FROM splits s JOIN items i USING (dataset, item_id) WHERE s.dataset = $dataset "
-               "AND s.seed = $seed AND s.user_id = $user_id AND s.part <> 'test'")
-        frame = store.query_sql(sql, dataset=dataset, seed=split_seed, user_id=user_id)
+        frame = store.query_file("user_train_items", dataset=dataset, seed=split_seed, user_id=user_id)
     else:
-        sql = ("SELECT i.item_idx FROM ratings r JOIN items i USING (dataset, item_id) WHERE r.dataset = $dataset "
-               "AND r.user_id = $user_id")
-        frame = store.query_sql(sql, dataset=dataset, user_id=user_id)
+        frame = store.query_file("user_rated_items", dataset=dataset, user_id=user_id)
     return frame["item_idx"].to_numpy().astype(np.int64)
 
 

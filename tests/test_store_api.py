@@ -93,3 +93,11 @@ def test_run_file_and_run_sql_write_in_a_transaction(tmp_path):
         store.run_sql("INSERT INTO datasets VALUES ($d, 'c', 1, 1, 1, now())", d="a")
         assert store.scalar("SELECT dataset FROM datasets") == "a"
 
+
+def test_query_file_returns_its_last_statement(tmp_path):
+    """merge_augmented builds a temporary table, writes, then reports counts: one call."""
+    with Store(tmp_path / "t.duckdb") as store:
+        counts = store.query_file("merge_augmented", dataset="d", seed=1, model="m", prompt_version="v",
+                                  run_id=None)
+        assert counts.row(0, named=True) == {"agreed": 0, "positive": 0, "negative": 0}
+

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 
 from pngnn.errors import TransientError
+from pngnn.sql_files import sql_statement
 from pngnn.store import Store, connect
 
 # Statuses (see pngnn/sql/llm.sql). 'unreachable' is always retried: it says the server was
@@ -62,14 +63,6 @@ class CacheEntry:
     completion_tokens: int | None = None
 
 
-_INSERT = (
-    "INSERT OR REPLACE INTO llm_cache (key, model, prompt_version, request, raw_answer, status, like_idx, "
-    "dislike_idx, error, latency_s, attempts, prompt_tokens, completion_tokens, created) "
-    "VALUES ($key, $model, $prompt_version, $request, $raw_answer, $status, $like_idx, $dislike_idx, $error, "
-    "$latency_s, $attempts, $prompt_tokens, $completion_tokens, now())"
-)
-
-
 class LLMCache:
     """Reads and writes ``llm_cache`` through one Store (call from one thread only:
     the batch runner's workers hand their results to the thread that owns the store)."""
@@ -79,7 +72,7 @@ class LLMCache:
 
     def put(self, entry: CacheEntry) -> None:
         """Write one outcome now (autocommit): it survives a crash a second later."""
-        self.store.run_sql(_INSERT, **entry.__dict__)
+        self.store.run_file("put_llm_answer", **entry.__dict__)
 
     def statuses(self, keys: list[str]) -> dict[str, str]:
         """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
@@ -87,9 +80,7 @@ class LLMCache:
             return {}
         self.store.register("wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
         try:
-            rows = self.store.query_sql(
-                "SELECT c.key, c.status FROM llm_cache c JOIN (SELECT DISTINCT key FROM wanted_keys) w USING (key)"
-            )
+            rows = self.store.query_file("cached_statuses")
         finally:
             self.store.unregister("wanted_keys")
         return dict(zip(rows["key"], rows["status"], strict=True))
@@ -151,7 +142,7 @@ class DetachedCacheWriter:
             return
         try:
             con.begin()
-            con.executemany(_INSERT, [e.__dict__ for e in self.buffer])
+            con.executemany(sql_statement("put_llm_answer"), [e.__dict__ for e in self.buffer])
             con.commit()
         except duckdb.Error:
             con.rollback()

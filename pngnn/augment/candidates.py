@@ -137,16 +137,8 @@ def save_candidates(store: Store, dataset: str, seed: int, candidates: pl.DataFr
     """Replace the stored candidates of these users (kept for prompts, resume and precision)."""
     store.register("new_candidates", candidates)
     try:
-        with store.transaction() as con:
-            con.execute(
-                "DELETE FROM llm_candidates WHERE dataset = $dataset AND seed = $seed "
-                "AND user_id IN (SELECT DISTINCT user_id FROM new_candidates)",
-                {"dataset": dataset, "seed": seed},
-            )
-            con.execute(
-                "INSERT INTO llm_candidates SELECT $dataset, $seed, user_id, rank, item_id, score FROM new_candidates",
-                {"dataset": dataset, "seed": seed},
-            )
+        with store.transaction():
+            store.run_file("save_candidates", dataset=dataset, seed=seed)
     finally:
         store.unregister("new_candidates")
 
@@ -155,13 +147,7 @@ def load_candidates(store: Store, dataset: str, seed: int, selected: pl.DataFram
     """Stored candidates of the selected users (resume without the LightGCN model)."""
     store.register("selected_users", selected.select("user_id"))
     try:
-        frame = store.query_sql(
-            "SELECT c.user_id, c.rank, c.item_id, c.score FROM llm_candidates c "
-            "JOIN selected_users s ON s.user_id = c.user_id "
-            "WHERE c.dataset = $dataset AND c.seed = $seed ORDER BY c.user_id, c.rank",
-            dataset=dataset,
-            seed=seed,
-        )
+        frame = store.query_file("load_candidates", dataset=dataset, seed=seed)
     finally:
         store.unregister("selected_users")
     missing = selected.join(frame, on="user_id", how="anti").height

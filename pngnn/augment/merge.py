@@ -33,21 +33,14 @@ def merge_augmented(
     """Replace the augmented edges of (dataset, seed, model, prompt_version) from the
     cached answers; returns counts: positive/negative edges added, and agreed answers
     dropped because the pair is rated in the split (``dropped_rated``)."""
-    params = {"dataset": dataset, "seed": seed, "model": model, "prompt_version": prompt_version, "run_id": run_id}
     try:
         with store.transaction():
-            store.run_file("merge_augmented", **params)
-            agreed = store.scalar("SELECT count(*) FROM llm_agreed")
-            added = store.query_sql(
-                "SELECT kind, count(*) AS n FROM augmented_edges WHERE dataset = $dataset AND seed = $seed "
-                "AND model = $model AND prompt_version = $prompt_version GROUP BY kind",
-                **{k: v for k, v in params.items() if k != "run_id"},
-            )
-            added = dict(zip(added["kind"], added["n"], strict=True))
+            counts = store.query_file("merge_augmented", dataset=dataset, seed=seed, model=model,
+                                      prompt_version=prompt_version, run_id=run_id).row(0, named=True)
     finally:
         store.run_sql("DROP TABLE IF EXISTS llm_agreed")
-    positive, negative = int(added.get("positive", 0)), int(added.get("negative", 0))
-    return {"positive": positive, "negative": negative, "dropped_rated": int(agreed) - positive - negative}
+    positive, negative = int(counts["positive"]), int(counts["negative"])
+    return {"positive": positive, "negative": negative, "dropped_rated": int(counts["agreed"]) - positive - negative}
 
 
 def load_augmented(

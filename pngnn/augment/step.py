@@ -69,12 +69,7 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
     selected = select_users(store, dataset, sample=users, sample_seed=sample_seed)
     store.register("step_users", selected.select("user_id"))
     try:
-        missing = store.scalar(
-            "SELECT count(*) FROM step_users s WHERE NOT EXISTS (SELECT 1 FROM llm_candidates c "
-            "WHERE c.dataset = $dataset AND c.seed = $seed AND c.user_id = s.user_id)",
-            dataset=dataset,
-            seed=seed,
-        )
+        missing = store.query_file("missing_candidates", dataset=dataset, seed=seed)["missing"][0]
     finally:
         store.unregister("step_users")
     return missing == 0
