@@ -22,7 +22,6 @@ COPY pyproject.toml README.md ./
 COPY pngnn/ pngnn/
 COPY tasks/ tasks/
 COPY flows/ flows/
-COPY sql/ sql/
 RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -e . \
     && mkdir -p /data/duckdb /data/movielens /data/prefect /data/prefect-results /mlflow
 CMD ["python", "-m", "flows.serve"]

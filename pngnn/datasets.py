@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from pngnn.config import check_dataset
-from pngnn.errors import PngnnError
+from pngnn.errors import PngnnError, TransientError
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 _SUMS_FILE = Path(__file__).with_name("SHA256SUMS")
@@ -90,9 +90,8 @@ def download(name: str, data_dir: Path, url: str | None = None) -> None:
         with urllib.request.urlopen(url, timeout=60) as resp:
             payload = resp.read()
     except OSError as exc:
-        raise PngnnError(
-            f"cannot download {name} from {url} ({exc}); put the files in {target} or set PNGNN_DATA_DIR"
-        ) from None
+        raise TransientError(f"cannot download {name} from {url} ({exc})",
+                             f"put the files in {target} or set PNGNN_DATA_DIR") from None
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(io.BytesIO(payload)) as zf:
         for fname in FILES[name].values():
             member = f"{name}/{fname}"

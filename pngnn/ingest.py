@@ -34,7 +34,7 @@ def ingest(store: Store, raw: RawDataset, force: bool = False) -> IngestResult:
             f"duplicate rating for user {row['user_id']} and item {row['item_id']} in {raw.name}; "
             "keep one rating per (user, item) in the ratings file"
         )
-    existing = store.query(
+    existing = store.query_sql(
         "SELECT checksum, n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
         dataset=raw.name,
     )
@@ -46,10 +46,10 @@ def ingest(store: Store, raw: RawDataset, force: bool = False) -> IngestResult:
     store.register("raw_users", raw.users)
     try:
         with store.transaction():
-            store.run("ingest_dataset", dataset=raw.name, checksum=raw.checksum)
+            store.run_file("ingest_dataset", dataset=raw.name, checksum=raw.checksum)
     finally:
         store.unregister("raw_ratings", "raw_items", "raw_users")
-    r = store.query(
+    r = store.query_sql(
         "SELECT n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset", dataset=raw.name
     ).row(0, named=True)
     return IngestResult(raw.name, raw.checksum, r["n_ratings"], r["n_users"], r["n_items"], False)

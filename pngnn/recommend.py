@@ -68,10 +68,10 @@ def user_index(store: Store, dataset: str, user_id: int) -> int:
         dataset=dataset, user_id=user_id,
     )
     if idx is None:
-        lo, hi, n = store.con.execute(
-            "SELECT min(user_id), max(user_id), count(*) FROM users WHERE dataset = ? AND user_idx IS NOT NULL",
-            [dataset],
-        ).fetchone()
+        lo, hi, n = store.query_sql(
+            "SELECT min(user_id), max(user_id), count(*) FROM users WHERE dataset = $dataset AND user_idx IS NOT NULL",
+            dataset=dataset,
+        ).row(0)
         if not n:
             raise PngnnError(f"dataset '{dataset}' is not in {store.path}; run `pngnn ingest {dataset}` first")
         raise PngnnError(
@@ -86,13 +86,9 @@ def masked_items(store: Store, dataset: str, user_id: int, split_seed: int | Non
     if split_seed is not None and store.scalar(
         "SELECT count(*) FROM split_meta WHERE dataset = $dataset AND seed = $seed", dataset=dataset, seed=split_seed
     ):
-        sql = ("SELECT i.item_idx FROM splits s JOIN items i USING (dataset, item_id) WHERE s.dataset = $dataset "
-               "AND s.seed = $seed AND s.user_id = $user_id AND s.part <> 'test'")
-        frame = store.query(sql, dataset=dataset, seed=split_seed, user_id=user_id)
+        frame = store.query_file("user_train_items", dataset=dataset, seed=split_seed, user_id=user_id)
     else:
-        sql = ("SELECT i.item_idx FROM ratings r JOIN items i USING (dataset, item_id) WHERE r.dataset = $dataset "
-               "AND r.user_id = $user_id")
-        frame = store.query(sql, dataset=dataset, user_id=user_id)
+        frame = store.query_file("user_rated_items", dataset=dataset, user_id=user_id)
     return frame["item_idx"].to_numpy().astype(np.int64)
 
 
@@ -128,7 +124,7 @@ def recommend(settings: Settings, user_id: int, k: int = 10, dataset: str = "ml-
                              f"{settings.db_path}; retrain it on this DuckDB file")
         scores = model.full_sort_predict(torch.tensor([idx]))[0]
         items, values = top_k(scores, masked, k)
-        titles = store.query(
+        titles = store.query_sql(
             "SELECT item_idx, item_id, title FROM items WHERE dataset = $dataset AND item_idx IS NOT NULL",
             dataset=dataset,
         )

@@ -103,7 +103,7 @@ def create_split(
     force: bool = False,
 ) -> dict[str, int]:
     """Create (or reuse) the split for ``seed``; returns its part sizes."""
-    meta = store.query(
+    meta = store.query_sql(
         "SELECT * FROM split_meta WHERE dataset = $dataset AND seed = $seed", dataset=dataset, seed=seed
     )
     if (
@@ -127,7 +127,7 @@ def create_split(
     store.register("draw", draw)
     try:
         with store.transaction():
-            store.run(
+            store.run_file(
                 "split",
                 dataset=dataset,
                 seed=seed,
@@ -141,12 +141,12 @@ def create_split(
 
 def load_split(store: Store, dataset: str, seed: int) -> SplitData:
     """Read a stored split as dense index arrays (no per-row Python)."""
-    sizes = store.query(
+    sizes = store.query_sql(
         "SELECT n_users, n_items FROM datasets WHERE dataset = $dataset", dataset=dataset
     )
     if not sizes.height:
         raise PngnnError(f"dataset '{dataset}' is not in {store.path}; run `pngnn ingest {dataset}` first")
-    frame = store.query("load_split", dataset=dataset, seed=seed)
+    frame = store.query_file("load_split", dataset=dataset, seed=seed)
     if frame.is_empty():
         raise PngnnError(
             f"split seed {seed} of '{dataset}' is not in {store.path}; run `pngnn split {dataset} --seed {seed}`"

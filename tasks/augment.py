@@ -23,7 +23,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from pngnn.config import Settings
-from pngnn.errors import PngnnError
+from pngnn.errors import PngnnError, TransientError
 from tasks.cache import PRETRAIN_CACHE
 
 AUGMENT_API = "pngnn.augment.augment_step"
@@ -74,6 +74,8 @@ def llm_tags(llm: LLMSettings | dict[str, Any], counts: dict[str, Any] | None = 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
+    except TransientError:
+        return True  # the DuckDB file held by another process for a while
     except PngnnError:
         return False  # missing module, bad settings: retrying cannot help
     except Exception:

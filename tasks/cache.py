@@ -6,7 +6,7 @@ is the hash of:
 
 * the task's inputs and source code (Prefect's ``INPUTS`` and ``TASK_SOURCE``);
 * the resolved DuckDB path (``PNGNN_DB``): another file is another cache;
-* the file's identity: a random id stored in the file itself (``sql/store_identity.sql``).
+* the file's identity: a random id stored in the file itself (``pngnn/sql/store_identity.sql``).
   It is created with the file and dies with it, so a deleted or replaced DuckDB file
   changes every key and the steps run again. (Keying on "is the dataset there?" would
   not work: the run that ingests sees "absent", the next one "present", so the second
@@ -49,8 +49,7 @@ def store_state(dataset: str | None) -> dict[str, Any]:
     settings = Settings.from_env()
     path = os.path.realpath(settings.db_path)
     with Store(settings.db_path) as store:
-        store.run("store_identity")
-        identity = store.query("store_identity")["id"][0]
+        identity = store.identity()
         stored = None
         if dataset is not None:
             stored = store.scalar("SELECT checksum FROM datasets WHERE dataset = $dataset", dataset=dataset)

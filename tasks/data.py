@@ -11,20 +11,21 @@ from typing import Any
 from prefect import task
 
 from pngnn.config import Settings
-from pngnn.errors import PngnnError
+from pngnn.errors import PngnnError, TransientError
 from pngnn.steps import ingest_step, split_step
 from tasks.cache import INGEST_CACHE, SPLIT_CACHE
 
-# Faults worth retrying: a failed download, a DuckDB file held by another process.
-TRANSIENT_MESSAGES = ("cannot download", "cannot open DuckDB file")
-
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O faults; a bad dataset name or a checksum mismatch fails at once."""
+    """Retry faults that may clear by themselves (``TransientError``: a failed download, a
+    DuckDB file held by another process; any OSError); a user error (a bad dataset name, a
+    checksum mismatch, a damaged file) fails at once, and so does a bug."""
     try:
         state.result()
-    except PngnnError as exc:
-        return str(exc).startswith(TRANSIENT_MESSAGES)
+    except TransientError:
+        return True
+    except PngnnError:
+        return False
     except OSError:
         return True
     except Exception:

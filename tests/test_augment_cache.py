@@ -60,12 +60,12 @@ def test_augment_caches_every_answer_and_rerun_sends_nothing(ml100k_db_copy: Pat
                         progress=False)
         assert (first.users, first.prompts, first.cached, first.sent) == (12, 12, 0, 12)
         assert (first.ok, first.invalid) == (11, 1)
-        rows = store.query("SELECT * FROM llm_cache ORDER BY created")
+        rows = store.query_sql("SELECT * FROM llm_cache ORDER BY created")
         assert rows.height == 12 and set(rows["status"]) == {"ok", "invalid"}
         assert rows["request"].str.contains('"messages"').all() and rows["latency_s"].is_not_null().all()
         assert rows.filter(rows["status"] == "ok")["prompt_tokens"].to_list() == [100] * 11
         assert rows.filter(rows["status"] == "invalid")["raw_answer"].to_list() == ["dunno"]
-        links = store.query("SELECT * FROM llm_prompts")
+        links = store.query_sql("SELECT * FROM llm_prompts")
         assert links.height == 12 and set(links["key"]) == set(rows["key"])
         assert links["items"].list.len().to_list() == [10] * 12
         assert len(server.chat_requests()) == 12
@@ -145,7 +145,7 @@ def test_a_killed_run_loses_at_most_the_requests_in_flight(ml100k_db_copy: Path,
             run = augment(store, "ml-100k", 1, None, settings(server), sample=40, progress=False)
         assert (run.cached, run.sent) == (stored, 40 - stored)
         assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 40
-        assert PROMPT_VERSION in set(store.query("SELECT prompt_version FROM llm_cache")["prompt_version"])
+        assert PROMPT_VERSION in set(store.query_sql("SELECT prompt_version FROM llm_cache")["prompt_version"])
 
 
 def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, tmp_path: Path,

@@ -34,7 +34,7 @@ def test_real_llm_end_to_end(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn
                           split=ml100k_split, history_size=6, progress=False)
         assert (summary.users, summary.prompts, summary.sent, summary.cached) == (3, 3, 3, 0)
         assert summary.schema_mode == "json_object"
-        rows = store.query("SELECT * FROM llm_cache")
+        rows = store.query_sql("SELECT * FROM llm_cache")
         assert rows.height == 3 and set(rows["model"]) == {LOCAL_MODEL}
         assert rows["raw_answer"].is_not_null().all() and (rows["prompt_tokens"] > 100).all()
         # grammar-constrained by the schema: the answers parse (like == dislike would be 'invalid')

@@ -44,7 +44,7 @@ def run(store: Store, split, model, script: Script | None = None, **kw):
 
 def answers(store: Store) -> pl.DataFrame:
     """(user_id, variant, like_item, dislike_item) of the ok answers, computed in Polars."""
-    frame = store.query(
+    frame = store.query_sql(
         "SELECT p.user_id, p.variant, p.items, c.like_idx, c.dislike_idx FROM llm_prompts p "
         "JOIN llm_cache c ON c.key = p.key WHERE c.status = 'ok'"
     )
@@ -55,7 +55,7 @@ def answers(store: Store) -> pl.DataFrame:
 
 
 def edges(store: Store) -> pl.DataFrame:
-    return store.query("SELECT user_id, item_id, kind, run_id FROM augmented_edges ORDER BY ALL")
+    return store.query_sql("SELECT user_id, item_id, kind, run_id FROM augmented_edges ORDER BY ALL")
 
 
 def test_like_is_positive_dislike_is_negative(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
@@ -72,7 +72,7 @@ def test_like_is_positive_dislike_is_negative(ml100k_db_copy: Path, ml100k_split
         assert got.select("user_id", "item_id", "kind").join(expected, on=["user_id", "item_id", "kind"],
                                                             how="anti").is_empty()
         assert set(got["run_id"]) == {"run-1"}
-        prov = store.query("SELECT DISTINCT dataset, seed, model, prompt_version FROM augmented_edges")
+        prov = store.query_sql("SELECT DISTINCT dataset, seed, model, prompt_version FROM augmented_edges")
         assert prov.rows() == [("ml-100k", SEED, MODEL, PROMPT_VERSION)]
 
 
@@ -95,17 +95,17 @@ def test_an_edge_never_leaks_a_test_item(ml100k_db_copy: Path, ml100k_split, ml1
             ) f WHERE c.key = f.key
             """
         )
-        forced = answers(store).join(store.query(RATED), left_on=["user_id", "like_item"],
+        forced = answers(store).join(store.query_sql(RATED), left_on=["user_id", "like_item"],
                                      right_on=["user_id", "item_id"])
         assert forced.height > 10 and set(forced["part"]) == {"test"}
         counts = merge_augmented(store, "ml-100k", SEED, MODEL)
         got = edges(store)
-        assert got.join(store.query(RATED), on=["user_id", "item_id"]).is_empty()  # no rated pair, test included
+        assert got.join(store.query_sql(RATED), on=["user_id", "item_id"]).is_empty()  # no rated pair, test included
         all_edges = pl.concat([
             answers(store).select("user_id", item_id="like_item"),
             answers(store).select("user_id", item_id="dislike_item"),
         ])
-        hits = all_edges.join(store.query(RATED), on=["user_id", "item_id"]).height
+        hits = all_edges.join(store.query_sql(RATED), on=["user_id", "item_id"]).height
         assert counts["dropped_rated"] == hits >= forced.height
         pos, _ = load_augmented(store, "ml-100k", SEED)
         test = ml100k_split.test
@@ -126,7 +126,7 @@ def test_merge_is_idempotent(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn
         store.con.execute("UPDATE llm_prompts SET model = 'other' WHERE user_id % 2 = 0")
         merge_augmented(store, "ml-100k", SEED, "other")
         merge_augmented(store, "ml-100k", SEED, MODEL)
-        per_model = dict(store.query("SELECT model, count(*) AS n FROM augmented_edges GROUP BY model").rows())
+        per_model = dict(store.query_sql("SELECT model, count(*) AS n FROM augmented_edges GROUP BY model").rows())
         assert per_model["other"] > 0 and per_model[MODEL] < before.height
         assert sum(per_model.values()) == before.height
 
@@ -162,8 +162,8 @@ def test_load_augmented_gives_dense_indices_once(ml100k_db_copy: Path, ml100k_sp
         assert set(pos.ratings.tolist()) == {5.0} and set(neg.ratings.tolist()) == {1.0}
         assert pos.users.max() < ml100k_split.n_users and pos.items.max() < ml100k_split.n_items
         # indices point at the same (user_id, item_id) as in augmented_edges
-        users = store.query("SELECT user_idx, user_id FROM users WHERE dataset = 'ml-100k'")
-        items = store.query("SELECT item_idx, item_id FROM items WHERE dataset = 'ml-100k'")
+        users = store.query_sql("SELECT user_idx, user_id FROM users WHERE dataset = 'ml-100k'")
+        items = store.query_sql("SELECT item_idx, item_id FROM items WHERE dataset = 'ml-100k'")
         back = (pl.DataFrame({"user_idx": pos.users.astype(np.int32), "item_idx": pos.items.astype(np.int32)})
                 .join(users, on="user_idx").join(items, on="item_idx").select("user_id", "item_id").sort("user_id"))
         direct = edges(store).filter(pl.col("kind") == "positive").select("user_id", "item_id").sort("user_id")
@@ -173,7 +173,7 @@ def test_load_augmented_gives_dense_indices_once(ml100k_db_copy: Path, ml100k_sp
             "INSERT INTO augmented_edges SELECT dataset, seed, user_id, item_id, kind, 'twin', prompt_version, "
             "run_id, created FROM augmented_edges"
         )
-        contra = store.query("SELECT user_id, item_id FROM augmented_edges WHERE kind = 'positive' LIMIT 1").row(0)
+        contra = store.query_sql("SELECT user_id, item_id FROM augmented_edges WHERE kind = 'positive' LIMIT 1").row(0)
         store.con.execute(
             "INSERT INTO augmented_edges VALUES ('ml-100k', 1, $u, $i, 'negative', 'rival', 'v1', NULL, now())",
             {"u": contra[0], "i": contra[1]},
@@ -191,9 +191,9 @@ def test_edge_precision_against_base_rate(ml100k_db_copy: Path, ml100k_split, ml
         run(store, ml100k_split, ml100k_lightgcn, Script(responder=by_title), sample=100)
         result = edge_precision(store, "ml-100k", SEED, MODEL)
         # independent computation in Polars
-        test = store.query(RATED + " AND part = 'test'")
+        test = store.query_sql(RATED + " AND part = 'test'")
         got = answers(store)
-        shown = store.query("SELECT user_id, unnest(items) AS item_id FROM llm_prompts").join(
+        shown = store.query_sql("SELECT user_id, unnest(items) AS item_id FROM llm_prompts").join(
             test, on=["user_id", "item_id"], how="left")
         likes = got.join(test, left_on=["user_id", "like_item"], right_on=["user_id", "item_id"], how="left")
         dislikes = got.join(test, left_on=["user_id", "dislike_item"], right_on=["user_id", "item_id"], how="left")

@@ -40,7 +40,7 @@ def tiny_store(tmp_path: Path, make_raw):
 
 
 def _train(store: Store, user: int) -> pl.DataFrame:
-    return store.query(
+    return store.query_sql(
         "SELECT item_id, rating FROM splits WHERE dataset = 'tiny' AND seed = 1 AND part = 'train' "
         f"AND user_id = {user} ORDER BY item_id"
     )
@@ -158,7 +158,7 @@ def test_candidates_are_the_top_unseen_items(ml100k_store: Store, ml100k_split, 
     frame = candidates_frame(ml100k_store, ml100k_split, ml100k_lightgcn,
                              select_users(ml100k_store, "ml-100k", users=[1, 2]), n=5)
     assert frame.height == 10 and frame["rank"].to_list() == [1, 2, 3, 4, 5] * 2
-    rated = ml100k_store.query(
+    rated = ml100k_store.query_sql(
         "SELECT user_id, item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 AND part <> 'test'"
     )
     assert frame.join(rated, on=["user_id", "item_id"], how="semi").is_empty()

@@ -146,5 +146,5 @@ def test_duckdb_file_holds_the_split(pipeline_run):
     from pngnn.store import Store
 
     with Store(Path(pipeline_run["root"]) / "pngnn.duckdb", read_only=True) as store:
-        parts = store.query("SELECT part, count(*) AS n FROM splits GROUP BY part ORDER BY part")
+        parts = store.query_sql("SELECT part, count(*) AS n FROM splits GROUP BY part ORDER BY part")
     assert dict(parts.iter_rows()) == {"test": 20000, "train": 80000}

@@ -75,7 +75,7 @@ def test_recommend_masks_train_items_and_prints_titles(registry, ml100k_db):
     assert recs.items["score"].is_sorted(descending=True)
     assert recs.items["title"].null_count() == 0
     with Store(ml100k_db, read_only=True) as store:
-        train = set(store.query("SELECT item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 AND user_id = 1 "
+        train = set(store.query_sql("SELECT item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 AND user_id = 1 "
                                 "AND part = 'train'")["item_id"].to_list())
     assert recs.n_masked == len(train) > 0
     assert not train & set(recs.items["item_id"].to_list())
@@ -130,7 +130,8 @@ def test_registered_closed_form_models_serve_the_scores_they_were_trained_with(t
     assert recs.model.name == f"pngnn-ml-100k-{method}"
     with Store(ml100k_db, read_only=True) as store:
         idx = user_index(store, "ml-100k", 1)
-        item_ids = store.query("SELECT item_idx, item_id FROM items WHERE dataset = 'ml-100k' AND item_idx IS NOT NULL")
+        item_ids = store.query_sql(
+            "SELECT item_idx, item_id FROM items WHERE dataset = 'ml-100k' AND item_idx IS NOT NULL")
     scores = result.model.full_sort_predict(torch.tensor([idx]))[0]
     masked = ml100k_split.train.items[ml100k_split.train.users == idx]
     expected_idx, _ = top_k(scores, masked, 5)

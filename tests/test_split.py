@@ -13,7 +13,7 @@ from pngnn.store import Store
 
 
 def split_frame(store: Store, seed: int, dataset: str = "ml-100k") -> pl.DataFrame:
-    return store.query(
+    return store.query_sql(
         "SELECT user_id, item_id, rating, part FROM splits WHERE dataset = $d AND seed = $s ORDER BY user_id, item_id",
         d=dataset,
         s=seed,
@@ -90,11 +90,11 @@ def test_parts_disjoint_and_cover_all_ratings(ml100k_store):
 
 
 def test_ratio_80_20(ml100k_store):
-    meta = ml100k_store.query("SELECT * FROM split_meta WHERE dataset = 'ml-100k' AND seed = 1").row(0, named=True)
+    meta = ml100k_store.query_sql("SELECT * FROM split_meta WHERE dataset = 'ml-100k' AND seed = 1").row(0, named=True)
     # round(100000 * 0.2) = 20000 test, the other 80000 train, no validation
     assert (meta["n_train"], meta["n_valid"], meta["n_test"]) == (80_000, 0, 20_000)
     parts = dict(
-        ml100k_store.query(
+        ml100k_store.query_sql(
             "SELECT part, count(*) AS n FROM splits WHERE dataset = 'ml-100k' AND seed = 1 GROUP BY part"
         ).iter_rows()
     )
@@ -131,14 +131,14 @@ def test_split_of_missing_dataset(tmp_path):
 
 def test_reuse_does_not_rewrite(ml100k_db_copy, monkeypatch):
     with Store(ml100k_db_copy) as store:
-        before = store.query("SELECT * FROM split_meta WHERE seed = 1")
+        before = store.query_sql("SELECT * FROM split_meta WHERE seed = 1")
         rows_before = split_frame(store, 1)
         calls = []
-        real_run = store.run
-        monkeypatch.setattr(store, "run", lambda name, **p: (calls.append(name), real_run(name, **p)))
+        real_run = store.run_file
+        monkeypatch.setattr(store, "run_file", lambda name, **p: (calls.append(name), real_run(name, **p)))
         assert create_split(store, "ml-100k", 1) == {"train": 80_000, "valid": 0, "test": 20_000}
         assert calls == []  # no SQL was run to rewrite the split
-        assert store.query("SELECT * FROM split_meta WHERE seed = 1").equals(before)  # same created_at
+        assert store.query_sql("SELECT * FROM split_meta WHERE seed = 1").equals(before)  # same created_at
         assert split_frame(store, 1).equals(rows_before)
         # different fractions for the same seed do rewrite it
         assert create_split(store, "ml-100k", 1, valid_fraction=0.1)["valid"] == 8_000

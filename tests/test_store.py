@@ -7,10 +7,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pngnn.errors import PngnnError
+from pngnn.errors import PngnnError, TransientError, UserError
 from pngnn.ingest import ingest
 from pngnn.split import create_split
-from pngnn.store import Store, sql_statements
+from pngnn.sql_files import sql_statements
+from pngnn.store import Store
 
 TABLES = ("datasets", "ratings", "items", "users", "splits", "split_meta")
 
@@ -19,7 +20,7 @@ def snapshot(store: Store) -> dict[str, pl.DataFrame]:
     """Every table's full contents in a canonical row order."""
     out = {}
     for table in TABLES:
-        frame = store.query(f"SELECT * FROM {table}")
+        frame = store.query_sql(f"SELECT * FROM {table}")
         out[table] = frame.sort(frame.columns, nulls_last=True)
     return out
 
@@ -37,20 +38,20 @@ def test_ingest_counts(ml100k_store):
     assert count(ml100k_store, "ratings") == 100_000
     assert count(ml100k_store, "items") == 1682
     assert count(ml100k_store, "users") == 943
-    row = ml100k_store.query("SELECT * FROM datasets WHERE dataset = 'ml-100k'").row(0, named=True)
+    row = ml100k_store.query_sql("SELECT * FROM datasets WHERE dataset = 'ml-100k'").row(0, named=True)
     assert (row["n_ratings"], row["n_users"], row["n_items"]) == (100_000, 943, 1682)
     # one rating per (user, item)
     assert ml100k_store.scalar("SELECT count(DISTINCT (user_id, item_id)) FROM ratings") == 100_000
 
 
 def test_ingest_keeps_titles_and_genres(ml100k_store):
-    row = ml100k_store.query("SELECT title, year, genres FROM items WHERE item_id = 543").row(0, named=True)
+    row = ml100k_store.query_sql("SELECT title, year, genres FROM items WHERE item_id = 543").row(0, named=True)
     assert row == {"title": "Mis\u00e9rables, Les (1995)", "year": 1995, "genres": ["Drama", "Musical"]}
 
 
 def test_dense_indices(ml100k_store):
     for table, key, idx, n in (("items", "item_id", "item_idx", 1682), ("users", "user_id", "user_idx", 943)):
-        frame = ml100k_store.query(f"SELECT {key}, {idx} FROM {table} WHERE dataset = 'ml-100k' ORDER BY {key}")
+        frame = ml100k_store.query_sql(f"SELECT {key}, {idx} FROM {table} WHERE dataset = 'ml-100k' ORDER BY {key}")
         # dense 0..n-1, each index once, in id order
         assert frame[idx].null_count() == 0
         np.testing.assert_array_equal(frame[idx].to_numpy(), np.arange(n))
@@ -62,8 +63,8 @@ def test_dense_indices_skip_unrated_and_keep_unlisted(tmp_path, make_raw):
     with Store(tmp_path / "t.duckdb") as store:
         result = ingest(store, raw)
         assert (result.n_ratings, result.n_users, result.n_items) == (3, 2, 3)
-        items = dict(store.query("SELECT item_id, item_idx FROM items WHERE dataset = 'tiny'").iter_rows())
-        users = dict(store.query("SELECT user_id, user_idx FROM users WHERE dataset = 'tiny'").iter_rows())
+        items = dict(store.query_sql("SELECT item_id, item_idx FROM items WHERE dataset = 'tiny'").iter_rows())
+        users = dict(store.query_sql("SELECT user_id, user_idx FROM users WHERE dataset = 'tiny'").iter_rows())
     # rated items 20, 30, 40 -> 0, 1, 2 in id order; 10 has no index
     assert items == {10: None, 20: 0, 30: 1, 40: 2}
     # rated users 5, 7 -> 0, 1; user 6 rated nothing
@@ -129,7 +130,7 @@ def test_failure_after_all_statements_rolls_back(ml100k_db_copy, ml100k_raw, mak
     other = make_raw([(1, 1, 5.0)], name="ml-100k")  # different data, different checksum
     with Store(ml100k_db_copy) as store:
         before = snapshot(store)
-        real_run = store.run
+        real_run = store.run_file
 
         def run_then_fail(name, **params):
             real_run(name, **params)
@@ -138,7 +139,7 @@ def test_failure_after_all_statements_rolls_back(ml100k_db_copy, ml100k_raw, mak
                 assert count(store, "ratings") == 1
                 raise RuntimeError("crash after the last statement")
 
-        monkeypatch.setattr(store, "run", run_then_fail)
+        monkeypatch.setattr(store, "run_file", run_then_fail)
         with pytest.raises(RuntimeError, match="crash"):
             ingest(store, other)
         assert_same(before, snapshot(store))
@@ -170,18 +171,6 @@ def test_statement_order_makes_the_midway_failure_real():
     first_items_insert = next(k for k, s in enumerate(stmts) if s.startswith("INSERT INTO items"))
     assert any(s.startswith("DELETE FROM ratings") for s in stmts[:first_items_insert])
     assert any(s.startswith("INSERT INTO ratings") for s in stmts[:first_items_insert])
-
-
-def test_missing_sql_file(monkeypatch, tmp_path):
-    import pngnn.store as store_mod
-
-    monkeypatch.setattr(store_mod, "SQL_DIR", tmp_path)
-    store_mod.sql_statements.cache_clear()
-    try:
-        with pytest.raises(PngnnError, match="missing"):
-            store_mod.sql_statements("nope")
-    finally:
-        store_mod.sql_statements.cache_clear()
 
 
 def test_split_then_reingest_same_data_keeps_split(tmp_path, make_raw):
@@ -216,7 +205,68 @@ def test_store_waits_for_a_short_lock_and_names_a_long_one(tmp_path):
     long = subprocess.Popen([sys.executable, "-c", hold, str(path), "30"], stdout=subprocess.PIPE, text=True)
     try:
         assert long.stdout.readline().strip() == "ok"
-        with pytest.raises(PngnnError, match=r"cannot open DuckDB file .*PNGNN_DB"):
+        with pytest.raises(TransientError, match=r"cannot open DuckDB file .*PNGNN_DB") as info:
             Store(path, wait_s=0.5)
+        assert "close the other process" in info.value.fix
     finally:
         long.kill()
+
+
+@pytest.mark.parametrize("keep", [0, 100, 5000])
+def test_a_damaged_file_is_named_damaged_not_locked(tmp_path, keep):
+    """A truncated (or empty) DuckDB file fails at once with its own one-line message and fix;
+    the lock wording ("close the other process") would send the user after a process that does
+    not exist, and waiting for the lock would only delay the error."""
+    import time
+
+    good = tmp_path / "good.duckdb"
+    with Store(good) as store:
+        store.run_sql("CREATE TABLE filler AS SELECT range AS x FROM range(100000)")
+    data = good.read_bytes()
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(data[:keep])
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as info:
+        Store(bad, wait_s=30)
+    assert time.monotonic() - t0 < 10  # not retried as if it were locked
+    msg = str(info.value)
+    assert "\n" not in msg and str(bad) in msg and "damaged or truncated" in msg
+    assert "close the other process" not in msg
+    assert "move the file away" in info.value.fix and "pngnn ingest" in info.value.fix
+
+
+def test_a_file_damaged_past_its_catalog_is_named_when_read(tmp_path):
+    """Truncated in its data blocks, a file opens (the catalog is intact) and fails only when
+    the lost blocks are read: the query gets the same message, not a raw DuckDB IO error.
+    Where the data blocks lie depends on DuckDB's layout, so cut at several points: each cut
+    either fails to open, fails when read, or lost only free space, and never gives a raw error."""
+    good = tmp_path / "good.duckdb"
+    with Store(good) as store:
+        store.run_sql("CREATE TABLE filler AS SELECT range AS x FROM range(100000)")
+    data = good.read_bytes()
+    outcomes = []
+    for tenth in range(1, 10):
+        bad = tmp_path / f"cut{tenth}.duckdb"
+        bad.write_bytes(data[: len(data) * tenth // 10])
+        try:
+            store = Store(bad)
+        except UserError as exc:
+            assert "damaged or truncated" in str(exc)
+            outcomes.append("open")
+            continue
+        try:
+            assert store.scalar("SELECT sum(x) FROM filler") == 4_999_950_000
+            outcomes.append("intact")
+        except UserError as exc:
+            assert "damaged or truncated" in str(exc) and "move the file away" in exc.fix
+            outcomes.append("read")
+        finally:
+            store.close()
+    assert "read" in outcomes, outcomes
+
+
+def test_a_file_that_is_no_duckdb_file_is_named_damaged(tmp_path):
+    bad = tmp_path / "notes.duckdb"
+    bad.write_text("not a database\n" * 100)
+    with pytest.raises(UserError, match=r"damaged or truncated.*move the file away"):
+        Store(bad)

@@ -4,7 +4,7 @@ most and least, and turn the answers into positive and negative graph edges.
 Flow: ``augment`` (candidates -> prompts -> cached LLM answers) then ``merge_augmented``
 (answers -> ``augmented_edges``), then ``load_augmented`` for training and
 ``edge_precision`` for the edges' own quality. Everything is stored in DuckDB (tables in
-``sql/llm.sql``), so runs resume and cached answers are never requested twice.
+``pngnn/sql/llm.sql``), so runs resume and cached answers are never requested twice.
 """
 
 from pngnn.augment.cache import LLMCache, cache_key

@@ -22,10 +22,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pngnn.errors import PngnnError
+from pngnn.errors import TransientError
+from pngnn.sql_files import sql_statement
 from pngnn.store import Store, connect
 
-# Statuses (see sql/llm.sql). 'unreachable' is always retried: it says the server was
+# Statuses (see pngnn/sql/llm.sql). 'unreachable' is always retried: it says the server was
 # down, not that the prompt is bad. 'invalid' and 'failed' are retried only on request.
 OK, INVALID, FAILED, UNREACHABLE = "ok", "invalid", "failed", "unreachable"
 log = logging.getLogger(__name__)
@@ -62,25 +63,16 @@ class CacheEntry:
     completion_tokens: int | None = None
 
 
-_INSERT = (
-    "INSERT OR REPLACE INTO llm_cache (key, model, prompt_version, request, raw_answer, status, like_idx, "
-    "dislike_idx, error, latency_s, attempts, prompt_tokens, completion_tokens, created) "
-    "VALUES ($key, $model, $prompt_version, $request, $raw_answer, $status, $like_idx, $dislike_idx, $error, "
-    "$latency_s, $attempts, $prompt_tokens, $completion_tokens, now())"
-)
-
-
 class LLMCache:
     """Reads and writes ``llm_cache`` through one Store (call from one thread only:
     the batch runner's workers hand their results to the thread that owns the store)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.run("llm")
 
     def put(self, entry: CacheEntry) -> None:
         """Write one outcome now (autocommit): it survives a crash a second later."""
-        self.store.con.execute(_INSERT, entry.__dict__)
+        self.store.run_file("put_llm_answer", **entry.__dict__)
 
     def statuses(self, keys: list[str]) -> dict[str, str]:
         """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
@@ -88,12 +80,10 @@ class LLMCache:
             return {}
         self.store.register("wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
         try:
-            rows = self.store.con.execute(
-                "SELECT c.key, c.status FROM llm_cache c JOIN (SELECT DISTINCT key FROM wanted_keys) w USING (key)"
-            ).fetchall()
+            rows = self.store.query_file("cached_statuses")
         finally:
             self.store.unregister("wanted_keys")
-        return dict(rows)
+        return dict(zip(rows["key"], rows["status"], strict=True))
 
     def to_send(self, keys: list[str], retry_failed: bool = False) -> set[str]:
         """Keys that need a request: not cached, cached as 'unreachable', or (when
@@ -103,12 +93,13 @@ class LLMCache:
         return {k for k in keys if k not in known or known[k] in again}
 
     def get(self, key: str) -> dict[str, Any] | None:
-        frame = self.store.query("SELECT * FROM llm_cache WHERE key = $key", key=key)
+        frame = self.store.query_sql("SELECT * FROM llm_cache WHERE key = $key", key=key)
         return frame.row(0, named=True) if frame.height else None
 
     def counts(self) -> dict[str, int]:
         """Rows per status over the whole table."""
-        return dict(self.store.con.execute("SELECT status, count(*) FROM llm_cache GROUP BY status").fetchall())
+        frame = self.store.query_sql("SELECT status, count(*) AS n FROM llm_cache GROUP BY status")
+        return dict(zip(frame["status"], frame["n"], strict=True))
 
 
 class DetachedCacheWriter:
@@ -139,18 +130,19 @@ class DetachedCacheWriter:
             return
         try:
             con = connect(self.path, wait_s=self.lock_wait_s if block else 0.0)
-        except PngnnError:
+        except TransientError:
             if block:
-                raise PngnnError(
+                raise TransientError(
                     f"{len(self.buffer)} LLM answers could not be written: {self.path} stayed locked by another "
-                    f"process for {self.lock_wait_s:.0f} s; close it and rerun (answers not written are asked again)"
+                    f"process for {self.lock_wait_s:.0f} s",
+                    "close it and rerun (answers not written are asked again)",
                 ) from None
             log.info("%s is locked by another process; %d answers wait for the next write", self.path,
                      len(self.buffer))
             return
         try:
             con.begin()
-            con.executemany(_INSERT, [e.__dict__ for e in self.buffer])
+            con.executemany(sql_statement("put_llm_answer"), [e.__dict__ for e in self.buffer])
             con.commit()
         except duckdb.Error:
             con.rollback()

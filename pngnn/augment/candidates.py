@@ -40,7 +40,7 @@ def select_users(
     """
     if users is not None and sample is not None:
         raise PngnnError("give either a list of users or a sample size, not both")
-    frame = store.query(
+    frame = store.query_sql(
         "SELECT user_id, user_idx FROM users WHERE dataset = $dataset AND user_idx IS NOT NULL ORDER BY user_idx",
         dataset=dataset,
     )
@@ -123,7 +123,7 @@ def candidates_frame(
             "score": scores.reshape(-1).astype(np.float64),
         }
     ).filter(pl.col("item_idx") >= 0)
-    id_map = store.query(
+    id_map = store.query_sql(
         "SELECT item_idx, item_id FROM items WHERE dataset = $dataset AND item_idx IS NOT NULL", dataset=split.dataset
     )
     return (
@@ -135,35 +135,19 @@ def candidates_frame(
 
 def save_candidates(store: Store, dataset: str, seed: int, candidates: pl.DataFrame) -> None:
     """Replace the stored candidates of these users (kept for prompts, resume and precision)."""
-    store.run("llm")
     store.register("new_candidates", candidates)
     try:
-        with store.transaction() as con:
-            con.execute(
-                "DELETE FROM llm_candidates WHERE dataset = $dataset AND seed = $seed "
-                "AND user_id IN (SELECT DISTINCT user_id FROM new_candidates)",
-                {"dataset": dataset, "seed": seed},
-            )
-            con.execute(
-                "INSERT INTO llm_candidates SELECT $dataset, $seed, user_id, rank, item_id, score FROM new_candidates",
-                {"dataset": dataset, "seed": seed},
-            )
+        with store.transaction():
+            store.run_file("save_candidates", dataset=dataset, seed=seed)
     finally:
         store.unregister("new_candidates")
 
 
 def load_candidates(store: Store, dataset: str, seed: int, selected: pl.DataFrame) -> pl.DataFrame:
     """Stored candidates of the selected users (resume without the LightGCN model)."""
-    store.run("llm")
     store.register("selected_users", selected.select("user_id"))
     try:
-        frame = store.query(
-            "SELECT c.user_id, c.rank, c.item_id, c.score FROM llm_candidates c "
-            "JOIN selected_users s ON s.user_id = c.user_id "
-            "WHERE c.dataset = $dataset AND c.seed = $seed ORDER BY c.user_id, c.rank",
-            dataset=dataset,
-            seed=seed,
-        )
+        frame = store.query_file("load_candidates", dataset=dataset, seed=seed)
     finally:
         store.unregister("selected_users")
     missing = selected.join(frame, on="user_id", how="anti").height

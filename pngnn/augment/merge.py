@@ -1,6 +1,6 @@
 """LLM answers -> augmented edges, and their loading for training and their precision.
 
-'like' becomes a positive edge, 'dislike' a negative edge (``sql/merge_augmented.sql``).
+'like' becomes a positive edge, 'dislike' a negative edge (``pngnn/sql/merge_augmented.sql``).
 Edges that duplicate any rating of the split are dropped, test ratings included: an
 augmented edge on a test pair would put the held-out answer into the training graph.
 ``load_augmented`` returns the edges in the dense index space of ``load_split`` so they
@@ -33,23 +33,14 @@ def merge_augmented(
     """Replace the augmented edges of (dataset, seed, model, prompt_version) from the
     cached answers; returns counts: positive/negative edges added, and agreed answers
     dropped because the pair is rated in the split (``dropped_rated``)."""
-    store.run("llm")
-    params = {"dataset": dataset, "seed": seed, "model": model, "prompt_version": prompt_version, "run_id": run_id}
     try:
         with store.transaction():
-            store.run("merge_augmented", **params)
-            agreed = store.scalar("SELECT count(*) FROM llm_agreed")
-            added = dict(
-                store.con.execute(
-                    "SELECT kind, count(*) FROM augmented_edges WHERE dataset = $dataset AND seed = $seed "
-                    "AND model = $model AND prompt_version = $prompt_version GROUP BY kind",
-                    {k: v for k, v in params.items() if k != "run_id"},
-                ).fetchall()
-            )
+            counts = store.query_file("merge_augmented", dataset=dataset, seed=seed, model=model,
+                                      prompt_version=prompt_version, run_id=run_id).row(0, named=True)
     finally:
-        store.con.execute("DROP TABLE IF EXISTS llm_agreed")
-    positive, negative = int(added.get("positive", 0)), int(added.get("negative", 0))
-    return {"positive": positive, "negative": negative, "dropped_rated": int(agreed) - positive - negative}
+        store.run_sql("DROP TABLE IF EXISTS llm_agreed")
+    positive, negative = int(counts["positive"]), int(counts["negative"])
+    return {"positive": positive, "negative": negative, "dropped_rated": int(counts["agreed"]) - positive - negative}
 
 
 def load_augmented(
@@ -62,8 +53,7 @@ def load_augmented(
     """(positive, negative) augmented edges of a split as dense indices, ratings 5.0 and
     1.0, so they pass every like threshold test the way a real rating would. ``model``
     and ``prompt_version`` filter by provenance (None: all)."""
-    store.run("llm")
-    frame = store.query("load_augmented", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
+    frame = store.query_file("load_augmented", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
 
     def part(kind: str, rating: float) -> Interactions:
         sub = frame.filter(pl.col("kind") == kind)
@@ -87,8 +77,7 @@ def edge_precision(
     """How often the LLM's 'like' is a held-out test like and its 'dislike' a test
     dislike, next to the base rates of the candidates it chose from (and the lifts,
     precision / base rate: above 1 means better than picking at random)."""
-    store.run("llm")
-    row = store.query(
+    row = store.query_file(
         "edge_precision", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version, threshold=threshold
     ).row(0, named=True)
     if not row["n_answers"]:

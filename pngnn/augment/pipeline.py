@@ -60,19 +60,9 @@ def _save_prompts(store: Store, dataset: str, seed: int, model: str, prompts: pl
     prompt version, in one transaction."""
     frame = prompts.select("user_id", "variant", "key", "items")
     store.register("new_prompts", frame)
-    params = {"dataset": dataset, "seed": seed, "model": model, "pv": PROMPT_VERSION}
     try:
-        with store.transaction() as con:
-            con.execute(
-                "DELETE FROM llm_prompts WHERE dataset = $dataset AND seed = $seed AND model = $model "
-                "AND prompt_version = $pv AND user_id IN (SELECT DISTINCT user_id FROM new_prompts)",
-                params,
-            )
-            con.execute(
-                "INSERT INTO llm_prompts SELECT $dataset, $seed, user_id, variant, $model, $pv, key, items, now() "
-                "FROM new_prompts",
-                params,
-            )
+        with store.transaction():
+            store.run_file("save_prompts", dataset=dataset, seed=seed, model=model, prompt_version=PROMPT_VERSION)
     finally:
         store.unregister("new_prompts")
 
@@ -106,7 +96,6 @@ def augment(
     """
     t0 = time.perf_counter()
     settings = settings or (client.settings if client is not None else LLMSettings.from_env())
-    store.run("llm")
     selected = select_users(store, dataset, users, sample, sample_seed)
     if model is not None:
         split = split if split is not None else load_split(store, dataset, seed)

@@ -100,14 +100,7 @@ def history_rows(
         raise PngnnError(f"history size must be 0 or more, got {history_size}")
     store.register("prompt_users", pl.DataFrame({"user_id": user_ids}))
     try:
-        rated = store.query(
-            "SELECT s.user_id, s.item_id, s.rating, i.title, i.year, i.genres FROM splits s "
-            "JOIN prompt_users p ON p.user_id = s.user_id "
-            "JOIN items i ON i.dataset = s.dataset AND i.item_id = s.item_id "
-            "WHERE s.dataset = $dataset AND s.seed = $seed AND s.part = 'train'",
-            dataset=dataset,
-            seed=seed,
-        )
+        rated = store.query_file("train_history", dataset=dataset, seed=seed)
     finally:
         store.unregister("prompt_users")
     if rated.is_empty():
@@ -194,7 +187,7 @@ def build_prompts(
         )
     if variants < 1:
         raise PngnnError(f"number of prompt variants must be at least 1, got {variants}")
-    labels = store.query(
+    labels = store.query_sql(
         "SELECT item_id, title, year, genres FROM items WHERE dataset = $dataset", dataset=dataset
     ).with_columns(label=_movie_label()).select("item_id", "label")
     cand = candidates.select("user_id", "item_id").join(

@@ -67,15 +67,9 @@ class _LocalServerClient:
 
 def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None, sample_seed: int) -> bool:
     selected = select_users(store, dataset, sample=users, sample_seed=sample_seed)
-    store.run("llm")
     store.register("step_users", selected.select("user_id"))
     try:
-        missing = store.scalar(
-            "SELECT count(*) FROM step_users s WHERE NOT EXISTS (SELECT 1 FROM llm_candidates c "
-            "WHERE c.dataset = $dataset AND c.seed = $seed AND c.user_id = s.user_id)",
-            dataset=dataset,
-            seed=seed,
-        )
+        missing = store.query_file("missing_candidates", dataset=dataset, seed=seed)["missing"][0]
     finally:
         store.unregister("step_users")
     return missing == 0
@@ -193,8 +187,7 @@ def merge_step(settings: Settings, dataset: str, seed: int, model: str, run_id: 
 def augmented_edges_frame(settings: Settings, dataset: str, seed: int):
     """The split's augmented edges with provenance, as a Polars frame (for the Parquet artifact)."""
     with Store(settings.db_path) as store:
-        store.run("llm")
-        return store.query(
+        return store.query_sql(
             "SELECT * FROM augmented_edges WHERE dataset = $dataset AND seed = $seed ORDER BY user_id, item_id",
             dataset=dataset, seed=seed,
         )

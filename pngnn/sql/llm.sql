@@ -1,4 +1,5 @@
--- Tables of the LLM augmentation (issue 4). Created on first use by pngnn.augment.
+-- Tables of the LLM augmentation, created with the others when a store opens
+-- (pngnn.store.SCHEMA_FILES).
 --
 -- llm_cache is content-addressed: key = sha256 of (model, prompt version, messages,
 -- sampling params), so an answer is reused whatever split or run asked for it, and a

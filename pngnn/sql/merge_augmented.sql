@@ -41,3 +41,12 @@ WHERE NOT EXISTS (
     WHERE s.dataset = $dataset AND s.seed = $seed AND s.user_id = a.user_id AND s.item_id = a.item_id
 )
 ORDER BY a.user_id, a.item_id;
+
+-- What the merge did: answers agreed on, and edges now stored per kind (the agreed ones on a
+-- rated pair were dropped).
+SELECT
+    (SELECT count(*) FROM llm_agreed) AS agreed,
+    count(*) FILTER (WHERE kind = 'positive') AS positive,
+    count(*) FILTER (WHERE kind = 'negative') AS negative
+FROM augmented_edges
+WHERE dataset = $dataset AND seed = $seed AND model = $model AND prompt_version = $prompt_version;

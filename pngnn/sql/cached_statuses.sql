@@ -1,0 +1,4 @@
+-- The cache status of each key in the frame `wanted_keys(key)` that has a cached outcome.
+SELECT c.key, c.status
+FROM llm_cache c
+JOIN (SELECT DISTINCT key FROM wanted_keys) w USING (key);
