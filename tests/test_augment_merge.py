@@ -213,7 +213,6 @@ def test_a_run_trains_on_its_own_llm_edges_only(ml100k_db_copy: Path) -> None:
     from pngnn.steps import EdgeSource, load_split_step
 
     with Store(ml100k_db_copy) as store:
-        store.run("llm")
         pairs = store.con.execute("SELECT user_id, item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 "
                                   "ORDER BY user_id, item_id LIMIT 9").fetchall()
         rows = [(u, i, kind, model, version) for (u, i), (kind, model, version) in zip(pairs, [
