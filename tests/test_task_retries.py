@@ -35,9 +35,39 @@ def test_ingest_retries_only_transient_faults(exc, retry):
     assert retry_transient(None, None, Failed(exc)) is retry
 
 
-def test_ingest_task_is_declared_with_retries_and_a_cache_policy():
-    assert ingest_task.retries == 2 and ingest_task.retry_condition_fn is retry_transient
-    assert ingest_task.cache_policy is not None and ingest_task.persist_result is not False
+@pytest.mark.slow
+def test_ingest_task_retries_a_transient_fault_and_not_a_user_error(monkeypatch, tmp_path):
+    """Run for real in a flow (Prefect's ephemeral server): a download that fails once with a
+    TransientError is retried and the flow completes; a user error is tried once."""
+    from prefect import flow
+
+    import tasks.data as data_tasks
+    from pngnn.ingest import IngestResult
+
+    calls: list[str] = []
+
+    def flaky_ingest(settings, dataset):  # test double: the first download attempt times out
+        calls.append(dataset)
+        if dataset == "ml-2m":
+            raise UserError("unknown dataset 'ml-2m'", "choose one of ['ml-100k', 'ml-1m']")
+        if len(calls) == 1:
+            raise TransientError("cannot download ml-100k (timed out)", "retry later")
+        return IngestResult(dataset, "checksum", 3, 2, 2, skipped=False)
+
+    monkeypatch.setattr(data_tasks, "ingest_step", flaky_ingest)
+    monkeypatch.setenv("PNGNN_DB", str(tmp_path / "db.duckdb"))
+    quick = ingest_task.with_options(retry_delay_seconds=0, cache_policy=None)
+
+    @flow
+    def ingest_flow(dataset: str) -> dict:
+        return quick(dataset)
+
+    assert ingest_flow("ml-100k")["checksum"] == "checksum"
+    assert calls == ["ml-100k", "ml-100k"]
+    calls.clear()
+    with pytest.raises(UserError, match="unknown dataset"):
+        ingest_flow("ml-2m")
+    assert calls == ["ml-2m"]
 
 
 def test_augment_does_not_retry_user_errors():
