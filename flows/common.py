@@ -52,23 +52,6 @@ def method_profiles(methods: list[str], dataset: str, base: Profile, tuned: dict
     return out
 
 
-def log_grid_params(base: Profile, dataset: str, seeds: list[int], profiles: dict[str, Profile], cfg: TrainConfig,
-                    llm: LLMSettings | None) -> None:
-    """The parent run's params: what was run, with which settings and, if any, which LLM."""
-    import mlflow
-
-    mlflow.log_params({"profile": base.name, "dataset": dataset, "seeds": ",".join(map(str, seeds)),
-                       "methods": ",".join(profiles), **{f"train_{k}": v for k, v in cfg.to_dict().items()},
-                       **{f"profile_{m}": p.name for m, p in profiles.items()}})
-    if llm is not None:
-        from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
-
-        mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
-                           "llm_users": llm.users if llm.users is not None else "all",
-                           "prompt_version": PROMPT_VERSION})
-        mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
-
-
 def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, Profile], cfg: TrainConfig,
              llm: LLMSettings, parent_run_id: str) -> dict[str, list[dict[str, float]]]:
     """Every method on every split seed (augmenting each split first when a method needs LLM
@@ -126,7 +109,16 @@ def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: lis
     profiles = method_profiles(methods, ds, base, tuned, settings)
     use_llm = any(m in NEEDS_AUGMENTATION for m in methods)
     with parent_run(settings, ds, f"{flow_name}-{profile}", tags={"profile": profile, "flow": flow_name}) as parent_id:
-        log_grid_params(base, ds, seeds, profiles, cfg, llm if use_llm else None)
+        mlflow.log_params({"profile": profile, "dataset": ds, "seeds": ",".join(map(str, seeds)),
+                           "methods": ",".join(methods), **{f"train_{k}": v for k, v in cfg.to_dict().items()},
+                           **{f"profile_{m}": p.name for m, p in profiles.items()}})
+        if use_llm:
+            from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
+
+            mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
+                               "llm_users": llm.users if llm.users is not None else "all",
+                               "prompt_version": PROMPT_VERSION})
+            mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
         data = ingest_task(ds)
         mlflow.log_param("dataset_checksum", data["checksum"])
         runs = run_grid(ds, seeds, base, profiles, cfg, llm, parent_id)

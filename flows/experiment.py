@@ -1,18 +1,9 @@
 """The paper's Table 1 as a flow: methods x split seeds, mean and std, table and chart in MLflow.
 
-One parent MLflow run (``experiment-<profile>``) with one child run per (method, split)
-(the same ``train``/``evaluate`` tasks as the pipeline, so the UI's compare view lines
-the methods up by their ``method`` and ``split`` tags). The parent gets the mean and std
-of every metric per method, ``report/table.csv``, ``report/table.md`` and
-``plots/precision_recall_by_method.png``.
-
-Methods: the four of the paper (``TABLE1_METHODS``) and the baselines a practitioner would
-pick (``BASELINES``: EASE, iALS) next to our closed-form PN model (``pn-ease``). A method with a
-tuned profile (``tuned={"ease": "ease-ml-1m", ...}``, or by default the profile named
-``<method>-<dataset>`` when one is saved) trains with that profile's configuration for each
-split; the others with the base profile's. A method whose name starts with ``llm-`` trains on
-LLM edges: the flow runs the ``augment`` task for each split first and tags its runs with the
-LLM model and prompt version.
+The pipeline's loop (``flows.common.grid_flow_body``: a parent run, a child run per method and
+split, tuned profiles where saved, LLM edges for ``llm-`` methods) with the paper's methods and
+the baselines a practitioner would pick, plus ``report/table.csv``, ``report/table.md`` and
+``plots/precision_recall_by_method.png`` on the parent run.
 
 Run it: ``prefect deployment run 'experiment/table1'`` (see docs/orchestration.md) or
 ``python -m flows.experiment``.

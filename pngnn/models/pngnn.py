@@ -19,7 +19,7 @@ is y_ui = z_u . z_i. Without attention (ablation) alpha_p = alpha_n = 1/2. Train
 Dual-BPR with L2 on the batch's layer-0 rows of both tables. Five readings of the paper's
 equation live in ``pngnn.losses``; the default, ``weighted`` with b = 4, ranks a liked item
 and (at weight 1/b) a disliked item of the same user above unrated ones, both with the
-fused embedding: the only reading that beat LightGCN on ML-1M (README, "PN-GNN").
+fused embedding (why this reading is the default: README's ablation, "PN-GNN").
 """
 
 from __future__ import annotations
