@@ -44,21 +44,14 @@ def run_cmd(
     check_prefect_api()
     settings = Settings.from_env()
     check_mlflow(settings.mlflow_uri)
-    import polars as pl
-
     from flows.pipeline import pipeline
-    from pngnn.results import to_markdown
+    from pngnn.results import summary_table, to_markdown
 
     llm: dict = {"users": llm_users or None, "base_url": llm_base_url}
     if llm_model:
         llm["model"] = llm_model
     out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs, llm=llm)
-    rows: dict[str, dict[str, str]] = {}
-    for key, v in out["summary"].items():
-        m, name = key.split("/")
-        if name.startswith(("precision", "recall", "ndcg")):
-            rows.setdefault(m, {"method": m})[name] = f"{v['mean']:.4f}"
-    typer.echo(to_markdown(pl.DataFrame(list(rows.values()))))
+    typer.echo(to_markdown(summary_table(out["summary"])))
     typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
                f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")
 

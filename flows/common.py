@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flows.links import prefect_tags, publish_run_links
 from pngnn.config import Profile, Settings, TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.metrics import aggregate
+from pngnn.results import summary_table, to_markdown
 from pngnn.tracking import metric_key
 from tasks.augment import LLMSettings, augment_task, llm_tags, merge_task, pretrain_task
 from tasks.data import split_task
@@ -108,7 +110,8 @@ def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: lis
     cfg = base.train.with_overrides(epochs=epochs)
     profiles = method_profiles(methods, ds, base, tuned, settings)
     use_llm = any(m in NEEDS_AUGMENTATION for m in methods)
-    with parent_run(settings, ds, f"{flow_name}-{profile}", tags={"profile": profile, "flow": flow_name}) as parent_id:
+    tags = {"profile": profile, "flow": flow_name, **prefect_tags()}
+    with parent_run(settings, ds, f"{flow_name}-{profile}", tags=tags) as parent_id:
         mlflow.log_params({"profile": profile, "dataset": ds, "seeds": ",".join(map(str, seeds)),
                            "methods": ",".join(methods), **{f"train_{k}": v for k, v in cfg.to_dict().items()},
                            **{f"profile_{m}": p.name for m, p in profiles.items()}})
@@ -123,4 +126,6 @@ def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: lis
         mlflow.log_param("dataset_checksum", data["checksum"])
         runs = run_grid(ds, seeds, base, profiles, cfg, llm, parent_id)
         summary = log_summary(runs)
-    return {"parent_run_id": parent_id, "dataset": ds, "runs": runs, "summary": summary}
+    table = to_markdown(summary_table(summary))
+    publish_run_links(settings, parent_id, f"{flow_name} {profile}: {ds}, splits {seeds}", table)
+    return {"parent_run_id": parent_id, "dataset": ds, "runs": runs, "summary": summary, "table": table}

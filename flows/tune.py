@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 from prefect import flow
 
+from flows.links import prefect_tags, publish_run_links
 from pngnn.config import Settings, get_profile
 from pngnn.profiles import check_new_name, new_profile_name
+from pngnn.results import to_markdown
 from pngnn.tracking import parent_run
 from pngnn.tune import parent_params
 from tasks.data import ingest_task
@@ -53,14 +56,18 @@ def tune(
     check_new_name(save_as, settings.profiles_dir)
     seed_list = tuple(seeds or base.seeds)
     tests: dict[int, dict[str, float]] = {}
-    with parent_run(settings, ds, f"tune-{method}-{save_as}", tags={"flow": "tune", "profile": save_as,
-                                                                      "method": method}) as parent_id:
+    tags = {"flow": "tune", "profile": save_as, "method": method, **prefect_tags()}
+    with parent_run(settings, ds, f"tune-{method}-{save_as}", tags=tags) as parent_id:
         data = ingest_task(ds)
         mlflow.log_params(parent_params(request, ds, seed_list, data["checksum"]))
         studies = {seed: tune_split_task(method, seed, params, parent_id) for seed in seed_list}
         path = save_profile_task(save_as, params, studies, parent_id)
         if test:
             tests = {seed: test_tuned_task(save_as, seed, parent_id) for seed in seed_list}
+    rows = [{"split": seed, "best valid": f"{s.best_value:.4f}", **{k: str(v) for k, v in s.best_params.items()},
+             **({"test ndcg@20": f"{tests[seed]['ndcg@20']:.4f}"} if seed in tests else {})}
+            for seed, s in studies.items()]
+    publish_run_links(settings, parent_id, f"tune {method} -> profile {save_as}", to_markdown(pl.DataFrame(rows)))
     return {"parent_run_id": parent_id, "profile_path": path,
             "best": {seed: s.best_params for seed, s in studies.items()}, "test": tests}
 

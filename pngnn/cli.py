@@ -255,12 +255,27 @@ def augment_cmd(
 def report_cmd(
     dataset: str = "ml-1m",
     results_dir: Path = Path("results"),
+    source: Annotated[str, typer.Option("--from", help="results (the JSON under --results-dir) or mlflow (the "
+                                                        "tracking store at MLFLOW_TRACKING_URI)")] = "results",
     compare: Annotated[list[str] | None, typer.Option(help="METHOD:BASELINE results folders (e.g. "
                                                           "pn-ease-tuned:ease-tuned): same-split differences.")]
     = None,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
-    from pngnn.results import augmentation_table, paired_differences, results_table, to_markdown
+    from pngnn.results import augmentation_table, paired_differences, records_table, results_table, to_markdown
+
+    if source not in ("results", "mlflow"):
+        raise PngnnError(f"--from takes results or mlflow, got '{source}'")
+    if source == "mlflow":
+        from pngnn.tracking import tracked_records
+
+        settings = Settings.from_env()
+        runs = tracked_records(settings, dataset)
+        if not runs:
+            raise PngnnError(f"no finished {dataset} runs in {settings.mlflow_uri}; run `pngnn run` or "
+                             "`pngnn train --track` first, or set MLFLOW_TRACKING_URI")
+        typer.echo(to_markdown(records_table(runs, with_paper=False)))
+        return
 
     for pair in compare or []:
         method, _, baseline = pair.partition(":")

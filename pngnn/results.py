@@ -110,8 +110,14 @@ def load_results(results_dir: Path, dataset: str) -> dict[str, list[dict[str, An
 
 def results_table(results_dir: Path, dataset: str, ks=KS, with_paper: bool = True) -> pl.DataFrame:
     """Mean ± std over splits of P@K and R@K per method, next to the paper's numbers."""
+    return records_table(load_results(results_dir, dataset), ks, with_paper)
+
+
+def records_table(runs: Mapping[str, list[dict[str, Any]]], ks=KS, with_paper: bool = True) -> pl.DataFrame:
+    """Mean ± std over splits of P@K and R@K per method of ``runs`` (method -> records with
+    ``metrics``), with the paper's row after each method the paper has."""
     rows = []
-    for method, records in load_results(results_dir, dataset).items():
+    for method, records in runs.items():
         agg = aggregate([r["metrics"] for r in records])
         row: dict[str, Any] = {"method": method, "splits": len(records)}
         for k in ks:
@@ -168,6 +174,17 @@ def augmentation_table(results_dir: Path, dataset: str) -> pl.DataFrame:
                 row[f"{kind} {field.replace('_', ' ')}"] = f"{v:.3f}" if isinstance(v, float) else "-"
         rows.append(row)
     return pl.DataFrame(rows)
+
+
+def summary_table(summary: Mapping[str, Mapping[str, float]]) -> pl.DataFrame:
+    """A flow's summary (``method/metric`` -> mean, std over splits) as one row per method with
+    the mean of every P/R/NDCG@K column."""
+    rows: dict[str, dict[str, str]] = {}
+    for key, value in summary.items():
+        method, name = key.split("/", 1)
+        if name.startswith(("precision", "recall", "ndcg")):
+            rows.setdefault(method, {"method": method})[name] = f"{value['mean']:.4f}"
+    return pl.DataFrame(list(rows.values()))
 
 
 def to_markdown(frame: pl.DataFrame) -> str:

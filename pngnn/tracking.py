@@ -210,7 +210,8 @@ class _MlflowTrialLog:
         mlflow.log_metrics({metric_key(k): v for k, v in values.items()})
 
 
-def trial_runs(parent_run_id: str, split: SplitData, method: str) -> Callable[[int, dict[str, Any]], Any]:
+def trial_runs(parent_run_id: str, split: SplitData, method: str,
+               extra_tags: Mapping[str, str] | None = None) -> Callable[[int, dict[str, Any]], Any]:
     """A context per Optuna trial: a child MLflow run under the study's parent with the trial's
     parameters, per-epoch validation metrics and final validation metrics. A pruned trial ends
     as a finished run tagged ``optuna_state=PRUNED``; a failed one as a failed run."""
@@ -221,7 +222,7 @@ def trial_runs(parent_run_id: str, split: SplitData, method: str) -> Callable[[i
         import optuna
 
         tags = {"kind": "trial", "method": method, "split": str(split.seed), "dataset": split.dataset,
-                "trial": str(number)}
+                "trial": str(number), **(extra_tags or {})}
         mlflow.start_run(run_name=f"trial-{number}-{method}-seed{split.seed}", parent_run_id=parent_run_id,
                          nested=True, tags=tags)
         try:
@@ -283,3 +284,31 @@ def log_study(result: Any, prefix: str, run_id: str) -> None:
             fig.savefig(path, dpi=110)
             plt.close(fig)
             client.log_artifact(run_id, str(path), "plots")
+
+
+def tracked_records(settings: Settings, dataset: str) -> dict[str, list[dict[str, Any]]]:
+    """The tracking store's test results in the shape of the results JSON, grouped by
+    ``<method> [<profile>]``: the newest finished run of each (method, profile, split), trials
+    and parent runs left out. What ``pngnn report --from mlflow`` tabulates."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_uri)
+    experiment = client.get_experiment_by_name(experiment_name(dataset))
+    if experiment is None:
+        return {}
+    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=50000)
+    out: dict[str, list[dict[str, Any]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("kind") in ("parent", "trial") or "method" not in tags or "split" not in tags:
+            continue
+        name = f"{tags['method']} [{tags.get('profile', 'custom')}]"
+        metrics = {k.replace("_at_", "@"): v for k, v in run.data.metrics.items()
+                   if k.startswith(("precision_at_", "recall_at_", "ndcg_at_"))}
+        if not metrics or (name, tags["split"]) in seen:
+            continue
+        seen.add((name, tags["split"]))
+        out.setdefault(name, []).append({"seed": int(tags["split"]), "metrics": metrics, "run_id": run.info.run_id})
+    return {name: sorted(records, key=lambda r: r["seed"]) for name, records in sorted(out.items())}

@@ -15,7 +15,7 @@ choice of configuration cannot depend on test.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,16 +70,18 @@ def journal_path(settings: Settings, save_as: str) -> Path:
 
 
 def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id: str,
-              progress: bool = False) -> TuneResult:
-    """Carve the validation part of split ``seed``, run its study, log it on the parent run."""
+              progress: bool = False, tags: Mapping[str, str] | None = None) -> TuneResult:
+    """Carve the validation part of split ``seed``, run its study, log it on the parent run
+    (``tags``: extra tags of every trial run, e.g. the orchestrator's run)."""
     from pngnn.tracking import log_study, trial_runs
 
     base = get_profile(request.base_profile, settings)
     dataset = request.dataset or base.dataset
     split_step(settings, dataset, seed, base.test_fraction, request.valid_fraction)
     split = load_split_step(settings, dataset, seed)
+    trials = trial_runs(parent_run_id, split, request.method, tags)
     result = tune_split(split, request.method, base.train.with_overrides(epochs=request.max_epochs),
-                        request.budget, request.metric, trial_context=trial_runs(parent_run_id, split, request.method),
+                        request.budget, request.metric, trial_context=trials,
                         progress=progress, journal=journal_path(settings, request.save_as),
                         study_name=f"{request.save_as}-seed{seed}")
     log_study(result, f"seed{seed}", parent_run_id)
@@ -114,7 +116,8 @@ def results_tag(name: str, method: str, dataset: str) -> str:
 
 
 def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: str,
-               results_dir: Path | None = None, progress: bool = False) -> tuple[RunOutcome, str]:
+               results_dir: Path | None = None, progress: bool = False,
+               tags: Mapping[str, str] | None = None) -> tuple[RunOutcome, str]:
     """Train the profile's configuration for ``seed`` on train + validation, evaluate it once on
     test (a registered child run), promote it if it beats production; (outcome, one-line summary)."""
     from pngnn.tracking import tracked_run
@@ -124,7 +127,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
     split = load_split_step(settings, profile.dataset, seed)
     run = tracked_run(settings, split, method, profile.config_for(seed), profile=profile.name,
                       parent_run_id=parent_run_id, progress=progress,
-                      registered_name=model_name(profile.dataset, method), tags={"kind": "test"})
+                      registered_name=model_name(profile.dataset, method), tags={"kind": "test", **(tags or {})})
     promotion = promote_if_better(settings, profile.dataset, method, run.run_id or "")
     where = ""
     if results_dir is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import task
 
+from flows.links import prefect_tags
 from pngnn.config import Settings, TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.registry import model_name
@@ -31,7 +32,8 @@ def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, 
     edges = EdgeSource.from_tags(tags) if method in NEEDS_AUGMENTATION else None
     split = load_split_step(settings, dataset, seed, edges)
     run = tracked_run(settings, split, method, TrainConfig(**config), profile=profile, parent_run_id=parent_run_id,
-                      progress=False, registered_name=model_name(dataset, method) if register else None, tags=tags)
+                      progress=False, registered_name=model_name(dataset, method) if register else None,
+                      tags={**prefect_tags(), **(tags or {})})
     m = run.metrics
     print(f"{method} seed {seed}: {len(run.train.history)} epochs ({run.train.seconds:.1f}s), "
           f"P@10 {m['precision@10']:.4f} R@20 {m['recall@20']:.4f}" + (f", {run.edges}" if run.edges else ""))

@@ -63,6 +63,8 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["tune", "--method", "ease", "--profile", "quick", "--seed", "-2"], ["split seed -2 is out of range"]),
         (["run", "--method", "bogus"], ["unknown method 'bogus'"]),
         (["run", "--seed", "-1"], ["split seed -1 is out of range"]),
+        (["report", "--from", "files"], ["--from takes results or mlflow"]),
+        (["report", "--from", "mlflow", "--dataset", "ml-100k"], ["no finished ml-100k runs", "pngnn run"]),
     ],
 )
 def test_bad_arguments(tmp_path, args, needles):

@@ -238,6 +238,49 @@ def test_experiment_table_and_chart_on_parent_run(stack, runs):
     assert "| lightgcn | 2 |" in table and "| pngnn | 2 |" in table
 
 
+def tags_of(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"]["tags"]}
+
+
+def test_prefect_and_mlflow_runs_name_each_other(stack, runs):
+    """Read back through both REST APIs: the experiment's MLflow runs carry its Prefect flow-run
+    id and URL, and the flow run holds a Markdown artifact with the MLflow run's URL and table."""
+    assert runs["experiment"].returncode == 0, runs["experiment"].stderr[-3000:]
+    flow_run = stack.flow_run("experiment-table1")
+    exp_id = stack.mlflow_api("GET", "experiments/get-by-name",
+                              params={"experiment_name": "pngnn-ml-100k"})["experiment"]["experiment_id"]
+    linked = stack.mlflow_api("POST", "runs/search", json={
+        "experiment_ids": [exp_id], "filter": f"tags.prefect_flow_run_id = '{flow_run['id']}'"})["runs"]
+    parent = [r for r in linked if tags_of(r).get("kind") == "parent"]
+    assert len(parent) == 1 and len(linked) == 5  # the parent and its 4 children
+    assert all(tags_of(r)["mlflow.source.name"] == "prefect flow experiment" for r in linked)
+    assert tags_of(parent[0])["prefect_flow_run_url"].endswith(flow_run["id"])
+    artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    run_url = f"{stack.mlflow}/#/experiments/{exp_id}/runs/{parent[0]['info']['run_id']}"
+    markdown = [a["data"] for a in artifacts if a["type"] == "markdown" and run_url in a["data"]]
+    assert len(markdown) == 1 and "| lightgcn |" in markdown[0] and "| pngnn |" in markdown[0]
+    assert [a["data"] for a in artifacts if a["type"] == "link"] == [run_url]
+
+
+def test_report_from_mlflow_matches_the_flow_summary(stack, runs):
+    """`pngnn report --from mlflow` tabulates the newest run per (method, profile, split): here
+    the experiment's two splits, with the means the experiment logged on its parent run."""
+    assert runs["experiment"].returncode == 0, runs["experiment"].stderr[-3000:]
+    proc = subprocess.run([str(BIN / "pngnn"), "report", "--from", "mlflow", "--dataset", "ml-100k"], env=stack.env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp_id = stack.mlflow_api("GET", "experiments/get-by-name",
+                              params={"experiment_name": "pngnn-ml-100k"})["experiment"]["experiment_id"]
+    parent = stack.mlflow_api("POST", "runs/search", json={
+        "experiment_ids": [exp_id], "filter": "tags.flow = 'experiment' and tags.kind = 'parent'"})["runs"][0]
+    means = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
+    rows = {line.split("|")[1].strip(): line.split("|") for line in proc.stdout.splitlines() if "[quick]" in line}
+    for method in ("lightgcn", "pngnn"):
+        cells = rows[f"{method} [quick]"]
+        assert cells[2].strip() == "2"  # splits 1 and 2, the newest runs
+        assert cells[3].strip().startswith(f"{means[f'{method}_precision_at_5_mean']:.4f}")
+
+
 def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs):
     if runs["reaugment"] is None:
         pytest.skip(LLM_MISSING)
