@@ -16,11 +16,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from pngnn.constants import LIKE_THRESHOLD
 from pngnn.errors import PngnnError
 
-DatasetName = Literal["ml-100k", "ml-1m"]
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 KS: tuple[int, ...] = (5, 10, 15, 20)
 VALID_METRICS: tuple[str, ...] = tuple(f"{m}@{k}" for m in ("ndcg", "recall", "precision") for k in KS)
@@ -55,10 +55,15 @@ class Settings:
 
 # The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
 # each with a disliked item of the same user; the others on every rated pair.
-DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded", "weighted")
+DualBPR = Literal["ordered", "siren", "sign", "graded", "weighted"]
+DUAL_BPR_VARIANTS: tuple[str, ...] = get_args(DualBPR)
 DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
-PAIR_SAMPLINGS = ("edges", "users")
-RATING_SETS = ("all", "liked")
+LightGCNGraph = Literal["positive", "all"]
+LIGHTGCN_GRAPHS: tuple[str, ...] = get_args(LightGCNGraph)
+PairSampling = Literal["edges", "users"]
+PAIR_SAMPLINGS: tuple[str, ...] = get_args(PairSampling)
+RatingSet = Literal["all", "liked"]
+RATING_SETS: tuple[str, ...] = get_args(RatingSet)
 
 
 @dataclass(frozen=True)
@@ -73,22 +78,22 @@ class TrainConfig:
     epochs: int = 60
     l2: float = 0.05
     n_neg: int = 40
-    threshold: float = 3.5
+    threshold: float = LIKE_THRESHOLD
     neg_exponent: float = 0.75
     # PN-GNN: Dual-BPR reading (see pngnn.losses), the feedback-aware coefficient b, and whether
     # the attention module fuses the branches (False: fixed 0.5/0.5, the ablation). Default = the
     # best measured (README, "PN-GNN"): on ML-1M split 1 "weighted" with b = 4 beat LightGCN on
     # every column; b = 2, "siren", "ordered", "graded" and no attention all fell below it.
-    dual_bpr: Literal["ordered", "siren", "sign", "graded", "weighted"] = "weighted"
+    dual_bpr: DualBPR = "weighted"
     b: float = 4.0
     attention: bool = True
     # Which ratings form the LightGCN graph: "positive" (r > threshold) or "all".
-    lightgcn_graph: Literal["positive", "all"] = "positive"
+    lightgcn_graph: LightGCNGraph = "positive"
     # How an epoch draws its training pairs (pngnn.sampling.EpochPairOrder): "users" (default)
     # draws as many pairs as there are, each user equally likely, then one of the user's pairs:
     # the sampler of LightGCN's reference code. "edges" visits every pair once in random order.
     # On ML-1M (3 splits) "users" lifted R@20 by 3-3.5% for LightGCN and PN-GNN alike (README, "Results").
-    pair_sampling: Literal["edges", "users"] = "users"
+    pair_sampling: PairSampling = "users"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
     # evaluations without improvement of `valid_metric` (0: train all epochs, report the last).
     eval_every: int = 0
@@ -100,7 +105,7 @@ class TrainConfig:
     # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score
     # (defaults picked on ML-1M split 1's validation part; the tuned profiles kept them, README).
     ease_lambda: float = 500.0
-    ease_ratings: Literal["all", "liked"] = "all"
+    ease_ratings: RatingSet = "all"
     disliked_input: float = 1.0
     disliked_score: float = 0.25
     # iALS (implicit.als.AlternatingLeastSquares, Hu et al. 2008): factors, L2, confidence
@@ -111,15 +116,17 @@ class TrainConfig:
     ials_reg: float = 80.0
     ials_alpha: float = 10.0
     ials_iterations: int = 15
-    ials_ratings: Literal["all", "liked"] = "liked"
+    ials_ratings: RatingSet = "liked"
 
     def __post_init__(self) -> None:
         if self.dual_bpr not in DUAL_BPR_VARIANTS:
             raise PngnnError(
                 f"unknown Dual-BPR variant '{self.dual_bpr}'; choose one of {', '.join(DUAL_BPR_VARIANTS)}"
             )
-        if self.lightgcn_graph not in ("positive", "all"):
-            raise PngnnError(f"unknown LightGCN graph '{self.lightgcn_graph}'; choose positive or all")
+        if self.lightgcn_graph not in LIGHTGCN_GRAPHS:
+            raise PngnnError(
+                f"unknown LightGCN graph '{self.lightgcn_graph}'; choose one of {', '.join(LIGHTGCN_GRAPHS)}"
+            )
         if self.pair_sampling not in PAIR_SAMPLINGS:
             raise PngnnError(
                 f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
