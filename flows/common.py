@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pngnn.metrics import aggregate
+from pngnn.settings import LLMSettings
 from pngnn.tracking import metric_key
-from tasks.augment import LLMSettings, augment_task, llm_tags, merge_task, pretrain_task
+from tasks.augment import augment_task, llm_tags, merge_task, pretrain_task
 
 
 def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:

@@ -18,10 +18,10 @@ from typing import Any
 from prefect import flow
 
 from flows.common import augment_split, log_summary
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
 from pngnn.methods import NEEDS_AUGMENTATION, check_method
+from pngnn.settings import LLMSettings, Settings
 from pngnn.tracking import parent_run
-from tasks.augment import LLMSettings
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 

@@ -18,11 +18,12 @@ from typing import Any
 
 from prefect import flow
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
 from pngnn.methods import check_method
 from pngnn.registry import PROMOTION_METRIC
+from pngnn.settings import LLMSettings, Settings
 from pngnn.tracking import parent_run
-from tasks.augment import LLMSettings, augment_task, llm_tags, pretrain_task
+from tasks.augment import augment_task, llm_tags, pretrain_task
 from tasks.data import ingest_task, split_task
 from tasks.model import evaluate_task, train_task
 from tasks.registry import promote_task

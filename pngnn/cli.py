@@ -16,8 +16,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
+from pngnn.constants import AUGMENT_LLM_USERS, LOCAL_LLM_MODEL, METRIC_NAMES, RUN_LLM_USERS, TUNE_METRIC
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings, llm_settings
 
 app = typer.Typer(help="LLM-augmented PN-GNN recommendations on MovieLens.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -143,7 +145,7 @@ def tune_cmd(
     = None,
     trials: Annotated[int, typer.Option(help="Trials per split seed.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Wall-time budget per split seed, seconds.")] = None,
-    metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = "ndcg@20",
+    metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = TUNE_METRIC,
     valid_fraction: Annotated[float, typer.Option(help="Share of train held out for validation.")] = 0.1,
     epochs: Annotated[int | None, typer.Option(help="Graph models: most epochs a trial trains.")] = None,
     sampler_seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
@@ -179,13 +181,15 @@ def tune_cmd(
 def augment_cmd(
     dataset: Annotated[str, typer.Option()] = "ml-1m",
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s).")] = None,
-    users: Annotated[int, typer.Option(help="Seeded sample of users per split (0: all users).")] = 600,
+    users: Annotated[int | None, typer.Option(help="Seeded sample of users per split (0: all users); default: "
+                                                   f"PNGNN_LLM_USERS, else {AUGMENT_LLM_USERS}.")] = None,
     sample_seed: Annotated[int, typer.Option(help="Seed of the user sample (same users on every split).")] = 0,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
-                                                 envvar="PNGNN_LLM_BASE_URL")] = None,
-    model: Annotated[str, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")]
-    = "smollm2-135m-instruct",
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: PNGNN_LLM_BASE_URL, else "
+                                                      "the embedded SmolLM2.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name on that server; default: PNGNN_LLM_MODEL, else "
+                                                   f"{LOCAL_LLM_MODEL}.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers); default: "
+                                                         "PNGNN_LLM_CONCURRENCY.")] = None,
     self_consistency: Annotated[bool, typer.Option(help="Ask in two candidate orders; keep agreeing answers.")]
     = False,
     results_dir: Annotated[Path, typer.Option(help="Counts and edge precision go to "
@@ -202,15 +206,16 @@ def augment_cmd(
     from pngnn.steps import ingest_step, split_step
 
     settings = Settings.from_env()
+    llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, base_url=base_url, model=model,
+                       concurrency=concurrency)
     ingest_step(settings, dataset)
-    llm = {"concurrency": concurrency} if concurrency else {}
     for s in seed or [1, 2, 3]:
         split_step(settings, dataset, s)
-        out = augment_step(settings, dataset, s, model=model, base_url=base_url, users=users or None,
-                           sample_seed=sample_seed, self_consistency=self_consistency,
-                           progress=sys.stderr.isatty(), **llm)
-        path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s, "users_requested": users,
-                                                "sample_seed": sample_seed, "self_consistency": self_consistency})
+        out = augment_step(settings, dataset, s, llm, sample_seed=sample_seed, self_consistency=self_consistency,
+                           progress=sys.stderr.isatty())
+        path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s,
+                                                "users_requested": llm.users or 0, "sample_seed": sample_seed,
+                                                "self_consistency": self_consistency})
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
 
@@ -270,10 +275,12 @@ def run_cmd(
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
     method: Annotated[list[str] | None, typer.Option(help="Methods; default: mostpop and lightgcn.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
-    llm_users: Annotated[int, typer.Option(help="Users per split the LLM augments (0: all).")] = 20,
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
-                                                     envvar="PNGNN_LLM_BASE_URL")] = None,
-    llm_model: Annotated[str | None, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")] = None,
+    llm_users: Annotated[int | None, typer.Option(help="Users per split the LLM augments (0: all); default: "
+                                                       f"PNGNN_LLM_USERS, else {RUN_LLM_USERS}.")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: PNGNN_LLM_BASE_URL, "
+                                                          "else the embedded SmolLM2.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name on that server; default: PNGNN_LLM_MODEL.")]
+    = None,
 ) -> None:
     """The main job: the Prefect pipeline flow (ingest, split, augment, train, evaluate) tracked in MLflow.
 
@@ -281,6 +288,7 @@ def run_cmd(
     MLflow store at MLFLOW_TRACKING_URI (default: a sqlite file under pngnn-data/).
     """
     quiet_environment()
+    llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
     get_profile(profile)
     from pngnn.preflight import check_mlflow, check_prefect_api
 
@@ -290,16 +298,13 @@ def run_cmd(
     from pngnn.results import to_markdown
 
     settings = Settings.from_env()
-    llm: dict = {"users": llm_users or None, "base_url": llm_base_url}
-    if llm_model:
-        llm["model"] = llm_model
     out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs, llm=llm)
     import polars as pl
 
     rows = {}
     for key, v in out["summary"].items():
         m, name = key.split("/")
-        if name.startswith(("precision", "recall", "ndcg")):
+        if name.startswith(METRIC_NAMES):
             rows.setdefault(m, {"method": m})[name] = f"{v['mean']:.4f}"
     typer.echo(to_markdown(pl.DataFrame(list(rows.values()))))
     typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "

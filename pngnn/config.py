@@ -1,57 +1,25 @@
-"""Typed settings and named profiles.
+"""Training configuration and named profiles.
 
-Two kinds of settings live here:
+``TrainConfig`` is *what* is trained. Named profiles (``quick``, ``paper``) bundle the
+hyperparameters; ``paper`` is the setting of the PN-GNN paper (dim 64, Adam lr 5e-3,
+batch 4096, 60 epochs, L2 0.05, 4 layers, threshold 3.5, 40 negatives). *Where* things are
+(data, DuckDB, MLflow) comes from the environment: ``pngnn.settings``.
 
-* ``Settings``: *where* things are (data cache, DuckDB file, MLflow store). They come
-  from environment variables so that tests, CI and docker-compose can redirect them
-  without touching code.
-* ``TrainConfig``: *what* is trained. Named profiles (``quick``, ``paper``) bundle the
-  hyperparameters; ``paper`` is the setting of the PN-GNN paper (dim 64, Adam lr 5e-3,
-  batch 4096, 60 epochs, L2 0.05, 4 layers, threshold 3.5, 40 negatives).
+Each set of choices is one ``Literal`` type; its tuple of values, for validation and messages,
+is derived from it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pngnn.constants import LIKE_THRESHOLD
+from pngnn.constants import LIKE_THRESHOLD, METRICS
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings
 
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
-KS: tuple[int, ...] = (5, 10, 15, 20)
-VALID_METRICS: tuple[str, ...] = tuple(f"{m}@{k}" for m in ("ndcg", "recall", "precision") for k in KS)
-
-
-def _env_path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name, default)).expanduser()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Locations of the embedded defaults; every one can be overridden by env var."""
-
-    data_dir: Path = field(default_factory=lambda: _env_path("PNGNN_DATA_DIR", "~/.cache/pngnn/movielens"))
-    db_path: Path = field(default_factory=lambda: _env_path("PNGNN_DB", "pngnn-data/pngnn.duckdb"))
-    mlflow_uri: str = field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///pngnn-data/mlflow.db")
-    )
-    # Tuned profiles (`pngnn tune --save-as NAME` writes NAME.json here; the committed ones live in
-    # the repository's profiles/ folder, the default when run from its root).
-    profiles_dir: Path = field(default_factory=lambda: _env_path("PNGNN_PROFILES_DIR", "profiles"))
-
-    @property
-    def studies_dir(self) -> Path:
-        """Optuna journals of studies in progress (``pngnn tune`` resumes them), beside the DuckDB file."""
-        return self.db_path.parent / "studies"
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls()
-
 
 # The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
 # each with a disliked item of the same user; the others on every rated pair.
@@ -131,9 +99,9 @@ class TrainConfig:
             raise PngnnError(
                 f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
             )
-        if self.valid_metric not in VALID_METRICS:
+        if self.valid_metric not in METRICS:
             raise PngnnError(
-                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(VALID_METRICS)}"
+                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(METRICS)}"
             )
         for name in ("ease_ratings", "ials_ratings"):
             if getattr(self, name) not in RATING_SETS:
@@ -201,7 +169,7 @@ def get_profile(name: str, settings: Settings | None = None) -> Profile:
         return PROFILES[name]
     from pngnn.profiles import load_saved_profile, saved_profile_names
 
-    settings = settings or Settings.from_env()
+    settings = settings or Settings()
     path = settings.profiles_dir / f"{name}.json"
     if path.is_file():
         return load_saved_profile(path)

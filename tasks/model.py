@@ -10,9 +10,11 @@ from typing import Any
 
 from prefect import task
 
-from pngnn.config import Settings, TrainConfig
+from pngnn.config import TrainConfig
+from pngnn.constants import LIKE_THRESHOLD
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.registry import model_name
+from pngnn.settings import Settings
 from pngnn.steps import evaluate_step, load_split_step, train_step
 from pngnn.tracking import epoch_logger, load_model, log_evaluation, log_training, run_params, run_tags, setup
 
@@ -45,7 +47,8 @@ def train_task(dataset: str, seed: int, method: str, config: dict[str, Any], pro
 
 
 @task(name="evaluate", task_run_name="evaluate-{method}-{dataset}-seed{seed}")
-def evaluate_task(dataset: str, seed: int, method: str, run_id: str, threshold: float = 3.5) -> dict[str, float]:
+def evaluate_task(dataset: str, seed: int, method: str, run_id: str,
+                  threshold: float = LIKE_THRESHOLD) -> dict[str, float]:
     """Load the run's model from MLflow, rank all items for every test user, log P/R/NDCG@K."""
     import mlflow
 
