@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from pngnn.config import Settings, TrainConfig, get_profile
+from pngnn.config import TrainConfig, get_profile
 from pngnn.methods import method_settings, train_method
+from pngnn.settings import Settings
 from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
 
 METHODS = ("ease", "pn-ease", "ials")

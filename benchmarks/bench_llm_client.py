@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fault_llm_server import FaultLLMServer, Script
 
 from pngnn.augment.cache import CacheEntry
-from pngnn.augment.client import LLMClient, LLMSettings, Request
+from pngnn.augment.client import LLMClient, Request
 from pngnn.augment.prompts import messages
+from pngnn.settings import LLMSettings
 
 
 def measure(concurrency: int, n_requests: int, latency: float) -> dict[str, float]:

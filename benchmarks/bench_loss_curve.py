@@ -16,7 +16,8 @@ import json
 import time
 from pathlib import Path
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
+from pngnn.settings import Settings
 from pngnn.steps import ingest_step, load_split_step, split_step
 from pngnn.train import EpochLog, train_lightgcn, train_pngnn
 

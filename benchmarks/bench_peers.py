@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
 from pngnn.sampling import EpochPairOrder, NegativeSampler
+from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
 from pngnn.train import build_lightgcn, lightgcn_edges, train_pngnn

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
 from pngnn.graph import propagate, propagate_autograd
+from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
 from pngnn.train import PairPlan, build_lightgcn, build_pngnn, fit, lightgcn_edges, pngnn_pair_plan

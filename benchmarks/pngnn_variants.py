@@ -15,7 +15,8 @@ import json
 import time
 from pathlib import Path
 
-from pngnn.config import Settings, TrainConfig
+from pngnn.config import TrainConfig
+from pngnn.settings import Settings
 from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
 
 VARIANTS: list[tuple[str, dict]] = [

@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from pngnn.cli import app, check_seed, friendly, quiet_environment
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
+from pngnn.constants import RUN_LLM_USERS
+from pngnn.settings import Settings, llm_settings
 
 
 @app.command("run")
@@ -21,10 +23,12 @@ def run_cmd(
     method: Annotated[list[str] | None, typer.Option(help="Methods; default: the pipeline's DEFAULT_METHODS.")]
     = None,
     epochs: Annotated[int | None, typer.Option()] = None,
-    llm_users: Annotated[int, typer.Option(help="Users per split the LLM augments (0: all).")] = 20,
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
-                                                     envvar="PNGNN_LLM_BASE_URL")] = None,
-    llm_model: Annotated[str | None, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")] = None,
+    llm_users: Annotated[int | None, typer.Option(help="Users per split the LLM augments (0: all); default: "
+                                                       f"PNGNN_LLM_USERS, else {RUN_LLM_USERS}.")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: PNGNN_LLM_BASE_URL, "
+                                                          "else the embedded SmolLM2.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name on that server; default: PNGNN_LLM_MODEL.")]
+    = None,
 ) -> None:
     """The main job: the Prefect pipeline flow (ingest, split, augment, train, evaluate) tracked in MLflow.
 
@@ -34,6 +38,7 @@ def run_cmd(
     from pngnn.methods import check_method
 
     quiet_environment()
+    llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
     get_profile(profile)
     for name in method or []:
         check_method(name)  # before a Prefect server is started for nothing
@@ -47,9 +52,6 @@ def run_cmd(
     from flows.pipeline import pipeline
     from pngnn.results import summary_table, to_markdown
 
-    llm: dict = {"users": llm_users or None, "base_url": llm_base_url}
-    if llm_model:
-        llm["model"] = llm_model
     out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs, llm=llm)
     typer.echo(to_markdown(summary_table(out["summary"])))
     typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "

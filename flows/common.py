@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from flows.links import prefect_tags, publish_run_links
-from pngnn.config import Profile, Settings, TrainConfig
+from pngnn.config import Profile, TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.metrics import aggregate
 from pngnn.results import summary_table, to_markdown
+from pngnn.settings import LLMSettings, Settings
 from pngnn.tracking import metric_key
-from tasks.augment import LLMSettings, augment_task, llm_tags, merge_task, pretrain_task
+from tasks.augment import augment_task, llm_tags, merge_task, pretrain_task
 from tasks.data import split_task
 from tasks.model import train_evaluate_task
 

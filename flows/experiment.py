@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import grid_flow_body
-from tasks.augment import LLMSettings
+from pngnn.settings import LLMSettings
 from tasks.report import report_task
 
 TABLE1_METHODS = ("lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn")

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import grid_flow_body
-from tasks.augment import LLMSettings
+from pngnn.settings import LLMSettings
 
 # The main job: the baselines a practitioner would compare against (most-popular, EASE, iALS,
 # LightGCN), our PN models (PN-EASE, PN-GNN), and PN-GNN on LLM-augmented graphs.

@@ -17,11 +17,11 @@ from typing import Any
 from prefect import flow
 
 from flows.common import augment_split
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
 from pngnn.methods import check_method
 from pngnn.registry import PROMOTION_METRIC
+from pngnn.settings import LLMSettings, Settings
 from pngnn.tracking import parent_run
-from tasks.augment import LLMSettings
 from tasks.data import ingest_task, split_task
 from tasks.model import train_evaluate_task
 from tasks.registry import promote_task

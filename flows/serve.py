@@ -9,10 +9,10 @@ registers
 * ``tune/pn-ease``: validation-only tuning of a method (PN-EASE by default; ``-p method=ease``),
   saved as a new profile and evaluated once on test;
 * ``reaugment/weekly``: re-augmentation, retrain and promotion, on a cron schedule
-  (``PNGNN_REAUGMENT_CRON``, default Mondays 03:00, timezone ``PNGNN_TIMEZONE``, UTC).
+  (``Settings.reaugment_cron`` and ``timezone``: ``PNGNN_REAUGMENT_CRON``, ``PNGNN_TIMEZONE``).
 
 and then polls the Prefect server (``PREFECT_API_URL``) for their runs, executing each in
-a subprocess, at most ``PNGNN_SERVE_LIMIT`` (default 1: training uses every core) at a time.
+a subprocess, at most ``PNGNN_SERVE_LIMIT`` (``Settings.serve_limit``; training uses every core) at a time.
 Start a run with ``prefect deployment run 'pipeline/quick'`` (see docs/orchestration.md).
 With ``PREFECT_RUNNER_SERVER_ENABLE=true`` the process answers ``GET /health`` on
 ``PREFECT_RUNNER_SERVER_HOST:PREFECT_RUNNER_SERVER_PORT`` (docker-compose's health check).
@@ -22,7 +22,7 @@ The schedule stays active when this process stops: runs that fall due meanwhile 
 
 from __future__ import annotations
 
-import os
+import sys
 
 from prefect import serve
 from prefect.schedules import Cron
@@ -31,18 +31,18 @@ from flows.experiment import experiment
 from flows.pipeline import pipeline
 from flows.reaugment import reaugment
 from flows.tune import tune
+from pngnn.constants import RUN_LLM_USERS
+from pngnn.errors import PngnnError
+from pngnn.settings import Settings
 
-DEFAULT_CRON = "0 3 * * 1"
 
-
-def deployments() -> list:
-    cron = os.environ.get("PNGNN_REAUGMENT_CRON", DEFAULT_CRON)
-    tz = os.environ.get("PNGNN_TIMEZONE", "UTC")
+def deployments(settings: Settings | None = None) -> list:
+    settings = settings or Settings()
     return [
         pipeline.to_deployment(
-            name="quick", tags=["pngnn"], parameters={"profile": "quick", "llm": {"users": 20}},
+            name="quick", tags=["pngnn"], parameters={"profile": "quick", "llm": {"users": RUN_LLM_USERS}},
             description="ingest -> split -> augment -> merge -> train -> evaluate (quick profile, ML-100K, "
-                        "20 users asked), tracked in MLflow",
+                        f"{RUN_LLM_USERS} users asked), tracked in MLflow",
         ),
         experiment.to_deployment(
             name="table1", tags=["pngnn"], parameters={"profile": "paper"},
@@ -54,14 +54,18 @@ def deployments() -> list:
                         "train it on train + validation and evaluate it once on test",
         ),
         reaugment.to_deployment(
-            name="weekly", tags=["pngnn", "llm"], schedule=Cron(cron, timezone=tz),
+            name="weekly", tags=["pngnn", "llm"], schedule=Cron(settings.reaugment_cron, timezone=settings.timezone),
             description="Re-run LLM augmentation, retrain, promote over production when better on recall@20",
         ),
     ]
 
 
 def main() -> None:
-    serve(*deployments(), limit=int(os.environ.get("PNGNN_SERVE_LIMIT", "1")), pause_on_shutdown=False)
+    try:
+        settings = Settings()
+    except PngnnError as exc:
+        sys.exit(f"error: {exc}")
+    serve(*deployments(settings), limit=settings.serve_limit, pause_on_shutdown=False)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ import polars as pl
 from prefect import flow
 
 from flows.links import prefect_tags, publish_run_links
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
+from pngnn.constants import TUNE_METRIC
 from pngnn.profiles import check_new_name, new_profile_name
 from pngnn.results import to_markdown
+from pngnn.settings import Settings
 from pngnn.tracking import parent_run
 from pngnn.tune import parent_params
 from tasks.data import ingest_task
@@ -34,7 +36,7 @@ def tune(
     seeds: list[int] | None = None,
     trials: int = 20,
     timeout_seconds: float | None = None,
-    metric: str = "ndcg@20",
+    metric: str = TUNE_METRIC,
     valid_fraction: float = 0.1,
     max_epochs: int | None = None,
     test: bool = True,

@@ -17,8 +17,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
+from pngnn.constants import AUGMENT_LLM_USERS, LOCAL_LLM_MODEL, TUNE_METRIC
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings, llm_settings
 
 app = typer.Typer(help="LLM-augmented PN-GNN recommendations on MovieLens.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -111,8 +113,8 @@ def train_cmd(
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI) and register its model "
                                              "as pngnn-<dataset>-<method>.")] = False,
-    llm_model: Annotated[str, typer.Option(help="llm- methods: train on the edges this model merged.",
-                                           envvar="PNGNN_LLM_MODEL")] = "smollm2-135m-instruct",
+    llm_model: Annotated[str | None, typer.Option(help="llm- methods: train on the edges this model merged; "
+                                                     "default: PNGNN_LLM_MODEL, else the embedded model.")] = None,
     prompt_version: Annotated[str | None, typer.Option(help="llm- methods: the edges of this prompt version; "
                                                             "default: the current one.")] = None,
     force: Annotated[bool, typer.Option(help="Replace a results file of another commit or other settings.")]
@@ -137,7 +139,7 @@ def train_cmd(
     if method in NEEDS_AUGMENTATION:
         from pngnn.augment.prompts import PROMPT_VERSION
 
-        edges = EdgeSource(llm_model, prompt_version or PROMPT_VERSION)
+        edges = EdgeSource(llm_settings(model=llm_model).model, prompt_version or PROMPT_VERSION)
     ingest_step(settings, ds)
     for s in seed or list(prof.seeds):
         cfg = prof.config_for(s).with_overrides(**overrides)
@@ -171,7 +173,7 @@ def tune_cmd(
     = None,
     trials: Annotated[int, typer.Option(help="Trials per split seed.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Wall-time budget per split seed, seconds.")] = None,
-    metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = "ndcg@20",
+    metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = TUNE_METRIC,
     valid_fraction: Annotated[float, typer.Option(help="Share of train held out for validation.")] = 0.1,
     epochs: Annotated[int | None, typer.Option(help="Graph models: most epochs a trial trains.")] = None,
     sampler_seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
@@ -209,13 +211,15 @@ def tune_cmd(
 def augment_cmd(
     dataset: Annotated[str, typer.Option()] = "ml-1m",
     seed: Annotated[list[int] | None, typer.Option(help="Split seed(s).")] = None,
-    users: Annotated[int, typer.Option(help="Seeded sample of users per split (0: all users).")] = 600,
+    users: Annotated[int | None, typer.Option(help="Seeded sample of users per split (0: all users); default: "
+                                                   f"PNGNN_LLM_USERS, else {AUGMENT_LLM_USERS}.")] = None,
     sample_seed: Annotated[int, typer.Option(help="Seed of the user sample (same users on every split).")] = 0,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: embedded SmolLM2.",
-                                                 envvar="PNGNN_LLM_BASE_URL")] = None,
-    model: Annotated[str, typer.Option(help="Model name on that server.", envvar="PNGNN_LLM_MODEL")]
-    = "smollm2-135m-instruct",
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: PNGNN_LLM_BASE_URL, else "
+                                                      "the embedded SmolLM2.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name on that server; default: PNGNN_LLM_MODEL, else "
+                                                   f"{LOCAL_LLM_MODEL}.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers); default: "
+                                                         "PNGNN_LLM_CONCURRENCY.")] = None,
     self_consistency: Annotated[bool, typer.Option(help="Ask in two candidate orders; keep agreeing answers.")]
     = False,
     results_dir: Annotated[Path, typer.Option(help="Counts and edge precision go to "
@@ -233,19 +237,19 @@ def augment_cmd(
     from pngnn.steps import ingest_step, split_step
 
     settings = Settings.from_env()
-    for s in seed or [1, 2, 3]:
+    llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, base_url=base_url, model=model,
+                       concurrency=concurrency)
+    for s in seed or [1, 2, 3]:  # bad seeds, or a result it must not replace: before any work
         check_seed(s)
-        check_replaceable(augmentation_path(results_dir, dataset, model, s), force=force)
+        check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
     ingest_step(settings, dataset)
-    llm = {"concurrency": concurrency} if concurrency else {}
     for s in seed or [1, 2, 3]:
         split_step(settings, dataset, s)
-        out = augment_step(settings, dataset, s, model=model, base_url=base_url, users=users or None,
-                           sample_seed=sample_seed, self_consistency=self_consistency,
-                           progress=sys.stderr.isatty(), **llm)
-        path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s, "users_requested": users,
-                                                "sample_seed": sample_seed, "self_consistency": self_consistency},
-                                  force=True)  # checked above
+        out = augment_step(settings, dataset, s, llm, sample_seed=sample_seed, self_consistency=self_consistency,
+                           progress=sys.stderr.isatty())
+        path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s,
+                                                "users_requested": llm.users or 0, "sample_seed": sample_seed,
+                                                "self_consistency": self_consistency}, force=True)  # checked above
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
 

@@ -1,64 +1,37 @@
-"""Typed settings and named profiles.
+"""Training configuration and named profiles.
 
-Two kinds of settings live here:
+``TrainConfig`` is *what* is trained. Named profiles (``quick``, ``paper``) bundle the
+hyperparameters; ``paper`` is the setting of the PN-GNN paper (dim 64, Adam lr 5e-3,
+batch 4096, 60 epochs, L2 0.05, 4 layers, threshold 3.5, 40 negatives). *Where* things are
+(data, DuckDB, MLflow) comes from the environment: ``pngnn.settings``.
 
-* ``Settings``: *where* things are (data cache, DuckDB file, MLflow store). They come
-  from environment variables so that tests, CI and docker-compose can redirect them
-  without touching code.
-* ``TrainConfig``: *what* is trained. Named profiles (``quick``, ``paper``) bundle the
-  hyperparameters; ``paper`` is the setting of the PN-GNN paper (dim 64, Adam lr 5e-3,
-  batch 4096, 60 epochs, L2 0.05, 4 layers, threshold 3.5, 40 negatives).
+Each set of choices is one ``Literal`` type; its tuple of values, for validation and messages,
+is derived from it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from pngnn.constants import LIKE_THRESHOLD, METRICS
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings
 
-DatasetName = Literal["ml-100k", "ml-1m"]
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
-KS: tuple[int, ...] = (5, 10, 15, 20)
-VALID_METRICS: tuple[str, ...] = tuple(f"{m}@{k}" for m in ("ndcg", "recall", "precision") for k in KS)
-
-
-def _env_path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name, default)).expanduser()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Locations of the embedded defaults; every one can be overridden by env var."""
-
-    data_dir: Path = field(default_factory=lambda: _env_path("PNGNN_DATA_DIR", "~/.cache/pngnn/movielens"))
-    db_path: Path = field(default_factory=lambda: _env_path("PNGNN_DB", "pngnn-data/pngnn.duckdb"))
-    mlflow_uri: str = field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///pngnn-data/mlflow.db")
-    )
-    # Tuned profiles (`pngnn tune --save-as NAME` writes NAME.json here; the committed ones live in
-    # the repository's profiles/ folder, the default when run from its root).
-    profiles_dir: Path = field(default_factory=lambda: _env_path("PNGNN_PROFILES_DIR", "profiles"))
-
-    @property
-    def studies_dir(self) -> Path:
-        """Optuna journals of studies in progress (``pngnn tune`` resumes them), beside the DuckDB file."""
-        return self.db_path.parent / "studies"
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls()
-
 
 # The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
 # each with a disliked item of the same user; the others on every rated pair.
-DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded", "weighted")
+DualBPR = Literal["ordered", "siren", "sign", "graded", "weighted"]
+DUAL_BPR_VARIANTS: tuple[str, ...] = get_args(DualBPR)
 DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
-PAIR_SAMPLINGS = ("edges", "users")
-RATING_SETS = ("all", "liked")
+LightGCNGraph = Literal["positive", "all"]
+LIGHTGCN_GRAPHS: tuple[str, ...] = get_args(LightGCNGraph)
+PairSampling = Literal["edges", "users"]
+PAIR_SAMPLINGS: tuple[str, ...] = get_args(PairSampling)
+RatingSet = Literal["all", "liked"]
+RATING_SETS: tuple[str, ...] = get_args(RatingSet)
 
 
 @dataclass(frozen=True)
@@ -73,22 +46,22 @@ class TrainConfig:
     epochs: int = 60
     l2: float = 0.05
     n_neg: int = 40
-    threshold: float = 3.5
+    threshold: float = LIKE_THRESHOLD
     neg_exponent: float = 0.75
     # PN-GNN: Dual-BPR reading (see pngnn.losses), the feedback-aware coefficient b, and whether
     # the attention module fuses the branches (False: fixed 0.5/0.5, the ablation). Default = the
     # best measured (README, "PN-GNN"): on ML-1M split 1 "weighted" with b = 4 beat LightGCN on
     # every column; b = 2, "siren", "ordered", "graded" and no attention all fell below it.
-    dual_bpr: Literal["ordered", "siren", "sign", "graded", "weighted"] = "weighted"
+    dual_bpr: DualBPR = "weighted"
     b: float = 4.0
     attention: bool = True
     # Which ratings form the LightGCN graph: "positive" (r > threshold) or "all".
-    lightgcn_graph: Literal["positive", "all"] = "positive"
+    lightgcn_graph: LightGCNGraph = "positive"
     # How an epoch draws its training pairs (pngnn.sampling.EpochPairOrder): "users" (default)
     # draws as many pairs as there are, each user equally likely, then one of the user's pairs:
     # the sampler of LightGCN's reference code. "edges" visits every pair once in random order.
     # On ML-1M (3 splits) "users" lifted R@20 by 3-3.5% for LightGCN and PN-GNN alike (README, "Results").
-    pair_sampling: Literal["edges", "users"] = "users"
+    pair_sampling: PairSampling = "users"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
     # evaluations without improvement of `valid_metric` (0: train all epochs, report the last).
     eval_every: int = 0
@@ -100,7 +73,7 @@ class TrainConfig:
     # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score
     # (defaults picked on ML-1M split 1's validation part; the tuned profiles kept them, README).
     ease_lambda: float = 500.0
-    ease_ratings: Literal["all", "liked"] = "all"
+    ease_ratings: RatingSet = "all"
     disliked_input: float = 1.0
     disliked_score: float = 0.25
     # iALS (implicit.als.AlternatingLeastSquares, Hu et al. 2008): factors, L2, confidence
@@ -111,22 +84,24 @@ class TrainConfig:
     ials_reg: float = 80.0
     ials_alpha: float = 10.0
     ials_iterations: int = 15
-    ials_ratings: Literal["all", "liked"] = "liked"
+    ials_ratings: RatingSet = "liked"
 
     def __post_init__(self) -> None:
         if self.dual_bpr not in DUAL_BPR_VARIANTS:
             raise PngnnError(
                 f"unknown Dual-BPR variant '{self.dual_bpr}'; choose one of {', '.join(DUAL_BPR_VARIANTS)}"
             )
-        if self.lightgcn_graph not in ("positive", "all"):
-            raise PngnnError(f"unknown LightGCN graph '{self.lightgcn_graph}'; choose positive or all")
+        if self.lightgcn_graph not in LIGHTGCN_GRAPHS:
+            raise PngnnError(
+                f"unknown LightGCN graph '{self.lightgcn_graph}'; choose one of {', '.join(LIGHTGCN_GRAPHS)}"
+            )
         if self.pair_sampling not in PAIR_SAMPLINGS:
             raise PngnnError(
                 f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
             )
-        if self.valid_metric not in VALID_METRICS:
+        if self.valid_metric not in METRICS:
             raise PngnnError(
-                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(VALID_METRICS)}"
+                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(METRICS)}"
             )
         for name in ("ease_ratings", "ials_ratings"):
             if getattr(self, name) not in RATING_SETS:
@@ -194,7 +169,7 @@ def get_profile(name: str, settings: Settings | None = None) -> Profile:
         return PROFILES[name]
     from pngnn.profiles import load_saved_profile, saved_profile_names
 
-    settings = settings or Settings.from_env()
+    settings = settings or Settings()
     path = settings.profiles_dir / f"{name}.json"
     if path.is_file():
         return load_saved_profile(path)

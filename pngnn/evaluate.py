@@ -4,7 +4,7 @@ Users are scored in blocks (``block`` rows of the user x item score matrix at a 
 seen items are masked through their CSR index, then ``topk`` picks the list; relevance
 is looked up in a dense ground-truth block. Users with no relevant test item are skipped
 (they have no recall), as are test ratings at or below the threshold: ground truth is
-"the user liked it" (rating > 3.5 by default), not "the user watched it".
+"the user liked it" (rating > ``LIKE_THRESHOLD`` by default), not "the user watched it".
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from pngnn.config import KS
+from pngnn.constants import KS, LIKE_THRESHOLD
 from pngnn.metrics import ranking_metrics
 from pngnn.split import Interactions
 
@@ -74,7 +74,7 @@ def evaluate(
     n_items: int,
     seen: Interactions,
     test: Interactions,
-    threshold: float = 3.5,
+    threshold: float = LIKE_THRESHOLD,
     ks: Iterable[int] = KS,
     block: int = 2048,
 ) -> dict[str, float]:

@@ -7,11 +7,10 @@ the fix.
 
 from __future__ import annotations
 
-import os
-
 import httpx
 
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings
 
 
 def _reachable(url: str, timeout: float = 5.0) -> bool:
@@ -23,7 +22,7 @@ def _reachable(url: str, timeout: float = 5.0) -> bool:
 
 def check_prefect_api(api_url: str | None = None) -> None:
     """A configured PREFECT_API_URL must answer; unset means Prefect's temporary local server."""
-    url = api_url if api_url is not None else os.environ.get("PREFECT_API_URL")
+    url = api_url if api_url is not None else Settings().prefect_api_url
     if url and not _reachable(url.rstrip("/") + "/health"):
         raise PngnnError(
             f"cannot reach the Prefect server at PREFECT_API_URL={url}; start it (`prefect server start`) "

@@ -15,9 +15,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from pngnn.config import Settings, check_dataset
+from pngnn.config import check_dataset
 from pngnn.errors import PngnnError
 from pngnn.registry import PROMOTION_METRIC, ResolvedModel, client, registered_methods, resolve
+from pngnn.settings import Settings
 from pngnn.store import Store
 
 # Tie-break order when registered methods score the same.

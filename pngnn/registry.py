@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pngnn.config import Settings
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings
 
 PRODUCTION = "production"
 PROMOTION_METRIC = "recall_at_20"

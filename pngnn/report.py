@@ -13,11 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pngnn.config import KS
+from pngnn.constants import KS, METRIC_NAMES, TABLE_METRICS
 from pngnn.metrics import aggregate
 from pngnn.results import PAPER, to_markdown
-
-TABLE_METRICS = ("precision", "recall")
 
 
 def _short(metric: str, k: int) -> str:
@@ -30,7 +28,7 @@ def summary_frame(runs: Mapping[str, Sequence[Mapping[str, float]]], ks: Sequenc
     for method, metrics in runs.items():
         agg = aggregate(list(metrics))
         row: dict[str, object] = {"method": method, "splits": len(metrics)}
-        for name in ("precision", "recall", "ndcg"):
+        for name in METRIC_NAMES:
             for k in ks:
                 key = f"{name}@{k}"
                 if key in agg:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pngnn.config import KS
+from pngnn.constants import KS, TABLE_METRICS
 from pngnn.errors import PngnnError
 from pngnn.metrics import aggregate
 
@@ -121,7 +121,7 @@ def records_table(runs: Mapping[str, list[dict[str, Any]]], ks=KS, with_paper: b
         agg = aggregate([r["metrics"] for r in records])
         row: dict[str, Any] = {"method": method, "splits": len(records)}
         for k in ks:
-            for m in ("precision", "recall"):
+            for m in TABLE_METRICS:
                 mean, std = agg[f"{m}@{k}"]
                 # One split has no spread to show: a '± 0' would read as a measured zero.
                 row[f"{m[0].upper()}@{k}"] = f"{mean:.4f} ± {std:.4f}" if len(records) > 1 else f"{mean:.4f}"
@@ -129,7 +129,7 @@ def records_table(runs: Mapping[str, list[dict[str, Any]]], ks=KS, with_paper: b
         if with_paper and method in PAPER:
             paper = {"method": f"{method} (paper)", "splits": 3}
             for k in ks:
-                for m in ("precision", "recall"):
+                for m in TABLE_METRICS:
                     v = PAPER[method].get(f"{m}@{k}")
                     paper[f"{m[0].upper()}@{k}"] = f"{v:.4f}" if v is not None else "-"
             rows.append(paper)
@@ -151,7 +151,7 @@ def paired_differences(results_dir: Path, dataset: str, method: str, baseline: s
                          "the same --seed")
     rows = []
     for k in ks:
-        for m in ("precision", "recall"):
+        for m in TABLE_METRICS:
             diffs = np.array([ours[s][f"{m}@{k}"] - theirs[s][f"{m}@{k}"] for s in seeds])
             rows.append({"metric": f"{m[0].upper()}@{k}", "mean difference": f"{diffs.mean():+.4f}",
                          "smallest": f"{diffs.min():+.4f}", "splits": len(seeds)})

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pngnn import datasets
-from pngnn.config import Settings, TrainConfig, check_dataset
+from pngnn.config import TrainConfig, check_dataset
 from pngnn.errors import PngnnError
 from pngnn.evaluate import evaluate
 from pngnn.ingest import IngestResult, ingest
 from pngnn.methods import check_method, seen_items, train_method
 from pngnn.models.base import GraphRecommender
+from pngnn.settings import Settings
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
 from pngnn.train import EpochCallback, TrainResult

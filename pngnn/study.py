@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pngnn.config import VALID_METRICS, TrainConfig
+from pngnn.config import TrainConfig
+from pngnn.constants import METRICS, TUNE_METRIC
 from pngnn.errors import PngnnError
 from pngnn.evaluate import evaluate
 from pngnn.methods import METHOD_SETTINGS, check_method, train_method
@@ -149,8 +150,8 @@ def journal_storage(path: Path | None) -> Any:
 
 
 def check_metric(metric: str) -> str:
-    if metric not in VALID_METRICS:
-        raise PngnnError(f"unknown tuning metric '{metric}'; choose one of {', '.join(VALID_METRICS)}")
+    if metric not in METRICS:
+        raise PngnnError(f"unknown tuning metric '{metric}'; choose one of {', '.join(METRICS)}")
     return metric
 
 
@@ -199,7 +200,7 @@ def tune_split(
     method: str,
     base: TrainConfig,
     budget: Budget,
-    metric: str = "ndcg@20",
+    metric: str = TUNE_METRIC,
     trial_context: TrialContext = untracked_trial,
     eval_every: int = 5,
     patience: int = 3,

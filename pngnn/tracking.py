@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 
-from pngnn.config import KS, Settings, TrainConfig
+from pngnn.config import TrainConfig
+from pngnn.constants import KS, METRIC_NAMES
 from pngnn.methods import method_settings
+from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
 from pngnn.train import EpochLog, TrainResult
@@ -84,7 +86,7 @@ def metrics_plot(metrics: Mapping[str, float], title: str, path: Path, ks=KS) ->
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name in ("precision", "recall", "ndcg"):
+    for name in METRIC_NAMES:
         ax.plot(list(ks), [metrics[f"{name}@{k}"] for k in ks], marker="o", label=name)
     ax.set_xlabel("K")
     ax.set_xticks(list(ks))

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pngnn.config import Profile, Settings, get_profile
+from pngnn.config import Profile, get_profile
+from pngnn.constants import TUNE_METRIC
 from pngnn.errors import PngnnError
 from pngnn.methods import check_method
 from pngnn.profiles import check_new_name, save_profile
 from pngnn.registry import model_name, promote_if_better
 from pngnn.results import check_replaceable, result_path, write_result
+from pngnn.settings import Settings
 from pngnn.steps import RunOutcome, ingest_step, load_split_step, split_step
 from pngnn.study import Budget, TuneResult, check_metric, tune_split
 
@@ -42,7 +44,7 @@ class TuneRequest:
     dataset: str | None = None
     seeds: tuple[int, ...] | None = None
     budget: Budget = field(default_factory=Budget)
-    metric: str = "ndcg@20"
+    metric: str = TUNE_METRIC
     valid_fraction: float = 0.1
     max_epochs: int | None = None
 

@@ -2,10 +2,11 @@
 
 The contract this task expects from the library::
 
-    pngnn.augment.augment_step(settings: Settings, dataset: str, seed: int, **llm) -> dict
+    pngnn.augment.augment_step(settings: Settings, dataset: str, seed: int, llm: LLMSettings, *,
+                               progress, run_id, merge) -> dict
 
-where ``llm`` holds the ``LLMSettings`` fields below (plus ``progress`` and ``run_id``,
-the MLflow run recorded as the edges' provenance) and the result holds counts
+where ``llm`` is ``pngnn.settings.LLMSettings`` (the flows' ``llm`` parameter), ``run_id`` the
+MLflow run recorded as the edges' provenance, and the result holds counts
 (users prompted, cached, failed, positive and negative edges...), all numbers, plus
 optionally ``model`` and ``prompt_version`` strings. It writes ``augmented_edges`` into
 DuckDB. Until that function exists, the task fails with a message that says so: it
@@ -15,30 +16,16 @@ never passes silently, so a flow that needs LLM edges cannot train without them.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from typing import Any
 
 from prefect import task
-from pydantic import BaseModel, Field
 
-from pngnn.config import Settings
 from pngnn.errors import PngnnError, TransientError
+from pngnn.settings import LLMSettings, Settings
 from tasks.cache import PRETRAIN_CACHE
 
 AUGMENT_API = "pngnn.augment.augment_step"
-
-
-class LLMSettings(BaseModel):
-    """Which LLM augments the graph: any OpenAI-compatible server."""
-
-    model: str = Field(default_factory=lambda: os.environ.get("PNGNN_LLM_MODEL") or "smollm2-135m-instruct",
-                       description="Model name as the server knows it (default: PNGNN_LLM_MODEL).")
-    base_url: str | None = Field(default_factory=lambda: os.environ.get("PNGNN_LLM_BASE_URL") or None,
-                                 description="OpenAI-compatible URL (default: PNGNN_LLM_BASE_URL); "
-                                             "None: the embedded local server.")
-    users: int | None = Field(50, description="Seeded sample of users to augment; None: all users.")
-    prompt_version: str | None = Field(None, description="None: the library's current prompt version.")
 
 
 def load_augment() -> Callable[..., dict[str, Any]]:
@@ -92,8 +79,8 @@ def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None =
     answers become edges in ``merge_task``, a step of its own (retried and recorded apart).
     """
     augment_step = load_augment()
-    counts = augment_step(Settings.from_env(), dataset, seed, **LLMSettings.model_validate(llm).model_dump(),
-                          progress=False, run_id=run_id, merge=False)
+    counts = augment_step(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm), progress=False,
+                          run_id=run_id, merge=False)
     print(f"{dataset} seed {seed}: augmentation {counts}")
     return counts
 

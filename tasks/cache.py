@@ -31,7 +31,7 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 from pngnn import datasets
-from pngnn.config import Settings
+from pngnn.settings import Settings
 from pngnn.store import Store
 
 

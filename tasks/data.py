@@ -10,8 +10,8 @@ from typing import Any
 
 from prefect import task
 
-from pngnn.config import Settings
 from pngnn.errors import PngnnError, TransientError
+from pngnn.settings import Settings
 from pngnn.steps import ingest_step, split_step
 from tasks.cache import INGEST_CACHE, SPLIT_CACHE
 

@@ -12,9 +12,10 @@ from typing import Any
 from prefect import task
 
 from flows.links import prefect_tags
-from pngnn.config import Settings, TrainConfig
+from pngnn.config import TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.registry import model_name
+from pngnn.settings import Settings
 from pngnn.steps import EdgeSource, load_split_step
 from pngnn.tracking import tracked_run
 

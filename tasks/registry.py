@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import task
 
-from pngnn.config import Settings
 from pngnn.registry import PROMOTION_METRIC, promote_if_better
+from pngnn.settings import Settings
 
 
 @task(name="promote", task_run_name="promote-{method}-{dataset}-if-better")

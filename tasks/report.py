@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prefect import task
 
-from pngnn.config import Settings
 from pngnn.report import write_report
+from pngnn.settings import Settings
 
 
 @task(name="report", task_run_name="report-{dataset}-table")

@@ -12,7 +12,8 @@ from typing import Any
 from prefect import task
 
 from flows.links import prefect_tags
-from pngnn.config import Settings, get_profile
+from pngnn.config import get_profile
+from pngnn.settings import Settings
 from pngnn.study import Budget, TuneResult
 from pngnn.tune import TuneRequest, save_tuned, test_tuned, tune_seed
 

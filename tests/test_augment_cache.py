@@ -16,11 +16,11 @@ from fault_llm_server import FaultLLMServer, Script, answer, drop, garbage
 from pngnn.augment import augment
 from pngnn.augment.cache import CacheEntry, LLMCache, cache_key
 from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
-from pngnn.augment.client import LLMSettings
 from pngnn.augment.prompts import PROMPT_VERSION, messages
+from pngnn.settings import LLMSettings
 from pngnn.store import Store
 
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0, "schema_mode": "json_object"}
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout": 5.0, "schema_mode": "json_object"}
 
 
 def settings(server: FaultLLMServer, **kw) -> LLMSettings:
@@ -112,7 +112,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pngnn.augment import augment
-    from pngnn.augment.client import LLMSettings
+    from pngnn.settings import LLMSettings
     from pngnn.store import Store
     s = LLMSettings(base_url=sys.argv[2], model="fault-model", schema_mode="json_object", concurrency=2)
     with Store(sys.argv[1]) as store:
@@ -151,13 +151,14 @@ def test_a_killed_run_loses_at_most_the_requests_in_flight(ml100k_db_copy: Path,
 def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from pngnn.augment import augment_step
-    from pngnn.config import Settings, TrainConfig
+    from pngnn.config import TrainConfig
+    from pngnn.settings import Settings
 
     conf = Settings(data_dir=tmp_path, db_path=ml100k_db_copy, mlflow_uri=f"sqlite:///{tmp_path}/m.db")
     quick = TrainConfig(epochs=1, batch_size=4096, n_neg=2, l2=1e-3)
     with FaultLLMServer() as server:
-        first = augment_step(conf, "ml-100k", 1, "fault-model", server.base_url, users=6, candidate_config=quick,
-                             progress=False, schema_mode="json_object")
+        llm = LLMSettings(model="fault-model", base_url=server.base_url, users=6, schema_mode="json_object")
+        first = augment_step(conf, "ml-100k", 1, llm, candidate_config=quick, progress=False)
         assert (first["sent"], first["ok"], first["users"]) == (6, 6, 6)
         assert first["positive_edges"] + first["negative_edges"] + first["dropped_rated"] == 12
         assert 0 <= first["like_precision"] <= 1 and first["prompt_version"] == PROMPT_VERSION
@@ -168,7 +169,7 @@ def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, t
 
     monkeypatch.setattr(pngnn.train, "train_lightgcn", no_training)
     # base_url None would start the local server on first use: a cached rerun never uses it
-    again = augment_step(conf, "ml-100k", 1, "fault-model", None, users=6, progress=False)
+    again = augment_step(conf, "ml-100k", 1, LLMSettings(model="fault-model", base_url=None, users=6), progress=False)
     assert (again["sent"], again["cached"]) == (0, 6)
     assert again["positive_edges"] == first["positive_edges"]
     assert not (ml100k_db_copy.parent / "llama-server.log").exists()

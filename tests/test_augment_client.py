@@ -21,11 +21,12 @@ from fault_llm_server import (
     slow,
 )
 
-from pngnn.augment.client import LLMClient, LLMSettings, Request, retry_after_seconds
+from pngnn.augment.client import LLMClient, Request, retry_after_seconds
 from pngnn.augment.prompts import messages
 from pngnn.errors import PngnnError
+from pngnn.settings import LLMSettings
 
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout": 5.0}
 
 
 @pytest.fixture
@@ -95,10 +96,10 @@ def test_4xx_is_not_retried(srv: FaultLLMServer) -> None:
 
 def test_slower_than_timeout_is_retried_then_recorded(srv: FaultLLMServer) -> None:
     srv.push(slow(1.0), answer(6, 2))
-    entry = run_one(srv, timeout_s=0.25)
+    entry = run_one(srv, timeout=0.25)
     assert (entry.status, entry.attempts, entry.like_idx) == ("ok", 2, 6)
     srv.push(slow(1.0), slow(1.0))
-    entry = run_one(srv, timeout_s=0.25, max_attempts=2)
+    entry = run_one(srv, timeout=0.25, max_attempts=2)
     assert entry.status == "failed" and entry.error.startswith("timeout after 2 attempt(s)")
 
 
@@ -166,7 +167,7 @@ def test_auto_schema_ends_without_response_format_when_both_forms_fail(srv: Faul
 def test_server_down_names_base_url() -> None:
     with FaultLLMServer() as server:
         url = server.base_url
-    client = LLMClient(LLMSettings(base_url=url, model="fault-model", timeout_s=2))
+    client = LLMClient(LLMSettings(base_url=url, model="fault-model", timeout=2))
     with pytest.raises(PngnnError, match=f"LLM server at {url} is unreachable") as info:
         client.check()
     assert "\n" not in str(info.value)
@@ -258,16 +259,3 @@ def test_retry_after_header_forms() -> None:
     assert 0.5 < retry_after_seconds(Exc({"retry-after": in_two})) <= 2.0
     assert retry_after_seconds(Exc({})) is None
     assert retry_after_seconds(ValueError()) is None
-
-
-def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PNGNN_LLM_BASE_URL", "http://127.0.0.1:11434/v1")
-    monkeypatch.setenv("PNGNN_LLM_MODEL", "llama3.2")
-    monkeypatch.setenv("PNGNN_LLM_CONCURRENCY", "8")
-    s = LLMSettings.from_env(schema_mode="json_schema")
-    assert (s.base_url, s.model, s.concurrency, s.schema_mode) == ("http://127.0.0.1:11434/v1", "llama3.2", 8,
-                                                                    "json_schema")
-    with pytest.raises(PngnnError, match="unknown schema mode 'xml'"):
-        LLMSettings(schema_mode="xml")  # type: ignore[arg-type]
-    with pytest.raises(PngnnError, match=r"unknown LLM setting\(s\) \['modle'\]"):
-        LLMSettings.from_env(modle="x")

@@ -11,7 +11,8 @@ import pytest
 
 from pngnn.augment import augment, load_augmented, merge_augmented
 from pngnn.augment.cache import LLMCache
-from pngnn.augment.local_server import LOCAL_MODEL, local_llm_server, smollm2_gguf
+from pngnn.augment.local_server import local_llm_server, smollm2_gguf
+from pngnn.constants import LOCAL_LLM_MODEL
 from pngnn.errors import PngnnError
 from pngnn.store import Store
 
@@ -35,13 +36,13 @@ def test_real_llm_end_to_end(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn
         assert (summary.users, summary.prompts, summary.sent, summary.cached) == (3, 3, 3, 0)
         assert summary.schema_mode == "json_object"
         rows = store.query_sql("SELECT * FROM llm_cache")
-        assert rows.height == 3 and set(rows["model"]) == {LOCAL_MODEL}
+        assert rows.height == 3 and set(rows["model"]) == {LOCAL_LLM_MODEL}
         assert rows["raw_answer"].is_not_null().all() and (rows["prompt_tokens"] > 100).all()
         # grammar-constrained by the schema: the answers parse (like == dislike would be 'invalid')
         ok = rows.filter(rows["status"] == "ok")
         assert ok.height == summary.ok >= 1 and summary.ok + summary.invalid == 3
         assert ok["like_idx"].is_between(1, 10).all() and ok["dislike_idx"].is_between(1, 10).all()
-        counts = merge_augmented(store, "ml-100k", 1, LOCAL_MODEL)
+        counts = merge_augmented(store, "ml-100k", 1, LOCAL_LLM_MODEL)
         assert counts["positive"] + counts["negative"] + counts["dropped_rated"] == 2 * summary.ok
         pos, neg = load_augmented(store, "ml-100k", 1)
         assert (len(pos), len(neg)) == (counts["positive"], counts["negative"])

@@ -13,9 +13,9 @@ import pytest
 from fault_llm_server import FaultLLMServer, Script
 
 from pngnn.augment import augment, edge_precision, load_augmented, merge_augmented
-from pngnn.augment.client import LLMSettings
 from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.errors import PngnnError
+from pngnn.settings import LLMSettings
 from pngnn.store import Store
 
 SEED = 1

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from pngnn.errors import PngnnError
-from tasks.augment import LLMSettings, augment_task, llm_tags, load_augment
+from pngnn.settings import LLMSettings
+from tasks.augment import augment_task, llm_tags, load_augment
 
 
 def test_missing_augmentation_module_fails_with_a_clear_message(monkeypatch):

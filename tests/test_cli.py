@@ -71,17 +71,36 @@ def test_bad_arguments(tmp_path, args, needles):
     assert_one_line_error(run_cli(args, tmp_path), *needles)
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "needles"),
+    [
+        (["augment", "--dataset", "ml-100k", "--seed", "1"], {"PNGNN_LLM_CONCURRENCY": "abc"},
+         ["PNGNN_LLM_CONCURRENCY='abc'", "valid integer", "set PNGNN_LLM_CONCURRENCY to a valid value or unset it"]),
+        (["augment", "--dataset", "ml-100k"], {"PNGNN_LLM_USERS": "-1"},
+         ["PNGNN_LLM_USERS='-1'", "greater than or equal to 0"]),
+        (["ingest", "ml-100k"], {"PNGNN_SERVE_LIMIT": "many"}, ["PNGNN_SERVE_LIMIT='many'", "unset it"]),
+    ],
+)
+def test_a_bad_environment_variable_is_one_line_before_any_work(tmp_path, args, env, needles):
+    assert_one_line_error(run_cli(args, tmp_path, **env), *needles)
+    assert not (tmp_path / "db.duckdb").exists()
+
+
 def test_missing_data_without_download(tmp_path):
     proc = run_cli(["ingest", "ml-100k", "--no-download"], tmp_path, PNGNN_DATA_DIR=str(tmp_path / "empty"))
     assert_one_line_error(proc, "is missing", "PNGNN_DATA_DIR")
 
 
-def test_augment_with_a_dead_llm_server_fails_before_training(tmp_path, ml100k_db_copy):
+@pytest.mark.parametrize("given_by", ["flag", "environment"])
+def test_augment_with_a_dead_llm_server_fails_before_training(tmp_path, ml100k_db_copy, given_by):
     import duckdb
 
     url = f"http://127.0.0.1:{free_port()}/v1"
-    proc = run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2", "--base-url", url],
-                   tmp_path, PNGNN_DB=str(ml100k_db_copy))
+    args = ["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "2"]
+    if given_by == "flag":
+        proc = run_cli([*args, "--base-url", url], tmp_path, PNGNN_DB=str(ml100k_db_copy))
+    else:
+        proc = run_cli(args, tmp_path, PNGNN_DB=str(ml100k_db_copy), PNGNN_LLM_BASE_URL=url)
     assert_one_line_error(proc, url, "unreachable", "PNGNN_LLM_BASE_URL")
     con = duckdb.connect(str(ml100k_db_copy), read_only=True)
     tables = {t for (t,) in con.sql("SHOW TABLES").fetchall()}

@@ -344,8 +344,8 @@ def test_recommend_cli_against_the_registry(stack, runs):
 
 def test_promotion_keeps_the_best_version_in_production(stack, runs):
     """Offer every registered PN-GNN version in turn: production always holds the best recall@20 so far."""
-    from pngnn.config import Settings
     from pngnn.registry import promote_if_better
+    from pngnn.settings import Settings
 
     settings = Settings(data_dir=stack.root, db_path=stack.root / "data" / "pngnn.duckdb", mlflow_uri=stack.mlflow)
     versions = stack.mlflow_api("GET", "model-versions/search", params={"filter": "name = 'pngnn-ml-100k-pngnn'"})

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.config import Settings, TrainConfig
+from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
 from pngnn.recommend import recommend, top_k, user_index
 from pngnn.registry import PRODUCTION, model_name, promote_if_better, resolve
+from pngnn.settings import Settings
 from pngnn.store import Store
 from pngnn.train import build_most_popular
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pngnn.config import KS
+from pngnn.constants import KS
 from pngnn.report import markdown_table, summary_frame, write_report
 
 

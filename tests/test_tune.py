@@ -145,7 +145,8 @@ def test_unreadable_or_foreign_profiles_are_one_line_errors(tmp_path):
 
 def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path):
     from flows.common import method_profiles
-    from pngnn.config import Settings, get_profile
+    from pngnn.config import get_profile
+    from pngnn.settings import Settings
 
     settings = Settings(profiles_dir=tmp_path)
     quick = get_profile("quick")
@@ -192,7 +193,7 @@ def test_trial_runs_end_finished_when_pruned_and_failed_when_broken(tmp_path, ml
     import mlflow
     import optuna
 
-    from pngnn.config import Settings
+    from pngnn.settings import Settings
     from pngnn.tracking import parent_run, trial_runs
 
     settings = Settings(mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -8,7 +8,7 @@ Flow: ``augment`` (candidates -> prompts -> cached LLM answers) then ``merge_aug
 """
 
 from pngnn.augment.cache import LLMCache, cache_key
-from pngnn.augment.client import LLMClient, LLMSettings
+from pngnn.augment.client import LLMClient
 from pngnn.augment.merge import edge_precision, load_augmented, merge_augmented
 from pngnn.augment.parse import Answer, AnswerError, parse_answer
 from pngnn.augment.pipeline import AugmentSummary, augment
@@ -23,7 +23,6 @@ __all__ = [
     "AugmentSummary",
     "LLMCache",
     "LLMClient",
-    "LLMSettings",
     "augment",
     "augment_step",
     "cache_key",

@@ -21,30 +21,21 @@ Why it is built this way:
   (naming base_url), wrong model name, missing or rejected API key for a remote URL. The
   API key is never logged, stored or shown in ``repr``.
 
-Settings per server (environment; the same code for all):
-
-* llama.cpp (``pngnn.augment.local_server``): PNGNN_LLM_BASE_URL=http://127.0.0.1:<port>/v1,
-  PNGNN_LLM_MODEL=smollm2-135m-instruct, PNGNN_LLM_SCHEMA_MODE=json_object, PNGNN_LLM_CONCURRENCY=1
-* OpenAI: PNGNN_LLM_BASE_URL=https://api.openai.com/v1, PNGNN_LLM_MODEL=gpt-4o-mini,
-  PNGNN_LLM_API_KEY=sk-... (or OPENAI_API_KEY), PNGNN_LLM_SCHEMA_MODE=json_schema
-* vLLM: PNGNN_LLM_BASE_URL=http://<host>:8000/v1, PNGNN_LLM_MODEL=<served model name>,
-  PNGNN_LLM_API_KEY=<--api-key, if set>, PNGNN_LLM_SCHEMA_MODE=json_schema, PNGNN_LLM_CONCURRENCY=8
-* Ollama: PNGNN_LLM_BASE_URL=http://127.0.0.1:11434/v1, PNGNN_LLM_MODEL=llama3.2 (auto schema mode)
+Its settings (``pngnn.settings.LLMSettings``, from PNGNN_LLM_* variables) are the same for every
+server; README's LLM table gives them for llama.cpp, OpenAI, vLLM and Ollama.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Any
 
 import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -53,106 +44,11 @@ from tqdm.auto import tqdm
 from pngnn.augment.cache import FAILED, INVALID, OK, UNREACHABLE, CacheEntry, canonical_json
 from pngnn.augment.parse import AnswerError, answer_schema, parse_answer
 from pngnn.errors import PngnnError
+from pngnn.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 
-SchemaMode = Literal["auto", "json_schema", "json_object", "none"]
-SCHEMA_MODES: tuple[str, ...] = ("auto", "json_schema", "json_object", "none")
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
-NO_KEY = "sk-no-key-required"  # what local servers get: the SDK insists on some key
 _FALLBACK = {"json_schema": "json_object", "json_object": "none"}
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
-
-
-@dataclass(frozen=True)
-class LLMSettings:
-    """Where the LLM is and how to talk to it. ``api_key`` is excluded from ``repr`` and
-    from ``public()``; when None it is read from PNGNN_LLM_API_KEY or OPENAI_API_KEY at
-    connection time, and local URLs (127.0.0.1, localhost) need none."""
-
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "smollm2-135m-instruct"
-    api_key: str | None = field(default=None, repr=False)
-    schema_mode: SchemaMode = "auto"
-    temperature: float = 0.0
-    max_tokens: int = 64
-    sampling_seed: int | None = 0
-    timeout_s: float = 60.0
-    max_attempts: int = 5
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
-    max_retry_after_s: float = 120.0
-    concurrency: int = 4
-    retry_failed: bool = False
-    # This many requests in a row that could not connect, even after retries, end the
-    # run (the server is down); what was answered before is cached.
-    abort_after_unreachable: int = 3
-    check_model: bool = True
-
-    def __post_init__(self) -> None:
-        if self.schema_mode not in SCHEMA_MODES:
-            raise PngnnError(f"unknown schema mode '{self.schema_mode}'; choose one of {list(SCHEMA_MODES)}")
-        if self.concurrency < 1 or self.max_attempts < 1:
-            raise PngnnError(
-                f"concurrency ({self.concurrency}) and max_attempts ({self.max_attempts}) must be at least 1"
-            )
-        if not urlsplit(self.base_url).scheme.startswith("http"):
-            raise PngnnError(f"LLM base_url '{self.base_url}' is not an http(s) URL; e.g. http://127.0.0.1:8000/v1")
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> LLMSettings:
-        """Settings from PNGNN_LLM_* environment variables, then ``overrides`` (None = unset)."""
-        env = {
-            "base_url": _env("PNGNN_LLM_BASE_URL"),
-            "model": _env("PNGNN_LLM_MODEL"),
-            "schema_mode": _env("PNGNN_LLM_SCHEMA_MODE"),
-            "concurrency": _env("PNGNN_LLM_CONCURRENCY"),
-            "timeout_s": _env("PNGNN_LLM_TIMEOUT"),
-        }
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise PngnnError(f"unknown LLM setting(s) {unknown}; valid names are {sorted(names)}")
-        values = {k: v for k, v in {**env, **overrides}.items() if v is not None}
-        for name, kind in (("concurrency", int), ("timeout_s", float)):
-            if isinstance(values.get(name), str):
-                try:
-                    values[name] = kind(values[name])
-                except ValueError:
-                    raise PngnnError(f"LLM setting {name}={values[name]!r} is not a number") from None
-        return cls(**values)
-
-    @property
-    def is_local(self) -> bool:
-        return (urlsplit(self.base_url).hostname or "") in LOCAL_HOSTS
-
-    def resolved_api_key(self) -> str:
-        key = self.api_key or _env("PNGNN_LLM_API_KEY") or _env("OPENAI_API_KEY")
-        if key:
-            return key
-        if self.is_local:
-            return NO_KEY
-        raise PngnnError(
-            f"no API key for the remote LLM server {self.base_url}; set PNGNN_LLM_API_KEY (or OPENAI_API_KEY)"
-        )
-
-    def sampling_params(self) -> dict[str, Any]:
-        """The parameters that change the answer (part of the cache key)."""
-        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
-        if self.sampling_seed is not None:
-            params["seed"] = self.sampling_seed
-        return params
-
-    def public(self) -> dict[str, Any]:
-        """Loggable settings (MLflow params): everything except the API key."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
-
-    def with_overrides(self, **overrides: Any) -> LLMSettings:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -241,12 +137,15 @@ class LLMClient:
     """An OpenAI-compatible chat client with retries, schema-form fallback and batching."""
 
     def __init__(self, settings: LLMSettings, sleep: Callable[[float], None] = time.sleep) -> None:
+        if settings.base_url is None:
+            raise PngnnError("no LLM server to ask: set PNGNN_LLM_BASE_URL (augment_step starts the embedded "
+                             "server when it is unset)")
         self.settings = settings
         self._sleep = sleep
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=settings.resolved_api_key(),
-            timeout=settings.timeout_s,
+            timeout=settings.timeout,
             max_retries=0,
         )
         self._lock = threading.Lock()

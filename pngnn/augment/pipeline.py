@@ -23,9 +23,10 @@ from pngnn.augment.candidates import (
     save_candidates,
     select_users,
 )
-from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
+from pngnn.augment.client import BatchCounts, LLMClient, Request
 from pngnn.augment.prompts import DEFAULT_HISTORY, PROMPT_VERSION, build_prompts, messages
 from pngnn.models.base import GraphRecommender
+from pngnn.settings import LLMSettings
 from pngnn.split import SplitData, load_split
 from pngnn.store import Store
 
@@ -95,7 +96,7 @@ def augment(
     ``pngnn.augment.merge.merge_augmented`` to turn answers into edges.
     """
     t0 = time.perf_counter()
-    settings = settings or (client.settings if client is not None else LLMSettings.from_env())
+    settings = settings or (client.settings if client is not None else LLMSettings())
     selected = select_users(store, dataset, users, sample, sample_seed)
     if model is not None:
         split = split if split is not None else load_split(store, dataset, seed)

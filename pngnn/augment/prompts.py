@@ -22,12 +22,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from pngnn.constants import LIKE_THRESHOLD
 from pngnn.errors import PngnnError
 from pngnn.store import Store
 
 PROMPT_VERSION = "v1"
 DEFAULT_HISTORY = 10
-LIKE_THRESHOLD = 3.5
 
 SYSTEM_PROMPT = (
     "You are a movie recommender. You predict a user's taste from the movies they rated. "

@@ -1,6 +1,6 @@
 """``augment_step``: the whole augmentation of one split, as the pipeline task calls it.
 
-``tasks/augment.py`` expects ``pngnn.augment.augment_step(settings, dataset, seed, **llm)``
+``tasks/augment.py`` expects ``pngnn.augment.augment_step(settings, dataset, seed, llm)``
 returning counts and leaving ``augmented_edges`` in DuckDB. This is that glue:
 candidates (stored ones when every selected user has them, else from a briefly trained
 LightGCN), the LLM (a configured ``base_url``, or the embedded llama.cpp server, started
@@ -16,12 +16,14 @@ from typing import Any
 
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
-from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
+from pngnn.augment.client import BatchCounts, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.config import Settings, TrainConfig, get_profile
+from pngnn.config import TrainConfig, get_profile
+from pngnn.constants import LLM_USERS
 from pngnn.errors import PngnnError
+from pngnn.settings import LLMSettings, Settings
 from pngnn.split import load_split
 from pngnn.store import Store
 
@@ -29,10 +31,13 @@ log = logging.getLogger(__name__)
 
 
 class _LocalServerClient:
-    """Looks like an LLMClient; starts the embedded server on first use (``check``)."""
+    """Looks like an LLMClient; starts the embedded server on first use (``check``).
 
-    def __init__(self, model: str, log_path: Path | None, **overrides: Any) -> None:
-        self.settings = LLMSettings(model=model, schema_mode="json_object", concurrency=1).with_overrides(**overrides)
+    The server takes llama.cpp's json_object form and answers one request at a time, whatever
+    ``settings`` say."""
+
+    def __init__(self, settings: LLMSettings, log_path: Path | None) -> None:
+        self.settings = settings.with_overrides(schema_mode="json_object", concurrency=1)
         self._log_path = log_path
         self._server = None
         self._client: LLMClient | None = None
@@ -44,7 +49,8 @@ class _LocalServerClient:
     def check(self) -> None:
         from pngnn.augment.local_server import start_local_server
 
-        self._server = start_local_server(log_path=self._log_path, model_alias=self.settings.model)
+        self._server = start_local_server(log_path=self._log_path, model_alias=self.settings.model,
+                                          n_threads=self.settings.threads)
         self.settings = self.settings.with_overrides(base_url=self._server.base_url)
         self._client = LLMClient(self.settings)
         self._client.check()
@@ -79,7 +85,7 @@ def pretrain_step(
     settings: Settings,
     dataset: str,
     seed: int,
-    users: int | None = 50,
+    users: int | None = LLM_USERS,
     *,
     sample_seed: int = 0,
     candidate_config: TrainConfig | None = None,
@@ -109,10 +115,7 @@ def augment_step(
     settings: Settings,
     dataset: str,
     seed: int,
-    model: str = "smollm2-135m-instruct",
-    base_url: str | None = None,
-    users: int | None = 50,
-    prompt_version: str | None = None,
+    llm: LLMSettings | None = None,
     *,
     sample_seed: int = 0,
     candidate_config: TrainConfig | None = None,
@@ -120,24 +123,24 @@ def augment_step(
     progress: bool = True,
     run_id: str | None = None,
     merge: bool = True,
-    **llm: Any,
 ) -> dict[str, Any]:
-    """Augment a seeded sample of ``users`` (None: all) of split ``seed`` and merge the
+    """Augment a seeded sample of ``llm.users`` (None: all) of split ``seed`` and merge the
     edges; returns counts (numbers) plus ``model``, ``prompt_version``, ``schema_mode``.
 
-    ``base_url`` None: the embedded SmolLM2 server, serving under the name ``model``.
-    ``llm``: further ``LLMSettings`` fields (concurrency, timeout_s, ...). The candidate
-    LightGCN, when one must be trained, uses ``candidate_config`` (default: the quick
-    profile's settings with the split's seed).
+    ``llm`` (default: from the environment) with ``base_url`` None: the embedded SmolLM2
+    server, serving under the name ``llm.model``. The candidate LightGCN, when one must be
+    trained, uses ``candidate_config`` (default: the quick profile's settings with the split's seed).
     """
-    if prompt_version not in (None, PROMPT_VERSION):
+    llm = llm or LLMSettings()
+    if llm.prompt_version not in (None, PROMPT_VERSION):
         raise PngnnError(
-            f"prompt version '{prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
+            f"prompt version '{llm.prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
         )
+    base_url, users = llm.base_url, llm.users
     if base_url is None:
-        client: Any = _LocalServerClient(model, settings.db_path.parent / "llama-server.log", **llm)
+        client: Any = _LocalServerClient(llm, settings.db_path.parent / "llama-server.log")
     else:
-        client = LLMClient(LLMSettings.from_env(base_url=base_url, model=model, **llm))
+        client = LLMClient(llm)
     # The database is closed while the candidate model trains and while the LLM answers
     # (see ``augment``): a long augmentation does not lock other processes out of it.
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pngnn.constants import LIKE_THRESHOLD
 from pngnn.models.base import GraphRecommender
 from pngnn.split import Interactions
 
@@ -32,7 +33,7 @@ class EmbeddingModel(GraphRecommender):
 
 
 def fit_ials(train: Interactions, n_users: int, n_items: int, factors: int, reg: float, alpha: float,
-             iterations: int, ratings: str = "all", threshold: float = 3.5, seed: int = 0,
+             iterations: int, ratings: str = "all", threshold: float = LIKE_THRESHOLD, seed: int = 0,
              threads: int | None = None) -> EmbeddingModel:
     """Fit iALS on the chosen train ratings (binary preferences) and return its factors."""
     import scipy.sparse as sp

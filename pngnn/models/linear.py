@@ -32,6 +32,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from pngnn.config import RATING_SETS
+from pngnn.constants import LIKE_THRESHOLD
 from pngnn.errors import PngnnError
 from pngnn.evaluate import csr_rows, gather_rows
 from pngnn.models.base import GraphRecommender
@@ -107,14 +109,14 @@ class ItemLinear(GraphRecommender):
 
 def ease_inputs(train: Interactions, ratings: str, threshold: float) -> Interactions:
     """EASE's X: every train rating (``all``) or the liked ones (``liked``), as ones."""
-    if ratings not in ("all", "liked"):
-        raise PngnnError(f"unknown EASE ratings '{ratings}'; choose all or liked")
+    if ratings not in RATING_SETS:
+        raise PngnnError(f"unknown EASE ratings '{ratings}'; choose one of {', '.join(RATING_SETS)}")
     rows = train if ratings == "all" else train.positive(threshold)
     return Interactions(rows.users, rows.items, np.ones(len(rows), dtype=np.float32))
 
 
 def fit_ease(train: Interactions, n_users: int, n_items: int, lam: float, ratings: str = "all",
-             threshold: float = 3.5) -> ItemLinear:
+             threshold: float = LIKE_THRESHOLD) -> ItemLinear:
     x = ease_inputs(train, ratings, threshold)
     return ItemLinear(x, n_users, ease_weights(gram_inverse(x, n_users, n_items, lam)))
 
@@ -130,7 +132,7 @@ def pn_inputs(train: Interactions, n_items: int, disliked_input: float, threshol
 
 
 def fit_pn_ease(train: Interactions, n_users: int, n_items: int, lam: float, disliked_input: float = 1.0,
-                disliked_score: float = 0.25, threshold: float = 3.5) -> ItemLinear:
+                disliked_score: float = 0.25, threshold: float = LIKE_THRESHOLD) -> ItemLinear:
     x = pn_inputs(train, n_items, disliked_input, threshold)
     b_liked, b_disliked = blocked_ease_weights(gram_inverse(x, n_users, 2 * n_items, lam), n_items)
     weights = b_liked + (disliked_score / disliked_input) * b_disliked

@@ -1,0 +1,31 @@
+"""Numbers and names the whole project agrees on, written once.
+
+A value lives here when more than one module (or the command line and a flow) needs the
+same one: a second copy could drift, and then two paths through the code would compute
+different things under the same name.
+"""
+
+from __future__ import annotations
+
+# A rating above this means "liked": it splits PN-GNN's positive and negative graphs, picks
+# the ground truth of evaluation and the liked/disliked history shown to the LLM.
+LIKE_THRESHOLD = 3.5
+
+# Ranking metrics, each reported at every cut-off: "<name>@<k>", e.g. "recall@20".
+KS: tuple[int, ...] = (5, 10, 15, 20)
+METRIC_NAMES: tuple[str, ...] = ("precision", "recall", "ndcg")
+METRICS: tuple[str, ...] = tuple(f"{m}@{k}" for m in METRIC_NAMES for k in KS)
+# The metrics of the paper's Table 1 (P@K and R@K), which the results tables show.
+TABLE_METRICS: tuple[str, ...] = ("precision", "recall")
+# What a tuning study maximises unless asked otherwise.
+TUNE_METRIC = "ndcg@20"
+
+# The embedded LLM's name, as its llama.cpp server serves it and as the LLM cache records it.
+LOCAL_LLM_MODEL = "smollm2-135m-instruct"
+
+# Users the LLM is asked about per split, by default. The flows ask a sample cheap enough
+# for the embedded CPU model; `pngnn run` (the quick main job) fewer; `pngnn augment`, the
+# command that produces the LLM rows of the results, enough users for their edges to matter.
+LLM_USERS = 50
+RUN_LLM_USERS = 20
+AUGMENT_LLM_USERS = 600
