@@ -294,6 +294,9 @@ def tracked_records(settings: Settings, dataset: str) -> dict[str, list[dict[str
     and parent runs left out. What ``pngnn report --from mlflow`` tabulates."""
     import mlflow
 
+    store = settings.mlflow_uri.removeprefix("sqlite:///")
+    if store != settings.mlflow_uri and not Path(store).is_file():
+        return {}  # a report reads: it does not create an empty store
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_uri)
     experiment = client.get_experiment_by_name(experiment_name(dataset))
     if experiment is None:
