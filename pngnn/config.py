@@ -59,6 +59,9 @@ DUAL_BPR_VARIANTS = ("ordered", "siren", "sign", "graded", "weighted")
 DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
 PAIR_SAMPLINGS = ("edges", "users")
 RATING_SETS = ("all", "liked")
+# Epochs between training checkpoints (pngnn.checkpoints): a kill loses at most this many.
+# Not a TrainConfig field: it changes no result, so it is no part of a run's settings.
+CHECKPOINT_EVERY = 5
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pngnn import datasets
 from pngnn.config import Settings, TrainConfig, check_dataset
@@ -21,6 +21,9 @@ from pngnn.models.base import GraphRecommender
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
 from pngnn.train import EpochCallback, TrainResult
+
+if TYPE_CHECKING:
+    from pngnn.checkpoints import Checkpointer
 
 
 def ingest_step(settings: Settings, dataset: str, allow_download: bool = True) -> IngestResult:
@@ -114,9 +117,10 @@ def train_step(
     cfg: TrainConfig,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Train one method on one split (test ratings are never seen)."""
-    return train_method(check_method(method), split, cfg, on_epoch, progress)
+    return train_method(check_method(method), split, cfg, on_epoch, progress, checkpoint)
 
 
 def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
@@ -132,9 +136,10 @@ def train_evaluate_step(
     cfg: TrainConfig,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> RunOutcome:
     """Train one method on one split and evaluate it by full ranking on the test part."""
-    result = train_step(split, method, cfg, on_epoch, progress)
+    result = train_step(split, method, cfg, on_epoch, progress, checkpoint)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
                       edges=split.augmented_digest())
