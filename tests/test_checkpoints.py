@@ -1,20 +1,34 @@
-"""Training checkpoints: a stopped training continues with the result it would have had.
+"""Training checkpoints and run status: a killed training continues with the result it would
+have had, and its MLflow run never stays RUNNING.
 
-The tests stop ``fit`` from its epoch callback after epoch k and resume from the last checkpoint."""
+The in-process tests stop ``fit`` from its epoch callback after epoch k and resume from the
+last checkpoint; the process tests start ``pngnn train --track`` for real, watch its
+checkpoint file appear, and then kill it (SIGKILL, SIGINT, SIGTERM)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 
 from pngnn import train as train_module
-from pngnn.checkpoints import Checkpointer, run_identity
-from pngnn.config import TrainConfig
+from pngnn.checkpoints import Checkpointer, checkpoint_path, run_identity
+from pngnn.config import PROFILES, TrainConfig
 from pngnn.errors import PngnnError
+from pngnn.results import result_path
 from pngnn.split import SplitData
+from pngnn.steps import train_evaluate_step
 from pngnn.train import EpochLog, TrainResult, train_lightgcn, train_pngnn
+from tests.servers import BIN, QUIET_ENV
+from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_early_stopping import tiny_split
 
 SMALL = TrainConfig(epochs=5, dim=16, layers=2, batch_size=2048, n_neg=5, l2=1e-3)
@@ -118,3 +132,124 @@ def test_a_checkpoint_of_another_run_is_refused_or_ignored(ml100k_split, tmp_pat
 def rewrite_commit(path: Path, commit: str) -> None:
     """The checkpoint as if written by the code of another commit."""
     torch.save({**torch.load(path, weights_only=True), "commit": commit}, path)
+
+
+# --- real processes -------------------------------------------------------------------------------------------
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its tables made once: creating them is most of a short run's start."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_db(empty_mlflow_db: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_mlflow_db, target)
+    return target
+
+
+def train_args(results: Path, *extra: str) -> list[str]:
+    return ["train", "--method", "lightgcn", "--dataset", "ml-100k", "--seed", "1", "--epochs", str(EPOCHS),
+            "--results-dir", str(results), "--track", *extra]
+
+
+def cli_env(tmp_path: Path, db: Path) -> dict[str, str]:
+    env = {**os.environ, **QUIET_ENV, "PNGNN_DB": str(db), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def start_then_signal(args: list[str], tmp_path: Path, db: Path, checkpoint: Path, signum: int
+                      ) -> subprocess.CompletedProcess:
+    """Start the command, wait for its first checkpoint, send ``signum``; the finished process."""
+    proc = subprocess.Popen([str(BIN / "pngnn"), *args], env=cli_env(tmp_path, db), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def runs(tmp_path: Path) -> list[mlflow.entities.Run]:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return sorted(client.search_runs(experiments), key=lambda r: r.info.start_time)
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_resumes_with_the_uninterrupted_result(tmp_path, mlflow_db, ml100k_db_copy, ml100k_split):
+    results = tmp_path / "results"
+    record = result_path(results, "ml-100k", "lightgcn", 1)
+    args = train_args(results, "--checkpoint-every", "2")
+    killed = start_then_signal(args, tmp_path, ml100k_db_copy, checkpoint_path(record), signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # killed mid-training, not finished
+    assert not record.exists()
+    epoch = torch.load(checkpoint_path(record), weights_only=True)["epoch"]
+    assert 2 <= epoch < EPOCHS
+    [stale] = runs(tmp_path)
+    assert stale.info.status == "RUNNING"  # what kill -9 leaves: nothing could end it
+
+    rerun = subprocess.run([str(BIN / "pngnn"), *args], env=cli_env(tmp_path, ml100k_db_copy), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming after epoch {epoch}" in rerun.stderr
+    assert not checkpoint_path(record).exists()  # done: the record holds the run now
+    killed_run, resumed_run = runs(tmp_path)
+    assert killed_run.info.run_id == stale.info.run_id and killed_run.info.status == "KILLED"
+    assert resumed_run.info.status == "FINISHED"
+    assert resumed_run.data.tags["resumed_from_epoch"] == str(epoch)
+    assert resumed_run.data.tags["run_key"] == killed_run.data.tags["run_key"]
+
+    cfg = PROFILES["quick"].train.with_overrides(epochs=EPOCHS)
+    whole = train_evaluate_step(ml100k_split, "lightgcn", cfg, progress=False)
+    got = json.loads(record.read_text())
+    assert got["loss_curve"] == pytest.approx([e.loss for e in whole.train.history], abs=1e-6)
+    assert got["metrics"] == pytest.approx(whole.metrics, rel=1e-6)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    curve = client.get_metric_history(resumed_run.info.run_id, "loss")
+    assert sorted(m.step for m in curve) == list(range(1, EPOCHS + 1))  # the restored epochs are in the run too
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)])
+def test_an_interrupted_tracked_run_ends_killed(tmp_path, mlflow_db, ml100k_db_copy, signum, code):
+    results = tmp_path / "results"
+    record = result_path(results, "ml-100k", "lightgcn", 1)
+    proc = start_then_signal(train_args(results, "--checkpoint-every", "1"), tmp_path, ml100k_db_copy,
+                             checkpoint_path(record), signum)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    [run] = runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["ended_by"] == signal.Signals(signum).name
+    assert checkpoint_path(record).exists() and not record.exists()  # the next start continues from it
+    if signum == signal.SIGINT:
+        assert proc.stderr.strip().splitlines()[-1].endswith(f"the same command continues from the checkpoint "
+                                                             f"{checkpoint_path(record)}")
+
+
+def test_bad_checkpoint_options_fail_before_any_work(tmp_path):
+    results = tmp_path / "results"
+    missing = checkpoint_path(result_path(results, "ml-100k", "lightgcn", 1))
+    assert_one_line_error(run_cli(train_args(results, "--resume"), tmp_path), "no checkpoint to resume at",
+                          str(missing), "without --resume")
+    assert_one_line_error(run_cli(train_args(results, "--checkpoint-every", "-1"), tmp_path),
+                          "--checkpoint-every must be >= 0")
+    assert not (tmp_path / "db.duckdb").exists()
+
+
+def test_resume_of_a_checkpoint_of_other_settings_is_one_line(tmp_path, ml100k_db_copy, ml100k_split):
+    results = tmp_path / "results"
+    path = checkpoint_path(result_path(results, "ml-100k", "lightgcn", 1))
+    cfg = PROFILES["quick"].train.with_overrides(epochs=3)
+    Checkpointer(path, run_identity(ml100k_split, "lightgcn", cfg)).save({"epoch": 1})
+    proc = run_cli(train_args(results, "--resume"), tmp_path, PNGNN_DB=str(ml100k_db_copy))
+    assert_one_line_error(proc, f"checkpoint {path} is of other settings (epochs)", "--no-resume")
+    assert not (tmp_path / "mlflow.db").exists()  # refused before MLflow was touched
