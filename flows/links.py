@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from pngnn.config import Settings
+from pngnn.settings import Settings
 
 
 def prefect_tags() -> dict[str, str]:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from pngnn.config import get_profile
-from pngnn.constants import AUGMENT_LLM_USERS, LOCAL_LLM_MODEL, TUNE_METRIC
+from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, LOCAL_LLM_MODEL, TUNE_METRIC
 from pngnn.errors import PngnnError
 from pngnn.settings import Settings, llm_settings
 
@@ -119,8 +119,23 @@ def train_cmd(
                                                             "default: the current one.")] = None,
     force: Annotated[bool, typer.Option(help="Replace a results file of another commit or other settings.")]
     = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Graph models: every N epochs (0: never) save the training "
+                                                       "state next to the results file (seedN.ckpt; with --track also "
+                                                       "as a run artifact); it goes once the results file is written.")]
+    = CHECKPOINT_EVERY,
+    resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Default: continue a seed from its "
+                                                "checkpoint when it is of the very same run (dataset, method, split, "
+                                                "every setting, LLM edges, commit), else start over; the result is "
+                                                "the uninterrupted run's. --resume: an error where no such checkpoint "
+                                                "is; --no-resume: always start over.")] = None,
 ) -> None:
-    """Ingest, split, train and evaluate one method on each split seed; write results JSON."""
+    """Ingest, split, train and evaluate one method on each split seed; write results JSON.
+
+    A killed or interrupted run continues from its last checkpoint when the same command runs
+    again (see --resume); with --track it ends KILLED in MLflow, and a run left RUNNING by a
+    kill -9 is closed by the next start of the same run.
+    """
+    from pngnn.checkpoints import Checkpointer, check_checkpoint_options
     from pngnn.methods import NEEDS_AUGMENTATION, check_method
     from pngnn.results import check_replaceable, result_path, write_result
     from pngnn.steps import EdgeSource, ingest_step, load_split_step, split_step, train_evaluate_step
@@ -135,6 +150,7 @@ def train_cmd(
         check_seed(s)
         cfg = prof.config_for(s).with_overrides(**overrides)
         check_replaceable(result_path(results_dir, ds, method, s, tag), cfg.to_dict(), force)
+        check_checkpoint_options(result_path(results_dir, ds, method, s, tag), checkpoint_every, resume)
     edges = None
     if method in NEEDS_AUGMENTATION:
         from pngnn.augment.prompts import PROMPT_VERSION
@@ -145,17 +161,27 @@ def train_cmd(
         cfg = prof.config_for(s).with_overrides(**overrides)
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
         split = load_split_step(settings, ds, s, edges)
-        if track:
-            from pngnn.preflight import check_mlflow
-            from pngnn.registry import model_name
-            from pngnn.tracking import tracked_run
+        checkpoint = Checkpointer.for_run(result_path(results_dir, ds, method, s, tag), split, method, cfg,
+                                          every=checkpoint_every, resume=resume)
+        if checkpoint.restored is not None:
+            typer.echo(f"{method} {ds} seed {s}: resuming after epoch {checkpoint.restored['epoch']} "
+                       f"({checkpoint.path})", err=True)
+        try:
+            if track:
+                from pngnn.preflight import check_mlflow
+                from pngnn.registry import model_name
+                from pngnn.tracking import tracked_run
 
-            check_mlflow(settings.mlflow_uri)
-            outcome = tracked_run(settings, split, method, cfg, profile=profile, progress=sys.stderr.isatty(),
-                                  registered_name=model_name(ds, method))
-        else:
-            outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty())
+                check_mlflow(settings.mlflow_uri)
+                outcome = tracked_run(settings, split, method, cfg, profile=profile, progress=sys.stderr.isatty(),
+                                      registered_name=model_name(ds, method), checkpoint=checkpoint)
+            else:
+                outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty(), checkpoint=checkpoint)
+        except KeyboardInterrupt:
+            console.print(f"{method} {ds} seed {s}: {checkpoint.interrupted_hint()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag, force)
+        checkpoint.finish()
         m = outcome.metrics
         typer.echo(f"{method} {ds} seed {s}: P@5 {m['precision@5']:.4f} P@20 {m['precision@20']:.4f} "
                    f"R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} ({outcome.train.seconds:.0f}s) -> {path}")

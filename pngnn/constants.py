@@ -29,3 +29,7 @@ LOCAL_LLM_MODEL = "smollm2-135m-instruct"
 LLM_USERS = 50
 RUN_LLM_USERS = 20
 AUGMENT_LLM_USERS = 600
+
+# Epochs between training checkpoints (pngnn.checkpoints): a kill loses at most this many.
+# Not a TrainConfig field: it changes no result, so it is no part of a run's settings.
+CHECKPOINT_EVERY = 5

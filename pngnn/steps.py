@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pngnn import datasets
 from pngnn.config import TrainConfig, check_dataset
@@ -22,6 +22,9 @@ from pngnn.settings import Settings
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
 from pngnn.train import EpochCallback, TrainResult
+
+if TYPE_CHECKING:
+    from pngnn.checkpoints import Checkpointer
 
 
 def ingest_step(settings: Settings, dataset: str, allow_download: bool = True) -> IngestResult:
@@ -115,9 +118,10 @@ def train_step(
     cfg: TrainConfig,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Train one method on one split (test ratings are never seen)."""
-    return train_method(check_method(method), split, cfg, on_epoch, progress)
+    return train_method(check_method(method), split, cfg, on_epoch, progress, checkpoint)
 
 
 def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
@@ -133,9 +137,10 @@ def train_evaluate_step(
     cfg: TrainConfig,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> RunOutcome:
     """Train one method on one split and evaluate it by full ranking on the test part."""
-    result = train_step(split, method, cfg, on_epoch, progress)
+    result = train_step(split, method, cfg, on_epoch, progress, checkpoint)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
                       edges=split.augmented_digest())

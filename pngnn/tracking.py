@@ -7,17 +7,24 @@ sqlite store by default, a server URL in bigger setups).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import signal
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
 from pngnn.methods import method_settings
@@ -167,6 +174,119 @@ def run_tags(split: SplitData, method: str, profile: str, cfg: TrainConfig | Non
     return tags
 
 
+def process_alive(host: str | None, pid: str | None) -> bool:
+    """Whether the process a run was tagged with still runs. Only this machine's processes can
+    be asked; one on another host counts as gone (one run of a key at a time is the contract)."""
+    if host != socket.gethostname() or not (pid or "").isdigit():
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: gone for our purpose
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def close_stale_runs(experiment_id: str, key: str) -> list[str]:
+    """End as KILLED every RUNNING run of this run key whose process is gone (``kill -9``, a
+    lost machine): nothing else would ever close it. Returns their ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    running = f"tags.run_key = '{key}' and attributes.status = 'RUNNING'"
+    runs = client.search_runs([experiment_id], filter_string=running)
+    stale = [r for r in runs if not process_alive(r.data.tags.get("host"), r.data.tags.get("pid"))]
+    for r in stale:
+        client.set_tag(r.info.run_id, "ended_by", "gone (closed by the next start of its run key)")
+        client.set_terminated(r.info.run_id, "KILLED")
+    return [r.info.run_id for r in stale]
+
+
+class Terminated(SystemExit):
+    """SIGTERM as an exception: unwinds like an exit (code 128 + 15, the shell's convention),
+    so the active run can be ended before the process goes."""
+
+
+# The handler each signal replaces: only Python's defaults, so a signal someone else handles
+# (a server, an ignored SIGINT in a background job) stays theirs.
+_DEFAULT_HANDLERS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InterruptGuard:
+    """SIGINT and SIGTERM as exceptions (KeyboardInterrupt, Terminated), held back while a
+    tracking call writes: an exception inside a sqlite transaction can leave the store locked,
+    and then not even the KILLED status could be written. A held signal is raised as soon as
+    the call returns; training and evaluation are interrupted at once."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._depth:
+            self._pending = signum
+            return
+        self._raise(signum)
+
+    @staticmethod
+    def _raise(signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(128 + signum)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None:
+                signum, self._pending = self._pending, None
+                self._raise(signum)
+
+    def holding(self, fn: F) -> F:
+        """``fn`` with signals held while it runs."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self.held():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    @contextmanager
+    def ending_killed(self) -> Iterator[None]:
+        """The active run ends KILLED on SIGINT or SIGTERM, then the interrupt goes on; without
+        this MLflow ends it FAILED, and a plain SIGTERM leaves it RUNNING for good. Handlers can
+        be set only in the main thread (a Prefect task's thread keeps the process's), so
+        elsewhere only a KeyboardInterrupt is caught."""
+        import mlflow
+
+        main = threading.current_thread() is threading.main_thread()
+        replaced = {s: signal.getsignal(s) for s, default in _DEFAULT_HANDLERS.items()
+                    if main and signal.getsignal(s) is default}
+        for signum in replaced:
+            signal.signal(signum, self._handle)
+        try:
+            yield
+        except (KeyboardInterrupt, Terminated) as exc:
+            with self.held():
+                mlflow.set_tag("ended_by", "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM")
+                mlflow.end_run("KILLED")
+            raise
+        finally:
+            for signum, handler in replaced.items():
+                signal.signal(signum, handler)
+
+
 def tracked_run(
     settings: Settings,
     split: SplitData,
@@ -179,23 +299,41 @@ def tracked_run(
     progress: bool = True,
     registered_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunOutcome:
     """Train and evaluate one (method, split) as one MLflow run (a child run under a parent).
 
     The one tracked path: ``pngnn train --track``, the Prefect tasks of every flow and the
     tuned profiles' test runs all come here. ``registered_name``: also register the model (a
-    new version of that name). A run on LLM edges records how many it trained on and their hash."""
+    new version of that name). A run on LLM edges records how many it trained on and their hash.
+    The run is tagged with its run key (``pngnn.checkpoints.run_key``), process and host, so a
+    later start of the same key closes it when it was killed without a word; ``checkpoint``:
+    each one written also goes to the run's artifacts, and a resumed run says from which epoch."""
     import mlflow
 
-    setup(settings, split.dataset)
+    experiment_id = setup(settings, split.dataset)
+    key = checkpoint.key if checkpoint is not None else run_key(split, method, cfg)
+    close_stale_runs(experiment_id, key)
     edges = split.augmented_digest()
+    process = {"run_key": key, "host": socket.gethostname(), "pid": str(os.getpid())}
+    if checkpoint is not None and checkpoint.restored is not None:
+        process["resumed_from_epoch"] = str(checkpoint.restored["epoch"])
+    guard = InterruptGuard()
     with mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
-                          tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:
-        mlflow.log_params(run_params(split, method, cfg, {**edges, **(extra_params or {})}))
-        result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=progress)
-        log_training(result, method, split.dataset, split.seed, log_model=log_model, registered_name=registered_name)
+                          tags={**run_tags(split, method, profile, cfg), **process, **(tags or {})}) as run, \
+            guard.ending_killed():
+        with guard.held():
+            mlflow.log_params(run_params(split, method, cfg, {**edges, **(extra_params or {})}))
+        saving = None if checkpoint is None else replace(
+            checkpoint, on_save=guard.holding(lambda path: log_file(run.info.run_id, path, "checkpoint")))
+        result = train_step(split, method, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
+                            checkpoint=saving)
+        with guard.held():
+            log_training(result, method, split.dataset, split.seed, log_model=log_model,
+                         registered_name=registered_name)
         metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
-        log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
+        with guard.held():
+            log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges)
 
 

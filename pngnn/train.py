@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pngnn.checkpoints import restore_rng_states, rng_states
 from pngnn.config import DISLIKED_PAIR_VARIANTS, TrainConfig
 from pngnn.evaluate import evaluate
 from pngnn.graph import normalized_adjacency
@@ -27,6 +29,9 @@ from pngnn.models.lightgcn import LightGCN, MostPopular
 from pngnn.models.pngnn import PNGNN
 from pngnn.sampling import DislikedSampler, EpochPairOrder, NegativeSampler
 from pngnn.split import Interactions, SplitData
+
+if TYPE_CHECKING:
+    from pngnn.checkpoints import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,7 @@ class PairPlan:
     pairs: Interactions
     pair_features: dict[str, np.ndarray] | None = None
     epoch_features: Callable[[], dict[str, np.ndarray]] | None = None
+    generators: dict[str, np.random.Generator] = field(default_factory=dict)  # what epoch_features draws from
 
 
 def pngnn_pair_plan(train: Interactions, n_users: int, cfg: TrainConfig) -> PairPlan:
@@ -95,7 +101,8 @@ def pngnn_pair_plan(train: Interactions, n_users: int, cfg: TrainConfig) -> Pair
         pairs = train.positive(cfg.threshold)
         dislikes = train.negative(cfg.threshold)
         sampler = DislikedSampler(dislikes.users, dislikes.items, n_users, seed=cfg.seed)
-        return PairPlan(pairs, epoch_features=lambda: {"disliked": sampler.sample(pairs.users)})
+        return PairPlan(pairs, epoch_features=lambda: {"disliked": sampler.sample(pairs.users)},
+                        generators={"disliked": sampler.rng})
     return PairPlan(train, pair_features={"positive": train.ratings > cfg.threshold})
 
 
@@ -105,6 +112,7 @@ def train_pngnn(
     on_epoch: EpochCallback | None = None,
     extra_ratings: Interactions | None = None,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Build and train PN-GNN on every train rating (both graphs), optionally with extra (LLM) ratings."""
     seed_everything(cfg.seed)
@@ -114,13 +122,88 @@ def train_pngnn(
     model = build_pngnn(split, cfg, train)
     plan = pngnn_pair_plan(train, split.n_users, cfg)
     return fit(model, plan.pairs, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
-               pair_features=plan.pair_features, epoch_features=plan.epoch_features, progress=progress)
+               pair_features=plan.pair_features, epoch_features=plan.epoch_features, progress=progress,
+               generators=plan.generators, checkpoint=checkpoint)
 
 
 def build_most_popular(split: SplitData, cfg: TrainConfig) -> MostPopular:
     pos = split.train.positive(cfg.threshold)
     counts = np.bincount(pos.items, minlength=split.n_items)
     return MostPopular(torch.from_numpy(counts), split.n_users)
+
+
+@dataclass
+class EarlyStopping:
+    """The validation watch: the best score so far, its epoch and weights, and how many
+    evaluations since brought no gain (a checkpoint keeps it, so a resumed run stops and
+    restores exactly where the whole run would)."""
+
+    best: float = -1.0
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stale: int = 0
+
+    def observe(self, score: float, epoch: int, model: GraphRecommender) -> None:
+        if score > self.best:
+            self.best, self.best_epoch, self.stale = score, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+
+
+@dataclass
+class FitProgress:
+    """How far a run got: the epochs done, their logs, the early-stopping watch and the
+    training time spent, over every process that worked on it."""
+
+    epoch: int = 0
+    history: list[EpochLog] = field(default_factory=list)
+    watch: EarlyStopping = field(default_factory=EarlyStopping)
+    seconds: float = 0.0
+    stopped: bool = False
+
+
+def checkpoint_state(progress: FitProgress, model: GraphRecommender, opt: torch.optim.Optimizer,
+                     streams: Mapping[str, np.random.Generator]) -> dict[str, Any]:
+    """Everything the next epoch depends on, as plain tensors and containers."""
+    watch = progress.watch
+    return {"epoch": progress.epoch, "seconds": progress.seconds, "stopped": progress.stopped,
+            "history": [asdict(e) for e in progress.history],
+            "early_stopping": {"best": watch.best, "best_epoch": watch.best_epoch, "best_state": watch.best_state,
+                               "stale": watch.stale},
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_states(streams)}
+
+
+def restore_state(state: Mapping[str, Any], model: GraphRecommender, opt: torch.optim.Optimizer,
+                  streams: Mapping[str, np.random.Generator]) -> FitProgress:
+    """Put the model, optimiser and random streams back as ``checkpoint_state`` saw them."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    restore_rng_states(state["rng"], streams)
+    return FitProgress(epoch=state["epoch"], history=[EpochLog(**e) for e in state["history"]],
+                       watch=EarlyStopping(**state["early_stopping"]), seconds=state["seconds"],
+                       stopped=state["stopped"])
+
+
+def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torch.Tensor, items: torch.Tensor,
+                order: np.ndarray, negatives: np.ndarray, features: Mapping[str, torch.Tensor], batch_size: int,
+                label: str, progress: bool) -> tuple[float, dict[str, float]]:
+    """One pass over the epoch's pair order in batches; the mean loss and loss parts per pair."""
+    model.train()
+    perm, neg_all = torch.from_numpy(order), torch.from_numpy(negatives)
+    n, total, parts_sum = len(order), 0.0, {}
+    for b in tqdm(range((n + batch_size - 1) // batch_size), desc=label, leave=False, disable=not progress):
+        rows = slice(b * batch_size, (b + 1) * batch_size)
+        idx = perm[rows]
+        extra = {k: v[idx] for k, v in features.items()}
+        loss, parts = model.calculate_loss(users[idx], items[idx], neg_all[rows].long(), **extra)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + float(v) * len(idx)
+    return total / n, {k: v / n for k, v in parts_sum.items()}
 
 
 def fit(
@@ -135,72 +218,66 @@ def fit(
     pair_features: dict[str, np.ndarray] | None = None,
     progress: bool = True,
     epoch_features: Callable[[], dict[str, np.ndarray]] | None = None,
+    generators: Mapping[str, np.random.Generator] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``pairs`` with negatives never among ``rated`` (the user's train items).
 
     ``pair_features``: fixed per-pair arrays passed to ``calculate_loss`` by name;
-    ``epoch_features``: the same, drawn afresh at the start of every epoch."""
+    ``epoch_features``: the same, drawn afresh at the start of every epoch from the random
+    ``generators`` (named, so a checkpoint can save and restore them). ``checkpoint``: written
+    every few epochs, and continued from when it holds this run; ``on_epoch`` then first sees
+    the restored epochs, so a tracker's curve is whole."""
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     sampler = NegativeSampler(rated.users, rated.items, n_users, n_items, cfg.neg_exponent, seed=cfg.seed)
     pair_order = EpochPairOrder(pairs.users, n_users, cfg.pair_sampling)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    streams = {"pair_order": rng, "negatives": sampler.rng, **(generators or {})}
     users_t = torch.from_numpy(pairs.users)
     items_t = torch.from_numpy(pairs.items)
     feats_t = {k: torch.from_numpy(v) for k, v in (pair_features or {}).items()}
     use_valid = valid is not None and len(valid) > 0 and cfg.eval_every > 0
-    history: list[EpochLog] = []
-    best, best_epoch, best_state, stale = -1.0, cfg.epochs, None, 0
-    start_all = time.perf_counter()
-    n_batches = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
-    epochs = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not progress, unit="ep")
+    done = FitProgress()
+    if checkpoint is not None and checkpoint.restored is not None:
+        done = restore_state(checkpoint.restored, model, opt, streams)
+        log.info("resuming from epoch %d of %s", done.epoch, checkpoint.path)
+        for entry in done.history if on_epoch is not None else []:
+            on_epoch(entry)
+    spent_before, start_all = done.seconds, time.perf_counter()
+    first = cfg.epochs + 1 if done.stopped else done.epoch + 1
+    epochs = tqdm(range(first, cfg.epochs + 1), desc="epochs", disable=not progress, unit="ep")
     for epoch in epochs:
         t0 = time.perf_counter()
-        model.train()
         order = pair_order.draw(rng)
-        neg_all = torch.from_numpy(sampler.sample(pairs.users[order], cfg.n_neg))
-        perm = torch.from_numpy(order)
+        negatives = sampler.sample(pairs.users[order], cfg.n_neg)
         if epoch_features is not None:
             feats_t.update({k: torch.from_numpy(v) for k, v in epoch_features().items()})
-        total, parts_sum = 0.0, {}
-        for b in tqdm(range(n_batches), desc=f"epoch {epoch}", leave=False, disable=not progress):
-            rows = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-            idx = perm[rows]
-            extra = {k: v[idx] for k, v in feats_t.items()}
-            loss, parts = model.calculate_loss(users_t[idx], items_t[idx], neg_all[rows].long(), **extra)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) * len(idx)
-        entry = EpochLog(
-            epoch=epoch,
-            loss=total / len(pairs),
-            seconds=time.perf_counter() - t0,
-            parts={k: v / len(pairs) for k, v in parts_sum.items()},
-        )
+        loss, parts = train_epoch(model, opt, users_t, items_t, order, negatives, feats_t, cfg.batch_size,
+                                  f"epoch {epoch}", progress)
+        entry = EpochLog(epoch=epoch, loss=loss, seconds=time.perf_counter() - t0, parts=parts)
         if use_valid and epoch % cfg.eval_every == 0:
             entry.valid = evaluate(model.scorer(), n_items, rated, valid, cfg.threshold)
-            score = entry.valid[cfg.valid_metric]
-            if score > best:
-                best, best_epoch, stale = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-        history.append(entry)
+            done.watch.observe(entry.valid[cfg.valid_metric], epoch, model)
+        done.epoch = epoch
+        done.history.append(entry)
         epochs.set_postfix(loss=f"{entry.loss:.4f}", s=f"{entry.seconds:.1f}")
         log.info("epoch %d loss %.5f (%.1fs) %s", epoch, entry.loss, entry.seconds, entry.valid or "")
         if on_epoch is not None:
             on_epoch(entry)
-        if use_valid and cfg.patience and stale >= cfg.patience:
-            log.info("early stop at epoch %d: no validation gain for %d evaluations", epoch, stale)
+        done.stopped = bool(use_valid and cfg.patience and done.watch.stale >= cfg.patience)
+        if checkpoint is not None and checkpoint.due(epoch, last=done.stopped or epoch == cfg.epochs):
+            done.seconds = spent_before + time.perf_counter() - start_all
+            checkpoint.save(checkpoint_state(done, model, opt, streams))
+        if done.stopped:
+            log.info("early stop at epoch %d: no validation gain for %d evaluations", epoch, done.watch.stale)
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if done.watch.best_state is not None:
+        model.load_state_dict(done.watch.best_state)
+        best_epoch = done.watch.best_epoch
     else:
-        best_epoch = history[-1].epoch if history else 0
-    return TrainResult(model, history, best_epoch, time.perf_counter() - start_all)
+        best_epoch = done.history[-1].epoch if done.history else 0
+    return TrainResult(model, done.history, best_epoch, spent_before + time.perf_counter() - start_all)
 
 
 def train_lightgcn(
@@ -209,6 +286,7 @@ def train_lightgcn(
     on_epoch: EpochCallback | None = None,
     extra_edges: Interactions | None = None,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Build and train LightGCN on one split (optionally with extra, e.g. LLM, edges).
 
@@ -220,4 +298,4 @@ def train_lightgcn(
         edges, rated = edges.concat(extra_edges), rated.concat(extra_edges)
     model = build_lightgcn(split, cfg, edges)
     return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid, on_epoch,
-               progress=progress)
+               progress=progress, checkpoint=checkpoint)

@@ -209,7 +209,7 @@ def test_a_run_trains_on_its_own_llm_edges_only(ml100k_db_copy: Path) -> None:
     """Two LLMs (or prompt versions) merged edges for the same split: a run that names one
     loads that one's edges, records how many and which (a hash), and a source with no edges
     is an error, not a silent run on an empty set."""
-    from pngnn.config import Settings
+    from pngnn.settings import Settings
     from pngnn.steps import EdgeSource, load_split_step
 
     with Store(ml100k_db_copy) as store:
