@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from pngnn.config import Settings, get_profile
+from pngnn.config import DEFAULT_MAX_FAILED_SHARE, Settings, get_profile
 from pngnn.errors import PngnnError
 
 app = typer.Typer(help="LLM-augmented PN-GNN recommendations on MovieLens.", no_args_is_help=True,
@@ -222,32 +222,57 @@ def augment_cmd(
                                                    "<dir>/augmentation/<dataset>/<model>/seed<N>.json.")]
     = Path("results"),
     force: Annotated[bool, typer.Option(help="Replace a results file of another commit.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Also ask again the prompts that failed for good before "
+                                                    "(invalid answers, a 4xx); transient failures (429, 5xx, "
+                                                    "timeouts) are always asked again.")] = False,
+    max_failed_share: Annotated[float, typer.Option(help="Exit 2, without merging, when more than this share "
+                                                         "of a split's prompts has no usable answer after the "
+                                                         "run (0 to 1); what was answered stays cached.")]
+    = DEFAULT_MAX_FAILED_SHARE,
 ) -> None:
     """Ask the LLM about a sample of users on each split and merge its answers as edges.
 
     Cached and resumable: an interrupted run loses at most the requests in flight, and a
-    rerun asks only what is not cached. Then `pngnn train --method llm-pngnn` uses the edges.
+    rerun asks only what is not cached or failed for a passing reason (429, 5xx,
+    timeout). Runs at the same time share the prompts: each is sent once. Then
+    `pngnn train --method llm-pngnn` uses the edges.
     """
     from pngnn.augment import augment_step
+    from pngnn.augment.pipeline import check_max_failed_share
     from pngnn.results import augmentation_path, check_replaceable, write_augmentation
     from pngnn.steps import ingest_step, split_step
 
     settings = Settings.from_env()
+    check_max_failed_share(max_failed_share)
     for s in seed or [1, 2, 3]:
         check_seed(s)
         check_replaceable(augmentation_path(results_dir, dataset, model, s), force=force)
     ingest_step(settings, dataset)
-    llm = {"concurrency": concurrency} if concurrency else {}
+    llm: dict[str, Any] = {"concurrency": concurrency} if concurrency else {}
+    if retry_failed:
+        llm["retry_failed"] = True
     for s in seed or [1, 2, 3]:
         split_step(settings, dataset, s)
         out = augment_step(settings, dataset, s, model=model, base_url=base_url, users=users or None,
                            sample_seed=sample_seed, self_consistency=self_consistency,
-                           progress=sys.stderr.isatty(), **llm)
+                           progress=sys.stderr.isatty(), max_failed_share=max_failed_share, **llm)
         path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s, "users_requested": users,
                                                 "sample_seed": sample_seed, "self_consistency": self_consistency},
                                   force=True)  # checked above
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
+        typer.echo(edges_line(dataset, s, out))
+
+
+def edges_line(dataset: str, seed: int, out: dict[str, Any]) -> str:
+    """What training on this split will get, and what a rerun would still ask."""
+    positive, negative = out.get("positive_edges", 0), out.get("negative_edges", 0)
+    line = (f"{dataset} seed {seed}: training gets {positive + negative} LLM edges ({positive} positive, "
+            f"{negative} negative) from {out['usable']} usable answers to {out['prompts']} prompts")
+    if out["failed_transient"] or out["failed_permanent"]:
+        line += (f"; no answer yet for {out['failed_transient']} (transient: a rerun asks them again) and "
+                 f"{out['failed_permanent']} (permanent: --retry-failed asks them again)")
+    return line
 
 
 @app.command("report")

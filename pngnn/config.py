@@ -24,6 +24,10 @@ DatasetName = Literal["ml-100k", "ml-1m"]
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 KS: tuple[int, ...] = (5, 10, 15, 20)
 VALID_METRICS: tuple[str, ...] = tuple(f"{m}@{k}" for m in ("ndcg", "recall", "precision") for k in KS)
+# LLM augmentation: a split whose prompts are more than this share without a usable answer
+# fails (``pngnn.augment.pipeline.check_failures``): the few edges left would pass for an
+# LLM-augmented graph.
+DEFAULT_MAX_FAILED_SHARE = 0.5
 
 
 def _env_path(name: str, default: str) -> Path:

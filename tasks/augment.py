@@ -10,6 +10,12 @@ the MLflow run recorded as the edges' provenance) and the result holds counts
 optionally ``model`` and ``prompt_version`` strings. It writes ``augmented_edges`` into
 DuckDB. Until that function exists, the task fails with a message that says so: it
 never passes silently, so a flow that needs LLM edges cannot train without them.
+
+Too many failed prompts (over ``max_failed_share`` of a split's prompts without a usable
+answer) fail the task, and so the flow run ends Failed, before anything is merged. When
+the transient failures (429, 5xx, timeouts) decide it, the error is a ``TransientError``
+and the task's own retries ask them again; permanent ones (invalid answers) need
+``retry_failed``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel, Field
 
-from pngnn.config import Settings
+from pngnn.config import DEFAULT_MAX_FAILED_SHARE, Settings
 from pngnn.errors import PngnnError, TransientError
 from tasks.cache import PRETRAIN_CACHE
 
@@ -39,6 +45,11 @@ class LLMSettings(BaseModel):
                                              "None: the embedded local server.")
     users: int | None = Field(50, description="Seeded sample of users to augment; None: all users.")
     prompt_version: str | None = Field(None, description="None: the library's current prompt version.")
+    retry_failed: bool = Field(False, description="Also ask again the prompts that failed for good (invalid "
+                                                  "answers); transient failures are always asked again.")
+    max_failed_share: float = Field(DEFAULT_MAX_FAILED_SHARE, ge=0, le=1,
+                                    description="Fail the augment task when more than this share of a split's "
+                                                "prompts has no usable answer.")
 
 
 def load_augment() -> Callable[..., dict[str, Any]]:

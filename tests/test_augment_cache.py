@@ -1,4 +1,5 @@
-"""The answer cache: keys, statuses, write-as-you-go, resume after a crash, no re-asking."""
+"""The answer cache: keys, statuses and failure classes, write-as-you-go, resume after a
+crash, no re-asking."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_llm_server import FaultLLMServer, Script, answer, drop, garbage
+from fault_llm_server import FaultLLMServer, Script, answer, drop, error, garbage, rate_limit
 
 from pngnn.augment import augment
 from pngnn.augment.cache import CacheEntry, LLMCache, cache_key
@@ -40,16 +41,56 @@ def test_key_covers_model_version_messages_and_params() -> None:
 def test_statuses_decide_what_is_sent_again(tmp_path: Path) -> None:
     with Store(tmp_path / "c.duckdb") as store:
         cache = LLMCache(store)
-        for key, status in [("a", "ok"), ("b", "invalid"), ("c", "failed"), ("d", "unreachable")]:
-            cache.put(CacheEntry(key=key, model="m", prompt_version="v1", request="{}", status=status))
-        keys = ["a", "b", "c", "d", "e"]
-        assert cache.to_send(keys) == {"d", "e"}  # failures are not retried by default
-        assert cache.to_send(keys, retry_failed=True) == {"b", "c", "d", "e"}  # never 'ok'
+        for key, status, failure in [("a", "ok", None), ("b", "invalid", "permanent"), ("c", "failed", "transient"),
+                                     ("d", "unreachable", "transient"), ("f", "failed", "permanent")]:
+            cache.put(CacheEntry(key=key, model="m", prompt_version="v1", request="{}", status=status,
+                                 failure=failure))
+        keys = ["a", "b", "c", "d", "e", "f"]
+        assert cache.to_send(keys) == {"c", "d", "e"}  # transient failures are asked again by default
+        assert cache.to_send(keys, retry_failed=True) == {"b", "c", "d", "e", "f"}  # never 'ok'
         cache.put(CacheEntry(key="d", model="m", prompt_version="v1", request="{}", status="ok", like_idx=1,
                              dislike_idx=2, latency_s=0.5, prompt_tokens=10, completion_tokens=3))
         row = cache.get("d")
-        assert (row["status"], row["like_idx"], row["prompt_tokens"]) == ("ok", 1, 10) and row["created"]
-        assert cache.counts() == {"ok": 2, "invalid": 1, "failed": 1}
+        assert (row["status"], row["like_idx"], row["prompt_tokens"], row["failure"]) == ("ok", 1, 10, None)
+        assert row["created"]
+        assert cache.counts() == {"ok": 2, "invalid": 1, "failed": 2}
+        assert CacheEntry(key="g", model="m", prompt_version="v1", request="{}", status="invalid").failure == \
+            "permanent"  # a row without a class gets the one its status implies
+
+
+OLD_CACHE = """
+CREATE TABLE llm_cache (
+    key VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, prompt_version VARCHAR NOT NULL, request VARCHAR NOT NULL,
+    raw_answer VARCHAR, status VARCHAR NOT NULL, like_idx INTEGER, dislike_idx INTEGER, error VARCHAR,
+    latency_s DOUBLE, attempts INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, created TIMESTAMP NOT NULL
+);
+INSERT INTO llm_cache (key, model, prompt_version, request, status, error, created) VALUES
+    ('ok', 'm', 'v1', '{}', 'ok', NULL, now()),
+    ('bad', 'm', 'v1', '{}', 'invalid', 'not_json: ...', now()),
+    ('r429', 'm', 'v1', '{}', 'failed', 'HTTP 429: Rate limit reached after 5 attempt(s)', now()),
+    ('r500', 'm', 'v1', '{}', 'failed', 'HTTP 500: boom after 5 attempt(s)', now()),
+    ('r400', 'm', 'v1', '{}', 'failed', 'HTTP 400: context too long after 1 attempt(s)', now()),
+    ('slow', 'm', 'v1', '{}', 'failed', 'timeout after 5 attempt(s): APITimeoutError', now()),
+    ('down', 'm', 'v1', '{}', 'unreachable', 'connection failed after 5 attempt(s)', now());
+"""
+
+
+def test_a_cache_from_before_the_failure_classes_gets_them_on_open(tmp_path: Path) -> None:
+    """The 'failed' rows an older version stored for good are classed by their error when
+    the file is opened, so a rerun asks the 429s, 5xx and timeouts again."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(OLD_CACHE)
+    con.close()
+    with Store(path) as store:
+        classes = dict(store.query_sql("SELECT key, failure FROM llm_cache").iter_rows())
+        assert classes == {"ok": None, "bad": "permanent", "r429": "transient", "r500": "transient",
+                           "r400": "permanent", "slow": "transient", "down": "transient"}
+        assert LLMCache(store).to_send(list(classes)) == {"r429", "r500", "slow", "down"}
+    with Store(path) as store:  # opening again changes nothing
+        assert dict(store.query_sql("SELECT key, failure FROM llm_cache").iter_rows()) == classes
 
 
 def test_augment_caches_every_answer_and_rerun_sends_nothing(ml100k_db_copy: Path, ml100k_split,
@@ -79,19 +120,36 @@ def test_augment_caches_every_answer_and_rerun_sends_nothing(ml100k_db_copy: Pat
         assert (resumed.cached, resumed.sent) == (12, 0)
 
 
-def test_failures_are_retried_only_when_asked(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+def test_invalid_answers_are_asked_again_only_when_asked(ml100k_db_copy: Path, ml100k_split,
+                                                         ml100k_lightgcn) -> None:
     with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
         server.push(garbage("??"), garbage("??"))
         run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, concurrency=1), users=[1, 2, 3],
                       split=ml100k_split, progress=False)
-        assert run.invalid == 2 and run.ok == 1
+        assert (run.invalid, run.ok, run.usable, run.failed_permanent, run.failed_transient) == (2, 1, 1, 2, 0)
         again = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3],
                         split=ml100k_split, progress=False)
-        assert again.sent == 0 and again.cached == 3
+        assert again.sent == 0 and again.cached == 3 and again.failed_permanent == 2
         retried = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, retry_failed=True),
                           users=[1, 2, 3], split=ml100k_split, progress=False)
-        assert (retried.sent, retried.ok) == (2, 2)
+        assert (retried.sent, retried.ok, retried.usable, retried.failed_permanent) == (2, 2, 3, 0)
         assert LLMCache(store).counts() == {"ok": 3}
+
+
+def test_transient_failures_are_asked_again_by_the_next_run(ml100k_db_copy: Path, ml100k_split,
+                                                            ml100k_lightgcn) -> None:
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
+        server.push(*[rate_limit(0)] * 2, *[error(503)] * 2)  # the first two prompts fail, after 2 attempts each
+        run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, concurrency=1, max_attempts=2),
+                      users=[1, 2, 3, 4], split=ml100k_split, progress=False)
+        assert (run.failed, run.ok, run.failed_transient, run.failed_permanent) == (2, 2, 2, 0)
+        failed = [r.body["messages"] for r in server.chat_requests()[:4:2]]
+        before = len(server.chat_requests())
+        again = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3, 4],
+                        split=ml100k_split, progress=False)
+        assert (again.cached, again.sent, again.ok, again.usable, again.failed_transient) == (2, 2, 2, 4, 0)
+        assert sorted(map(str, (r.body["messages"] for r in server.chat_requests()[before:]))) == \
+            sorted(map(str, failed))  # exactly the failed prompts
 
 
 def test_server_down_mid_run_then_resume(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
@@ -212,3 +270,4 @@ def test_other_processes_can_use_the_database_during_a_batch(ml100k_db_copy: Pat
     assert result["summary"].sent == 10
     with Store(ml100k_db_copy) as store:
         assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 10
+

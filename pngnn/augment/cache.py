@@ -6,7 +6,12 @@ the base_url (the same model behind another URL answers the same), not the API k
 when a server rejects it). Each answer is written as soon as it arrives (within 0.25 s
 when a fast server answers faster than that), through a short-lived connection so other
 processes can use the database during a long batch: a crash loses at most the requests
-in flight and the last fraction of a second, and a rerun sends only what is missing.
+in flight and the last fraction of a second, and a rerun sends only what is missing or
+failed for a passing reason.
+
+A failure is stored with its class: 'transient' (429, 5xx, timeout, connection: the next
+run asks again) or 'permanent' (another 4xx, an unusable answer: asked again only with
+``retry_failed``).
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from pngnn.errors import TransientError
 from pngnn.sql_files import sql_statement
 from pngnn.store import Store, connect
 
-# Statuses (see pngnn/sql/llm.sql). 'unreachable' is always retried: it says the server was
-# down, not that the prompt is bad. 'invalid' and 'failed' are retried only on request.
+# Statuses (see pngnn/sql/llm.sql) and the classes of the failures among them: a transient
+# failure is asked again by the next run, a permanent one only on request (retry_failed).
 OK, INVALID, FAILED, UNREACHABLE = "ok", "invalid", "failed", "unreachable"
+TRANSIENT, PERMANENT = "transient", "permanent"
 log = logging.getLogger(__name__)
 FAILURES = (INVALID, FAILED, UNREACHABLE)
+# The class of a failure whose writer did not say (the client always does).
+_DEFAULT_CLASS = {INVALID: PERMANENT, FAILED: TRANSIENT, UNREACHABLE: TRANSIENT}
 
 
 def canonical_json(value: Any) -> str:
@@ -61,6 +69,19 @@ class CacheEntry:
     attempts: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    failure: str | None = None  # TRANSIENT or PERMANENT for a failure; None for 'ok'
+
+    def __post_init__(self) -> None:
+        if self.failure is None and self.status != OK:  # every failure row carries a class
+            object.__setattr__(self, "failure", _DEFAULT_CLASS.get(self.status, TRANSIENT))
+
+
+def asked_again(status: str, failure: str | None, retry_failed: bool) -> bool:
+    """Whether a cached outcome is asked again: never an answer, always a transient
+    failure, a permanent one only when ``retry_failed``."""
+    if status == OK:
+        return False
+    return retry_failed or failure != PERMANENT
 
 
 class LLMCache:
@@ -74,8 +95,9 @@ class LLMCache:
         """Write one outcome now (autocommit): it survives a crash a second later."""
         self.store.run_file("put_llm_answer", **entry.__dict__)
 
-    def statuses(self, keys: list[str]) -> dict[str, str]:
-        """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
+    def outcomes(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        """(status, failure class) of each cached key among ``keys`` (absent keys are not in
+        the dict)."""
         if not keys:
             return {}
         self.store.register("wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
@@ -83,14 +105,18 @@ class LLMCache:
             rows = self.store.query_file("cached_statuses")
         finally:
             self.store.unregister("wanted_keys")
-        return dict(zip(rows["key"], rows["status"], strict=True))
+        return {k: (s, f) for k, s, f in rows.select("key", "status", "failure").iter_rows()}
+
+    def statuses(self, keys: list[str]) -> dict[str, str]:
+        """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
+        return {k: status for k, (status, _) in self.outcomes(keys).items()}
 
     def to_send(self, keys: list[str], retry_failed: bool = False) -> set[str]:
-        """Keys that need a request: not cached, cached as 'unreachable', or (when
-        ``retry_failed``) cached as 'invalid'/'failed'. An 'ok' answer is never re-asked."""
-        known = self.statuses(keys)
-        again = set(FAILURES) if retry_failed else {UNREACHABLE}
-        return {k for k in keys if k not in known or known[k] in again}
+        """Keys that need a request: not cached, cached as a transient failure (429, 5xx,
+        timeout, connection), or (when ``retry_failed``) as any failure, invalid answers
+        included. An 'ok' answer is never re-asked."""
+        known = self.outcomes(keys)
+        return {k for k in keys if k not in known or asked_again(*known[k], retry_failed)}
 
     def get(self, key: str) -> dict[str, Any] | None:
         frame = self.store.query_sql("SELECT * FROM llm_cache WHERE key = $key", key=key)

@@ -10,10 +10,17 @@ Why it is built this way:
 * Structured output differs between servers: OpenAI and vLLM take
   ``{"type": "json_schema", ...}``; llama.cpp-style servers take
   ``{"type": "json_object", "schema": ...}`` and answer 500 to the former. ``schema_mode``
-  picks one; ``auto`` (the default) tries json_schema on the first request, falls back to
-  json_object and then to no response_format when the server answers 4xx/5xx, and keeps
-  the first form that worked for the rest of the batch. The lenient parser reads the
-  answer whichever way it came.
+  picks one; ``auto`` (the default) tries json_schema on the first request and keeps the
+  first form that worked for the rest of the batch. It falls back (json_object, then no
+  response_format) only when the answer says the form is unsupported: a 400/422 naming
+  it, or a 5xx naming it that every retry got again (llama-cpp-python's validation
+  error). Any other 5xx, a timeout or a 429 is retried in the same form: a passing fault
+  must not switch structured output off for the whole batch. The lenient parser reads
+  the answer whichever way it came.
+* Each failure is classed (``pngnn/sql/llm.sql``): transient (429, 5xx, timeout,
+  connection) is asked again by the next run; permanent (another 4xx, an answer still
+  unusable after ``parse_attempts`` tries) only on request (``retry_failed``). A rejected
+  key or an unknown model ends the run instead: nothing is cached for them.
 * Concurrency is a bounded thread pool (the SDK's sync client is thread-safe and the work
   is waiting on the network); results return to the calling thread, which alone writes
   to DuckDB.
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import os
 import random
 import threading
@@ -43,6 +51,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
+from datetime import UTC
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -50,7 +59,16 @@ import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm.auto import tqdm
 
-from pngnn.augment.cache import FAILED, INVALID, OK, UNREACHABLE, CacheEntry, canonical_json
+from pngnn.augment.cache import (
+    FAILED,
+    INVALID,
+    OK,
+    PERMANENT,
+    TRANSIENT,
+    UNREACHABLE,
+    CacheEntry,
+    canonical_json,
+)
 from pngnn.augment.parse import AnswerError, answer_schema, parse_answer
 from pngnn.errors import PngnnError
 
@@ -61,6 +79,9 @@ SCHEMA_MODES: tuple[str, ...] = ("auto", "json_schema", "json_object", "none")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 NO_KEY = "sk-no-key-required"  # what local servers get: the SDK insists on some key
 _FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+# Words by which a server's error names the response_format it cannot take.
+_FORMAT_WORDS = ("response_format", "response format", "json_schema", "json_object", "structured output", "guided_")
+_RETRIED_4XX = (408, 409, 429)  # request timeout, conflict, rate limit: worth another attempt
 
 
 def _env(name: str) -> str | None:
@@ -88,6 +109,9 @@ class LLMSettings:
     max_retry_after_s: float = 120.0
     concurrency: int = 4
     retry_failed: bool = False
+    # An unusable answer is asked again this many times in all before it is cached as
+    # 'invalid' (permanent); more than 1 only helps a server that samples.
+    parse_attempts: int = 1
     # This many requests in a row that could not connect, even after retries, end the
     # run (the server is down); what was answered before is cached.
     abort_after_unreachable: int = 3
@@ -96,9 +120,10 @@ class LLMSettings:
     def __post_init__(self) -> None:
         if self.schema_mode not in SCHEMA_MODES:
             raise PngnnError(f"unknown schema mode '{self.schema_mode}'; choose one of {list(SCHEMA_MODES)}")
-        if self.concurrency < 1 or self.max_attempts < 1:
+        if self.concurrency < 1 or self.max_attempts < 1 or self.parse_attempts < 1:
             raise PngnnError(
-                f"concurrency ({self.concurrency}) and max_attempts ({self.max_attempts}) must be at least 1"
+                f"concurrency ({self.concurrency}), max_attempts ({self.max_attempts}) and parse_attempts "
+                f"({self.parse_attempts}) must be at least 1"
             )
         if not urlsplit(self.base_url).scheme.startswith("http"):
             raise PngnnError(f"LLM base_url '{self.base_url}' is not an http(s) URL; e.g. http://127.0.0.1:8000/v1")
@@ -188,38 +213,69 @@ class BatchCounts:
         setattr(self, status, getattr(self, status) + 1)
 
 
+def _finite_seconds(text: str, scale: float = 1.0) -> float | None:
+    """``text`` as a finite, non-negative number of seconds, or None: a header saying
+    ``inf``, ``nan``, ``-1`` or ``1e400`` is no wait at all, not a reason to hang or crash."""
+    try:
+        value = float(text) * scale
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _seconds_until(date: str) -> float | None:
+    """Seconds from now to an HTTP date (a past one: 0), or None if it is not one."""
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     """Seconds the server asked us to wait (Retry-After-Ms, Retry-After as seconds or an
-    HTTP date), or None."""
+    HTTP date), finite and non-negative; None when absent or unreadable (then the client
+    backs off on its own)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
     ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+    seconds = _finite_seconds(ms, 0.001) if ms else None
+    if seconds is not None:
+        return seconds
+    value = (headers.get("retry-after") or "").strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    seconds = _finite_seconds(value)
+    return seconds if seconds is not None else _seconds_until(value)
+
+
+def capped_wait(after: float, cap: float) -> float:
+    """The wait before the next attempt when the server asked for ``after`` seconds: that,
+    plus up to 10 % jitter so parallel workers do not come back in lockstep, the whole of
+    it never over ``cap`` (the jitter stays even when the server asked for more)."""
+    base = min(after, cap / 1.1)
+    return min(cap, base + random.uniform(0, 0.1 * base))
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Worth another attempt: rate limits, timeouts, connection errors and 5xx."""
+    """Worth another attempt: rate limits, timeouts, connection errors, 408/409 and 5xx."""
     if isinstance(exc, openai.RateLimitError | openai.APIConnectionError):  # timeouts are connection errors
         return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in _RETRIED_4XX)
+
+
+def _rejects_format(exc: openai.APIStatusError) -> bool:
+    """The server says it cannot take the response_format form sent: a 400/422, or a 5xx
+    that outlived every retry, whose error names the form. A bare 5xx says nothing about
+    the form."""
+    if exc.status_code not in (400, 422) and exc.status_code < 500:
+        return False
+    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+    return any(word in text for word in _FORMAT_WORDS)
 
 
 def _short(exc: BaseException) -> str:
@@ -301,25 +357,21 @@ class LLMClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         after = retry_after_seconds(exc)
-        if after is not None:  # honour the server, plus a little jitter against stampedes
-            return min(after, self.settings.max_retry_after_s) + random.uniform(0, 0.1 * after)
+        if after is not None:  # honour the server, within max_retry_after_s
+            return capped_wait(after, self.settings.max_retry_after_s)
         return float(self._backoff(state))
 
-    def _send(self, messages: list[dict[str, str]], n: int, mode: str, retry_5xx: bool) -> _Reply:
+    def _send(self, messages: list[dict[str, str]], n: int, mode: str) -> _Reply:
+        """One request in form ``mode``, transient failures retried in that same form."""
         s = self.settings
         kwargs: dict[str, Any] = {"model": s.model, "messages": messages, **s.sampling_params()}
         response_format = self._response_format(mode, n)
         if response_format is not None:
             kwargs["response_format"] = response_format
-
-        def retryable(exc: BaseException) -> bool:
-            return _is_transient(exc) and (retry_5xx or not isinstance(exc, openai.APIStatusError)
-                                           or exc.status_code == 429)
-
         retrying = Retrying(
             stop=stop_after_attempt(s.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(retryable),
+            retry=retry_if_exception(_is_transient),
             sleep=self._sleep,
             reraise=True,
             before_sleep=lambda st: log.debug(
@@ -339,32 +391,34 @@ class LLMClient:
         )
 
     def _complete(self, messages: list[dict[str, str]], n: int) -> _Reply:
-        """Send with the current schema form; while the form is not settled (auto mode,
-        first request), a 4xx/5xx answer moves to the next form instead of retrying."""
+        """Send with the current schema form. While the form is not settled (auto mode), an
+        answer saying the form is unsupported moves to the next form, and the first answer
+        settles it; any other failure leaves the form as it is."""
         extra = 0
         while True:
             with self._lock:
                 mode, pinned = self._mode, self._pinned
-            if pinned or mode == "none":
-                reply = self._send(messages, n, mode, retry_5xx=True)
-                reply.attempts += extra
-                return reply
             try:
-                reply = self._send(messages, n, mode, retry_5xx=False)
+                reply = self._send(messages, n, mode)
             except openai.APIStatusError as exc:
-                if exc.status_code in (401, 403, 404, 429):
+                if pinned or mode == "none" or not _rejects_format(exc):
                     raise
-                with self._lock:
-                    if self._mode == mode and not self._pinned:
-                        self._mode = _FALLBACK[mode]
-                log.warning("server %s answered %s to response_format=%s; trying %s", self.settings.base_url,
-                            _short(exc), mode, _FALLBACK[mode])
-                extra += 1
+                self._fall_back(mode, exc)
+                extra += self.settings.max_attempts if _is_transient(exc) else 1
                 continue
             with self._lock:
-                self._pinned = True
+                if self._mode == mode:
+                    self._pinned = True
             reply.attempts += extra
             return reply
+
+    def _fall_back(self, mode: str, exc: openai.APIStatusError) -> None:
+        """Move from ``mode`` to the next form, once for all workers that saw it rejected."""
+        with self._lock:
+            if self._mode == mode and not self._pinned:
+                self._mode = _FALLBACK[mode]
+        log.warning("server %s answered %s to response_format=%s; trying %s", self.settings.base_url,
+                    _short(exc), mode, _FALLBACK[mode])
 
     def process(self, request: Request) -> CacheEntry:
         """Send one prompt and turn the outcome into a cache row. Raises PngnnError only
@@ -376,40 +430,58 @@ class LLMClient:
         base = {"key": request.key, "model": s.model, "prompt_version": request.prompt_version,
                 "request": request_json}
         start = time.perf_counter()
-        try:
-            reply = self._complete(request.messages, request.n)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        attempts = 0
+        invalid: CacheEntry | None = None
+        for _ in range(s.parse_attempts):
+            try:
+                reply = self._complete(request.messages, request.n)
+            except openai.OpenAIError as exc:
+                return self._failure(base, exc, time.perf_counter() - start, attempts)
+            except ValueError as exc:  # a 200 whose body is not a chat completion
+                return CacheEntry(**base, status=FAILED, failure=TRANSIENT, error=f"unreadable response: "
+                                  f"{_short(exc)}", latency_s=time.perf_counter() - start, attempts=attempts + 1)
+            attempts += reply.attempts
+            common = {**base, "raw_answer": reply.text, "latency_s": time.perf_counter() - start,
+                      "attempts": attempts, "prompt_tokens": reply.prompt_tokens,
+                      "completion_tokens": reply.completion_tokens}
+            try:
+                answer = parse_answer(reply.text, request.n)
+            except AnswerError as exc:
+                invalid = CacheEntry(**common, status=INVALID, failure=PERMANENT, error=str(exc))
+                continue
+            return CacheEntry(**common, status=OK, like_idx=answer.like, dislike_idx=answer.dislike)
+        assert invalid is not None, "parse_attempts >= 1"
+        return invalid
+
+    def _failure(self, base: dict[str, Any], exc: openai.OpenAIError, latency: float, before: int) -> CacheEntry:
+        """The cache row of a request that failed after its retries (``before``: attempts of
+        earlier parse tries), classed transient or permanent; or the PngnnError that ends
+        the run when retrying later cannot help (key rejected, no such model)."""
+        s = self.settings
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             # Not the server's message: OpenAI's echoes part of the key.
             raise PngnnError(
                 f"LLM server at {s.base_url} rejected the API key (HTTP {exc.status_code}); set PNGNN_LLM_API_KEY"
             ) from None
-        except openai.NotFoundError as exc:
+        if isinstance(exc, openai.NotFoundError):
             raise PngnnError(
                 f"LLM server at {s.base_url} has no model '{s.model}' or no chat endpoint ({_short(exc)}); "
                 "check PNGNN_LLM_MODEL and that the base_url ends in /v1"
             ) from None
-        except openai.APITimeoutError as exc:
-            return CacheEntry(**base, status=FAILED, error=f"timeout after {s.max_attempts} attempt(s): {_short(exc)}",
-                              latency_s=time.perf_counter() - start, attempts=s.max_attempts)
-        except openai.APIConnectionError as exc:
-            return CacheEntry(**base, status=UNREACHABLE, error=f"connection failed after {s.max_attempts} "
-                              f"attempt(s): {_short(exc)}", latency_s=time.perf_counter() - start,
-                              attempts=s.max_attempts)
-        except openai.APIStatusError as exc:
-            attempts = s.max_attempts if _is_transient(exc) else 1
-            return CacheEntry(**base, status=FAILED, error=f"{_short(exc)} after {attempts} attempt(s)",
-                              latency_s=time.perf_counter() - start, attempts=attempts)
-        except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not a chat completion
-            return CacheEntry(**base, status=FAILED, error=f"unreadable response: {_short(exc)}",
-                              latency_s=time.perf_counter() - start, attempts=1)
-        latency = time.perf_counter() - start
-        common = {**base, "raw_answer": reply.text, "latency_s": latency, "attempts": reply.attempts,
-                  "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
-        try:
-            answer = parse_answer(reply.text, request.n)
-        except AnswerError as exc:
-            return CacheEntry(**common, status=INVALID, error=str(exc))
-        return CacheEntry(**common, status=OK, like_idx=answer.like, dislike_idx=answer.dislike)
+        row = {**base, "latency_s": latency}
+        if isinstance(exc, openai.APITimeoutError):
+            return CacheEntry(**row, status=FAILED, failure=TRANSIENT, attempts=before + s.max_attempts,
+                              error=f"timeout after {s.max_attempts} attempt(s): {_short(exc)}")
+        if isinstance(exc, openai.APIConnectionError):
+            return CacheEntry(**row, status=UNREACHABLE, failure=TRANSIENT, attempts=before + s.max_attempts,
+                              error=f"connection failed after {s.max_attempts} attempt(s): {_short(exc)}")
+        if isinstance(exc, openai.APIStatusError):
+            transient = _is_transient(exc)
+            attempts = s.max_attempts if transient else 1
+            return CacheEntry(**row, status=FAILED, failure=TRANSIENT if transient else PERMANENT,
+                              attempts=before + attempts, error=f"{_short(exc)} after {attempts} attempt(s)")
+        return CacheEntry(**row, status=FAILED, failure=TRANSIENT, attempts=before + 1,
+                          error=f"unreadable response: {_short(exc)}")
 
     # -- a batch --------------------------------------------------------------------
     def run_batch(

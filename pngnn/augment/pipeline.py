@@ -2,8 +2,9 @@
 
 One call does every step so the Prefect task and the CLI stay thin, and each step's
 output lives in DuckDB (``llm_candidates``, ``llm_prompts``, ``llm_cache``), so a run
-that dies half-way resumes where it stopped: only prompts without a cached answer are
-sent. A fully cached rerun never contacts the server (it may even be down).
+that dies half-way resumes where it stopped: only prompts without a cached answer (or
+with a transient failure) are sent. A fully cached rerun never contacts the server (it
+may even be down).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from pngnn.augment.cache import DetachedCacheWriter, LLMCache, cache_key
+from pngnn.augment.cache import OK, PERMANENT, DetachedCacheWriter, LLMCache, cache_key
 from pngnn.augment.candidates import (
     DEFAULT_CANDIDATES,
     candidates_frame,
@@ -25,6 +26,8 @@ from pngnn.augment.candidates import (
 )
 from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
 from pngnn.augment.prompts import DEFAULT_HISTORY, PROMPT_VERSION, build_prompts, messages
+from pngnn.config import DEFAULT_MAX_FAILED_SHARE
+from pngnn.errors import TransientError, UserError
 from pngnn.models.base import GraphRecommender
 from pngnn.split import SplitData, load_split
 from pngnn.store import Store
@@ -34,7 +37,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AugmentSummary:
-    """Counts for logging (MLflow metrics) and for the caller's checks."""
+    """Counts for logging (MLflow metrics) and for the caller's checks. ``sent`` ...
+    ``unreachable``: what this run asked and got; ``usable``, ``failed_transient``,
+    ``failed_permanent``: where all the prompts stand after the run, cached ones included."""
 
     dataset: str
     seed: int
@@ -50,9 +55,44 @@ class AugmentSummary:
     failed: int
     unreachable: int
     seconds: float
+    usable: int = 0
+    failed_transient: int = 0
+    failed_permanent: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @property
+    def failed_share(self) -> float:
+        """Share of the prompts without a usable answer (0 when there are none)."""
+        return (self.failed_transient + self.failed_permanent) / self.prompts if self.prompts else 0.0
+
+
+def check_failures(summary: AugmentSummary, max_failed_share: float = DEFAULT_MAX_FAILED_SHARE) -> None:
+    """Fail when more than ``max_failed_share`` of the prompts have no usable answer.
+
+    A ``TransientError`` when asking the transient failures again could bring the share
+    under the bar (a rerun does; so does a Prefect task retry), else a ``UserError``.
+    """
+    if summary.failed_share <= max_failed_share:
+        return
+    failed = summary.failed_transient + summary.failed_permanent
+    problem = (f"{failed} of {summary.prompts} LLM prompts of {summary.dataset} split {summary.seed} have no usable "
+               f"answer ({summary.failed_share:.0%}, over --max-failed-share {max_failed_share:g}: "
+               f"{summary.failed_transient} transient, {summary.failed_permanent} permanent), so training would get "
+               f"the edges of {summary.usable} answers only")
+    if summary.failed_permanent / summary.prompts <= max_failed_share:
+        raise TransientError(problem, "the answers so far are cached: rerun to ask the transient failures again, "
+                                      "or raise --max-failed-share")
+    raise UserError(problem, "see the errors in llm_cache; rerun with --retry-failed to ask them again, "
+                             "or raise --max-failed-share")
+
+
+def check_max_failed_share(value: float) -> float:
+    """The threshold, checked before any work."""
+    if not 0 <= value <= 1:
+        raise UserError(f"--max-failed-share {value:g} is not a share", "give one from 0 to 1, e.g. 0.5")
+    return value
 
 
 def _save_prompts(store: Store, dataset: str, seed: int, model: str, prompts: pl.DataFrame) -> None:
@@ -140,6 +180,9 @@ def augment(
                 client.close()
     else:
         counts = BatchCounts(total=cached, cached=cached)
+    outcomes = cache.outcomes(list(unique))
+    usable = sum(status == OK for status, _ in outcomes.values())
+    permanent = sum(status != OK and failure == PERMANENT for status, failure in outcomes.values())
     summary = AugmentSummary(
         dataset=dataset,
         seed=seed,
@@ -155,6 +198,10 @@ def augment(
         failed=counts.failed,
         unreachable=counts.unreachable,
         seconds=round(time.perf_counter() - t0, 3),
+        usable=usable,
+        failed_transient=len(unique) - usable - permanent,
+        failed_permanent=permanent,
     )
     log.info("augment %s", summary.to_dict())
     return summary
+

@@ -5,7 +5,8 @@ returning counts and leaving ``augmented_edges`` in DuckDB. This is that glue:
 candidates (stored ones when every selected user has them, else from a briefly trained
 LightGCN), the LLM (a configured ``base_url``, or the embedded llama.cpp server, started
 only when some prompt is not cached and stopped afterwards), the merge, and the edges'
-precision. A fully cached rerun trains nothing and starts no server.
+precision. A fully cached rerun trains nothing and starts no server. A run with too many
+prompts left without a usable answer fails before the merge (``check_failures``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pngnn.augment.cache import CacheEntry
 from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
 from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
-from pngnn.augment.pipeline import augment
+from pngnn.augment.pipeline import augment, check_failures, check_max_failed_share
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.config import Settings, TrainConfig, get_profile
+from pngnn.config import DEFAULT_MAX_FAILED_SHARE, Settings, TrainConfig, get_profile
 from pngnn.errors import PngnnError
 from pngnn.split import load_split
 from pngnn.store import Store
@@ -120,16 +121,20 @@ def augment_step(
     progress: bool = True,
     run_id: str | None = None,
     merge: bool = True,
+    max_failed_share: float = DEFAULT_MAX_FAILED_SHARE,
     **llm: Any,
 ) -> dict[str, Any]:
     """Augment a seeded sample of ``users`` (None: all) of split ``seed`` and merge the
     edges; returns counts (numbers) plus ``model``, ``prompt_version``, ``schema_mode``.
 
     ``base_url`` None: the embedded SmolLM2 server, serving under the name ``model``.
-    ``llm``: further ``LLMSettings`` fields (concurrency, timeout_s, ...). The candidate
-    LightGCN, when one must be trained, uses ``candidate_config`` (default: the quick
-    profile's settings with the split's seed).
+    ``llm``: further ``LLMSettings`` fields (concurrency, timeout_s, retry_failed, ...).
+    The candidate LightGCN, when one must be trained, uses ``candidate_config`` (default:
+    the quick profile's settings with the split's seed). More than ``max_failed_share`` of
+    the prompts without a usable answer: a PngnnError (see ``check_failures``), the
+    answers cached, nothing merged.
     """
+    check_max_failed_share(max_failed_share)
     if prompt_version not in (None, PROMPT_VERSION):
         raise PngnnError(
             f"prompt version '{prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
@@ -158,6 +163,7 @@ def augment_step(
                               sample_seed=sample_seed, split=split, self_consistency=self_consistency,
                               client=client, progress=progress)
             result: dict[str, Any] = summary.to_dict()
+            check_failures(summary, max_failed_share)
             if merge:
                 result.update(merge_into_graph(store, dataset, seed, summary.model, run_id))
     finally:
