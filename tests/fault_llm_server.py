@@ -100,7 +100,9 @@ class Script:
     (before taking an action); ``api_key`` (if set) is required as a Bearer token;
     ``models`` is what /v1/models lists; ``responder`` computes the content of default
     answers from the request body (e.g. a deterministic "model" for self-consistency
-    tests)."""
+    tests); ``hold_until_inflight`` > 0 holds every request until that many were in
+    flight at once (or ``hold_timeout`` passed), so a test can make sure that clients
+    (e.g. two processes) really asked at the same time."""
 
     actions: deque[Action] = field(default_factory=deque)
     default: Action = field(default_factory=answer)
@@ -110,6 +112,8 @@ class Script:
     models: tuple[str, ...] = ("fault-model",)
     responder: Callable[[dict[str, Any]], str] | None = None
     reject_status: int = 500
+    hold_until_inflight: int = 0
+    hold_timeout: float = 60.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -126,6 +130,7 @@ class FaultLLMServer:
         self._lock = threading.Lock()
         self._inflight = 0
         self.max_inflight = 0
+        self._gate = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -177,6 +182,9 @@ class FaultLLMServer:
                     server.requests.append(seen)
                     server._inflight += 1
                     server.max_inflight = max(server.max_inflight, server._inflight)
+                    if server.max_inflight >= server.script.hold_until_inflight:
+                        server._gate.set()
+                server._gate.wait(server.script.hold_timeout)
                 try:
                     if not self._authorized():
                         seen.action = "unauthorized"

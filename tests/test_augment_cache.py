@@ -1,10 +1,12 @@
 """The answer cache: keys, statuses and failure classes, write-as-you-go, resume after a
-crash, no re-asking."""
+crash, no re-asking, and one payer per prompt across processes (claims)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -203,6 +205,8 @@ def test_a_killed_run_loses_at_most_the_requests_in_flight(ml100k_db_copy: Path,
             run = augment(store, "ml-100k", 1, None, settings(server), sample=40, progress=False)
         assert (run.cached, run.sent) == (stored, 40 - stored)
         assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 40
+        # The killed run's claims did not hold its prompts back: its process is gone.
+        assert run.seconds < 30 and store.scalar("SELECT count(*) FROM llm_claims") == 0
         assert PROMPT_VERSION in set(store.query_sql("SELECT prompt_version FROM llm_cache")["prompt_version"])
 
 
@@ -271,3 +275,89 @@ def test_other_processes_can_use_the_database_during_a_batch(ml100k_db_copy: Pat
     with Store(ml100k_db_copy) as store:
         assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 10
 
+
+TWIN = textwrap.dedent(
+    """
+    import json, sys
+    from pngnn.augment import augment
+    from pngnn.augment.client import LLMSettings
+    from pngnn.store import Store
+    s = LLMSettings(base_url=sys.argv[2], model="fault-model", schema_mode="json_object", concurrency=2,
+                    timeout_s=120)
+    with Store(sys.argv[1]) as store:
+        print(json.dumps(augment(store, "ml-100k", 1, None, s, sample=40, progress=False).to_dict()))
+    """
+)
+
+
+def test_two_runs_at_once_send_each_prompt_once(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+    """Two augment processes over the same 40 prompts: 40 requests reach the server, no
+    prompt twice, and both were asking at the same time (the server held the first
+    requests until more were in flight than one process sends)."""
+    with Store(ml100k_db_copy) as store:
+        chosen = select_users(store, "ml-100k", sample=40)
+        save_candidates(store, "ml-100k", 1, candidates_frame(store, ml100k_split, ml100k_lightgcn, chosen))
+    with FaultLLMServer(Script(latency=0.05, hold_until_inflight=3, hold_timeout=90)) as server:
+        children = [subprocess.Popen([sys.executable, "-c", TWIN, str(ml100k_db_copy), server.base_url],
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outputs = [child.communicate(timeout=300) for child in children]
+        assert [c.returncode for c in children] == [0, 0], [err[-2000:] for _, err in outputs]
+        summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+        asked = [json.dumps(r.body["messages"]) for r in server.chat_requests()]
+        assert len(asked) == 40 and len(set(asked)) == 40
+        assert server.max_inflight >= 3
+    assert sum(s["sent"] for s in summaries) == 40
+    assert all(s["cached"] + s["sent"] + s["shared"] == 40 and s["usable"] == 40 for s in summaries)
+    with Store(ml100k_db_copy) as store:
+        assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 40
+        assert store.scalar("SELECT count(*) FROM llm_claims") == 0
+
+
+def test_a_claim_holds_its_prompt_until_its_lease_expires_or_its_process_is_gone(
+        ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
+        augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3, 4], split=ml100k_split,
+                progress=False)
+        keys = store.query_sql("SELECT key FROM llm_prompts WHERE user_id IN (1, 2) ORDER BY user_id")["key"]
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # a pid that no longer runs
+        store.run_sql("DELETE FROM llm_cache WHERE key IN ($a, $b)", a=keys[0], b=keys[1])
+        store.run_sql("INSERT INTO llm_claims VALUES ($a, 'elsewhere:1:x', 'elsewhere', 1, now() + INTERVAL 2 SECOND), "
+                      "($b, $owner, $host, $pid, now() + INTERVAL 1 HOUR)", a=keys[0], b=keys[1],
+                      owner=f"{socket.gethostname()}:{gone.pid}:y", host=socket.gethostname(), pid=gone.pid)
+        before = len(server.chat_requests())
+        start = time.monotonic()
+        run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3, 4],
+                      split=ml100k_split, progress=False)
+        waited = time.monotonic() - start
+        assert (run.cached, run.sent, run.usable) == (2, 2, 4)
+        assert len(server.chat_requests()) - before == 2
+        assert 1.5 <= waited < 30  # the other host's lease ran out; the dead process's hour-long one did not count
+        assert store.scalar("SELECT count(*) FROM llm_claims") == 0
+
+
+def test_answers_waiting_to_be_written_go_before_the_next_claim(tmp_path: Path) -> None:
+    """An answer the writer still buffers keeps its prompt claimed; the feed writes it
+    before it claims again, so two runs never wait on each other's unwritten answers."""
+    from pngnn.augment.cache import DetachedCacheWriter, PromptClaims
+    from pngnn.augment.client import Request
+    from pngnn.augment.pipeline import claimed_requests
+
+    path = tmp_path / "c.duckdb"
+    with Store(path) as store:
+        since = store.scalar("SELECT CAST(now() AS TIMESTAMP)")
+    claims = PromptClaims(path, lease_s=600)
+    writer = DetachedCacheWriter(path, max_delay_s=3600, claims=claims)  # buffers all but the first answer
+    feed = claimed_requests([Request(f"k{i}", messages(f"q{i}"), 10, "v1") for i in range(4)], claims, 2, since,
+                            writer.flush)
+    for request in (next(feed), next(feed)):
+        writer.put(CacheEntry(key=request.key, model="m", prompt_version="v1", request="{}", status="ok"))
+    assert writer.buffer and writer.written == 1
+    assert next(feed).key == "k2"
+    with Store(path) as store:
+        assert store.query_sql("SELECT key FROM llm_claims ORDER BY key")["key"].to_list() == ["k2", "k3"]
+        assert store.scalar("SELECT count(*) FROM llm_cache") == 2
+    claims.release_all()
+    with Store(path) as store:
+        assert store.scalar("SELECT count(*) FROM llm_claims") == 0

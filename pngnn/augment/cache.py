@@ -11,7 +11,8 @@ failed for a passing reason.
 
 A failure is stored with its class: 'transient' (429, 5xx, timeout, connection: the next
 run asks again) or 'permanent' (another 4xx, an unusable answer: asked again only with
-``retry_failed``).
+``retry_failed``). Before a prompt is sent it is claimed in ``llm_claims``
+(``PromptClaims``), so concurrent runs over the same prompts pay for each once.
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from pngnn.errors import TransientError
-from pngnn.sql_files import sql_statement
+from pngnn.errors import PngnnError, TransientError
+from pngnn.sql_files import bind, sql_statement, sql_statements
 from pngnn.store import Store, connect
 
 # Statuses (see pngnn/sql/llm.sql) and the classes of the failures among them: a transient
@@ -128,6 +133,86 @@ class LLMCache:
         return dict(zip(frame["status"], frame["n"], strict=True))
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (POSIX; elsewhere assume it does and
+    let its leases expire: ``os.kill(pid, 0)`` would signal it there)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class ClaimRound:
+    """Where the wanted prompts stand after one claim: ``claimed`` by this run now (send
+    them), ``answered`` by another run meanwhile (done), ``held`` by another run (wait)."""
+
+    claimed: list[str] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)
+    held: int = 0
+
+
+class PromptClaims:
+    """This run's claims on prompts in ``llm_claims`` (``pngnn/sql/llm.sql``): one payer
+    per prompt across processes.
+
+    DuckDB lets one process write at a time, and the batch keeps the file closed, so a
+    claim is a short transaction of its own: take a chunk of free prompts, send them,
+    take the next chunk. The claims of written answers go in the transaction that writes
+    them (``DetachedCacheWriter``), which also renews this run's other leases; what is
+    left goes when the run ends (``release_all``). A run that crashed holds its claims
+    until its process is seen gone (same host) or its leases expire.
+    """
+
+    def __init__(self, path: Path, lease_s: float, lock_wait_s: float = 600.0) -> None:
+        self.path, self.lease_s, self.lock_wait_s = path, lease_s, lock_wait_s
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:12]}"
+
+    def take(self, keys: list[str], limit: int, since: datetime) -> ClaimRound:
+        """Claim up to ``limit`` of ``keys`` (in order) that nobody holds and nobody
+        answered since ``since``; say where the others stand."""
+        with Store(self.path, wait_s=self.lock_wait_s) as store, store.transaction():
+            dead = [o for o, pid in store.query_file("claim_owners", host=self.host, owner=self.owner).iter_rows()
+                    if not _process_alive(pid)]
+            store.register("dead_owners", pl.DataFrame({"owner": dead}, schema={"owner": pl.String}))
+            store.register("claim_wanted", pl.DataFrame({"key": keys, "pos": range(len(keys))},
+                                                        schema={"key": pl.String, "pos": pl.Int64}))
+            try:
+                rows = store.query_file("claim_prompts", owner=self.owner, host=self.host, pid=self.pid,
+                                        lease_s=self.lease_s, limit=limit, since=since)
+            finally:
+                store.unregister("dead_owners", "claim_wanted")
+        by_state: dict[str, list[str]] = {}
+        for key, state in rows.iter_rows():
+            by_state.setdefault(state, []).append(key)
+        return ClaimRound(by_state.get("claimed", []), by_state.get("answered", []), len(by_state.get("held", [])))
+
+    def written(self, con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
+        """Inside the transaction writing the answers of ``keys``: drop their claims and
+        renew this run's other leases."""
+        statements = sql_statements("claims_written")
+        params = {"owner": self.owner, "keys": keys, "lease_s": self.lease_s}
+        for statement, used in zip(statements, bind(statements, params, "SQL file 'claims_written'"), strict=True):
+            con.execute(statement, used)
+
+    def release_all(self) -> None:
+        """Drop this run's remaining claims (it ends), so no other run waits for them; if
+        the file stays locked, they lapse with their leases."""
+        try:
+            with Store(self.path, wait_s=min(self.lock_wait_s, 30.0)) as store:
+                store.run_file("release_claims", owner=self.owner)
+        except PngnnError as exc:
+            log.warning("could not drop this run's claims in %s (%s); they lapse within %.0f s", self.path, exc,
+                        self.lease_s)
+
+
 class DetachedCacheWriter:
     """Writes answers into ``llm_cache`` through short-lived connections, so the DuckDB
     file is free for other processes (a training run, a report) during a long batch.
@@ -138,10 +223,13 @@ class DetachedCacheWriter:
     and go with a later write; ``close`` writes what is left, waiting up to ``lock_wait_s``.
     A crash therefore loses the requests in flight plus at most the answers of the last
     ``max_delay_s`` (or of a stretch in which the file was locked by someone else).
+    With ``claims``, each write also drops the claims of the answers it writes.
     """
 
-    def __init__(self, path: Path, max_delay_s: float = 0.25, lock_wait_s: float = 600.0) -> None:
+    def __init__(self, path: Path, max_delay_s: float = 0.25, lock_wait_s: float = 600.0,
+                 claims: PromptClaims | None = None) -> None:
         self.path, self.max_delay_s, self.lock_wait_s = path, max_delay_s, lock_wait_s
+        self.claims = claims
         self.buffer: list[CacheEntry] = []
         self.last_write = float("-inf")
         self.written = 0
@@ -169,6 +257,8 @@ class DetachedCacheWriter:
         try:
             con.begin()
             con.executemany(sql_statement("put_llm_answer"), [e.__dict__ for e in self.buffer])
+            if self.claims is not None:
+                self.claims.written(con, [e.key for e in self.buffer])
             con.commit()
         except duckdb.Error:
             con.rollback()

@@ -48,7 +48,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC
@@ -190,14 +190,30 @@ class Request:
     prompt_version: str
 
 
+@dataclass(frozen=True)
+class Elsewhere:
+    """What a request feed yields instead of a ``Request`` when another process has part
+    of the work (``pngnn.augment.pipeline``'s claims): ``answered`` prompts it answered
+    meanwhile (done here too, not sent); ``wait``: the rest are claimed by it for now, so
+    ask the feed again after the requests in flight, or after a pause."""
+
+    answered: int = 0
+    wait: bool = False
+
+
+Feed = Iterable[Request | Elsewhere]
+
+
 @dataclass
 class BatchCounts:
     """What a batch did. ``sent``: requests that got a final outcome from the server side
-    (answered or failed after retries); ``failed``: invalid + failed + unreachable."""
+    (answered or failed after retries); ``shared``: prompts another process answered
+    meanwhile; ``failed``: invalid + failed + unreachable."""
 
     total: int = 0
     cached: int = 0
     sent: int = 0
+    shared: int = 0
     ok: int = 0
     invalid: int = 0
     failed: int = 0
@@ -295,6 +311,10 @@ class _Reply:
 
 class LLMClient:
     """An OpenAI-compatible chat client with retries, schema-form fallback and batching."""
+
+    # How long a batch pauses, with nothing in flight, before asking its feed again while
+    # another process holds the remaining prompts.
+    poll_s: float = 0.5
 
     def __init__(self, settings: LLMSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
@@ -486,20 +506,26 @@ class LLMClient:
     # -- a batch --------------------------------------------------------------------
     def run_batch(
         self,
-        requests: Iterable[Request],
+        requests: Feed,
         on_result: Callable[[CacheEntry], None],
         cached: int = 0,
         progress: bool = True,
+        total: int | None = None,
     ) -> BatchCounts:
         """Send ``requests`` with at most ``concurrency`` in flight; ``on_result`` gets each
         outcome in the calling thread as soon as it arrives (write it to the cache there).
+
+        ``requests`` may be a feed that also yields ``Elsewhere`` (another process has part
+        of the work); it is read lazily, in the calling thread, so a feed can claim its
+        prompts a chunk at a time. ``total``: how many requests a feed without a length
+        holds at most (for the progress bar).
 
         The first request goes alone when the schema form is not settled, so the whole
         pool does not hit a server with a form it rejects. Pending requests are cancelled
         when the run ends early (a fatal error, the server down, Ctrl-C).
         """
-        pending = list(requests)
-        counts = BatchCounts(total=len(pending) + cached, cached=cached)
+        size = len(requests) if isinstance(requests, Sized) else (total or 0)
+        counts = BatchCounts(total=size + cached, cached=cached)
         start = time.perf_counter()
         bar = tqdm(total=counts.total, initial=cached, desc="LLM", unit="req", disable=not progress)
         streak = 0
@@ -517,27 +543,62 @@ class LLMClient:
                     "not connect); answers so far are cached: restart the server and rerun to resume"
                 )
 
+        def pull(queue: Iterator[Request | Elsewhere]) -> Request | Elsewhere | None:
+            """The next request to send; an ``Elsewhere(wait=True)`` while the rest is claimed
+            by another process; None at the end. Prompts answered elsewhere count as shared."""
+            for item in queue:
+                if isinstance(item, Request):
+                    return item
+                counts.shared += item.answered
+                bar.update(item.answered)
+                if item.wait:
+                    return item
+            return None
+
         try:
-            if pending and not self._pinned:
-                record(self.process(pending.pop(0)))
-            pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llm")
-            try:
-                queue = iter(pending)
-                inflight: set[Future[CacheEntry]] = set()
-                for request in queue:  # keep at most `concurrency` submitted: cancellation stays cheap
-                    inflight.add(pool.submit(self.process, request))
-                    if len(inflight) >= self.settings.concurrency:
-                        break
-                while inflight:
-                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        record(future.result())
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            inflight.add(pool.submit(self.process, nxt))
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+            self._run(iter(requests), pull, record)
         finally:
             bar.close()
             counts.seconds = time.perf_counter() - start
         return counts
+
+    def _run(
+        self,
+        queue: Iterator[Request | Elsewhere],
+        pull: Callable[[Iterator[Request | Elsewhere]], Request | Elsewhere | None],
+        record: Callable[[CacheEntry], None],
+    ) -> None:
+        """The batch loop: keep at most ``concurrency`` requests submitted (cancellation
+        stays cheap), read the feed again as each finishes, pause when it says wait and
+        nothing is in flight."""
+        if not self._pinned:
+            first = pull(queue)
+            while isinstance(first, Elsewhere):
+                time.sleep(self.poll_s)
+                first = pull(queue)
+            if first is None:
+                return
+            record(self.process(first))
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llm")
+        try:
+            inflight: set[Future[CacheEntry]] = set()
+            ended = False
+            while True:
+                while not ended and len(inflight) < self.settings.concurrency:
+                    item = pull(queue)
+                    if isinstance(item, Elsewhere):
+                        break
+                    if item is None:
+                        ended = True
+                    else:
+                        inflight.add(pool.submit(self.process, item))
+                if not inflight:
+                    if ended:
+                        return
+                    time.sleep(self.poll_s)
+                    continue
+                done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record(future.result())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)

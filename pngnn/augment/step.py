@@ -17,7 +17,7 @@ from typing import Any
 
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
-from pngnn.augment.client import BatchCounts, LLMClient, LLMSettings, Request
+from pngnn.augment.client import BatchCounts, Feed, LLMClient, LLMSettings, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures, check_max_failed_share
 from pngnn.augment.prompts import PROMPT_VERSION
@@ -50,10 +50,10 @@ class _LocalServerClient:
         self._client = LLMClient(self.settings)
         self._client.check()
 
-    def run_batch(self, requests: list[Request], on_result: Any, cached: int = 0,
-                  progress: bool = True) -> BatchCounts:
+    def run_batch(self, requests: Feed, on_result: Any, cached: int = 0, progress: bool = True,
+                  total: int | None = None) -> BatchCounts:
         assert self._client is not None, "check() starts the server"
-        return self._client.run_batch(requests, on_result, cached=cached, progress=progress)
+        return self._client.run_batch(requests, on_result, cached=cached, progress=progress, total=total)
 
     def process(self, request: Request) -> CacheEntry:
         assert self._client is not None, "check() starts the server"

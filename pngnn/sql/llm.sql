@@ -42,6 +42,20 @@ SET failure = CASE
 END
 WHERE failure IS NULL AND status <> 'ok';
 
+-- Who is asking which prompt now, so that concurrent runs over the same prompts pay for
+-- each once: a run claims a chunk of prompts (a short transaction) before it sends them
+-- and drops each claim in the transaction that writes its answer. A claim is a lease: it
+-- is void once `expires` has passed (its owner renews it with each write), or at once
+-- when the owner's process (`pid` on `host`) is gone, so a crashed run's prompts are
+-- asked again by the next one.
+CREATE TABLE IF NOT EXISTS llm_claims (
+    key      VARCHAR PRIMARY KEY,
+    owner    VARCHAR NOT NULL,
+    host     VARCHAR NOT NULL,
+    pid      INTEGER NOT NULL,
+    expires  TIMESTAMPTZ NOT NULL
+);
+
 -- Which prompt (cache key) a user of a split was asked, and the candidates in the order
 -- shown: items[i] is the movie numbered i in the prompt (DuckDB lists are 1-based, as
 -- are the numbers in the prompt). variant > 0: the same question in another order
