@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from pngnn.config import get_profile
-from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, LOCAL_LLM_MODEL, TUNE_METRIC
+from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, DEFAULT_MAX_FAILED_SHARE, LOCAL_LLM_MODEL, TUNE_METRIC
 from pngnn.errors import PngnnError
 from pngnn.settings import Settings, llm_settings
 
@@ -252,11 +252,21 @@ def augment_cmd(
                                                    "<dir>/augmentation/<dataset>/<model>/seed<N>.json.")]
     = Path("results"),
     force: Annotated[bool, typer.Option(help="Replace a results file of another commit.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Also ask again the prompts that failed for good before "
+                                                    "(invalid answers, a 4xx); transient failures (429, 5xx, "
+                                                    "timeouts) are always asked again.")] = False,
+    max_failed_share: Annotated[float | None, typer.Option(help="Exit 2, without merging, when more than this "
+                                                                "share of a split's prompts has no usable answer "
+                                                                "after the run (0 to 1); what was answered stays "
+                                                                "cached. Default: PNGNN_LLM_MAX_FAILED_SHARE, else "
+                                                                f"{DEFAULT_MAX_FAILED_SHARE}.")] = None,
 ) -> None:
     """Ask the LLM about a sample of users on each split and merge its answers as edges.
 
     Cached and resumable: an interrupted run loses at most the requests in flight, and a
-    rerun asks only what is not cached. Then `pngnn train --method llm-pngnn` uses the edges.
+    rerun asks only what is not cached or failed for a passing reason (429, 5xx,
+    timeout). Runs at the same time share the prompts: each is sent once. Then
+    `pngnn train --method llm-pngnn` uses the edges.
     """
     from pngnn.augment import augment_step
     from pngnn.results import augmentation_path, check_replaceable, write_augmentation
@@ -264,7 +274,8 @@ def augment_cmd(
 
     settings = Settings.from_env()
     llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, base_url=base_url, model=model,
-                       concurrency=concurrency)
+                       concurrency=concurrency, retry_failed=retry_failed or None,
+                       max_failed_share=max_failed_share)
     for s in seed or [1, 2, 3]:  # bad seeds, or a result it must not replace: before any work
         check_seed(s)
         check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
@@ -278,6 +289,18 @@ def augment_cmd(
                                                 "self_consistency": self_consistency}, force=True)  # checked above
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
+        typer.echo(edges_line(dataset, s, out))
+
+
+def edges_line(dataset: str, seed: int, out: dict[str, Any]) -> str:
+    """What training on this split will get, and what a rerun would still ask."""
+    positive, negative = out.get("positive_edges", 0), out.get("negative_edges", 0)
+    line = (f"{dataset} seed {seed}: training gets {positive + negative} LLM edges ({positive} positive, "
+            f"{negative} negative) from {out['usable']} usable answers to {out['prompts']} prompts")
+    if out["failed_transient"] or out["failed_permanent"]:
+        line += (f"; no answer yet for {out['failed_transient']} (transient: a rerun asks them again) and "
+                 f"{out['failed_permanent']} (permanent: --retry-failed asks them again)")
+    return line
 
 
 @app.command("report")

@@ -33,3 +33,8 @@ AUGMENT_LLM_USERS = 600
 # Epochs between training checkpoints (pngnn.checkpoints): a kill loses at most this many.
 # Not a TrainConfig field: it changes no result, so it is no part of a run's settings.
 CHECKPOINT_EVERY = 5
+
+# LLM augmentation: a split whose prompts are more than this share without a usable answer
+# fails (``pngnn.augment.pipeline.check_failures``): the few edges left would pass for an
+# LLM-augmented graph.
+DEFAULT_MAX_FAILED_SHARE = 0.5

@@ -25,7 +25,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pngnn.constants import LLM_USERS, LOCAL_LLM_MODEL
+from pngnn.constants import DEFAULT_MAX_FAILED_SHARE, LLM_USERS, LOCAL_LLM_MODEL
 from pngnn.errors import PngnnError
 
 SchemaMode = Literal["auto", "json_schema", "json_object", "none"]
@@ -170,7 +170,13 @@ class LLMSettings(_EnvSettings):
     backoff_max_s: float = Field(30.0, ge=0)
     max_retry_after_s: float = Field(120.0, ge=0, description="Longest Retry-After honoured.")
     concurrency: int = Field(4, ge=1, description="Requests in flight (the embedded server: always 1).")
-    retry_failed: bool = Field(False, description="Ask again prompts whose cached answer is a failure.")
+    retry_failed: bool = Field(False, description="Also ask again prompts that failed for good (invalid answers, "
+                                                  "a 4xx); transient failures are always asked again.")
+    parse_attempts: int = Field(1, ge=1, description="Tries of an unusable answer before it is cached as invalid "
+                                                     "(more than 1 only helps a server that samples).")
+    max_failed_share: float = Field(DEFAULT_MAX_FAILED_SHARE, ge=0, le=1,
+                                    description="A split with more prompts than this share without a usable "
+                                                "answer fails, and nothing is merged.")
     # This many requests in a row that could not connect, even after retries, end the
     # run (the server is down); what was answered before is cached.
     abort_after_unreachable: int = Field(3, ge=1)

@@ -6,6 +6,7 @@ separate processes (Prefect workers) and never pass data through ad-hoc files.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from pngnn.train import EpochCallback, TrainResult
 
 if TYPE_CHECKING:
     from pngnn.checkpoints import Checkpointer
+
+log = logging.getLogger(__name__)
 
 
 def ingest_step(settings: Settings, dataset: str, allow_download: bool = True) -> IngestResult:
@@ -76,7 +79,22 @@ def load_split_step(settings: Settings, dataset: str, seed: int, edges: EdgeSour
                     f"{seed}; run `pngnn augment --dataset {dataset} --seed {seed} --model {edges.model}` first"
                 )
             split = split.with_augmented(positive, negative)
+            warn_partial_coverage(store, dataset, seed, edges)
     return split
+
+
+def warn_partial_coverage(store: Store, dataset: str, seed: int, edges: EdgeSource) -> None:
+    """One warning line when the LLM edges reach fewer users than the LLM was asked about:
+    an LLM run on a handful of edges must not pass for one on the whole sample."""
+    row = store.query_file("edge_coverage", dataset=dataset, seed=seed, model=edges.model,
+                           prompt_version=edges.prompt_version).row(0, named=True)
+    asked, answered, covered = row["asked"], row["answered"], row["covered"]
+    if covered >= asked:
+        return
+    log.warning("LLM edges of model '%s' (prompt %s) cover %d of the %d users asked on %s split %d (%d without a "
+                "usable answer, %d whose answers were dropped by the merge); rerun `pngnn augment --dataset %s "
+                "--seed %d --model %s` to ask the failed prompts again", edges.model, edges.prompt_version, covered,
+                asked, dataset, seed, asked - answered, max(0, answered - covered), dataset, seed, edges.model)
 
 
 @dataclass

@@ -11,6 +11,12 @@ MLflow run recorded as the edges' provenance, and the result holds counts
 optionally ``model`` and ``prompt_version`` strings. It writes ``augmented_edges`` into
 DuckDB. Until that function exists, the task fails with a message that says so: it
 never passes silently, so a flow that needs LLM edges cannot train without them.
+
+Too many failed prompts (over ``max_failed_share`` of a split's prompts without a usable
+answer) fail the task, and so the flow run ends Failed, before anything is merged. When
+the transient failures (429, 5xx, timeouts) decide it, the error is a ``TransientError``
+and the task's own retries ask them again; permanent ones (invalid answers) need
+``retry_failed``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ default action), e.g. 429 with Retry-After, a 500, an answer slower than the cli
 timeout, a dropped connection, garbage text, or a valid JSON answer. It is threaded
 (``ThreadingHTTPServer``), so requests run concurrently: the concurrency benchmark uses a
 fixed latency and measures how many requests per second a client achieves. It runs on
-127.0.0.1 on a free port and records every request it saw.
+127.0.0.1 on a free port and records every request it saw, so a test can count exactly
+how many requests reached it (from any number of client processes).
 
 This is not a model and not the real server: the end-to-end test with the real llama.cpp
 server is ``tests/test_augment_local_llm.py``.
@@ -31,7 +32,8 @@ class Action:
     """What the server does with one request.
 
     kind: 'answer' (200, content = ``content`` or the default like/dislike JSON),
-    'rate_limit' (429 with Retry-After: ``retry_after``), 'error' (HTTP ``status``),
+    'rate_limit' (429 with Retry-After: ``retry_after``), 'error' (HTTP ``status``, the
+    error message ``content`` or a generic one),
     'slow' (sleep ``delay`` seconds, then answer), 'drop' (close the socket without a
     response), 'garbage' (200 whose message content is ``content``, e.g. prose),
     'bad_body' (200 with a body that is not JSON).
@@ -53,11 +55,13 @@ def answer(like: int | None = None, dislike: int | None = None) -> Action:
 
 
 def rate_limit(retry_after: float | str = 1) -> Action:
+    """429 with ``Retry-After: <retry_after>`` as given (any text: "inf", "1e9", a date)."""
     return Action("rate_limit", status=429, retry_after=str(retry_after))
 
 
-def error(status: int = 500) -> Action:
-    return Action("error", status=status)
+def error(status: int = 500, message: str | None = None) -> Action:
+    """HTTP ``status`` with an OpenAI-style error body saying ``message``."""
+    return Action("error", status=status, content=message)
 
 
 def slow(delay: float, like: int = 1, dislike: int = 2) -> Action:
@@ -91,11 +95,14 @@ class Seen:
 @dataclass
 class Script:
     """Per-request behaviour: scripted actions first, then ``default``; ``latency`` is
-    added to every answer; ``reject_json_schema`` answers 500 to
-    ``response_format.type == 'json_schema'`` as llama.cpp does (before taking an
-    action); ``api_key`` (if set) is required as a Bearer token; ``models`` is what
-    /v1/models lists; ``responder`` computes the content of default answers from the
-    request body (e.g. a deterministic "model" for self-consistency tests)."""
+    added to every answer; ``reject_json_schema`` answers ``reject_status`` (500, as
+    llama-cpp-python does) naming the form to ``response_format.type == 'json_schema'``
+    (before taking an action); ``api_key`` (if set) is required as a Bearer token;
+    ``models`` is what /v1/models lists; ``responder`` computes the content of default
+    answers from the request body (e.g. a deterministic "model" for self-consistency
+    tests); ``hold_until_inflight`` > 0 holds every request until that many were in
+    flight at once (or ``hold_timeout`` passed), so a test can make sure that clients
+    (e.g. two processes) really asked at the same time."""
 
     actions: deque[Action] = field(default_factory=deque)
     default: Action = field(default_factory=answer)
@@ -104,6 +111,9 @@ class Script:
     api_key: str | None = None
     models: tuple[str, ...] = ("fault-model",)
     responder: Callable[[dict[str, Any]], str] | None = None
+    reject_status: int = 500
+    hold_until_inflight: int = 0
+    hold_timeout: float = 60.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -120,6 +130,7 @@ class FaultLLMServer:
         self._lock = threading.Lock()
         self._inflight = 0
         self.max_inflight = 0
+        self._gate = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -171,6 +182,9 @@ class FaultLLMServer:
                     server.requests.append(seen)
                     server._inflight += 1
                     server.max_inflight = max(server.max_inflight, server._inflight)
+                    if server.max_inflight >= server.script.hold_until_inflight:
+                        server._gate.set()
+                server._gate.wait(server.script.hold_timeout)
                 try:
                     if not self._authorized():
                         seen.action = "unauthorized"
@@ -182,7 +196,9 @@ class FaultLLMServer:
                     fmt = (body.get("response_format") or {}).get("type")
                     if server.script.reject_json_schema and fmt == "json_schema":
                         seen.action = "reject_json_schema"  # like llama.cpp; consumes no scripted action
-                        self._json(500, {"error": {"message": "json_schema is not supported"}})
+                        self._json(server.script.reject_status, {"error": {
+                            "message": "response_format.type: Input should be 'text' or 'json_object', got "
+                                       "'json_schema'", "type": "invalid_request_error"}})
                         return
                     with server._lock:
                         action = server.script.actions.popleft() if server.script.actions else server.script.default
@@ -204,7 +220,8 @@ class FaultLLMServer:
                                {"Retry-After": action.retry_after or "1"})
                     return
                 if action.kind == "error":
-                    self._json(action.status, {"error": {"message": f"scripted error {action.status}"}})
+                    message = action.content or f"scripted error {action.status}"
+                    self._json(action.status, {"error": {"message": message}})
                     return
                 if action.kind == "bad_body":
                     payload = b"<html>502 proxy error</html> not json"

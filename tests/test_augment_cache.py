@@ -1,9 +1,12 @@
-"""The answer cache: keys, statuses, write-as-you-go, resume after a crash, no re-asking."""
+"""The answer cache: keys, statuses and failure classes, write-as-you-go, resume after a
+crash, no re-asking, and one payer per prompt across processes (claims)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_llm_server import FaultLLMServer, Script, answer, drop, garbage
+from fault_llm_server import FaultLLMServer, Script, answer, drop, error, garbage, rate_limit
 
 from pngnn.augment import augment
 from pngnn.augment.cache import CacheEntry, LLMCache, cache_key
@@ -40,16 +43,56 @@ def test_key_covers_model_version_messages_and_params() -> None:
 def test_statuses_decide_what_is_sent_again(tmp_path: Path) -> None:
     with Store(tmp_path / "c.duckdb") as store:
         cache = LLMCache(store)
-        for key, status in [("a", "ok"), ("b", "invalid"), ("c", "failed"), ("d", "unreachable")]:
-            cache.put(CacheEntry(key=key, model="m", prompt_version="v1", request="{}", status=status))
-        keys = ["a", "b", "c", "d", "e"]
-        assert cache.to_send(keys) == {"d", "e"}  # failures are not retried by default
-        assert cache.to_send(keys, retry_failed=True) == {"b", "c", "d", "e"}  # never 'ok'
+        for key, status, failure in [("a", "ok", None), ("b", "invalid", "permanent"), ("c", "failed", "transient"),
+                                     ("d", "unreachable", "transient"), ("f", "failed", "permanent")]:
+            cache.put(CacheEntry(key=key, model="m", prompt_version="v1", request="{}", status=status,
+                                 failure=failure))
+        keys = ["a", "b", "c", "d", "e", "f"]
+        assert cache.to_send(keys) == {"c", "d", "e"}  # transient failures are asked again by default
+        assert cache.to_send(keys, retry_failed=True) == {"b", "c", "d", "e", "f"}  # never 'ok'
         cache.put(CacheEntry(key="d", model="m", prompt_version="v1", request="{}", status="ok", like_idx=1,
                              dislike_idx=2, latency_s=0.5, prompt_tokens=10, completion_tokens=3))
         row = cache.get("d")
-        assert (row["status"], row["like_idx"], row["prompt_tokens"]) == ("ok", 1, 10) and row["created"]
-        assert cache.counts() == {"ok": 2, "invalid": 1, "failed": 1}
+        assert (row["status"], row["like_idx"], row["prompt_tokens"], row["failure"]) == ("ok", 1, 10, None)
+        assert row["created"]
+        assert cache.counts() == {"ok": 2, "invalid": 1, "failed": 2}
+        assert CacheEntry(key="g", model="m", prompt_version="v1", request="{}", status="invalid").failure == \
+            "permanent"  # a row without a class gets the one its status implies
+
+
+OLD_CACHE = """
+CREATE TABLE llm_cache (
+    key VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, prompt_version VARCHAR NOT NULL, request VARCHAR NOT NULL,
+    raw_answer VARCHAR, status VARCHAR NOT NULL, like_idx INTEGER, dislike_idx INTEGER, error VARCHAR,
+    latency_s DOUBLE, attempts INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, created TIMESTAMP NOT NULL
+);
+INSERT INTO llm_cache (key, model, prompt_version, request, status, error, created) VALUES
+    ('ok', 'm', 'v1', '{}', 'ok', NULL, now()),
+    ('bad', 'm', 'v1', '{}', 'invalid', 'not_json: ...', now()),
+    ('r429', 'm', 'v1', '{}', 'failed', 'HTTP 429: Rate limit reached after 5 attempt(s)', now()),
+    ('r500', 'm', 'v1', '{}', 'failed', 'HTTP 500: boom after 5 attempt(s)', now()),
+    ('r400', 'm', 'v1', '{}', 'failed', 'HTTP 400: context too long after 1 attempt(s)', now()),
+    ('slow', 'm', 'v1', '{}', 'failed', 'timeout after 5 attempt(s): APITimeoutError', now()),
+    ('down', 'm', 'v1', '{}', 'unreachable', 'connection failed after 5 attempt(s)', now());
+"""
+
+
+def test_a_cache_from_before_the_failure_classes_gets_them_on_open(tmp_path: Path) -> None:
+    """The 'failed' rows an older version stored for good are classed by their error when
+    the file is opened, so a rerun asks the 429s, 5xx and timeouts again."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(OLD_CACHE)
+    con.close()
+    with Store(path) as store:
+        classes = dict(store.query_sql("SELECT key, failure FROM llm_cache").iter_rows())
+        assert classes == {"ok": None, "bad": "permanent", "r429": "transient", "r500": "transient",
+                           "r400": "permanent", "slow": "transient", "down": "transient"}
+        assert LLMCache(store).to_send(list(classes)) == {"r429", "r500", "slow", "down"}
+    with Store(path) as store:  # opening again changes nothing
+        assert dict(store.query_sql("SELECT key, failure FROM llm_cache").iter_rows()) == classes
 
 
 def test_augment_caches_every_answer_and_rerun_sends_nothing(ml100k_db_copy: Path, ml100k_split,
@@ -79,19 +122,36 @@ def test_augment_caches_every_answer_and_rerun_sends_nothing(ml100k_db_copy: Pat
         assert (resumed.cached, resumed.sent) == (12, 0)
 
 
-def test_failures_are_retried_only_when_asked(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+def test_invalid_answers_are_asked_again_only_when_asked(ml100k_db_copy: Path, ml100k_split,
+                                                         ml100k_lightgcn) -> None:
     with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
         server.push(garbage("??"), garbage("??"))
         run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, concurrency=1), users=[1, 2, 3],
                       split=ml100k_split, progress=False)
-        assert run.invalid == 2 and run.ok == 1
+        assert (run.invalid, run.ok, run.usable, run.failed_permanent, run.failed_transient) == (2, 1, 1, 2, 0)
         again = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3],
                         split=ml100k_split, progress=False)
-        assert again.sent == 0 and again.cached == 3
+        assert again.sent == 0 and again.cached == 3 and again.failed_permanent == 2
         retried = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, retry_failed=True),
                           users=[1, 2, 3], split=ml100k_split, progress=False)
-        assert (retried.sent, retried.ok) == (2, 2)
+        assert (retried.sent, retried.ok, retried.usable, retried.failed_permanent) == (2, 2, 3, 0)
         assert LLMCache(store).counts() == {"ok": 3}
+
+
+def test_transient_failures_are_asked_again_by_the_next_run(ml100k_db_copy: Path, ml100k_split,
+                                                            ml100k_lightgcn) -> None:
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
+        server.push(*[rate_limit(0)] * 2, *[error(503)] * 2)  # the first two prompts fail, after 2 attempts each
+        run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server, concurrency=1, max_attempts=2),
+                      users=[1, 2, 3, 4], split=ml100k_split, progress=False)
+        assert (run.failed, run.ok, run.failed_transient, run.failed_permanent) == (2, 2, 2, 0)
+        failed = [r.body["messages"] for r in server.chat_requests()[:4:2]]
+        before = len(server.chat_requests())
+        again = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3, 4],
+                        split=ml100k_split, progress=False)
+        assert (again.cached, again.sent, again.ok, again.usable, again.failed_transient) == (2, 2, 2, 4, 0)
+        assert sorted(map(str, (r.body["messages"] for r in server.chat_requests()[before:]))) == \
+            sorted(map(str, failed))  # exactly the failed prompts
 
 
 def test_server_down_mid_run_then_resume(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
@@ -145,6 +205,8 @@ def test_a_killed_run_loses_at_most_the_requests_in_flight(ml100k_db_copy: Path,
             run = augment(store, "ml-100k", 1, None, settings(server), sample=40, progress=False)
         assert (run.cached, run.sent) == (stored, 40 - stored)
         assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 40
+        # The killed run's claims did not hold its prompts back: its process is gone.
+        assert run.seconds < 30 and store.scalar("SELECT count(*) FROM llm_claims") == 0
         assert PROMPT_VERSION in set(store.query_sql("SELECT prompt_version FROM llm_cache")["prompt_version"])
 
 
@@ -213,3 +275,90 @@ def test_other_processes_can_use_the_database_during_a_batch(ml100k_db_copy: Pat
     assert result["summary"].sent == 10
     with Store(ml100k_db_copy) as store:
         assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 10
+
+
+TWIN = textwrap.dedent(
+    """
+    import json, sys
+    from pngnn.augment import augment
+    from pngnn.settings import LLMSettings
+    from pngnn.store import Store
+    s = LLMSettings(base_url=sys.argv[2], model="fault-model", schema_mode="json_object", concurrency=2,
+                    timeout=120)
+    with Store(sys.argv[1]) as store:
+        print(json.dumps(augment(store, "ml-100k", 1, None, s, sample=40, progress=False).to_dict()))
+    """
+)
+
+
+def test_two_runs_at_once_send_each_prompt_once(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+    """Two augment processes over the same 40 prompts: 40 requests reach the server, no
+    prompt twice, and both were asking at the same time (the server held the first
+    requests until more were in flight than one process sends)."""
+    with Store(ml100k_db_copy) as store:
+        chosen = select_users(store, "ml-100k", sample=40)
+        save_candidates(store, "ml-100k", 1, candidates_frame(store, ml100k_split, ml100k_lightgcn, chosen))
+    with FaultLLMServer(Script(latency=0.05, hold_until_inflight=3, hold_timeout=90)) as server:
+        children = [subprocess.Popen([sys.executable, "-c", TWIN, str(ml100k_db_copy), server.base_url],
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outputs = [child.communicate(timeout=300) for child in children]
+        assert [c.returncode for c in children] == [0, 0], [err[-2000:] for _, err in outputs]
+        summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+        asked = [json.dumps(r.body["messages"]) for r in server.chat_requests()]
+        assert len(asked) == 40 and len(set(asked)) == 40
+        assert server.max_inflight >= 3
+    assert sum(s["sent"] for s in summaries) == 40
+    assert all(s["cached"] + s["sent"] + s["shared"] == 40 and s["usable"] == 40 for s in summaries)
+    with Store(ml100k_db_copy) as store:
+        assert store.scalar("SELECT count(*) FROM llm_cache WHERE status = 'ok'") == 40
+        assert store.scalar("SELECT count(*) FROM llm_claims") == 0
+
+
+def test_a_claim_holds_its_prompt_until_its_lease_expires_or_its_process_is_gone(
+        ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn) -> None:
+    with FaultLLMServer() as server, Store(ml100k_db_copy) as store:
+        augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3, 4], split=ml100k_split,
+                progress=False)
+        keys = store.query_sql("SELECT key FROM llm_prompts WHERE user_id IN (1, 2) ORDER BY user_id")["key"]
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # a pid that no longer runs
+        store.run_sql("DELETE FROM llm_cache WHERE key IN ($a, $b)", a=keys[0], b=keys[1])
+        store.run_sql("INSERT INTO llm_claims VALUES ($a, 'elsewhere:1:x', 'elsewhere', 1, now() + INTERVAL 2 SECOND), "
+                      "($b, $owner, $host, $pid, now() + INTERVAL 1 HOUR)", a=keys[0], b=keys[1],
+                      owner=f"{socket.gethostname()}:{gone.pid}:y", host=socket.gethostname(), pid=gone.pid)
+        before = len(server.chat_requests())
+        start = time.monotonic()
+        run = augment(store, "ml-100k", 1, ml100k_lightgcn, settings(server), users=[1, 2, 3, 4],
+                      split=ml100k_split, progress=False)
+        waited = time.monotonic() - start
+        assert (run.cached, run.sent, run.usable) == (2, 2, 4)
+        assert len(server.chat_requests()) - before == 2
+        assert 1.5 <= waited < 30  # the other host's lease ran out; the dead process's hour-long one did not count
+        assert store.scalar("SELECT count(*) FROM llm_claims") == 0
+
+
+def test_answers_waiting_to_be_written_go_before_the_next_claim(tmp_path: Path) -> None:
+    """An answer the writer still buffers keeps its prompt claimed; the feed writes it
+    before it claims again, so two runs never wait on each other's unwritten answers."""
+    from pngnn.augment.cache import DetachedCacheWriter, PromptClaims
+    from pngnn.augment.client import Request
+    from pngnn.augment.pipeline import claimed_requests
+
+    path = tmp_path / "c.duckdb"
+    with Store(path) as store:
+        since = store.scalar("SELECT CAST(now() AS TIMESTAMP)")
+    claims = PromptClaims(path, lease_s=600)
+    writer = DetachedCacheWriter(path, max_delay_s=3600, claims=claims)  # buffers all but the first answer
+    feed = claimed_requests([Request(f"k{i}", messages(f"q{i}"), 10, "v1") for i in range(4)], claims, 2, since,
+                            writer.flush)
+    for request in (next(feed), next(feed)):
+        writer.put(CacheEntry(key=request.key, model="m", prompt_version="v1", request="{}", status="ok"))
+    assert writer.buffer and writer.written == 1
+    assert next(feed).key == "k2"
+    with Store(path) as store:
+        assert store.query_sql("SELECT key FROM llm_claims ORDER BY key")["key"].to_list() == ["k2", "k3"]
+        assert store.scalar("SELECT count(*) FROM llm_cache") == 2
+    claims.release_all()
+    with Store(path) as store:
+        assert store.scalar("SELECT count(*) FROM llm_claims") == 0

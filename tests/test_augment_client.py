@@ -1,10 +1,12 @@
 """The LLM client against FaultLLMServer (a scripted test double): every retry and
-failure path, the schema-form fallback, preflight errors, the API key, concurrency."""
+failure path and its class, Retry-After, the schema-form fallback, preflight errors, the
+API key, concurrency."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 
@@ -21,7 +23,7 @@ from fault_llm_server import (
     slow,
 )
 
-from pngnn.augment.client import LLMClient, Request, retry_after_seconds
+from pngnn.augment.client import LLMClient, Request, capped_wait, retry_after_seconds
 from pngnn.augment.prompts import messages
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings
@@ -73,9 +75,46 @@ def test_429_waits_for_retry_after(srv: FaultLLMServer) -> None:
 def test_429_until_attempts_run_out_is_recorded(srv: FaultLLMServer) -> None:
     srv.push(*[rate_limit(0.05)] * 3)
     entry = run_one(srv, max_attempts=3)
-    assert entry.status == "failed" and entry.attempts == 3
+    assert (entry.status, entry.failure, entry.attempts) == ("failed", "transient", 3)
     assert "HTTP 429" in entry.error
     assert len(srv.chat_requests()) == 3
+
+
+def recording_sleep(waits: list[float]):
+    """A TEST DOUBLE for ``time.sleep``: records each wait the client asks for instead of
+    sleeping, so a wait of an hour can be checked without taking one."""
+    return waits.append
+
+
+@pytest.mark.parametrize("header", ["inf", "1e9", "3600", "-5", "nan", "1e400", "soon",
+                                    "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_every_retry_after_wait_is_capped(srv: FaultLLMServer, header: str) -> None:
+    srv.push(rate_limit(header), rate_limit(header), answer(2, 5))
+    waits: list[float] = []
+    client = LLMClient(settings(srv, max_retry_after_s=120.0, backoff_max_s=30.0), sleep=recording_sleep(waits))
+    out = []
+    client.run_batch(requests(1), out.append, progress=False)
+    assert (out[0].status, out[0].attempts) == ("ok", 3)
+    assert len(waits) == 2 and all(0 <= w <= 120.0 for w in waits), waits
+    if header in ("1e9", "3600", "Fri, 31 Dec 9999 23:59:59 GMT"):  # honoured up to the cap, jitter included
+        assert all(w >= 120.0 / 1.1 for w in waits), waits
+
+
+def test_a_huge_retry_after_waits_only_the_cap_in_real_time(srv: FaultLLMServer) -> None:
+    srv.push(rate_limit("3600"), rate_limit("inf"), answer(2, 5))
+    entry = run_one(srv, max_retry_after_s=0.3)
+    assert (entry.status, entry.attempts) == ("ok", 3)
+    first, second, third = srv.chat_requests()
+    assert 0.3 / 1.1 - 0.02 <= second.start - first.end <= 0.3 + 0.5  # 3600 s asked, the cap waited
+    assert third.start - second.end <= 0.3 + 0.5  # inf is no wait at all: the client's own backoff
+
+
+def test_capped_wait_never_exceeds_the_cap() -> None:
+    for after in (0.0, 0.5, 100.0, 119.9, 120.0, 3600.0, 1e9):
+        for _ in range(200):
+            wait = capped_wait(after, 120.0)
+            assert 0 <= wait <= 120.0 and math.isfinite(wait)
+            assert wait >= min(after, 120.0 / 1.1)
 
 
 def test_5xx_is_retried_with_backoff(srv: FaultLLMServer) -> None:
@@ -85,12 +124,14 @@ def test_5xx_is_retried_with_backoff(srv: FaultLLMServer) -> None:
     srv.push(*[error(502)] * 4)
     entry = run_one(srv, max_attempts=4)
     assert entry.status == "failed" and "HTTP 502" in entry.error and entry.attempts == 4
+    assert entry.failure == "transient"
 
 
 def test_4xx_is_not_retried(srv: FaultLLMServer) -> None:
     srv.push(error(400), answer())
     entry = run_one(srv)
     assert entry.status == "failed" and "HTTP 400" in entry.error and entry.attempts == 1
+    assert entry.failure == "permanent"
     assert len(srv.chat_requests()) == 1
 
 
@@ -101,6 +142,7 @@ def test_slower_than_timeout_is_retried_then_recorded(srv: FaultLLMServer) -> No
     srv.push(slow(1.0), slow(1.0))
     entry = run_one(srv, timeout=0.25, max_attempts=2)
     assert entry.status == "failed" and entry.error.startswith("timeout after 2 attempt(s)")
+    assert entry.failure == "transient"
 
 
 def test_dropped_connection_is_retried(srv: FaultLLMServer) -> None:
@@ -110,6 +152,7 @@ def test_dropped_connection_is_retried(srv: FaultLLMServer) -> None:
     srv.push(drop(), drop())
     entry = run_one(srv, max_attempts=2)
     assert entry.status == "unreachable" and "connection failed" in entry.error
+    assert entry.failure == "transient"
 
 
 @pytest.mark.parametrize(
@@ -127,23 +170,74 @@ def test_model_text_is_parsed_leniently_and_never_retried(srv: FaultLLMServer, c
     entry = run_one(srv)
     assert entry.status == status and entry.raw_answer == content and entry.attempts == 1
     assert (entry.error or "").startswith(kind or "")
+    assert entry.failure == (None if status == "ok" else "permanent")
     assert len(srv.chat_requests()) == 1  # an unusable answer is recorded, not re-asked
+
+
+def test_parse_attempts_ask_an_unusable_answer_again(srv: FaultLLMServer) -> None:
+    srv.push(garbage("hmm"), answer(3, 1))
+    entry = run_one(srv, parse_attempts=2)
+    assert (entry.status, entry.attempts, entry.like_idx) == ("ok", 2, 3)
+    srv.push(garbage("hmm"), garbage("still no"))
+    entry = run_one(srv, parse_attempts=2)
+    assert (entry.status, entry.failure, entry.attempts, entry.raw_answer) == ("invalid", "permanent", 2, "still no")
+    with pytest.raises(PngnnError, match=r"LLM setting parse_attempts=0: input should be greater than"):
+        LLMSettings(parse_attempts=0)
 
 
 def test_body_that_is_not_json_is_a_failure(srv: FaultLLMServer) -> None:
     srv.push(bad_body())
     entry = run_one(srv)
     assert entry.status == "failed" and entry.error.startswith("unreadable response")
+    assert entry.failure == "transient"  # a proxy's error page: the next run asks again
+
+
+def forms(server: FaultLLMServer) -> list[str | None]:
+    return [r.body.get("response_format", {}).get("type") for r in server.chat_requests()]
 
 
 def test_auto_schema_falls_back_to_json_object_like_llama_cpp() -> None:
+    """llama-cpp-python answers 500 naming the form: retried like any 5xx, then, as every
+    retry got the same, the next form."""
     with FaultLLMServer(Script(reject_json_schema=True)) as server:
-        client = LLMClient(settings(server, schema_mode="auto", concurrency=4))
+        client = LLMClient(settings(server, schema_mode="auto", concurrency=4, max_attempts=3))
         out = []
         counts = client.run_batch(requests(6), out.append, progress=False)
         assert counts.ok == 6 and client.schema_mode == "json_object"
-        forms = [r.body.get("response_format", {}).get("type") for r in server.chat_requests()]
-        assert forms == ["json_schema"] + ["json_object"] * 6  # one probe, then the form that worked
+        assert forms(server) == ["json_schema"] * 3 + ["json_object"] * 6  # one probe, then the form that worked
+        assert out[0].attempts == 4
+
+
+def test_auto_schema_falls_back_at_once_on_a_400_naming_the_form() -> None:
+    with FaultLLMServer(Script(reject_json_schema=True, reject_status=400)) as server:
+        client = LLMClient(settings(server, schema_mode="auto", concurrency=4))
+        counts = client.run_batch(requests(6), lambda e: None, progress=False)
+        assert counts.ok == 6 and client.schema_mode == "json_object"
+        assert forms(server) == ["json_schema"] + ["json_object"] * 6
+
+
+def test_transient_failures_keep_the_structured_format(srv: FaultLLMServer) -> None:
+    """Two 500s (then a timeout) on the first request: retried in the same form; structured
+    output stays on for the whole batch."""
+    srv.push(error(500), error(500), answer(2, 3))
+    client = LLMClient(settings(srv, schema_mode="auto", concurrency=2))
+    out = []
+    counts = client.run_batch(requests(5), out.append, progress=False)
+    assert counts.ok == 5 and client.schema_mode == "json_schema" and out[0].attempts == 3
+    assert forms(srv) == ["json_schema"] * 7
+    srv.push(slow(1.0), answer())
+    client = LLMClient(settings(srv, schema_mode="auto", timeout=0.25))
+    client.run_batch(requests(3), lambda e: None, progress=False)
+    assert client.schema_mode == "json_schema" and forms(srv)[7:] == ["json_schema"] * 4
+
+
+def test_a_4xx_that_does_not_name_the_form_is_the_prompt_s_failure(srv: FaultLLMServer) -> None:
+    srv.push(error(400, "This model's maximum context length is 2048 tokens"), answer())
+    client = LLMClient(settings(srv, schema_mode="auto", concurrency=1))
+    out = []
+    client.run_batch(requests(2), out.append, progress=False)
+    assert [(e.status, e.failure) for e in out] == [("failed", "permanent"), ("ok", None)]
+    assert forms(srv) == ["json_schema", "json_schema"] and client.schema_mode == "json_schema"
 
 
 def test_auto_schema_keeps_json_schema_where_supported(srv: FaultLLMServer) -> None:
@@ -156,7 +250,8 @@ def test_auto_schema_keeps_json_schema_where_supported(srv: FaultLLMServer) -> N
 
 
 def test_auto_schema_ends_without_response_format_when_both_forms_fail(srv: FaultLLMServer) -> None:
-    srv.push(error(422), error(400), answer(2, 3))
+    srv.push(error(422, "response_format type 'json_schema' is not supported"),
+             error(400, "unknown response_format.type json_object"), answer(2, 3))
     client = LLMClient(settings(srv, schema_mode="auto"))
     out = []
     client.run_batch(requests(1), out.append, progress=False)
@@ -254,8 +349,13 @@ def test_retry_after_header_forms() -> None:
             self.response = Resp(headers)
 
     assert retry_after_seconds(Exc({"retry-after": "3"})) == 3.0
+    assert retry_after_seconds(Exc({"retry-after": "1e9"})) == 1e9  # finite: the caller caps it
     assert retry_after_seconds(Exc({"retry-after-ms": "250"})) == 0.25
     in_two = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
     assert 0.5 < retry_after_seconds(Exc({"retry-after": in_two})) <= 2.0
+    assert retry_after_seconds(Exc({"retry-after": "Mon, 01 Jan 2001 00:00:00 GMT"})) == 0.0  # past: now
+    for unreadable in ("inf", "-inf", "nan", "-1", "1e400", "soon", ""):
+        assert retry_after_seconds(Exc({"retry-after": unreadable})) is None, unreadable
+    assert retry_after_seconds(Exc({"retry-after-ms": "inf", "retry-after": "2"})) == 2.0
     assert retry_after_seconds(Exc({})) is None
     assert retry_after_seconds(ValueError()) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ MODEL = "fault-model"
 RATED = "SELECT user_id, item_id, part, rating FROM splits WHERE dataset = 'ml-100k' AND seed = 1"
 
 
-def settings(server: FaultLLMServer) -> LLMSettings:
-    return LLMSettings(base_url=server.base_url, model=MODEL, schema_mode="json_object", backoff_initial_s=0.01)
+def settings(server: FaultLLMServer, **kw) -> LLMSettings:
+    return LLMSettings(base_url=server.base_url, model=MODEL, schema_mode="json_object", backoff_initial_s=0.01,
+                       **kw)
 
 
 def by_title(body: dict) -> str:
@@ -235,3 +237,44 @@ def test_a_run_trains_on_its_own_llm_edges_only(ml100k_db_copy: Path) -> None:
     assert load_split_step(settings, "ml-100k", 1).augmented is None
     with pytest.raises(PngnnError, match=r"no LLM edges of model 'model-c'.*pngnn augment"):
         load_split_step(settings, "ml-100k", 1, EdgeSource("model-c", "v1"))
+
+
+def test_training_warns_in_one_line_when_the_edges_reach_fewer_users_than_asked(
+        ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from fault_llm_server import garbage
+
+    from pngnn.config import Settings
+    from pngnn.steps import EdgeSource, load_split_step
+
+    conf = Settings(data_dir=tmp_path, db_path=ml100k_db_copy, mlflow_uri=f"sqlite:///{tmp_path}/m.db")
+    source = EdgeSource(MODEL, PROMPT_VERSION)
+
+    def warnings_on_load() -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="pngnn.steps"):
+            load_split_step(conf, "ml-100k", SEED, source)
+        return [r.getMessage() for r in caplog.records if r.name == "pngnn.steps"]
+
+    def covered() -> int:
+        with Store(ml100k_db_copy) as store:
+            return store.scalar("SELECT count(DISTINCT user_id) FROM augmented_edges")
+
+    with Store(ml100k_db_copy) as store:
+        script = Script(actions=deque([garbage("?")] * 3))
+        summary = run(store, ml100k_split, ml100k_lightgcn, script, sample=10)
+        assert (summary.usable, summary.failed_permanent) == (7, 3)
+        merge_augmented(store, "ml-100k", SEED, MODEL)
+    (line,) = warnings_on_load()
+    assert "\n" not in line
+    assert f"cover {covered()} of the 10 users asked on ml-100k split 1 (3 without a usable answer" in line
+    assert "rerun `pngnn augment --dataset ml-100k --seed 1 --model fault-model`" in line
+    with Store(ml100k_db_copy) as store:
+        with FaultLLMServer() as server:
+            augment(store, "ml-100k", SEED, ml100k_lightgcn, settings(server, retry_failed=True),
+                    split=ml100k_split, progress=False, sample=10)
+        merge_augmented(store, "ml-100k", SEED, MODEL)
+    lines = warnings_on_load()
+    if covered() == 10:
+        assert lines == []
+    else:  # both edges of a user fell on pairs the split rates: said as such
+        assert len(lines) == 1 and "(0 without a usable answer" in lines[0]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +64,7 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["train", "--seed", "-1"], ["split seed -1 is out of range", "--seed 1"]),
         (["split", "ml-100k", "--seed", str(2**40)], [f"split seed {2**40} is out of range"]),
         (["augment", "--seed", "-3"], ["split seed -3 is out of range"]),
+        (["augment", "--max-failed-share", "1.5"], ["--max-failed-share 1.5 is not a share", "from 0 to 1"]),
         (["tune", "--method", "ease", "--profile", "quick", "--seed", "-2"], ["split seed -2 is out of range"]),
         (["run", "--method", "bogus"], ["unknown method 'bogus'"]),
         (["run", "--seed", "-1"], ["split seed -1 is out of range"]),
@@ -156,3 +161,88 @@ def test_a_result_of_another_commit_or_other_settings_is_never_replaced_by_accid
     assert run_cli([*args, "--force"], tmp_path, **env).returncode == 0
     assert json.loads(target.read_text())["commit"] != "0000000"
     assert sorted(p.name for p in target.parent.iterdir()) == ["seed1.json"]  # no temporary file left
+
+
+def by_prompt(body: dict) -> str:
+    """A deterministic 'model' for the fault server: the answer depends on the prompt only,
+    so two runs that ask the same prompts get the same edges."""
+    digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).digest()
+    like = digest[0] % 10 + 1
+    return json.dumps({"like": like, "dislike": like % 10 + 1})
+
+
+def store_candidates(db: Path, split, lightgcn, users: int) -> None:
+    """The candidates of the users `pngnn augment --users N` samples, so it trains no LightGCN."""
+    from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
+    from pngnn.store import Store
+
+    with Store(db) as store:
+        chosen = select_users(store, "ml-100k", sample=users)
+        save_candidates(store, "ml-100k", 1, candidates_frame(store, split, lightgcn, chosen))
+
+
+def augment_cli(db: Path, server, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli(["augment", "--dataset", "ml-100k", "--seed", "1", "--users", "12", "--base-url", server.base_url,
+                    "--model", "fault-model", "--concurrency", "1", "--results-dir", str(tmp_path / "results"),
+                    *extra], tmp_path, PNGNN_DB=str(db), PNGNN_LLM_SCHEMA_MODE="json_object")
+
+
+def edge_set(db: Path) -> set[tuple]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return set(con.sql("SELECT user_id, item_id, kind FROM augmented_edges").fetchall())
+    finally:
+        con.close()
+
+
+def asked(server, since: int = 0) -> list[str]:
+    return sorted(json.dumps(r.body["messages"]) for r in server.chat_requests()[since:])
+
+
+def test_failed_prompts_heal_on_the_next_runs(tmp_path, ml100k_db, ml100k_db_copy, ml100k_split, ml100k_lightgcn):
+    """429s for every prompt: exit 2 in one line, nothing merged. Then a burst of 429s for 4
+    prompts and one unusable answer: exit 0, and the summary says what training gets. A
+    rerun against a healthy server asks exactly the 4, `--retry-failed` then the invalid
+    one, and the edges equal those of a clean run."""
+    from fault_llm_server import FaultLLMServer, Script, garbage, rate_limit
+
+    store_candidates(ml100k_db_copy, ml100k_split, ml100k_lightgcn, 12)
+    with FaultLLMServer(Script(responder=by_prompt)) as server:
+        server.push(*[rate_limit(0)] * (5 * 12))  # 5 attempts per prompt, every one a 429
+        proc = augment_cli(ml100k_db_copy, server, tmp_path)
+    assert_one_line_error(proc, "12 of 12 LLM prompts of ml-100k split 1 have no usable answer", "12 transient",
+                          "rerun")
+    assert not (tmp_path / "results").exists() and edge_set(ml100k_db_copy) == set()
+
+    with FaultLLMServer(Script(responder=by_prompt)) as server:
+        server.push(*[rate_limit(0)] * (5 * 4), garbage("no idea"))
+        proc = augment_cli(ml100k_db_copy, server, tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        requests = server.chat_requests()
+        failed = sorted({json.dumps(r.body["messages"]) for r in requests[:20]})
+        invalid = [json.dumps(requests[20].body["messages"])]
+    assert len(failed) == 4 and len(requests) == 20 + 12 - 4
+    said = re.search(r"training gets (\d+) LLM edges \((\d+) positive, (\d+) negative\) from 7 usable answers to "
+                     r"12 prompts; no answer yet for 4 \(transient: a rerun asks them again\) and 1 \(permanent: "
+                     r"--retry-failed asks them again\)", proc.stdout)
+    assert said, proc.stdout
+    assert int(said[1]) == int(said[2]) + int(said[3]) == len(edge_set(ml100k_db_copy)) > 0
+
+    with FaultLLMServer(Script(responder=by_prompt)) as server:
+        proc = augment_cli(ml100k_db_copy, server, tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert asked(server) == failed  # exactly the transient failures, not the invalid answer
+        proc = augment_cli(ml100k_db_copy, server, tmp_path, "--retry-failed")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert asked(server, 4) == invalid
+    assert "from 12 usable answers to 12 prompts" in proc.stdout and "no answer yet" not in proc.stdout
+
+    clean = tmp_path / "clean.duckdb"
+    shutil.copy(ml100k_db, clean)
+    store_candidates(clean, ml100k_split, ml100k_lightgcn, 12)
+    with FaultLLMServer(Script(responder=by_prompt)) as server:
+        proc = augment_cli(clean, server, tmp_path / "clean")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert edge_set(ml100k_db_copy) == edge_set(clean) != set()

@@ -11,7 +11,7 @@ from pngnn.store import SCHEMA_FILES, Store
 
 # Every table the code reads or writes (the schema files' CREATE TABLE statements).
 TABLES = {"datasets", "ratings", "items", "users", "split_meta", "splits", "llm_cache", "llm_prompts",
-          "llm_candidates", "augmented_edges", "store_identity"}
+          "llm_candidates", "llm_claims", "augmented_edges", "store_identity"}
 
 
 def tables(store: Store) -> set[str]:

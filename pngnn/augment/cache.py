@@ -6,7 +6,13 @@ the base_url (the same model behind another URL answers the same), not the API k
 when a server rejects it). Each answer is written as soon as it arrives (within 0.25 s
 when a fast server answers faster than that), through a short-lived connection so other
 processes can use the database during a long batch: a crash loses at most the requests
-in flight and the last fraction of a second, and a rerun sends only what is missing.
+in flight and the last fraction of a second, and a rerun sends only what is missing or
+failed for a passing reason.
+
+A failure is stored with its class: 'transient' (429, 5xx, timeout, connection: the next
+run asks again) or 'permanent' (another 4xx, an unusable answer: asked again only with
+``retry_failed``). Before a prompt is sent it is claimed in ``llm_claims``
+(``PromptClaims``), so concurrent runs over the same prompts pay for each once.
 """
 
 from __future__ import annotations
@@ -14,23 +20,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from pngnn.errors import TransientError
-from pngnn.sql_files import sql_statement
+from pngnn.errors import PngnnError, TransientError
+from pngnn.sql_files import bind, sql_statement, sql_statements
 from pngnn.store import Store, connect
 
-# Statuses (see pngnn/sql/llm.sql). 'unreachable' is always retried: it says the server was
-# down, not that the prompt is bad. 'invalid' and 'failed' are retried only on request.
+# Statuses (see pngnn/sql/llm.sql) and the classes of the failures among them: a transient
+# failure is asked again by the next run, a permanent one only on request (retry_failed).
 OK, INVALID, FAILED, UNREACHABLE = "ok", "invalid", "failed", "unreachable"
+TRANSIENT, PERMANENT = "transient", "permanent"
 log = logging.getLogger(__name__)
 FAILURES = (INVALID, FAILED, UNREACHABLE)
+# The class of a failure whose writer did not say (the client always does).
+_DEFAULT_CLASS = {INVALID: PERMANENT, FAILED: TRANSIENT, UNREACHABLE: TRANSIENT}
 
 
 def canonical_json(value: Any) -> str:
@@ -61,6 +74,19 @@ class CacheEntry:
     attempts: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    failure: str | None = None  # TRANSIENT or PERMANENT for a failure; None for 'ok'
+
+    def __post_init__(self) -> None:
+        if self.failure is None and self.status != OK:  # every failure row carries a class
+            object.__setattr__(self, "failure", _DEFAULT_CLASS.get(self.status, TRANSIENT))
+
+
+def asked_again(status: str, failure: str | None, retry_failed: bool) -> bool:
+    """Whether a cached outcome is asked again: never an answer, always a transient
+    failure, a permanent one only when ``retry_failed``."""
+    if status == OK:
+        return False
+    return retry_failed or failure != PERMANENT
 
 
 class LLMCache:
@@ -74,8 +100,9 @@ class LLMCache:
         """Write one outcome now (autocommit): it survives a crash a second later."""
         self.store.run_file("put_llm_answer", **entry.__dict__)
 
-    def statuses(self, keys: list[str]) -> dict[str, str]:
-        """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
+    def outcomes(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        """(status, failure class) of each cached key among ``keys`` (absent keys are not in
+        the dict)."""
         if not keys:
             return {}
         self.store.register("wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
@@ -83,14 +110,18 @@ class LLMCache:
             rows = self.store.query_file("cached_statuses")
         finally:
             self.store.unregister("wanted_keys")
-        return dict(zip(rows["key"], rows["status"], strict=True))
+        return {k: (s, f) for k, s, f in rows.select("key", "status", "failure").iter_rows()}
+
+    def statuses(self, keys: list[str]) -> dict[str, str]:
+        """Status of each cached key among ``keys`` (absent keys are not in the dict)."""
+        return {k: status for k, (status, _) in self.outcomes(keys).items()}
 
     def to_send(self, keys: list[str], retry_failed: bool = False) -> set[str]:
-        """Keys that need a request: not cached, cached as 'unreachable', or (when
-        ``retry_failed``) cached as 'invalid'/'failed'. An 'ok' answer is never re-asked."""
-        known = self.statuses(keys)
-        again = set(FAILURES) if retry_failed else {UNREACHABLE}
-        return {k for k in keys if k not in known or known[k] in again}
+        """Keys that need a request: not cached, cached as a transient failure (429, 5xx,
+        timeout, connection), or (when ``retry_failed``) as any failure, invalid answers
+        included. An 'ok' answer is never re-asked."""
+        known = self.outcomes(keys)
+        return {k for k in keys if k not in known or asked_again(*known[k], retry_failed)}
 
     def get(self, key: str) -> dict[str, Any] | None:
         frame = self.store.query_sql("SELECT * FROM llm_cache WHERE key = $key", key=key)
@@ -100,6 +131,86 @@ class LLMCache:
         """Rows per status over the whole table."""
         frame = self.store.query_sql("SELECT status, count(*) AS n FROM llm_cache GROUP BY status")
         return dict(zip(frame["status"], frame["n"], strict=True))
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (POSIX; elsewhere assume it does and
+    let its leases expire: ``os.kill(pid, 0)`` would signal it there)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class ClaimRound:
+    """Where the wanted prompts stand after one claim: ``claimed`` by this run now (send
+    them), ``answered`` by another run meanwhile (done), ``held`` by another run (wait)."""
+
+    claimed: list[str] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)
+    held: int = 0
+
+
+class PromptClaims:
+    """This run's claims on prompts in ``llm_claims`` (``pngnn/sql/llm.sql``): one payer
+    per prompt across processes.
+
+    DuckDB lets one process write at a time, and the batch keeps the file closed, so a
+    claim is a short transaction of its own: take a chunk of free prompts, send them,
+    take the next chunk. The claims of written answers go in the transaction that writes
+    them (``DetachedCacheWriter``), which also renews this run's other leases; what is
+    left goes when the run ends (``release_all``). A run that crashed holds its claims
+    until its process is seen gone (same host) or its leases expire.
+    """
+
+    def __init__(self, path: Path, lease_s: float, lock_wait_s: float = 600.0) -> None:
+        self.path, self.lease_s, self.lock_wait_s = path, lease_s, lock_wait_s
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:12]}"
+
+    def take(self, keys: list[str], limit: int, since: datetime) -> ClaimRound:
+        """Claim up to ``limit`` of ``keys`` (in order) that nobody holds and nobody
+        answered since ``since``; say where the others stand."""
+        with Store(self.path, wait_s=self.lock_wait_s) as store, store.transaction():
+            dead = [o for o, pid in store.query_file("claim_owners", host=self.host, owner=self.owner).iter_rows()
+                    if not _process_alive(pid)]
+            store.register("dead_owners", pl.DataFrame({"owner": dead}, schema={"owner": pl.String}))
+            store.register("claim_wanted", pl.DataFrame({"key": keys, "pos": range(len(keys))},
+                                                        schema={"key": pl.String, "pos": pl.Int64}))
+            try:
+                rows = store.query_file("claim_prompts", owner=self.owner, host=self.host, pid=self.pid,
+                                        lease_s=self.lease_s, limit=limit, since=since)
+            finally:
+                store.unregister("dead_owners", "claim_wanted")
+        by_state: dict[str, list[str]] = {}
+        for key, state in rows.iter_rows():
+            by_state.setdefault(state, []).append(key)
+        return ClaimRound(by_state.get("claimed", []), by_state.get("answered", []), len(by_state.get("held", [])))
+
+    def written(self, con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
+        """Inside the transaction writing the answers of ``keys``: drop their claims and
+        renew this run's other leases."""
+        statements = sql_statements("claims_written")
+        params = {"owner": self.owner, "keys": keys, "lease_s": self.lease_s}
+        for statement, used in zip(statements, bind(statements, params, "SQL file 'claims_written'"), strict=True):
+            con.execute(statement, used)
+
+    def release_all(self) -> None:
+        """Drop this run's remaining claims (it ends), so no other run waits for them; if
+        the file stays locked, they lapse with their leases."""
+        try:
+            with Store(self.path, wait_s=min(self.lock_wait_s, 30.0)) as store:
+                store.run_file("release_claims", owner=self.owner)
+        except PngnnError as exc:
+            log.warning("could not drop this run's claims in %s (%s); they lapse within %.0f s", self.path, exc,
+                        self.lease_s)
 
 
 class DetachedCacheWriter:
@@ -112,10 +223,13 @@ class DetachedCacheWriter:
     and go with a later write; ``close`` writes what is left, waiting up to ``lock_wait_s``.
     A crash therefore loses the requests in flight plus at most the answers of the last
     ``max_delay_s`` (or of a stretch in which the file was locked by someone else).
+    With ``claims``, each write also drops the claims of the answers it writes.
     """
 
-    def __init__(self, path: Path, max_delay_s: float = 0.25, lock_wait_s: float = 600.0) -> None:
+    def __init__(self, path: Path, max_delay_s: float = 0.25, lock_wait_s: float = 600.0,
+                 claims: PromptClaims | None = None) -> None:
         self.path, self.max_delay_s, self.lock_wait_s = path, max_delay_s, lock_wait_s
+        self.claims = claims
         self.buffer: list[CacheEntry] = []
         self.last_write = float("-inf")
         self.written = 0
@@ -143,6 +257,8 @@ class DetachedCacheWriter:
         try:
             con.begin()
             con.executemany(sql_statement("put_llm_answer"), [e.__dict__ for e in self.buffer])
+            if self.claims is not None:
+                self.claims.written(con, [e.key for e in self.buffer])
             con.commit()
         except duckdb.Error:
             con.rollback()

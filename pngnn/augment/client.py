@@ -10,10 +10,17 @@ Why it is built this way:
 * Structured output differs between servers: OpenAI and vLLM take
   ``{"type": "json_schema", ...}``; llama.cpp-style servers take
   ``{"type": "json_object", "schema": ...}`` and answer 500 to the former. ``schema_mode``
-  picks one; ``auto`` (the default) tries json_schema on the first request, falls back to
-  json_object and then to no response_format when the server answers 4xx/5xx, and keeps
-  the first form that worked for the rest of the batch. The lenient parser reads the
-  answer whichever way it came.
+  picks one; ``auto`` (the default) tries json_schema on the first request and keeps the
+  first form that worked for the rest of the batch. It falls back (json_object, then no
+  response_format) only when the answer says the form is unsupported: a 400/422 naming
+  it, or a 5xx naming it that every retry got again (llama-cpp-python's validation
+  error). Any other 5xx, a timeout or a 429 is retried in the same form: a passing fault
+  must not switch structured output off for the whole batch. The lenient parser reads
+  the answer whichever way it came.
+* Each failure is classed (``pngnn/sql/llm.sql``): transient (429, 5xx, timeout,
+  connection) is asked again by the next run; permanent (another 4xx, an answer still
+  unusable after ``parse_attempts`` tries) only on request (``retry_failed``). A rejected
+  key or an unknown model ends the run instead: nothing is cached for them.
 * Concurrency is a bounded thread pool (the SDK's sync client is thread-safe and the work
   is waiting on the network); results return to the calling thread, which alone writes
   to DuckDB.
@@ -29,19 +36,30 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm.auto import tqdm
 
-from pngnn.augment.cache import FAILED, INVALID, OK, UNREACHABLE, CacheEntry, canonical_json
+from pngnn.augment.cache import (
+    FAILED,
+    INVALID,
+    OK,
+    PERMANENT,
+    TRANSIENT,
+    UNREACHABLE,
+    CacheEntry,
+    canonical_json,
+)
 from pngnn.augment.parse import AnswerError, answer_schema, parse_answer
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings
@@ -49,6 +67,9 @@ from pngnn.settings import LLMSettings
 log = logging.getLogger(__name__)
 
 _FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+# Words by which a server's error names the response_format it cannot take.
+_FORMAT_WORDS = ("response_format", "response format", "json_schema", "json_object", "structured output", "guided_")
+_RETRIED_4XX = (408, 409, 429)  # request timeout, conflict, rate limit: worth another attempt
 
 
 @dataclass(frozen=True)
@@ -61,14 +82,30 @@ class Request:
     prompt_version: str
 
 
+@dataclass(frozen=True)
+class Elsewhere:
+    """What a request feed yields instead of a ``Request`` when another process has part
+    of the work (``pngnn.augment.pipeline``'s claims): ``answered`` prompts it answered
+    meanwhile (done here too, not sent); ``wait``: the rest are claimed by it for now, so
+    ask the feed again after the requests in flight, or after a pause."""
+
+    answered: int = 0
+    wait: bool = False
+
+
+Feed = Iterable[Request | Elsewhere]
+
+
 @dataclass
 class BatchCounts:
     """What a batch did. ``sent``: requests that got a final outcome from the server side
-    (answered or failed after retries); ``failed``: invalid + failed + unreachable."""
+    (answered or failed after retries); ``shared``: prompts another process answered
+    meanwhile; ``failed``: invalid + failed + unreachable."""
 
     total: int = 0
     cached: int = 0
     sent: int = 0
+    shared: int = 0
     ok: int = 0
     invalid: int = 0
     failed: int = 0
@@ -84,38 +121,69 @@ class BatchCounts:
         setattr(self, status, getattr(self, status) + 1)
 
 
+def _finite_seconds(text: str, scale: float = 1.0) -> float | None:
+    """``text`` as a finite, non-negative number of seconds, or None: a header saying
+    ``inf``, ``nan``, ``-1`` or ``1e400`` is no wait at all, not a reason to hang or crash."""
+    try:
+        value = float(text) * scale
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _seconds_until(date: str) -> float | None:
+    """Seconds from now to an HTTP date (a past one: 0), or None if it is not one."""
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     """Seconds the server asked us to wait (Retry-After-Ms, Retry-After as seconds or an
-    HTTP date), or None."""
+    HTTP date), finite and non-negative; None when absent or unreadable (then the client
+    backs off on its own)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
     ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+    seconds = _finite_seconds(ms, 0.001) if ms else None
+    if seconds is not None:
+        return seconds
+    value = (headers.get("retry-after") or "").strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    seconds = _finite_seconds(value)
+    return seconds if seconds is not None else _seconds_until(value)
+
+
+def capped_wait(after: float, cap: float) -> float:
+    """The wait before the next attempt when the server asked for ``after`` seconds: that,
+    plus up to 10 % jitter so parallel workers do not come back in lockstep, the whole of
+    it never over ``cap`` (the jitter stays even when the server asked for more)."""
+    base = min(after, cap / 1.1)
+    return min(cap, base + random.uniform(0, 0.1 * base))
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Worth another attempt: rate limits, timeouts, connection errors and 5xx."""
+    """Worth another attempt: rate limits, timeouts, connection errors, 408/409 and 5xx."""
     if isinstance(exc, openai.RateLimitError | openai.APIConnectionError):  # timeouts are connection errors
         return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in _RETRIED_4XX)
+
+
+def _rejects_format(exc: openai.APIStatusError) -> bool:
+    """The server says it cannot take the response_format form sent: a 400/422, or a 5xx
+    that outlived every retry, whose error names the form. A bare 5xx says nothing about
+    the form."""
+    if exc.status_code not in (400, 422) and exc.status_code < 500:
+        return False
+    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+    return any(word in text for word in _FORMAT_WORDS)
 
 
 def _short(exc: BaseException) -> str:
@@ -135,6 +203,10 @@ class _Reply:
 
 class LLMClient:
     """An OpenAI-compatible chat client with retries, schema-form fallback and batching."""
+
+    # How long a batch pauses, with nothing in flight, before asking its feed again while
+    # another process holds the remaining prompts.
+    poll_s: float = 0.5
 
     def __init__(self, settings: LLMSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         if settings.base_url is None:
@@ -200,25 +272,21 @@ class LLMClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         after = retry_after_seconds(exc)
-        if after is not None:  # honour the server, plus a little jitter against stampedes
-            return min(after, self.settings.max_retry_after_s) + random.uniform(0, 0.1 * after)
+        if after is not None:  # honour the server, within max_retry_after_s
+            return capped_wait(after, self.settings.max_retry_after_s)
         return float(self._backoff(state))
 
-    def _send(self, messages: list[dict[str, str]], n: int, mode: str, retry_5xx: bool) -> _Reply:
+    def _send(self, messages: list[dict[str, str]], n: int, mode: str) -> _Reply:
+        """One request in form ``mode``, transient failures retried in that same form."""
         s = self.settings
         kwargs: dict[str, Any] = {"model": s.model, "messages": messages, **s.sampling_params()}
         response_format = self._response_format(mode, n)
         if response_format is not None:
             kwargs["response_format"] = response_format
-
-        def retryable(exc: BaseException) -> bool:
-            return _is_transient(exc) and (retry_5xx or not isinstance(exc, openai.APIStatusError)
-                                           or exc.status_code == 429)
-
         retrying = Retrying(
             stop=stop_after_attempt(s.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(retryable),
+            retry=retry_if_exception(_is_transient),
             sleep=self._sleep,
             reraise=True,
             before_sleep=lambda st: log.debug(
@@ -238,32 +306,34 @@ class LLMClient:
         )
 
     def _complete(self, messages: list[dict[str, str]], n: int) -> _Reply:
-        """Send with the current schema form; while the form is not settled (auto mode,
-        first request), a 4xx/5xx answer moves to the next form instead of retrying."""
+        """Send with the current schema form. While the form is not settled (auto mode), an
+        answer saying the form is unsupported moves to the next form, and the first answer
+        settles it; any other failure leaves the form as it is."""
         extra = 0
         while True:
             with self._lock:
                 mode, pinned = self._mode, self._pinned
-            if pinned or mode == "none":
-                reply = self._send(messages, n, mode, retry_5xx=True)
-                reply.attempts += extra
-                return reply
             try:
-                reply = self._send(messages, n, mode, retry_5xx=False)
+                reply = self._send(messages, n, mode)
             except openai.APIStatusError as exc:
-                if exc.status_code in (401, 403, 404, 429):
+                if pinned or mode == "none" or not _rejects_format(exc):
                     raise
-                with self._lock:
-                    if self._mode == mode and not self._pinned:
-                        self._mode = _FALLBACK[mode]
-                log.warning("server %s answered %s to response_format=%s; trying %s", self.settings.base_url,
-                            _short(exc), mode, _FALLBACK[mode])
-                extra += 1
+                self._fall_back(mode, exc)
+                extra += self.settings.max_attempts if _is_transient(exc) else 1
                 continue
             with self._lock:
-                self._pinned = True
+                if self._mode == mode:
+                    self._pinned = True
             reply.attempts += extra
             return reply
+
+    def _fall_back(self, mode: str, exc: openai.APIStatusError) -> None:
+        """Move from ``mode`` to the next form, once for all workers that saw it rejected."""
+        with self._lock:
+            if self._mode == mode and not self._pinned:
+                self._mode = _FALLBACK[mode]
+        log.warning("server %s answered %s to response_format=%s; trying %s", self.settings.base_url,
+                    _short(exc), mode, _FALLBACK[mode])
 
     def process(self, request: Request) -> CacheEntry:
         """Send one prompt and turn the outcome into a cache row. Raises PngnnError only
@@ -275,58 +345,82 @@ class LLMClient:
         base = {"key": request.key, "model": s.model, "prompt_version": request.prompt_version,
                 "request": request_json}
         start = time.perf_counter()
-        try:
-            reply = self._complete(request.messages, request.n)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        attempts = 0
+        invalid: CacheEntry | None = None
+        for _ in range(s.parse_attempts):
+            try:
+                reply = self._complete(request.messages, request.n)
+            except openai.OpenAIError as exc:
+                return self._failure(base, exc, time.perf_counter() - start, attempts)
+            except ValueError as exc:  # a 200 whose body is not a chat completion
+                return CacheEntry(**base, status=FAILED, failure=TRANSIENT, error=f"unreadable response: "
+                                  f"{_short(exc)}", latency_s=time.perf_counter() - start, attempts=attempts + 1)
+            attempts += reply.attempts
+            common = {**base, "raw_answer": reply.text, "latency_s": time.perf_counter() - start,
+                      "attempts": attempts, "prompt_tokens": reply.prompt_tokens,
+                      "completion_tokens": reply.completion_tokens}
+            try:
+                answer = parse_answer(reply.text, request.n)
+            except AnswerError as exc:
+                invalid = CacheEntry(**common, status=INVALID, failure=PERMANENT, error=str(exc))
+                continue
+            return CacheEntry(**common, status=OK, like_idx=answer.like, dislike_idx=answer.dislike)
+        assert invalid is not None, "parse_attempts >= 1"
+        return invalid
+
+    def _failure(self, base: dict[str, Any], exc: openai.OpenAIError, latency: float, before: int) -> CacheEntry:
+        """The cache row of a request that failed after its retries (``before``: attempts of
+        earlier parse tries), classed transient or permanent; or the PngnnError that ends
+        the run when retrying later cannot help (key rejected, no such model)."""
+        s = self.settings
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             # Not the server's message: OpenAI's echoes part of the key.
             raise PngnnError(
                 f"LLM server at {s.base_url} rejected the API key (HTTP {exc.status_code}); set PNGNN_LLM_API_KEY"
             ) from None
-        except openai.NotFoundError as exc:
+        if isinstance(exc, openai.NotFoundError):
             raise PngnnError(
                 f"LLM server at {s.base_url} has no model '{s.model}' or no chat endpoint ({_short(exc)}); "
                 "check PNGNN_LLM_MODEL and that the base_url ends in /v1"
             ) from None
-        except openai.APITimeoutError as exc:
-            return CacheEntry(**base, status=FAILED, error=f"timeout after {s.max_attempts} attempt(s): {_short(exc)}",
-                              latency_s=time.perf_counter() - start, attempts=s.max_attempts)
-        except openai.APIConnectionError as exc:
-            return CacheEntry(**base, status=UNREACHABLE, error=f"connection failed after {s.max_attempts} "
-                              f"attempt(s): {_short(exc)}", latency_s=time.perf_counter() - start,
-                              attempts=s.max_attempts)
-        except openai.APIStatusError as exc:
-            attempts = s.max_attempts if _is_transient(exc) else 1
-            return CacheEntry(**base, status=FAILED, error=f"{_short(exc)} after {attempts} attempt(s)",
-                              latency_s=time.perf_counter() - start, attempts=attempts)
-        except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not a chat completion
-            return CacheEntry(**base, status=FAILED, error=f"unreadable response: {_short(exc)}",
-                              latency_s=time.perf_counter() - start, attempts=1)
-        latency = time.perf_counter() - start
-        common = {**base, "raw_answer": reply.text, "latency_s": latency, "attempts": reply.attempts,
-                  "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
-        try:
-            answer = parse_answer(reply.text, request.n)
-        except AnswerError as exc:
-            return CacheEntry(**common, status=INVALID, error=str(exc))
-        return CacheEntry(**common, status=OK, like_idx=answer.like, dislike_idx=answer.dislike)
+        row = {**base, "latency_s": latency}
+        if isinstance(exc, openai.APITimeoutError):
+            return CacheEntry(**row, status=FAILED, failure=TRANSIENT, attempts=before + s.max_attempts,
+                              error=f"timeout after {s.max_attempts} attempt(s): {_short(exc)}")
+        if isinstance(exc, openai.APIConnectionError):
+            return CacheEntry(**row, status=UNREACHABLE, failure=TRANSIENT, attempts=before + s.max_attempts,
+                              error=f"connection failed after {s.max_attempts} attempt(s): {_short(exc)}")
+        if isinstance(exc, openai.APIStatusError):
+            transient = _is_transient(exc)
+            attempts = s.max_attempts if transient else 1
+            return CacheEntry(**row, status=FAILED, failure=TRANSIENT if transient else PERMANENT,
+                              attempts=before + attempts, error=f"{_short(exc)} after {attempts} attempt(s)")
+        return CacheEntry(**row, status=FAILED, failure=TRANSIENT, attempts=before + 1,
+                          error=f"unreadable response: {_short(exc)}")
 
     # -- a batch --------------------------------------------------------------------
     def run_batch(
         self,
-        requests: Iterable[Request],
+        requests: Feed,
         on_result: Callable[[CacheEntry], None],
         cached: int = 0,
         progress: bool = True,
+        total: int | None = None,
     ) -> BatchCounts:
         """Send ``requests`` with at most ``concurrency`` in flight; ``on_result`` gets each
         outcome in the calling thread as soon as it arrives (write it to the cache there).
+
+        ``requests`` may be a feed that also yields ``Elsewhere`` (another process has part
+        of the work); it is read lazily, in the calling thread, so a feed can claim its
+        prompts a chunk at a time. ``total``: how many requests a feed without a length
+        holds at most (for the progress bar).
 
         The first request goes alone when the schema form is not settled, so the whole
         pool does not hit a server with a form it rejects. Pending requests are cancelled
         when the run ends early (a fatal error, the server down, Ctrl-C).
         """
-        pending = list(requests)
-        counts = BatchCounts(total=len(pending) + cached, cached=cached)
+        size = len(requests) if isinstance(requests, Sized) else (total or 0)
+        counts = BatchCounts(total=size + cached, cached=cached)
         start = time.perf_counter()
         bar = tqdm(total=counts.total, initial=cached, desc="LLM", unit="req", disable=not progress)
         streak = 0
@@ -344,27 +438,62 @@ class LLMClient:
                     "not connect); answers so far are cached: restart the server and rerun to resume"
                 )
 
+        def pull(queue: Iterator[Request | Elsewhere]) -> Request | Elsewhere | None:
+            """The next request to send; an ``Elsewhere(wait=True)`` while the rest is claimed
+            by another process; None at the end. Prompts answered elsewhere count as shared."""
+            for item in queue:
+                if isinstance(item, Request):
+                    return item
+                counts.shared += item.answered
+                bar.update(item.answered)
+                if item.wait:
+                    return item
+            return None
+
         try:
-            if pending and not self._pinned:
-                record(self.process(pending.pop(0)))
-            pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llm")
-            try:
-                queue = iter(pending)
-                inflight: set[Future[CacheEntry]] = set()
-                for request in queue:  # keep at most `concurrency` submitted: cancellation stays cheap
-                    inflight.add(pool.submit(self.process, request))
-                    if len(inflight) >= self.settings.concurrency:
-                        break
-                while inflight:
-                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        record(future.result())
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            inflight.add(pool.submit(self.process, nxt))
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+            self._run(iter(requests), pull, record)
         finally:
             bar.close()
             counts.seconds = time.perf_counter() - start
         return counts
+
+    def _run(
+        self,
+        queue: Iterator[Request | Elsewhere],
+        pull: Callable[[Iterator[Request | Elsewhere]], Request | Elsewhere | None],
+        record: Callable[[CacheEntry], None],
+    ) -> None:
+        """The batch loop: keep at most ``concurrency`` requests submitted (cancellation
+        stays cheap), read the feed again as each finishes, pause when it says wait and
+        nothing is in flight."""
+        if not self._pinned:
+            first = pull(queue)
+            while isinstance(first, Elsewhere):
+                time.sleep(self.poll_s)
+                first = pull(queue)
+            if first is None:
+                return
+            record(self.process(first))
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llm")
+        try:
+            inflight: set[Future[CacheEntry]] = set()
+            ended = False
+            while True:
+                while not ended and len(inflight) < self.settings.concurrency:
+                    item = pull(queue)
+                    if isinstance(item, Elsewhere):
+                        break
+                    if item is None:
+                        ended = True
+                    else:
+                        inflight.add(pool.submit(self.process, item))
+                if not inflight:
+                    if ended:
+                        return
+                    time.sleep(self.poll_s)
+                    continue
+                done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record(future.result())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -5,7 +5,8 @@ returning counts and leaving ``augmented_edges`` in DuckDB. This is that glue:
 candidates (stored ones when every selected user has them, else from a briefly trained
 LightGCN), the LLM (a configured ``base_url``, or the embedded llama.cpp server, started
 only when some prompt is not cached and stopped afterwards), the merge, and the edges'
-precision. A fully cached rerun trains nothing and starts no server.
+precision. A fully cached rerun trains nothing and starts no server. A run with too many
+prompts left without a usable answer fails before the merge (``check_failures``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
-from pngnn.augment.client import BatchCounts, LLMClient, Request
+from pngnn.augment.client import BatchCounts, Feed, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
-from pngnn.augment.pipeline import augment
+from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.config import TrainConfig, get_profile
 from pngnn.constants import LLM_USERS
@@ -55,10 +56,10 @@ class _LocalServerClient:
         self._client = LLMClient(self.settings)
         self._client.check()
 
-    def run_batch(self, requests: list[Request], on_result: Any, cached: int = 0,
-                  progress: bool = True) -> BatchCounts:
+    def run_batch(self, requests: Feed, on_result: Any, cached: int = 0, progress: bool = True,
+                  total: int | None = None) -> BatchCounts:
         assert self._client is not None, "check() starts the server"
-        return self._client.run_batch(requests, on_result, cached=cached, progress=progress)
+        return self._client.run_batch(requests, on_result, cached=cached, progress=progress, total=total)
 
     def process(self, request: Request) -> CacheEntry:
         assert self._client is not None, "check() starts the server"
@@ -130,6 +131,8 @@ def augment_step(
     ``llm`` (default: from the environment) with ``base_url`` None: the embedded SmolLM2
     server, serving under the name ``llm.model``. The candidate LightGCN, when one must be
     trained, uses ``candidate_config`` (default: the quick profile's settings with the split's seed).
+    More than ``llm.max_failed_share`` of the prompts without a usable answer: a PngnnError (see
+    ``check_failures``), the answers cached, nothing merged.
     """
     llm = llm or LLMSettings()
     if llm.prompt_version not in (None, PROMPT_VERSION):
@@ -161,6 +164,7 @@ def augment_step(
                               sample_seed=sample_seed, split=split, self_consistency=self_consistency,
                               client=client, progress=progress)
             result: dict[str, Any] = summary.to_dict()
+            check_failures(summary, llm.max_failed_share)
             if merge:
                 result.update(merge_into_graph(store, dataset, seed, summary.model, run_id))
     finally:

@@ -7,7 +7,10 @@
 -- arrives, so a crash loses at most the requests in flight.
 -- status: 'ok' (parsed), 'invalid' (the model answered but the answer is unusable),
 -- 'failed' (the request failed after retries), 'unreachable' (connection failures after
--- retries: always retried on a rerun, the server was down, not the prompt bad).
+-- retries). failure, for every status but 'ok': 'transient' (429, 5xx, timeout,
+-- connection: the server's trouble, asked again by the next run) or 'permanent' (another
+-- 4xx, an answer still unusable after the parse tries: asked again only with
+-- --retry-failed).
 CREATE TABLE IF NOT EXISTS llm_cache (
     key                VARCHAR PRIMARY KEY,
     model              VARCHAR NOT NULL,
@@ -22,7 +25,35 @@ CREATE TABLE IF NOT EXISTS llm_cache (
     attempts           INTEGER,
     prompt_tokens      INTEGER,
     completion_tokens  INTEGER,
-    created            TIMESTAMP NOT NULL
+    created            TIMESTAMP NOT NULL,
+    failure            VARCHAR
+);
+
+-- A file from before the failure classes: add the column, and class its failures by what
+-- their error says (a 4xx other than 408/409/429 is permanent, as an invalid answer is).
+ALTER TABLE llm_cache ADD COLUMN IF NOT EXISTS failure VARCHAR;
+
+UPDATE llm_cache
+SET failure = CASE
+    WHEN status = 'invalid' THEN 'permanent'
+    WHEN status = 'failed' AND error LIKE 'HTTP 4%' AND substr(error, 6, 3) NOT IN ('408', '409', '429')
+        THEN 'permanent'
+    ELSE 'transient'
+END
+WHERE failure IS NULL AND status <> 'ok';
+
+-- Who is asking which prompt now, so that concurrent runs over the same prompts pay for
+-- each once: a run claims a chunk of prompts (a short transaction) before it sends them
+-- and drops each claim in the transaction that writes its answer. A claim is a lease: it
+-- is void once `expires` has passed (its owner renews it with each write), or at once
+-- when the owner's process (`pid` on `host`) is gone, so a crashed run's prompts are
+-- asked again by the next one.
+CREATE TABLE IF NOT EXISTS llm_claims (
+    key      VARCHAR PRIMARY KEY,
+    owner    VARCHAR NOT NULL,
+    host     VARCHAR NOT NULL,
+    pid      INTEGER NOT NULL,
+    expires  TIMESTAMPTZ NOT NULL
 );
 
 -- Which prompt (cache key) a user of a split was asked, and the candidates in the order
