@@ -49,9 +49,8 @@ class TrainConfig:
     threshold: float = LIKE_THRESHOLD
     neg_exponent: float = 0.75
     # PN-GNN: Dual-BPR reading (see pngnn.losses), the feedback-aware coefficient b, and whether
-    # the attention module fuses the branches (False: fixed 0.5/0.5, the ablation). Default = the
-    # best measured (README, "PN-GNN"): on ML-1M split 1 "weighted" with b = 4 beat LightGCN on
-    # every column; b = 2, "siren", "ordered", "graded" and no attention all fell below it.
+    # the attention module fuses the branches (False: fixed 0.5/0.5, the ablation). The default is
+    # the reading README's ablation ("PN-GNN") supports.
     dual_bpr: DualBPR = "weighted"
     b: float = 4.0
     attention: bool = True
@@ -59,8 +58,8 @@ class TrainConfig:
     lightgcn_graph: LightGCNGraph = "positive"
     # How an epoch draws its training pairs (pngnn.sampling.EpochPairOrder): "users" (default)
     # draws as many pairs as there are, each user equally likely, then one of the user's pairs:
-    # the sampler of LightGCN's reference code. "edges" visits every pair once in random order.
-    # On ML-1M (3 splits) "users" lifted R@20 by 3-3.5% for LightGCN and PN-GNN alike (README, "Results").
+    # the sampler of LightGCN's reference code. "edges" visits every pair once in random order
+    # (the two compared: README, "Results").
     pair_sampling: PairSampling = "users"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
     # evaluations without improvement of `valid_metric` (0: train all epochs, report the last).

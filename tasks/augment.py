@@ -1,63 +1,30 @@
-"""The LLM augmentation task: a seam for ``pngnn.augment`` (issue 4).
+"""The LLM tasks: the candidate LightGCN, the LLM's answers, and their merge into edges.
 
-The contract this task expects from the library::
-
-    pngnn.augment.augment_step(settings: Settings, dataset: str, seed: int, llm: LLMSettings, *,
-                               progress, run_id, merge) -> dict
-
-where ``llm`` is ``pngnn.settings.LLMSettings`` (the flows' ``llm`` parameter), ``run_id`` the
-MLflow run recorded as the edges' provenance, and the result holds counts
-(users prompted, cached, failed, positive and negative edges...), all numbers, plus
-optionally ``model`` and ``prompt_version`` strings. It writes ``augmented_edges`` into
-DuckDB. Until that function exists, the task fails with a message that says so: it
-never passes silently, so a flow that needs LLM edges cannot train without them.
-
-Too many failed prompts (over ``max_failed_share`` of a split's prompts without a usable
-answer) fail the task, and so the flow run ends Failed, before anything is merged. When
-the transient failures (429, 5xx, timeouts) decide it, the error is a ``TransientError``
-and the task's own retries ask them again; permanent ones (invalid answers) need
-``retry_failed``.
+Thin wrappers over ``pngnn.augment``. Too many failed prompts (over ``max_failed_share`` of a
+split's prompts without a usable answer) fail the augment task, and so the flow run ends
+Failed, before anything is merged. When the transient failures (429, 5xx, timeouts) decide it,
+the error is a ``TransientError`` and the task's own retries ask them again; permanent ones
+(invalid answers) need ``retry_failed``.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from prefect import task
 
+from pngnn.augment import augment_step
+from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.errors import PngnnError, TransientError
 from pngnn.settings import LLMSettings, Settings
 from tasks.cache import PRETRAIN_CACHE
-
-AUGMENT_API = "pngnn.augment.augment_step"
-
-
-def load_augment() -> Callable[..., dict[str, Any]]:
-    """``pngnn.augment.augment_step``, or a PngnnError saying why it is not there."""
-    try:
-        return getattr(importlib.import_module("pngnn.augment"), "augment_step")  # noqa: B009
-    except (ImportError, AttributeError) as exc:
-        raise PngnnError(
-            f"LLM augmentation is not available: {AUGMENT_API} cannot be loaded ({exc}); it comes with the "
-            "augmentation module (pngnn/augment/, issue 4). Until then run the 'pipeline' or 'experiment' "
-            "flows with methods that need no LLM (lightgcn, pngnn)"
-        ) from None
-
-
-def current_prompt_version() -> str | None:
-    try:
-        return importlib.import_module("pngnn.augment.prompts").PROMPT_VERSION
-    except (ImportError, AttributeError):
-        return None
 
 
 def llm_tags(llm: LLMSettings | dict[str, Any], counts: dict[str, Any] | None = None) -> dict[str, str]:
     """MLflow tags of a run trained on LLM edges: the model and the prompt version."""
     llm = LLMSettings.model_validate(llm)
     counts = counts or {}
-    version = counts.get("prompt_version") or llm.prompt_version or current_prompt_version()
+    version = counts.get("prompt_version") or llm.prompt_version or PROMPT_VERSION
     tags = {"llm_model": str(counts.get("model") or llm.model)}
     if version:
         tags["prompt_version"] = str(version)
@@ -70,7 +37,7 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     except TransientError:
         return True  # the DuckDB file held by another process for a while
     except PngnnError:
-        return False  # missing module, bad settings: retrying cannot help
+        return False  # bad settings, invalid answers: retrying cannot help
     except Exception:
         return True  # a crashed or restarted LLM server
     return False
@@ -84,7 +51,6 @@ def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None =
     ``run_id``: the MLflow run recorded as the edges' provenance (the flow's parent run). The
     answers become edges in ``merge_task``, a step of its own (retried and recorded apart).
     """
-    augment_step = load_augment()
     counts = augment_step(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm), progress=False,
                           run_id=run_id, merge=False)
     print(f"{dataset} seed {seed}: augmentation {counts}")

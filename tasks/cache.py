@@ -83,5 +83,5 @@ class DuckDBState(CachePolicy):
 # Task inputs + task code + the DuckDB file it writes to.
 INGEST_CACHE = INPUTS + TASK_SOURCE + DuckDBState(checksum="expected")
 SPLIT_CACHE = INPUTS + TASK_SOURCE + DuckDBState(checksum="stored")
-# For the LightGCN pretrain task (LLM candidates) once it exists: same rule as split.
+# The LightGCN pretrain task (LLM candidates): the same rule as split.
 PRETRAIN_CACHE = SPLIT_CACHE

@@ -49,22 +49,16 @@ def services() -> dict:
     return yaml.safe_load(COMPOSE.read_text())["services"]
 
 
-def test_compose_wires_the_stack():
-    svc = services()
-    assert set(svc) == {"prefect-server", "mlflow", "worker", "llm"}
-    assert svc["llm"]["profiles"] == ["llm"]
+def test_compose_services_wait_for_healthy_dependencies_on_declared_volumes():
+    """Policies, not a restatement of the file: every service has a health check, a dependency is
+    waited for until healthy, and every named volume a service mounts is declared."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    svc = compose["services"]
     assert all("healthcheck" in s for s in svc.values())
-    assert svc["worker"]["depends_on"] == {"prefect-server": {"condition": "service_healthy"},
-                                           "mlflow": {"condition": "service_healthy"}}
-    env = svc["worker"]["environment"]
-    assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert "--backend-store-uri" in svc["mlflow"]["command"]  # a database backend, not files
-    volumes = yaml.safe_load(COMPOSE.read_text())["volumes"]
-    assert {"duckdb-data", "mlflow-data", "movielens"} <= set(volumes)
-    assert "duckdb-data:/data/duckdb" in svc["worker"]["volumes"]
-    assert "mlflow-data:/mlflow" in svc["mlflow"]["volumes"]
-    assert env["PNGNN_DB"].startswith("/data/duckdb/")
+    conditions = [c["condition"] for s in svc.values() for c in (s.get("depends_on") or {}).values()]
+    assert conditions and set(conditions) == {"service_healthy"}
+    mounted = {v.split(":")[0] for s in svc.values() for v in s.get("volumes", []) if not v.startswith((".", "/"))}
+    assert mounted and mounted <= set(compose["volumes"])
 
 
 class Native:
