@@ -73,7 +73,11 @@ class Store:
     def __init__(self, path: Path | str, read_only: bool = False, wait_s: float = 10.0) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create the folder of DuckDB file {self.path} ({exc.strerror})",
+                                "point PNGNN_DB at a writable place") from None
         self.read_only = read_only
         # Another process may hold the file for a moment (an augmentation writing answers):
         # wait a little before calling it locked.

@@ -91,6 +91,12 @@ def test_a_bad_environment_variable_is_one_line_before_any_work(tmp_path, args, 
     assert not (tmp_path / "db.duckdb").exists()
 
 
+def test_a_duckdb_path_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = run_cli(["ingest", "ml-100k"], tmp_path, PNGNN_DB=str(tmp_path / "a-file" / "db.duckdb"))
+    assert_one_line_error(proc, "cannot create the folder of DuckDB file", "point PNGNN_DB at a writable place")
+
+
 def test_missing_data_without_download(tmp_path):
     proc = run_cli(["ingest", "ml-100k", "--no-download"], tmp_path, PNGNN_DATA_DIR=str(tmp_path / "empty"))
     assert_one_line_error(proc, "is missing", "PNGNN_DATA_DIR")
