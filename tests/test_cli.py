@@ -64,7 +64,7 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["train", "--seed", "-1"], ["split seed -1 is out of range", "--seed 1"]),
         (["split", "ml-100k", "--seed", str(2**40)], [f"split seed {2**40} is out of range"]),
         (["augment", "--seed", "-3"], ["split seed -3 is out of range"]),
-        (["augment", "--max-failed-share", "1.5"], ["--max-failed-share 1.5 is not a share", "from 0 to 1"]),
+        (["augment", "--max-failed-share", "1.5"], ["max_failed_share=1.5", "less than or equal to 1"]),
         (["tune", "--method", "ease", "--profile", "quick", "--seed", "-2"], ["split seed -2 is out of range"]),
         (["run", "--method", "bogus"], ["unknown method 'bogus'"]),
         (["run", "--seed", "-1"], ["split seed -1 is out of range"]),

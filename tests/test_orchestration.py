@@ -257,9 +257,11 @@ def test_prefect_and_mlflow_runs_name_each_other(stack, runs):
     assert tags_of(parent[0])["prefect_flow_run_url"].endswith(flow_run["id"])
     artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
     run_url = f"{stack.mlflow}/#/experiments/{exp_id}/runs/{parent[0]['info']['run_id']}"
-    markdown = [a["data"] for a in artifacts if a["type"] == "markdown" and run_url in a["data"]]
-    assert len(markdown) == 1 and "| lightgcn |" in markdown[0] and "| pngnn |" in markdown[0]
-    assert [a["data"] for a in artifacts if a["type"] == "link"] == [run_url]
+    # the report (the run's link and its table) and the link itself (Prefect stores a link artifact
+    # as Markdown: "[text](url)")
+    linking = sorted((a["data"] for a in artifacts if run_url in a["data"]), key=len)
+    assert len(linking) == 2 and linking[0] == f"[MLflow run {parent[0]['info']['run_id']}]({run_url})"
+    assert "| lightgcn |" in linking[1] and "| pngnn |" in linking[1]
 
 
 def test_report_from_mlflow_matches_the_flow_summary(stack, runs):
