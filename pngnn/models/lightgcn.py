@@ -50,6 +50,8 @@ class LightGCN(GraphRecommender):
 class MostPopular(GraphRecommender):
     """Non-personalised baseline: every user gets items ranked by training popularity."""
 
+    item_counts: torch.Tensor  # a buffer
+
     def __init__(self, item_counts: torch.Tensor, n_users: int) -> None:
         super().__init__()
         self.n_users, self.n_items = n_users, item_counts.numel()
