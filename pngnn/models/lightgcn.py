@@ -35,7 +35,8 @@ class LightGCN(GraphRecommender):
         users, items = torch.split(z, [self.n_users, self.n_items])
         return users, items
 
-    def calculate_loss(self, users, pos, neg, **batch):
+    def calculate_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                       **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user_emb, item_emb = self.embeddings()
         _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
         loss = bpr_loss(pos_scores, neg_scores)
