@@ -113,12 +113,13 @@ def start_local_server(
         "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False", "--n_ctx", str(n_ctx),
         "--n_threads", str(threads), "--n_threads_batch", str(threads), "--verbose", "False",
     ]
-    out = log_path.open("w") if log_path is not None else subprocess.DEVNULL
+    log_file = log_path.open("w") if log_path is not None else None
     try:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log_file if log_file is not None else subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     finally:
-        if log_path is not None:
-            out.close()
+        if log_file is not None:
+            log_file.close()
     server = LocalServer(proc, base_url, model_alias, log_path)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
