@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 
@@ -32,6 +32,11 @@ from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
 from pngnn.train import EpochLog, TrainResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from optuna import Study
 
 
 def experiment_name(dataset: str) -> str:
@@ -177,7 +182,7 @@ def run_tags(split: SplitData, method: str, profile: str, cfg: TrainConfig | Non
 def process_alive(host: str | None, pid: str | None) -> bool:
     """Whether the process a run was tagged with still runs. Only this machine's processes can
     be asked; one on another host counts as gone (one run of a key at a time is the contract)."""
-    if host != socket.gethostname() or not (pid or "").isdigit():
+    if host != socket.gethostname() or pid is None or not pid.isdigit():
         return False
     stat = Path(f"/proc/{pid}/stat")
     try:
@@ -412,12 +417,12 @@ def log_study(result: Any, prefix: str, run_id: str) -> None:
     client.log_dict(run_id, result.record(), f"tuning/{prefix}_study.json")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        plots = {"history": optuna_plots.plot_optimization_history}
+        plots: dict[str, Callable[[Study], Axes]] = {"history": optuna_plots.plot_optimization_history}
         if len(result.best_params) > 1:
             plots["parallel_coordinate"] = optuna_plots.plot_parallel_coordinate
         for name, draw in plots.items():
             ax = draw(result.study)
-            fig = ax.figure
+            fig = cast("Figure", ax.figure)  # typed Figure | SubFigure; optuna draws on a whole figure
             fig.set_size_inches(8, 4.5)
             fig.tight_layout()
             path = Path(tmp) / f"{prefix}_{name}.png"
