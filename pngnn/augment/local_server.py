@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 
@@ -138,10 +139,22 @@ def start_local_server(
     raise PngnnError(f"the local LLM server at {base_url} was not ready after {startup_timeout:.0f}s; see {log_path}")
 
 
+class ServerOptions(TypedDict, total=False):
+    """``start_local_server``'s keyword arguments."""
+
+    model_path: Path | None
+    port: int | None
+    n_ctx: int
+    n_threads: int | None
+    log_path: Path | None
+    startup_timeout: float
+    model_alias: str
+
+
 @contextlib.contextmanager
-def local_llm_server(**kwargs: object) -> Iterator[LocalServer]:
+def local_llm_server(**kwargs: Unpack[ServerOptions]) -> Iterator[LocalServer]:
     """``with local_llm_server() as server: augment(..., settings=server.settings)``."""
-    server = start_local_server(**kwargs)  # type: ignore[arg-type]
+    server = start_local_server(**kwargs)
     try:
         yield server
     finally:
