@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import torch
 
@@ -221,7 +221,8 @@ class Terminated(SystemExit):
 # (a server, an ignored SIGINT in a background job) stays theirs.
 _DEFAULT_HANDLERS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class InterruptGuard:
@@ -257,15 +258,15 @@ class InterruptGuard:
                 signum, self._pending = self._pending, None
                 self._raise(signum)
 
-    def holding(self, fn: F) -> F:
+    def holding(self, fn: Callable[P, R]) -> Callable[P, R]:
         """``fn`` with signals held while it runs."""
 
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with self.held():
                 return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     @contextmanager
     def ending_killed(self) -> Iterator[None]:
