@@ -144,7 +144,7 @@ def split_fields(path: Path, sep: str, n_fields: int, names: list[str]) -> pl.Da
     return frame
 
 
-def cast_strict(frame: pl.DataFrame, path: Path, casts: dict[str, pl.DataType]) -> pl.DataFrame:
+def cast_strict(frame: pl.DataFrame, path: Path, casts: dict[str, type[pl.DataType]]) -> pl.DataFrame:
     """Cast columns, reporting the first value that does not parse with its line number."""
     out = frame
     for col, dtype in casts.items():

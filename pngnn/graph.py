@@ -106,13 +106,13 @@ class Propagate(torch.autograd.Function):
     """Layer-mean propagation whose backward reuses the forward (A_hat is symmetric)."""
 
     @staticmethod
-    def forward(ctx, adj: torch.Tensor, emb: torch.Tensor, n_layers: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, adj: torch.Tensor, emb: torch.Tensor, n_layers: int) -> torch.Tensor:
         ctx.adj = adj
         ctx.n_layers = n_layers
         return propagate_plain(adj, emb, n_layers)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None]:
         return None, propagate_plain(ctx.adj, grad_out.contiguous(), ctx.n_layers), None
 
 

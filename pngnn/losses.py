@@ -66,7 +66,7 @@ class SampledScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         batch, n_neg = neg.shape
         ctx.save_for_backward(u, item_emb, neg)
         if n_neg > item_emb.shape[0]:
@@ -79,7 +79,7 @@ class SampledScores(torch.autograd.Function):
         return scores
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         u, item_emb, neg = ctx.saved_tensors
         n_items = item_emb.shape[0]
         batch, n_neg = neg.shape

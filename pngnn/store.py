@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import polars as pl
@@ -137,7 +137,8 @@ class Store:
         with self._reading():
             for stmt, used in zip(statements[:-1], bound[:-1], strict=True):
                 self.con.execute(stmt, used).fetchall()
-            return pl.from_arrow(self.con.sql(statements[-1], params=bound[-1]).to_arrow_table())  # zero-copy
+            # zero-copy; from_arrow is annotated DataFrame | Series, and a Table gives a DataFrame
+            return cast(pl.DataFrame, pl.from_arrow(self.con.sql(statements[-1], params=bound[-1]).to_arrow_table()))
 
     def run_file(self, name: str, **params: Any) -> None:
         """Execute every statement of ``pngnn/sql/<name>.sql``, each with the parameters it names."""

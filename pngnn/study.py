@@ -269,6 +269,7 @@ def tune_split(
         raise PngnnError(f"no trial of {method} on split {split.seed} completed within the budget; "
                          "raise --trials or --timeout")
     best = study.best_trial
+    assert best.value is not None, "the best trial is a completed one"
     tuned = {name: value for name, value in best.params.items() if name in METHOD_SETTINGS[method]}
     epochs = {"epochs": max(1, int(best.user_attrs["best_epoch"]))} if is_graph else {}
     best_config = base.with_overrides(**tuned, **epochs, eval_every=0, patience=0)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import torch
 
@@ -32,6 +32,11 @@ from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
 from pngnn.train import EpochLog, TrainResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from optuna import Study
 
 
 def experiment_name(dataset: str) -> str:
@@ -177,7 +182,7 @@ def run_tags(split: SplitData, method: str, profile: str, cfg: TrainConfig | Non
 def process_alive(host: str | None, pid: str | None) -> bool:
     """Whether the process a run was tagged with still runs. Only this machine's processes can
     be asked; one on another host counts as gone (one run of a key at a time is the contract)."""
-    if host != socket.gethostname() or not (pid or "").isdigit():
+    if host != socket.gethostname() or pid is None or not pid.isdigit():
         return False
     stat = Path(f"/proc/{pid}/stat")
     try:
@@ -216,7 +221,8 @@ class Terminated(SystemExit):
 # (a server, an ignored SIGINT in a background job) stays theirs.
 _DEFAULT_HANDLERS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class InterruptGuard:
@@ -252,15 +258,15 @@ class InterruptGuard:
                 signum, self._pending = self._pending, None
                 self._raise(signum)
 
-    def holding(self, fn: F) -> F:
+    def holding(self, fn: Callable[P, R]) -> Callable[P, R]:
         """``fn`` with signals held while it runs."""
 
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with self.held():
                 return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     @contextmanager
     def ending_killed(self) -> Iterator[None]:
@@ -412,12 +418,12 @@ def log_study(result: Any, prefix: str, run_id: str) -> None:
     client.log_dict(run_id, result.record(), f"tuning/{prefix}_study.json")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        plots = {"history": optuna_plots.plot_optimization_history}
+        plots: dict[str, Callable[[Study], Axes]] = {"history": optuna_plots.plot_optimization_history}
         if len(result.best_params) > 1:
             plots["parallel_coordinate"] = optuna_plots.plot_parallel_coordinate
         for name, draw in plots.items():
             ax = draw(result.study)
-            fig = ax.figure
+            fig = cast("Figure", ax.figure)  # typed Figure | SubFigure; optuna draws on a whole figure
             fig.set_size_inches(8, 4.5)
             fig.tight_layout()
             path = Path(tmp) / f"{prefix}_{name}.png"

@@ -191,7 +191,8 @@ def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torc
     """One pass over the epoch's pair order in batches; the mean loss and loss parts per pair."""
     model.train()
     perm, neg_all = torch.from_numpy(order), torch.from_numpy(negatives)
-    n, total, parts_sum = len(order), 0.0, {}
+    n, total = len(order), 0.0
+    parts_sum: dict[str, float] = {}
     for b in tqdm(range((n + batch_size - 1) // batch_size), desc=label, leave=False, disable=not progress):
         rows = slice(b * batch_size, (b + 1) * batch_size)
         idx = perm[rows]
@@ -237,13 +238,15 @@ def fit(
     users_t = torch.from_numpy(pairs.users)
     items_t = torch.from_numpy(pairs.items)
     feats_t = {k: torch.from_numpy(v) for k, v in (pair_features or {}).items()}
-    use_valid = valid is not None and len(valid) > 0 and cfg.eval_every > 0
+    valid_set = valid if valid is not None and len(valid) > 0 and cfg.eval_every > 0 else None
+    use_valid = valid_set is not None
     done = FitProgress()
     if checkpoint is not None and checkpoint.restored is not None:
         done = restore_state(checkpoint.restored, model, opt, streams)
         log.info("resuming from epoch %d of %s", done.epoch, checkpoint.path)
-        for entry in done.history if on_epoch is not None else []:
-            on_epoch(entry)
+        if on_epoch is not None:
+            for entry in done.history:
+                on_epoch(entry)
     spent_before, start_all = done.seconds, time.perf_counter()
     first = cfg.epochs + 1 if done.stopped else done.epoch + 1
     epochs = tqdm(range(first, cfg.epochs + 1), desc="epochs", disable=not progress, unit="ep")
@@ -256,8 +259,8 @@ def fit(
         loss, parts = train_epoch(model, opt, users_t, items_t, order, negatives, feats_t, cfg.batch_size,
                                   f"epoch {epoch}", progress)
         entry = EpochLog(epoch=epoch, loss=loss, seconds=time.perf_counter() - t0, parts=parts)
-        if use_valid and epoch % cfg.eval_every == 0:
-            entry.valid = evaluate(model.scorer(), n_items, rated, valid, cfg.threshold)
+        if valid_set is not None and epoch % cfg.eval_every == 0:
+            entry.valid = evaluate(model.scorer(), n_items, rated, valid_set, cfg.threshold)
             done.watch.observe(entry.valid[cfg.valid_metric], epoch, model)
         done.epoch = epoch
         done.history.append(entry)

@@ -10,6 +10,7 @@ a rated pair. Scoring runs in blocks of users, fully vectorised.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -51,9 +52,10 @@ def select_users(
         unknown = wanted.join(frame, on="user_id", how="anti")["user_id"].sort().to_list()
         if unknown:
             shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+            # Series.min/max are typed as any Python scalar; user_id is an integer column
+            lo, hi = cast(int, frame["user_id"].min()), cast(int, frame["user_id"].max())
             raise PngnnError(
-                f"{len(unknown)} unknown user id(s) for dataset '{dataset}': {shown}; "
-                f"valid ids are {frame['user_id'].min()}..{frame['user_id'].max()}"
+                f"{len(unknown)} unknown user id(s) for dataset '{dataset}': {shown}; valid ids are {lo}..{hi}"
             )
         return frame.join(wanted, on="user_id", how="semi").sort("user_idx")
     if sample is not None:

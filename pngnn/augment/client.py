@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -66,7 +66,10 @@ from pngnn.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 
-_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+# The response_format forms a request can take (the settings' schema_mode less "auto"), each
+# falling back to the next.
+ResponseForm = Literal["json_schema", "json_object", "none"]
+_FALLBACK: dict[ResponseForm, ResponseForm] = {"json_schema": "json_object", "json_object": "none"}
 # Words by which a server's error names the response_format it cannot take.
 _FORMAT_WORDS = ("response_format", "response format", "json_schema", "json_object", "structured output", "guided_")
 _RETRIED_4XX = (408, 409, 429)  # request timeout, conflict, rate limit: worth another attempt
@@ -193,6 +196,33 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
 
 
+def _log_retry(state: RetryCallState) -> None:
+    """tenacity's before_sleep: it follows an attempt that raised (retry_if_exception)."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    assert exc is not None, "a retry follows a raised exception"
+    log.debug("retrying after %s (attempt %d)", _short(exc), state.attempt_number)
+
+
+class _RowKey(TypedDict):
+    """The fields every cache row of one request carries."""
+
+    key: str
+    model: str
+    prompt_version: str
+    request: str
+
+
+class _TimedRow(_RowKey):
+    latency_s: float
+
+
+class _AnsweredRow(_TimedRow):
+    raw_answer: str | None
+    attempts: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
 @dataclass
 class _Reply:
     text: str | None
@@ -221,14 +251,14 @@ class LLMClient:
             max_retries=0,
         )
         self._lock = threading.Lock()
-        self._mode = "json_schema" if settings.schema_mode == "auto" else settings.schema_mode
+        self._mode: ResponseForm = "json_schema" if settings.schema_mode == "auto" else settings.schema_mode
         self._pinned = settings.schema_mode != "auto"
         self._backoff = wait_exponential_jitter(
             multiplier=settings.backoff_initial_s, max=settings.backoff_max_s, jitter=settings.backoff_initial_s
         )
 
     @property
-    def schema_mode(self) -> str:
+    def schema_mode(self) -> ResponseForm:
         """The response_format form in use (after any auto fallback)."""
         return self._mode
 
@@ -261,7 +291,7 @@ class LLMClient:
             )
 
     # -- one request ----------------------------------------------------------------
-    def _response_format(self, mode: str, n: int) -> dict[str, Any] | None:
+    def _response_format(self, mode: ResponseForm, n: int) -> dict[str, Any] | None:
         schema = answer_schema(n)
         if mode == "json_schema":
             return {"type": "json_schema", "json_schema": {"name": "movie_choice", "schema": schema, "strict": True}}
@@ -276,7 +306,7 @@ class LLMClient:
             return capped_wait(after, self.settings.max_retry_after_s)
         return float(self._backoff(state))
 
-    def _send(self, messages: list[dict[str, str]], n: int, mode: str) -> _Reply:
+    def _send(self, messages: list[dict[str, str]], n: int, mode: ResponseForm) -> _Reply:
         """One request in form ``mode``, transient failures retried in that same form."""
         s = self.settings
         kwargs: dict[str, Any] = {"model": s.model, "messages": messages, **s.sampling_params()}
@@ -289,9 +319,7 @@ class LLMClient:
             retry=retry_if_exception(_is_transient),
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda st: log.debug(
-                "retrying after %s (attempt %d)", _short(st.outcome.exception()), st.attempt_number
-            ),
+            before_sleep=_log_retry,
         )
         for attempt in retrying:
             with attempt:
@@ -327,7 +355,7 @@ class LLMClient:
             reply.attempts += extra
             return reply
 
-    def _fall_back(self, mode: str, exc: openai.APIStatusError) -> None:
+    def _fall_back(self, mode: ResponseForm, exc: openai.APIStatusError) -> None:
         """Move from ``mode`` to the next form, once for all workers that saw it rejected."""
         with self._lock:
             if self._mode == mode and not self._pinned:
@@ -342,8 +370,8 @@ class LLMClient:
         request_json = canonical_json(
             {"model": s.model, "messages": request.messages, "params": s.sampling_params()}
         )
-        base = {"key": request.key, "model": s.model, "prompt_version": request.prompt_version,
-                "request": request_json}
+        base: _RowKey = {"key": request.key, "model": s.model, "prompt_version": request.prompt_version,
+                         "request": request_json}
         start = time.perf_counter()
         attempts = 0
         invalid: CacheEntry | None = None
@@ -356,7 +384,7 @@ class LLMClient:
                 return CacheEntry(**base, status=FAILED, failure=TRANSIENT, error=f"unreadable response: "
                                   f"{_short(exc)}", latency_s=time.perf_counter() - start, attempts=attempts + 1)
             attempts += reply.attempts
-            common = {**base, "raw_answer": reply.text, "latency_s": time.perf_counter() - start,
+            common: _AnsweredRow = {**base, "raw_answer": reply.text, "latency_s": time.perf_counter() - start,
                       "attempts": attempts, "prompt_tokens": reply.prompt_tokens,
                       "completion_tokens": reply.completion_tokens}
             try:
@@ -368,7 +396,7 @@ class LLMClient:
         assert invalid is not None, "parse_attempts >= 1"
         return invalid
 
-    def _failure(self, base: dict[str, Any], exc: openai.OpenAIError, latency: float, before: int) -> CacheEntry:
+    def _failure(self, base: _RowKey, exc: openai.OpenAIError, latency: float, before: int) -> CacheEntry:
         """The cache row of a request that failed after its retries (``before``: attempts of
         earlier parse tries), classed transient or permanent; or the PngnnError that ends
         the run when retrying later cannot help (key rejected, no such model)."""
@@ -383,7 +411,7 @@ class LLMClient:
                 f"LLM server at {s.base_url} has no model '{s.model}' or no chat endpoint ({_short(exc)}); "
                 "check PNGNN_LLM_MODEL and that the base_url ends in /v1"
             ) from None
-        row = {**base, "latency_s": latency}
+        row: _TimedRow = {**base, "latency_s": latency}
         if isinstance(exc, openai.APITimeoutError):
             return CacheEntry(**row, status=FAILED, failure=TRANSIENT, attempts=before + s.max_attempts,
                               error=f"timeout after {s.max_attempts} attempt(s): {_short(exc)}")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 
@@ -113,12 +114,13 @@ def start_local_server(
         "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False", "--n_ctx", str(n_ctx),
         "--n_threads", str(threads), "--n_threads_batch", str(threads), "--verbose", "False",
     ]
-    out = log_path.open("w") if log_path is not None else subprocess.DEVNULL
+    log_file = log_path.open("w") if log_path is not None else None
     try:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log_file if log_file is not None else subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     finally:
-        if log_path is not None:
-            out.close()
+        if log_file is not None:
+            log_file.close()
     server = LocalServer(proc, base_url, model_alias, log_path)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
@@ -137,10 +139,22 @@ def start_local_server(
     raise PngnnError(f"the local LLM server at {base_url} was not ready after {startup_timeout:.0f}s; see {log_path}")
 
 
+class ServerOptions(TypedDict, total=False):
+    """``start_local_server``'s keyword arguments."""
+
+    model_path: Path | None
+    port: int | None
+    n_ctx: int
+    n_threads: int | None
+    log_path: Path | None
+    startup_timeout: float
+    model_alias: str
+
+
 @contextlib.contextmanager
-def local_llm_server(**kwargs: object) -> Iterator[LocalServer]:
+def local_llm_server(**kwargs: Unpack[ServerOptions]) -> Iterator[LocalServer]:
     """``with local_llm_server() as server: augment(..., settings=server.settings)``."""
-    server = start_local_server(**kwargs)  # type: ignore[arg-type]
+    server = start_local_server(**kwargs)
     try:
         yield server
     finally:

@@ -12,8 +12,9 @@ prompts left without a usable answer fails before the merge (``check_failures``)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
@@ -28,6 +29,9 @@ from pngnn.settings import LLMSettings, Settings
 from pngnn.split import load_split
 from pngnn.store import Store
 
+if TYPE_CHECKING:
+    from pngnn.augment.local_server import LocalServer
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +44,7 @@ class _LocalServerClient:
     def __init__(self, settings: LLMSettings, log_path: Path | None) -> None:
         self.settings = settings.with_overrides(schema_mode="json_object", concurrency=1)
         self._log_path = log_path
-        self._server = None
+        self._server: LocalServer | None = None
         self._client: LLMClient | None = None
 
     @property
@@ -56,7 +60,7 @@ class _LocalServerClient:
         self._client = LLMClient(self.settings)
         self._client.check()
 
-    def run_batch(self, requests: Feed, on_result: Any, cached: int = 0, progress: bool = True,
+    def run_batch(self, requests: Feed, on_result: Callable[[CacheEntry], None], cached: int = 0, progress: bool = True,
                   total: int | None = None) -> BatchCounts:
         assert self._client is not None, "check() starts the server"
         return self._client.run_batch(requests, on_result, cached=cached, progress=progress, total=total)

@@ -18,8 +18,11 @@ class GraphRecommender(nn.Module):
         """Differentiable propagated (user, item) embeddings used for scoring."""
         raise NotImplementedError
 
-    def calculate_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, **batch: torch.Tensor):
-        """Loss of one training batch: pairs (users[b], pos[b]) and negatives neg[b, :]."""
+    def calculate_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                       **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one training batch: pairs (users[b], pos[b]) and negatives neg[b, :]; ``batch``
+        holds the per-pair features of the batch by name. Returns the scalar loss to minimise and
+        its named parts, detached (logged per epoch)."""
         raise NotImplementedError
 
     @torch.no_grad()

@@ -21,6 +21,10 @@ from pngnn.split import Interactions
 class EmbeddingModel(GraphRecommender):
     """Fixed user and item vectors: y_ui = x_u · y_i."""
 
+    # buffers
+    user_factors: torch.Tensor
+    item_factors: torch.Tensor
+
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         super().__init__()
         self.n_users, self.n_items = len(user_factors), len(item_factors)

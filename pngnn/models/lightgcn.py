@@ -35,7 +35,8 @@ class LightGCN(GraphRecommender):
         users, items = torch.split(z, [self.n_users, self.n_items])
         return users, items
 
-    def calculate_loss(self, users, pos, neg, **batch):
+    def calculate_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                       **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user_emb, item_emb = self.embeddings()
         _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
         loss = bpr_loss(pos_scores, neg_scores)
@@ -49,6 +50,8 @@ class LightGCN(GraphRecommender):
 
 class MostPopular(GraphRecommender):
     """Non-personalised baseline: every user gets items ranked by training popularity."""
+
+    item_counts: torch.Tensor  # a buffer
 
     def __init__(self, item_counts: torch.Tensor, n_users: int) -> None:
         super().__init__()

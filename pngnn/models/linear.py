@@ -81,6 +81,12 @@ def blocked_ease_weights(p: torch.Tensor, n_items: int) -> tuple[torch.Tensor, t
 class ItemLinear(GraphRecommender):
     """Scores x_u W for the users' stored input rows x_u (CSR) and item weights W [inputs, items]."""
 
+    # buffers
+    indptr: torch.Tensor
+    cols: torch.Tensor
+    values: torch.Tensor
+    weights: torch.Tensor
+
     def __init__(self, inputs: Interactions, n_users: int, weights: torch.Tensor) -> None:
         super().__init__()
         self.n_users, self.n_items = n_users, weights.shape[1]

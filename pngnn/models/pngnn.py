@@ -104,7 +104,9 @@ class PNGNN(GraphRecommender):
         return {"alpha_p_users_mean": float(users.mean()), "alpha_p_users_std": float(users.std()),
                 "alpha_p_items_mean": float(items.mean()), "alpha_p_items_std": float(items.std())}
 
-    def calculate_loss(self, users, pos, neg, positive=None, disliked=None, **batch):
+    def calculate_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                       positive: torch.Tensor | None = None, disliked: torch.Tensor | None = None,
+                       **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Dual-BPR + L2. ``positive`` [B] flags positive-graph pairs (the readings that
         train on every rated pair); ``disliked`` [B] is a disliked item of each pair's user
         or -1 (the "graded" and "weighted" readings, whose pairs are all positive)."""
