@@ -8,15 +8,12 @@ sqlite store by default, a server URL in bigger setups).
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
@@ -50,11 +47,6 @@ def parent_run(settings: Settings, dataset: str, name: str, tags: Mapping[str, s
     setup(settings, dataset)
     with mlflow.start_run(run_name=name, tags={"kind": "parent", **(tags or {})}) as run:
         yield run.info.run_id
-
-
-def model_pip_requirements() -> list[str]:
-    """Explicit requirements: MLflow's own inference of them is slow (seconds per model)."""
-    return [f"torch=={torch.__version__.split('+')[0]}", "numpy"]
 
 
 def curve_plot(history: list[EpochLog], title: str, path: Path) -> Path:
@@ -98,9 +90,10 @@ def metrics_plot(metrics: Mapping[str, float], title: str, path: Path, ks=KS) ->
     return path
 
 
-def log_training(result: TrainResult, method: str, dataset: str, seed: int, log_model: bool = True,
+def log_training(result: TrainResult, method: str, split: SplitData, settings: Settings, log_model: bool = True,
                  registered_name: str | None = None) -> None:
-    """The trained model (``mlflow.pytorch``), its training curve, timings: into the active run."""
+    """The trained model (a pyfunc serving recommendations, ``pngnn.pyfunc``), its training
+    curve, timings: into the active run."""
     import mlflow
 
     mlflow.log_metrics({"train_seconds": result.seconds, "best_epoch": result.best_epoch})
@@ -109,18 +102,13 @@ def log_training(result: TrainResult, method: str, dataset: str, seed: int, log_
         mlflow.log_metrics(summary())
     with tempfile.TemporaryDirectory() as tmp:
         if result.history:
-            plot = curve_plot(result.history, f"{method} {dataset} seed {seed}", Path(tmp) / "training_curve.png")
+            title = f"{method} {split.dataset} seed {split.seed}"
+            plot = curve_plot(result.history, title, Path(tmp) / "training_curve.png")
             mlflow.log_artifact(str(plot), "plots")
     if log_model:
-        # MLflow warns about pickle on every save; the model is ours, the warning is noise.
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        mlflow.pytorch.log_model(
-            result.model,
-            name="model",
-            pip_requirements=model_pip_requirements(),
-            serialization_format="pickle",  # the model is a graph module with a CSR buffer, not a traceable fn
-            registered_model_name=registered_name,
-        )
+        from pngnn.pyfunc import log_recommender
+
+        log_recommender(result.model, split, settings, method, registered_name)
 
 
 def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, config: Mapping[str, Any]) -> None:
@@ -193,7 +181,7 @@ def tracked_run(
                           tags={**run_tags(split, method, profile, cfg), **(tags or {})}) as run:
         mlflow.log_params(run_params(split, method, cfg, {**edges, **(extra_params or {})}))
         result = train_step(split, method, cfg, on_epoch=epoch_logger(), progress=progress)
-        log_training(result, method, split.dataset, split.seed, log_model=log_model, registered_name=registered_name)
+        log_training(result, method, split, settings, log_model=log_model, registered_name=registered_name)
         metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
         log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges)
