@@ -55,7 +55,7 @@ def reaugment(
         split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
         tags = augment_split(ds, seed, llm, parent_id)
         mlflow.set_tags(tags)
-        out = train_evaluate_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=tags)
+        out = train_evaluate_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=tags, promote_first=False)
         decision = promote_task(ds, method, out["run_id"], PROMOTION_METRIC) if promote else None
         if decision is not None:
             mlflow.set_tag("promoted", str(decision["promoted"]).lower())

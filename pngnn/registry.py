@@ -4,7 +4,9 @@ Every trained model is registered as ``pngnn-<dataset>-<method>`` (one new versi
 training run). The version that serves recommendations carries the alias ``production``;
 a new version takes the alias only when it beats the current one on the promotion
 metric (recall@20 on its own test split, by default), so a worse retrain never replaces
-a better model. Without any ``production`` alias, the latest version is used.
+a better model. The first version a flow registers takes the alias when there is none
+(``promote_if_none``), so ``models:/<name>@production`` works after the first ``pngnn run``;
+without any ``production`` alias, ``pngnn recommend`` uses the latest version.
 
 MLflow is imported lazily (``pngnn`` stays importable without it); the tracking URI
 always comes from ``Settings``.
@@ -139,3 +141,13 @@ def promote_if_better(settings: Settings, dataset: str, method: str, run_id: str
         mlf.set_registered_model_alias(name, PRODUCTION, candidate)
     return Promotion(name, candidate, float(value), None if current is None else str(current.version),
                      current_value, promoted, metric)
+
+
+def promote_if_none(settings: Settings, dataset: str, method: str, run_id: str,
+                    metric: str = PROMOTION_METRIC) -> Promotion | None:
+    """Give the run's model version the ``production`` alias if the model has no production
+    version yet (the promotion of a first model); None, changing nothing, when it has one:
+    replacing it is ``promote_if_better``'s decision, on the metric."""
+    if _production(client(settings), model_name(dataset, method)) is not None:
+        return None
+    return promote_if_better(settings, dataset, method, run_id, metric)

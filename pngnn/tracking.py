@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import signal
 import socket
@@ -21,8 +20,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
-
-import torch
 
 from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
@@ -62,11 +59,6 @@ def parent_run(settings: Settings, dataset: str, name: str, tags: Mapping[str, s
     setup(settings, dataset)
     with mlflow.start_run(run_name=name, tags={"kind": "parent", **(tags or {})}) as run:
         yield run.info.run_id
-
-
-def model_pip_requirements() -> list[str]:
-    """Explicit requirements: MLflow's own inference of them is slow (seconds per model)."""
-    return [f"torch=={torch.__version__.split('+')[0]}", "numpy"]
 
 
 def curve_plot(history: list[EpochLog], title: str, path: Path) -> Path:
@@ -110,9 +102,10 @@ def metrics_plot(metrics: Mapping[str, float], title: str, path: Path, ks=KS) ->
     return path
 
 
-def log_training(result: TrainResult, method: str, dataset: str, seed: int, log_model: bool = True,
+def log_training(result: TrainResult, method: str, split: SplitData, settings: Settings, log_model: bool = True,
                  registered_name: str | None = None) -> None:
-    """The trained model (``mlflow.pytorch``), its training curve, timings: into the active run."""
+    """The trained model (a pyfunc serving recommendations, ``pngnn.pyfunc``), its training
+    curve, timings: into the active run."""
     import mlflow
 
     mlflow.log_metrics({"train_seconds": result.seconds, "best_epoch": result.best_epoch})
@@ -121,18 +114,13 @@ def log_training(result: TrainResult, method: str, dataset: str, seed: int, log_
         mlflow.log_metrics(summary())
     with tempfile.TemporaryDirectory() as tmp:
         if result.history:
-            plot = curve_plot(result.history, f"{method} {dataset} seed {seed}", Path(tmp) / "training_curve.png")
+            title = f"{method} {split.dataset} seed {split.seed}"
+            plot = curve_plot(result.history, title, Path(tmp) / "training_curve.png")
             mlflow.log_artifact(str(plot), "plots")
     if log_model:
-        # MLflow warns about pickle on every save; the model is ours, the warning is noise.
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        mlflow.pytorch.log_model(
-            result.model,
-            name="model",
-            pip_requirements=model_pip_requirements(),
-            serialization_format="pickle",  # the model is a graph module with a CSR buffer, not a traceable fn
-            registered_model_name=registered_name,
-        )
+        from pngnn.pyfunc import log_recommender
+
+        log_recommender(result.model, split, settings, method, registered_name)
 
 
 def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, config: Mapping[str, Any]) -> None:
@@ -335,8 +323,7 @@ def tracked_run(
         result = train_step(split, method, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
                             checkpoint=saving)
         with guard.held():
-            log_training(result, method, split.dataset, split.seed, log_model=log_model,
-                         registered_name=registered_name)
+            log_training(result, method, split, settings, log_model=log_model, registered_name=registered_name)
         metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
         with guard.held():
             log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())

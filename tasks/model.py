@@ -14,7 +14,7 @@ from prefect import task
 from flows.links import prefect_tags
 from pngnn.config import TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
-from pngnn.registry import model_name
+from pngnn.registry import model_name, promote_if_none
 from pngnn.settings import Settings
 from pngnn.steps import EdgeSource, load_split_step
 from pngnn.tracking import tracked_run
@@ -23,9 +23,13 @@ from pngnn.tracking import tracked_run
 @task(name="train-evaluate", task_run_name="train-{method}-{dataset}-seed{seed}")
 def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
                         parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-                        register: bool = True) -> dict[str, Any]:
+                        register: bool = True, promote_first: bool = True) -> dict[str, Any]:
     """Train, evaluate by full ranking on test, log all of it (and register the model as
     ``pngnn-<dataset>-<method>`` unless ``register`` is False); returns the run id and metrics.
+
+    ``promote_first``: a registered model that has no ``production`` version yet takes the alias
+    (so ``models:/<name>@production`` serves after the first pipeline run); False for a flow
+    that decides promotion itself (reaugment compares with production in its own task).
 
     ``tags``: extra run tags; an llm- method trains on the edges of the LLM model and prompt
     version they name (``llm_model``, ``prompt_version``)."""
@@ -35,6 +39,10 @@ def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, 
     run = tracked_run(settings, split, method, TrainConfig(**config), profile=profile, parent_run_id=parent_run_id,
                       progress=False, registered_name=model_name(dataset, method) if register else None,
                       tags={**prefect_tags(), **(tags or {})})
+    if register and promote_first:
+        promotion = promote_if_none(settings, dataset, method, run.run_id or "")
+        if promotion is not None:
+            print(promotion.describe())
     m = run.metrics
     print(f"{method} seed {seed}: {len(run.train.history)} epochs ({run.train.seconds:.1f}s), "
           f"P@10 {m['precision@10']:.4f} R@20 {m['recall@20']:.4f}" + (f", {run.edges}" if run.edges else ""))

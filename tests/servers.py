@@ -51,10 +51,14 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> No
 
 
 @contextmanager
-def running(cmd: list[str], health_url: str, env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[None]:
+def running(cmd: list[str], health_url: str, env: dict[str, str], log: Path, timeout: float = 180,
+            cwd: Path | None = None, unset: tuple[str, ...] = ()) -> Iterator[None]:
+    """``cmd`` running until the block ends, once ``health_url`` answers 200; in ``cwd``, with
+    ``env`` over this process's environment, less the variables named in ``unset``."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {k: v for k, v in {**os.environ, **QUIET_ENV, **env}.items() if k not in unset}
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env={**os.environ, **QUIET_ENV, **env}, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         wait_http(health_url, proc, timeout, log)

@@ -99,9 +99,10 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run
     assert losses[-1].value < losses[0].value
     assert 0 < lgcn.data.metrics["precision_at_10"] <= 1
     assert "lightgcn_precision_at_10_mean" in parents[0].data.metrics
-    model = mlflow.pytorch.load_model(f"runs:/{lgcn.info.run_id}/model")
-    scores = model.full_sort_predict(__import__("torch").arange(3))
-    assert scores.shape == (3, int(lgcn.data.params["n_items"]))
+    model = mlflow.pyfunc.load_model(f"runs:/{lgcn.info.run_id}/model")
+    recs = model.predict(__import__("pandas").DataFrame({"user_id": [1, 2, 3], "k": [5, 5, 5]}))
+    assert recs.groupby("user_id").size().to_dict() == {1: 5, 2: 5, 3: 5}
+    assert model.metadata.metadata["n_items"] == int(lgcn.data.params["n_items"])
     artifacts = {a.path for a in client.list_artifacts(lgcn.info.run_id, "plots")}
     assert {"plots/training_curve.png", "plots/metrics_at_k.png"} <= artifacts
 
@@ -148,3 +149,22 @@ def test_duckdb_file_holds_the_split(pipeline_run):
     with Store(Path(pipeline_run["root"]) / "pngnn.duckdb", read_only=True) as store:
         parts = store.query_sql("SELECT part, count(*) AS n FROM splits GROUP BY part ORDER BY part")
     assert dict(parts.iter_rows()) == {"test": 20000, "train": 80000}
+
+
+def test_first_run_makes_each_registered_model_production(pipeline_run):
+    """After the first `pngnn run`, models:/<name>@production names the first run's version of every
+    method (the rerun's versions are not better by decree: they stay candidates)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(pipeline_run["tracking_uri"])
+    client = mlflow.MlflowClient()
+    exp = mlflow.get_experiment_by_name("pngnn-ml-100k")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    first_parent = min((r for r in runs if r.data.tags.get("kind") == "parent"), key=lambda r: r.info.start_time)
+    first = {r.data.tags["method"]: r.info.run_id for r in runs
+             if r.data.tags.get("mlflow.parentRunId") == first_parent.info.run_id}
+    assert set(first) == {"mostpop", "lightgcn", "llm-pngnn"}
+    for method, run_id in first.items():
+        assert client.get_model_version_by_alias(f"pngnn-ml-100k-{method}", "production").run_id == run_id
+    served = mlflow.pyfunc.load_model("models:/pngnn-ml-100k-lightgcn@production")
+    assert len(served.predict(__import__("pandas").DataFrame({"user_id": [1]}))) == 10

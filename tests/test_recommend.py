@@ -8,7 +8,8 @@ import torch
 
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
-from pngnn.recommend import recommend, top_k, user_index
+from pngnn.methods import seen_items
+from pngnn.recommend import recommend
 from pngnn.registry import PRODUCTION, model_name, promote_if_better, resolve
 from pngnn.settings import Settings
 from pngnn.store import Store
@@ -20,37 +21,43 @@ def registry(tmp_path_factory, ml100k_db, ml100k_split):
     """Two registered versions of pngnn-ml-100k-mostpop, with different recall@20."""
     import mlflow
 
-    from pngnn.tracking import log_training, setup
+    from pngnn.tracking import log_training
     from pngnn.train import TrainResult
 
     root = tmp_path_factory.mktemp("registry")
     settings = Settings(data_dir=root, db_path=ml100k_db, mlflow_uri=f"sqlite:///{root / 'mlflow.db'}")
-    setup(settings, "ml-100k")
+    experiment(settings, root)
     model = build_most_popular(ml100k_split, TrainConfig())
     run_ids = []
     for recall in (0.10, 0.12):
         with mlflow.start_run(tags={"method": "mostpop", "split": "1"}) as run:
-            log_training(TrainResult(model, [], 0, 0.0), "mostpop", "ml-100k", 1,
+            log_training(TrainResult(model, [], 0, 0.0), "mostpop", ml100k_split, settings,
                          registered_name=model_name("ml-100k", "mostpop"))
             mlflow.log_metric("recall_at_20", recall)
             run_ids.append(run.info.run_id)
     return settings, run_ids
 
 
-def test_unknown_user_is_one_line_naming_the_id_and_how_to_list(ml100k_db):
-    with Store(ml100k_db, read_only=True) as store, pytest.raises(PngnnError) as err:
-        user_index(store, "ml-100k", 99999)
+def experiment(settings: Settings, root) -> None:
+    """The dataset's experiment with its artifacts under ``root`` (not the working directory)."""
+    import mlflow
+
+    from pngnn.tracking import experiment_name, setup
+
+    mlflow.MlflowClient(settings.mlflow_uri).create_experiment(experiment_name("ml-100k"),
+                                                              artifact_location=str(root / "artifacts"))
+    setup(settings, "ml-100k")
+
+
+def test_unknown_user_is_one_line_naming_the_id_and_how_to_list(registry):
+    settings, _ = registry
+    with pytest.raises(PngnnError) as err:
+        recommend(settings, user_id=99999, dataset="ml-100k")
     msg = str(err.value)
     assert "\n" not in msg
-    assert "unknown user 99999 in ml-100k" in msg and "from 1 to 943" in msg
+    assert "unknown user 99999: the model knows 943 user ids, from 1 to 943" in msg
+    assert "pngnn-ml-100k-mostpop v" in msg
     assert "SELECT user_id FROM users WHERE dataset = 'ml-100k'" in msg
-
-
-def test_top_k_never_returns_masked_items():
-    scores = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
-    items, values = top_k(scores, np.array([0, 2]), 2)
-    assert items.tolist() == [1, 3] and values.tolist() == [4.0, 2.0]
-    assert len(top_k(scores, np.array([0, 1, 2, 3]), 10)[0]) == 1  # fewer unseen items than k
 
 
 def test_latest_version_without_alias_then_production_alias(registry):
@@ -97,15 +104,15 @@ def test_default_method_is_the_best_measured_not_a_fixed_order(tmp_path, ml100k_
     import mlflow
 
     from pngnn.recommend import pick_method
-    from pngnn.tracking import log_training, setup
+    from pngnn.tracking import log_training
     from pngnn.train import TrainResult
 
     settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    setup(settings, "ml-100k")
+    experiment(settings, tmp_path)
     model = build_most_popular(ml100k_split, TrainConfig())
     for method, recall in (("pngnn", 0.20), ("lightgcn", 0.25), ("mostpop", 0.10)):
         with mlflow.start_run(tags={"method": method}):
-            log_training(TrainResult(model, [], 0, 0.0), method, "ml-100k", 1,
+            log_training(TrainResult(model, [], 0, 0.0), method, ml100k_split, settings,
                          registered_name=model_name("ml-100k", method))
             mlflow.log_metric("recall_at_20", recall)
     assert pick_method(settings, "ml-100k") == "lightgcn"
@@ -115,26 +122,29 @@ def test_default_method_is_the_best_measured_not_a_fixed_order(tmp_path, ml100k_
 def test_registered_closed_form_models_serve_the_scores_they_were_trained_with(tmp_path, ml100k_db, ml100k_split,
                                                                                 method):
     """A PN-EASE or iALS model goes through the same registry and recommend path as the GNNs, and the
-    reloaded model ranks exactly as the trained one."""
+    reloaded model ranks as the trained one: its scores, best first, nothing better left out."""
     import mlflow
 
     from pngnn.methods import train_method
-    from pngnn.tracking import log_training, setup
+    from pngnn.tracking import log_training
 
     settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    setup(settings, "ml-100k")
+    experiment(settings, tmp_path)
     result = train_method(method, ml100k_split, TrainConfig(ials_factors=16), progress=False)
     with mlflow.start_run(tags={"method": method, "split": "1"}):
-        log_training(result, method, "ml-100k", 1, registered_name=model_name("ml-100k", method))
+        log_training(result, method, ml100k_split, settings, registered_name=model_name("ml-100k", method))
         mlflow.log_metric("recall_at_20", 0.3)
     recs = recommend(settings, user_id=1, k=5, dataset="ml-100k")
     assert recs.model.name == f"pngnn-ml-100k-{method}"
     with Store(ml100k_db, read_only=True) as store:
-        idx = user_index(store, "ml-100k", 1)
+        idx = store.scalar("SELECT user_idx FROM users WHERE dataset = 'ml-100k' AND user_id = 1")
         item_ids = store.query_sql(
             "SELECT item_idx, item_id FROM items WHERE dataset = 'ml-100k' AND item_idx IS NOT NULL")
-    scores = result.model.full_sort_predict(torch.tensor([idx]))[0]
-    masked = ml100k_split.train.items[ml100k_split.train.users == idx]
-    expected_idx, _ = top_k(scores, masked, 5)
-    by_idx = dict(zip(item_ids["item_idx"].to_list(), item_ids["item_id"].to_list(), strict=True))
-    assert recs.items["item_id"].to_list() == [by_idx[int(i)] for i in expected_idx]
+    scores = result.model.full_sort_predict(torch.tensor([idx]))[0].numpy()
+    seen = seen_items(ml100k_split)
+    scores[seen.items[seen.users == idx]] = -np.inf
+    by_id = dict(zip(item_ids["item_id"].to_list(), item_ids["item_idx"].to_list(), strict=True))
+    served = scores[[by_id[i] for i in recs.items["item_id"].to_list()]]
+    np.testing.assert_allclose(recs.items["score"].to_numpy(), served, rtol=1e-5, atol=1e-6)
+    assert recs.items["score"].is_sorted(descending=True)
+    assert served.min() >= np.delete(scores, [by_id[i] for i in recs.items["item_id"].to_list()]).max() - 1e-5

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from pngnn.models.factors import ScoreFactors
+
 
 class GraphRecommender(nn.Module):
     """A model that scores users against all items from propagated embeddings."""
@@ -49,3 +51,10 @@ class GraphRecommender(nn.Module):
             return user_emb[users] @ item_emb.T
 
         return score
+
+    def score_factors(self) -> ScoreFactors:
+        """The scores as arrays (users' vectors, item weights): what the registered model stores
+        and serves instead of this module. Must score exactly as ``scorer``; models that score
+        without embeddings override it."""
+        user_emb, item_emb = self.final_embeddings()
+        return ScoreFactors(user_emb.float().numpy(), item_emb.float().T.contiguous().numpy())

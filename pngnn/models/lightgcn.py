@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from pngnn.graph import propagate
 from pngnn.losses import bpr_loss, l2_penalty, pair_scores
 from pngnn.models.base import GraphRecommender
+from pngnn.models.factors import ScoreFactors
 
 
 class LightGCN(GraphRecommender):
@@ -64,3 +66,8 @@ class MostPopular(GraphRecommender):
     @torch.no_grad()
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         return self.item_counts.expand(len(users), -1).clone()
+
+    def score_factors(self) -> ScoreFactors:
+        """No user vectors (width 0): the popularity is the item bias."""
+        return ScoreFactors(np.zeros((self.n_users, 0), np.float32), np.zeros((0, self.n_items), np.float32),
+                            self.item_counts.numpy())

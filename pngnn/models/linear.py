@@ -37,6 +37,7 @@ from pngnn.constants import LIKE_THRESHOLD
 from pngnn.errors import PngnnError
 from pngnn.evaluate import csr_rows, gather_rows
 from pngnn.models.base import GraphRecommender
+from pngnn.models.factors import CsrRows, ScoreFactors
 from pngnn.split import Interactions
 
 
@@ -108,6 +109,11 @@ class ItemLinear(GraphRecommender):
         x = torch.zeros(len(users), self.n_inputs)
         x[rows, self.cols[pos]] = self.values[pos]
         return x @ self.weights
+
+    def score_factors(self) -> ScoreFactors:
+        """The users' input rows as they are stored (CSR) and the weights."""
+        rows = CsrRows(self.indptr.numpy(), self.cols.numpy(), self.values.numpy(), self.n_inputs)
+        return ScoreFactors(rows, self.weights.numpy())
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, n_items={self.n_items}, n_inputs={self.n_inputs}"

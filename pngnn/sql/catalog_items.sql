@@ -1,0 +1,6 @@
+-- The items a model of this dataset scores: MovieLens id, column (item_idx) and title, what
+-- the served model answers with.
+SELECT item_id, item_idx, title
+FROM items
+WHERE dataset = $dataset AND item_idx IS NOT NULL
+ORDER BY item_idx;
