@@ -7,6 +7,7 @@ sqlite store by default, a server URL in bigger setups).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -40,14 +41,33 @@ def experiment_name(dataset: str) -> str:
     return f"pngnn-{dataset}"
 
 
+# MLflow 3's UI opens an experiment of this kind on its runs and models (not on GenAI traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment keeps its artifacts: beside the data (``<PNGNN_DB folder>/mlartifacts``)
+    for a local store, never ``<cwd>/mlruns``; a tracking server decides for itself (None)."""
+    if settings.mlflow_uri.startswith(("http://", "https://")):
+        return None
+    return (settings.db_path.parent / "mlartifacts").resolve().as_uri()
+
+
 def setup(settings: Settings, dataset: str) -> str:
-    """Point MLflow at the configured store and select the dataset's experiment."""
+    """Point MLflow at the configured store and select the dataset's experiment, creating it
+    (artifacts beside the data, tagged as a model-training experiment) the first time."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     if settings.mlflow_uri.startswith("sqlite:///"):
         Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_uri)
-    exp = mlflow.set_experiment(experiment_name(dataset))
+    client = mlflow.MlflowClient()
+    name = experiment_name(dataset)
+    if client.get_experiment_by_name(name) is None:
+        with contextlib.suppress(MlflowException):  # another process may create it in the meantime
+            client.create_experiment(name, artifact_location=artifact_location(settings), tags=EXPERIMENT_KIND)
+    exp = mlflow.set_experiment(name)
     return exp.experiment_id
 
 
