@@ -149,9 +149,9 @@ def train_cmd(
                  "attention": attention, "pair_sampling": pair_sampling, "ease_lambda": ease_lambda}
     for s in seed or list(prof.seeds):  # bad settings, or a result it must not replace: before any work
         check_seed(s)
-        cfg = prof.config_for(s).with_overrides(**overrides)
-        check_replaceable(result_path(results_dir, ds, method, s, tag), cfg.to_dict(), force)
-        check_checkpoint_options(result_path(results_dir, ds, method, s, tag), checkpoint_every, resume)
+        cfg, path = prof.config_for(s).with_overrides(**overrides), result_path(results_dir, ds, method, s, tag)
+        check_replaceable(path, cfg.to_dict(), force)
+        check_checkpoint_options(path, checkpoint_every, resume)
     edges = None
     if method in NEEDS_AUGMENTATION:
         from pngnn.augment.prompts import PROMPT_VERSION
