@@ -321,9 +321,11 @@ def report_cmd(
     if source not in ("results", "mlflow"):
         raise PngnnError(f"--from takes results or mlflow, got '{source}'")
     if source == "mlflow":
+        from pngnn.preflight import check_mlflow
         from pngnn.tracking import tracked_records
 
         settings = Settings.from_env()
+        check_mlflow(settings.mlflow_uri)  # a dead server is one line, not a client traceback
         runs = tracked_records(settings, dataset)
         if not runs:
             raise PngnnError(f"no finished {dataset} runs in {settings.mlflow_uri}; run `pngnn run` or "

@@ -38,6 +38,12 @@ def test_run_with_a_dead_prefect_server(tmp_path):
     assert not (tmp_path / "db.duckdb").exists()  # nothing started, nothing written
 
 
+def test_report_from_a_dead_mlflow_server(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = run_cli(["report", "--from", "mlflow", "--dataset", "ml-100k"], tmp_path, MLFLOW_TRACKING_URI=url)
+    assert_one_line_error(proc, url, "mlflow server")
+
+
 def test_run_with_a_dead_mlflow_server(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     proc = run_cli(["run", "--epochs", "1"], tmp_path, MLFLOW_TRACKING_URI=url)
