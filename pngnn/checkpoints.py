@@ -178,7 +178,7 @@ class Checkpointer:
 
     def _read(self) -> dict[str, Any]:
         try:
-            return torch.load(self.path, weights_only=True)
+            return torch.load(self.path, weights_only=True, map_location="cpu")  # a GPU run resumes anywhere
         except Exception as exc:  # torch raises many kinds for a truncated or foreign file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise PngnnError(f"checkpoint {self.path} cannot be read ({first}); delete it or pass --no-resume to "

@@ -43,18 +43,26 @@ def top_k_hits(
     tops, hits = [], []
     for start in range(0, len(users), block):
         ids = users[start : start + block]
-        scores = score_fn(torch.from_numpy(ids)).float().clone()
-        # Map the block's users to rows through gathered CSR slices (users may be any subset).
-        s_rows, s_cols = gather_rows(seen_ptr, seen_cols, ids)
-        scores[s_rows, s_cols] = -torch.inf
+        scores = unseen_scores(score_fn, ids, seen_ptr, seen_cols)
         top = torch.topk(scores, k, dim=1).indices
         truth_block = torch.zeros_like(scores, dtype=torch.bool)
         t_rows, t_cols = gather_rows(true_ptr, true_cols, ids)
-        truth_block[t_rows, t_cols] = True
-        tops.append(top.numpy())
-        hits.append(truth_block.gather(1, top).numpy())
+        truth_block[t_rows.to(scores.device), t_cols.to(scores.device)] = True
+        tops.append(top.cpu().numpy())
+        hits.append(truth_block.gather(1, top).cpu().numpy())
     n_relevant = np.diff(true_ptr)[users]
     return np.concatenate(tops), np.concatenate(hits), n_relevant
+
+
+def unseen_scores(score_fn: Callable[[torch.Tensor], torch.Tensor], ids: np.ndarray, seen_ptr: np.ndarray,
+                  seen_cols: np.ndarray) -> torch.Tensor:
+    """Scores of the users ``ids`` against every item, their seen items at -inf, on the scorer's
+    device (only the indices travel there; a block's top-k is all that comes back)."""
+    scores = score_fn(torch.from_numpy(ids)).float().clone()
+    # Map the block's users to rows through gathered CSR slices (users may be any subset).
+    rows, cols = gather_rows(seen_ptr, seen_cols, ids)
+    scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+    return scores
 
 
 def gather_rows(indptr: np.ndarray, cols: np.ndarray, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -208,7 +208,8 @@ def weighted_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, dislik
     if b <= 0:
         raise ValueError(f"the weighted Dual-BPR reading needs b > 0 (disliked triples weigh 1/b), got {b}")
     loss = bpr_loss(pos_scores, neg_scores)
-    if bool(has_disliked.any()):
-        watched = F.softplus(neg_scores - disliked_scores.unsqueeze(1))[has_disliked]
-        loss = loss + watched.mean() / b
-    return loss
+    # The mean over the rows that have a disliked item, as a masked sum: no boolean indexing, whose
+    # data-dependent size would make a GPU wait for the host every batch (0 when no row has one).
+    rows = has_disliked.to(neg_scores.dtype).unsqueeze(1)
+    watched = (F.softplus(neg_scores - disliked_scores.unsqueeze(1)) * rows).sum()
+    return loss + watched / (rows.sum() * neg_scores.shape[1]).clamp(min=1) / b

@@ -116,6 +116,9 @@ class Settings(_EnvSettings):
     reaugment_cron: str = Field("0 3 * * 1", description="Schedule of the reaugment/weekly deployment.")
     timezone: str = Field("UTC", description="Time zone of that schedule.")
     serve_limit: int = Field(1, ge=1, description="Flow runs `python -m flows.serve` executes at a time.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="Where graph models train and score: auto (a GPU when torch sees one), cpu, "
+                                    "cuda or cuda:N.")
 
     @field_validator("data_dir", "db_path", "profiles_dir")
     @classmethod

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from pngnn.checkpoints import restore_rng_states, rng_states
 from pngnn.config import DISLIKED_PAIR_VARIANTS, TrainConfig
+from pngnn.device import training_device
 from pngnn.evaluate import evaluate
 from pngnn.graph import normalized_adjacency
 from pngnn.models.base import GraphRecommender
@@ -190,7 +191,8 @@ def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torc
                 label: str, progress: bool) -> tuple[float, dict[str, float]]:
     """One pass over the epoch's pair order in batches; the mean loss and loss parts per pair."""
     model.train()
-    perm, neg_all = torch.from_numpy(order), torch.from_numpy(negatives)
+    device = users.device
+    perm, neg_all = torch.from_numpy(order).to(device), torch.from_numpy(negatives).to(device)
     n, total = len(order), 0.0
     parts_sum: dict[str, float] = {}
     for b in tqdm(range((n + batch_size - 1) // batch_size), desc=label, leave=False, disable=not progress):
@@ -230,14 +232,16 @@ def fit(
     every few epochs, and continued from when it holds this run; ``on_epoch`` then first sees
     the restored epochs, so a tracker's curve is whole."""
     seed_everything(cfg.seed)
+    device = training_device()
+    model.to(device)
     rng = np.random.default_rng(cfg.seed)
     sampler = NegativeSampler(rated.users, rated.items, n_users, n_items, cfg.neg_exponent, seed=cfg.seed)
     pair_order = EpochPairOrder(pairs.users, n_users, cfg.pair_sampling)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     streams = {"pair_order": rng, "negatives": sampler.rng, **(generators or {})}
-    users_t = torch.from_numpy(pairs.users)
-    items_t = torch.from_numpy(pairs.items)
-    feats_t = {k: torch.from_numpy(v) for k, v in (pair_features or {}).items()}
+    users_t = torch.from_numpy(pairs.users).to(device)
+    items_t = torch.from_numpy(pairs.items).to(device)
+    feats_t = {k: torch.from_numpy(v).to(device) for k, v in (pair_features or {}).items()}
     valid_set = valid if valid is not None and len(valid) > 0 and cfg.eval_every > 0 else None
     use_valid = valid_set is not None
     done = FitProgress()
@@ -255,7 +259,7 @@ def fit(
         order = pair_order.draw(rng)
         negatives = sampler.sample(pairs.users[order], cfg.n_neg)
         if epoch_features is not None:
-            feats_t.update({k: torch.from_numpy(v) for k, v in epoch_features().items()})
+            feats_t.update({k: torch.from_numpy(v).to(device) for k, v in epoch_features().items()})
         loss, parts = train_epoch(model, opt, users_t, items_t, order, negatives, feats_t, cfg.batch_size,
                                   f"epoch {epoch}", progress)
         entry = EpochLog(epoch=epoch, loss=loss, seconds=time.perf_counter() - t0, parts=parts)

@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from pngnn.errors import PngnnError
-from pngnn.evaluate import csr_rows, gather_rows
+from pngnn.evaluate import csr_rows, unseen_scores
 from pngnn.methods import seen_items
 from pngnn.models.base import GraphRecommender
 from pngnn.split import SplitData
@@ -88,12 +88,9 @@ def top_candidates(
     score = model.scorer()
     for start in range(0, len(user_idx), block):
         ids = user_idx[start : start + block]
-        scores = score(torch.from_numpy(ids)).float().clone()
-        rows, items = gather_rows(ptr, cols, ids)
-        scores[rows, items] = -torch.inf
-        top = torch.topk(scores, k, dim=1)
-        items_out.append(top.indices.numpy())
-        scores_out.append(top.values.numpy())
+        top = torch.topk(unseen_scores(score, ids, ptr, cols), k, dim=1)
+        items_out.append(top.indices.cpu().numpy())
+        scores_out.append(top.values.cpu().numpy())
     items_arr = np.concatenate(items_out) if items_out else np.zeros((0, k), dtype=np.int64)
     scores_arr = np.concatenate(scores_out) if scores_out else np.zeros((0, k), dtype=np.float32)
     items_arr = np.where(np.isfinite(scores_arr), items_arr, -1)

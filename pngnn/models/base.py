@@ -38,7 +38,8 @@ class GraphRecommender(nn.Module):
 
     @torch.no_grad()
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores of the given users against every item, shape [len(users), n_items]."""
+        """Scores of the given users against every item, shape [len(users), n_items], on the
+        model's device."""
         return self.scorer()(users)
 
     def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -48,7 +49,7 @@ class GraphRecommender(nn.Module):
         user_emb, item_emb = self.final_embeddings()
 
         def score(users: torch.Tensor) -> torch.Tensor:
-            return user_emb[users] @ item_emb.T
+            return user_emb[users.to(user_emb.device)] @ item_emb.T
 
         return score
 
@@ -57,4 +58,4 @@ class GraphRecommender(nn.Module):
         and serves instead of this module. Must score exactly as ``scorer``; models that score
         without embeddings override it."""
         user_emb, item_emb = self.final_embeddings()
-        return ScoreFactors(user_emb.float().numpy(), item_emb.float().T.contiguous().numpy())
+        return ScoreFactors(user_emb.float().cpu().numpy(), item_emb.float().T.contiguous().cpu().numpy())

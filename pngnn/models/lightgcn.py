@@ -24,11 +24,13 @@ from pngnn.models.factors import ScoreFactors
 
 
 class LightGCN(GraphRecommender):
+    adj: torch.Tensor  # a non-persistent buffer: moves with .to(device), stays out of state_dict
+
     def __init__(self, adj: torch.Tensor, n_users: int, n_items: int, dim: int = 64, layers: int = 4,
                  l2: float = 0.0) -> None:
         super().__init__()
         self.n_users, self.n_items, self.layers, self.l2 = n_users, n_items, layers, l2
-        self.adj = adj
+        self.register_buffer("adj", adj, persistent=False)
         self.embedding = nn.Embedding(n_users + n_items, dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
 
@@ -45,7 +47,6 @@ class LightGCN(GraphRecommender):
         reg = l2_penalty(self.embedding.weight, users, self.n_users + pos, self.n_users + neg)
         return loss + self.l2 * reg, {"bpr": loss.detach(), "l2": reg.detach()}
 
-    # The CSR adjacency is not a parameter; keep it out of state_dict but in pickles.
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, n_items={self.n_items}, layers={self.layers}"
 
@@ -70,4 +71,4 @@ class MostPopular(GraphRecommender):
     def score_factors(self) -> ScoreFactors:
         """No user vectors (width 0): the popularity is the item bias."""
         return ScoreFactors(np.zeros((self.n_users, 0), np.float32), np.zeros((0, self.n_items), np.float32),
-                            self.item_counts.numpy())
+                            self.item_counts.cpu().numpy())

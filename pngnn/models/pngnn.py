@@ -52,6 +52,8 @@ class BranchAttention(nn.Module):
 
 
 class PNGNN(GraphRecommender):
+    adj: torch.Tensor  # diag(A_p, A_n), a non-persistent buffer: moves with .to(device), stays out of state_dict
+
     def __init__(
         self,
         adj_pos: torch.Tensor,
@@ -69,7 +71,7 @@ class PNGNN(GraphRecommender):
         self.n_users, self.n_items, self.layers, self.l2 = n_users, n_items, layers, l2
         self.b, self.variant = b, variant
         self.n_nodes = n_users + n_items
-        self.adj = block_diagonal(adj_pos, adj_neg)
+        self.register_buffer("adj", block_diagonal(adj_pos, adj_neg), persistent=False)
         self.embedding = nn.Embedding(2 * self.n_nodes, dim)  # [E_p; E_n]
         nn.init.normal_(self.embedding.weight, std=0.1)
         self.attention = BranchAttention(dim) if attention else None
@@ -82,7 +84,7 @@ class PNGNN(GraphRecommender):
 
     def alphas(self, z_pos: torch.Tensor, z_neg: torch.Tensor) -> torch.Tensor:
         if self.attention is None:
-            return torch.full((z_pos.shape[0], 2), 0.5, dtype=z_pos.dtype)
+            return torch.full((z_pos.shape[0], 2), 0.5, dtype=z_pos.dtype, device=z_pos.device)
         return self.attention(z_pos, z_neg)
 
     def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
