@@ -16,6 +16,7 @@ import torch
 
 from pngnn.constants import KS, LIKE_THRESHOLD
 from pngnn.metrics import ranking_metrics
+from pngnn.segments import segment_metrics
 from pngnn.split import Interactions
 
 
@@ -87,12 +88,33 @@ def evaluate(
     block: int = 2048,
 ) -> dict[str, float]:
     """P/R/NDCG@K over users that have at least one test rating above ``threshold``."""
+    return evaluate_by_segment(score_fn, n_items, seen, test, threshold, ks, block, segments=False)[0]
+
+
+def evaluate_by_segment(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_items: int,
+    seen: Interactions,
+    test: Interactions,
+    threshold: float = LIKE_THRESHOLD,
+    ks: Iterable[int] = KS,
+    block: int = 2048,
+    segments: bool = True,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(overall metrics as ``evaluate``, metrics by segment (``pngnn.segments``)) from one ranking;
+    activity and item degrees are counted on ``seen``, the ratings the model was trained on."""
     ks = sorted(ks)
     truth = test.select(test.ratings > threshold)
     users = np.unique(truth.users)
     if users.size == 0:
         raise ValueError(f"no test rating above {threshold}: nothing to evaluate")
-    _, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block)
+    top, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block)
     metrics = ranking_metrics(hits, n_relevant, ks)
     metrics["n_eval_users"] = float(users.size)
-    return metrics
+    if not segments:
+        return metrics, {}
+    n_users = int(max(users.max(), seen.users.max(initial=0))) + 1
+    by_segment = segment_metrics(users, top, hits, n_relevant, truth.users, truth.items,
+                                 np.bincount(seen.users, minlength=n_users), np.bincount(seen.items, minlength=n_items),
+                                 ks)
+    return metrics, by_segment
