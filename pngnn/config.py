@@ -11,7 +11,7 @@ is derived from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
@@ -181,3 +181,26 @@ def check_dataset(name: str) -> str:
     if name not in DATASETS:
         raise PngnnError(f"unknown dataset '{name}'; choose one of {list(DATASETS)}")
     return name
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set dim=128``) as training settings, each value read as the type
+    of the setting's default (``true``/``false`` for flags)."""
+    defaults = TrainConfig().to_dict()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in defaults:
+            raise PngnnError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(defaults)}")
+        kind = type(defaults[key])
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                out[key] = text.lower() == "true"
+            else:
+                out[key] = kind(text)
+        except ValueError:
+            raise PngnnError(f"--set {item!r}: {key} takes a {kind.__name__}, e.g. {key}={defaults[key]}") from None
+    return out

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pngnn.config import Profile, get_profile
+from pngnn.config import Profile, TrainConfig, get_profile
 from pngnn.constants import TUNE_METRIC
 from pngnn.errors import PngnnError
-from pngnn.methods import check_method
+from pngnn.methods import METHOD_SETTINGS, check_method
 from pngnn.profiles import check_new_name, save_profile
 from pngnn.registry import model_name, promote_if_better
 from pngnn.results import check_replaceable, result_path, write_result
@@ -47,6 +47,9 @@ class TuneRequest:
     metric: str = TUNE_METRIC
     valid_fraction: float = 0.1
     max_epochs: int | None = None
+    # Fixed settings over the base profile's (``pngnn tune --set dim=128``): the first trial is the
+    # base configuration with them, and a setting outside the search space keeps its value throughout.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -54,6 +57,11 @@ class TuneRequest:
         if not 0 < self.valid_fraction < 1:
             raise PngnnError(f"tuning reads only a validation part carved from train: --valid-fraction must lie in "
                              f"(0, 1), got {self.valid_fraction}; try 0.1")
+        foreign = sorted(set(self.overrides) - set(METHOD_SETTINGS[self.method]) | ({"epochs"} & set(self.overrides)))
+        if foreign:
+            raise PngnnError(f"--set {foreign[0]}: not a setting {self.method} fixes (epochs: use --epochs); "
+                             f"valid names are {sorted(set(METHOD_SETTINGS[self.method]) - {'epochs'})}")
+        TrainConfig().with_overrides(**self.overrides)  # types and ranges checked now, before any work
 
 
 @dataclass
@@ -82,7 +90,8 @@ def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id
     split_step(settings, dataset, seed, base.test_fraction, request.valid_fraction)
     split = load_split_step(settings, dataset, seed)
     trials = trial_runs(parent_run_id, split, request.method, tags)
-    result = tune_split(split, request.method, base.train.with_overrides(epochs=request.max_epochs),
+    result = tune_split(split, request.method,
+                        base.train.with_overrides(**{**request.overrides, "epochs": request.max_epochs}),
                         request.budget, request.metric, trial_context=trials,
                         progress=progress, journal=journal_path(settings, request.save_as),
                         study_name=f"{request.save_as}-seed{seed}")
@@ -100,7 +109,7 @@ def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, Tune
     profile = Profile(name=request.save_as, dataset=request.dataset or base.dataset, seeds=seeds,
                       train=studies[seeds[0]].best_config, test_fraction=base.test_fraction, valid_fraction=0.0,
                       method=request.method, per_seed={seed: r.best_config for seed, r in studies.items()})
-    tuning = {"metric": request.metric, "valid_fraction": request.valid_fraction,
+    tuning = {"metric": request.metric, "valid_fraction": request.valid_fraction, "overrides": dict(request.overrides),
               "trials": request.budget.trials, "timeout_seconds": request.budget.seconds,
               "sampler_seed": request.budget.sampler_seed, "mlflow_parent_run_id": parent_run_id,
               "studies": {str(s): {k: v for k, v in r.record().items() if k != "trials"} for s, r in studies.items()}}
