@@ -202,5 +202,6 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             else:
                 out[key] = kind(text)
         except ValueError:
-            raise PngnnError(f"--set {item!r}: {key} takes a {kind.__name__}, e.g. {key}={defaults[key]}") from None
+            what = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a name")
+            raise PngnnError(f"--set {item!r}: {key} takes {what}, e.g. {key}={defaults[key]}") from None
     return out

@@ -90,6 +90,9 @@ def test_a_split_without_validation_part_cannot_be_tuned(ml100k_split):
         ({"metric": "mrr@10"}, "unknown tuning metric 'mrr@10'"),
         ({"valid_fraction": 0.0}, "--valid-fraction must lie in"),
         ({"valid_fraction": 1.0}, "--valid-fraction must lie in"),
+        ({"overrides": {"dim": 128}}, "--set dim: not a setting ease fixes"),
+        ({"overrides": {"epochs": 5}, "method": "pngnn"}, r"--set epochs: .*use --epochs"),
+        ({"overrides": {"ease_lambda": -1.0}}, "ease_lambda=-1.0 must be > 0"),
     ],
 )
 def test_bad_tuning_requests(kwargs, needle):
@@ -211,3 +214,16 @@ def test_trial_runs_end_finished_when_pruned_and_failed_when_broken(tmp_path, ml
     states = {n: (r.info.status, r.data.tags["optuna_state"]) for n, r in runs.items()}
     assert states == {"0": ("FINISHED", "PRUNED"), "1": ("FAILED", "FAIL"), "2": ("FINISHED", "COMPLETE")}
     assert runs["2"].data.metrics["valid_ndcg_at_20"] == 0.5
+
+
+def test_set_values_take_the_type_of_the_setting():
+    from pngnn.config import parse_overrides
+
+    assert parse_overrides(["dim=128", "l2=0.02", "attention=false", "dual-bpr=siren"]) == {
+        "dim": 128, "l2": 0.02, "attention": False, "dual_bpr": "siren"}
+    with pytest.raises(PngnnError, match=r"--set 'dim=big': dim takes an integer, e.g. dim=64"):
+        parse_overrides(["dim=big"])
+    with pytest.raises(PngnnError, match=r"--set 'width=3': expected KEY=VALUE with KEY one of"):
+        parse_overrides(["width=3"])
+    with pytest.raises(PngnnError, match=r"attention takes true or false"):
+        parse_overrides(["attention=maybe"])
