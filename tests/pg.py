@@ -71,6 +71,14 @@ class Cluster:
                           "-p", str(self.port), "-U", self.user, "-d", database, "-c", query])
         return [tuple(line.split("\t")) for line in proc.stdout.splitlines() if line]
 
+    def sql_file(self, database: str, path: Path) -> None:
+        """Run a SQL script as docker-entrypoint-initdb.d does (psql -f, stop at the first error)."""
+        script = self.root / path.name  # readable by the postgres user, unlike the checkout may be
+        shutil.copyfile(path, script)
+        os.chmod(script, 0o644)
+        self._run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port),
+                   "-U", self.user, "-d", database, "-f", str(script)])
+
     def _run(self, args: list[str]) -> subprocess.CompletedProcess:
         bin_dir = pg_bin()
         assert bin_dir is not None
@@ -97,8 +105,10 @@ def _pg(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: f
 
 
 @contextmanager
-def postgres_cluster(databases: tuple[str, ...] = ("prefect", "mlflow")) -> Iterator[Cluster]:
-    """A running cluster holding ``databases`` (owned by ``USER``), stopped and deleted afterwards."""
+def postgres_cluster(databases: tuple[str, ...] = ("prefect", "mlflow"), user: str = USER, password: str = PASSWORD,
+                     port: int | None = None) -> Iterator[Cluster]:
+    """A running cluster holding ``databases`` (owned by ``user``, the superuser), on ``port`` (default:
+    a free one), stopped and deleted afterwards."""
     reason = missing_reason()
     if reason:
         raise RuntimeError(reason)
@@ -109,14 +119,14 @@ def postgres_cluster(databases: tuple[str, ...] = ("prefect", "mlflow")) -> Iter
     try:
         data = root / "data"
         pwfile = root / "pwfile"
-        pwfile.write_text(PASSWORD + "\n")
+        pwfile.write_text(password + "\n")
         owner = _as_postgres()
         if owner:  # the folder and the password file must be the postgres user's
             for path in (root, pwfile):
                 os.chown(path, owner["user"], owner["group"])
-        _pg([str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "-E", "UTF8",
+        _pg([str(bin_dir / "initdb"), "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-E", "UTF8",
              "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"], root)
-        port = free_port()
+        port = port or free_port()
         # Loopback only, the socket in the cluster's folder (not /var/run/postgresql), and no
         # durability: a throwaway cluster on a busy machine should not wait for fsync.
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
@@ -124,9 +134,9 @@ def postgres_cluster(databases: tuple[str, ...] = ("prefect", "mlflow")) -> Iter
         _pg([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-o", options,
              "-w", "-t", "120", "start"], root, timeout=150)
         started = True
-        cluster = Cluster("127.0.0.1", port, USER, PASSWORD, root)
+        cluster = Cluster("127.0.0.1", port, user, password, root)
         for name in databases:
-            cluster._run(["createdb", "-h", cluster.host, "-p", str(port), "-U", USER, name])
+            cluster._run(["createdb", "-h", cluster.host, "-p", str(port), "-U", user, name])
         yield cluster
     finally:
         if started:
