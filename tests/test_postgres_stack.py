@@ -20,8 +20,10 @@ artifacts in the MLflow server's destination folder (uploaded through the server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_NAME = "pg-pipeline"
 PARAMS = {"methods": ["mostpop"], "epochs": 1}
 NO_POOL_FIX = "create it: prefect work-pool create pngnn --type process"
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def git_status() -> str:
@@ -74,6 +77,15 @@ class Stack:
     def flow_run(self) -> dict:
         (run,) = self.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [RUN_NAME]}}})
         return run
+
+    def kill_unfinished_run(self) -> None:
+        """A run still going when the test ends (a failed watch) would outlive the worker: the
+        process worker starts each flow run in a session of its own, whose pid the server records."""
+        for run in self.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [RUN_NAME]}}}):
+            pid = (run.get("infrastructure_pid") or "").rpartition(":")[2]
+            if run["state"]["type"] not in FINAL_STATES and pid.isdigit():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(pid), signal.SIGKILL)
 
 
 def workpool(*args: str) -> list[str]:
@@ -114,6 +126,7 @@ def stack(tmp_path_factory, data_dir) -> Iterator[Stack]:
         worker_env = {**env, "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1", "PREFECT_WORKER_WEBSERVER_PORT": str(port)}
         stack.enter_context(running(workpool("worker", "--with-healthcheck"), f"http://127.0.0.1:{port}/health",
                                     worker_env, root / "worker.log", timeout=180, cwd=elsewhere))
+        stack.callback(s.kill_unfinished_run)  # runs first at teardown, while the server still answers
         args = [a for k, v in PARAMS.items() for a in ("-p", f"{k}={json.dumps(v)}")]
         s.results["run"] = s.cli([str(BIN / "prefect"), "deployment", "run", "pipeline/quick", *args,
                                   "--flow-run-name", RUN_NAME, "--watch", "--watch-interval", "2",
