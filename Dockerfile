@@ -22,7 +22,8 @@ COPY pyproject.toml README.md ./
 COPY pngnn/ pngnn/
 COPY tasks/ tasks/
 COPY flows/ flows/
-RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -e . \
+COPY prefect.yaml ./
+RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -e '.[postgres]' \
     && mkdir -p /data/duckdb /data/movielens /data/prefect /data/prefect-results /mlflow
 CMD ["python", "-m", "flows.serve"]
 

@@ -107,7 +107,8 @@ class Settings(_EnvSettings):
     db_path: Path = Field(Path("pngnn-data/pngnn.duckdb"), validation_alias=AliasChoices("PNGNN_DB"),
                           description="The DuckDB file: data, splits, LLM cache and edges.")
     mlflow_uri: str = Field("sqlite:///pngnn-data/mlflow.db", validation_alias=AliasChoices("MLFLOW_TRACKING_URI"),
-                            description="The MLflow tracking store (a sqlite file, or an http(s) server).")
+                            description="The MLflow tracking store (a sqlite file, a PostgreSQL database, or "
+                                        "an http(s) server).")
     prefect_api_url: str | None = Field(None, validation_alias=AliasChoices("PREFECT_API_URL"),
                                         description="A Prefect server; unset: a temporary local one.")
     # Tuned profiles (`pngnn tune --save-as NAME` writes NAME.json here; the committed ones live in

@@ -26,6 +26,7 @@ from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
 from pngnn.methods import method_settings
+from pngnn.preflight import check_database, is_postgres_url
 from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
@@ -61,6 +62,8 @@ def setup(settings: Settings, dataset: str) -> str:
 
     if settings.mlflow_uri.startswith("sqlite:///"):
         Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if is_postgres_url(settings.mlflow_uri):  # else MLflow retries a dead database for minutes, then a traceback
+        check_database(settings.mlflow_uri, "MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.mlflow_uri)
     client = mlflow.MlflowClient()
     name = experiment_name(dataset)

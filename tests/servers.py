@@ -73,24 +73,28 @@ def running(cmd: list[str], health_url: str, env: dict[str, str], log: Path, tim
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """A real Prefect server with its own PREFECT_HOME (sqlite); yields its API URL."""
+def prefect_server(home: Path, database_url: str | None = None, timeout: float = 180) -> Iterator[str]:
+    """A real Prefect server with its own PREFECT_HOME (sqlite there, or the SQLAlchemy
+    ``database_url``: postgresql+asyncpg://...); yields its API URL."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_API_HOST": "127.0.0.1",
            "PREFECT_SERVER_API_PORT": str(port), "PREFECT_UI_ENABLED": "false"}
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-    with running(cmd, f"{api}/health", env, home / "prefect-server.log"):
+    with running(cmd, f"{api}/health", env, home / "prefect-server.log", timeout=timeout):
         yield api
 
 
 @contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """A real MLflow tracking server (sqlite backend, local artifact root); yields its URL."""
+def mlflow_server(root: Path, backend_store_uri: str | None = None, timeout: float = 180) -> Iterator[str]:
+    """A real MLflow tracking server (sqlite backend, or ``backend_store_uri``: postgresql://...)
+    serving the artifacts it stores under ``root/artifacts`` (proxied); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
-           str(root / "artifacts"), "--workers", "1"]
-    with running(cmd, f"{url}/health", {}, root / "mlflow-server.log"):
+           "--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts",
+           "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+    with running(cmd, f"{url}/health", {}, root / "mlflow-server.log", timeout=timeout):
         yield url
