@@ -27,6 +27,7 @@ from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
 from pngnn.lineage import log_split_input
 from pngnn.methods import method_settings
+from pngnn.runtime import torch_threads
 from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
@@ -349,7 +350,8 @@ def tracked_run(
     key = checkpoint.key if checkpoint is not None else run_key(split, method, cfg)
     close_stale_runs(experiment_id, key)
     edges = split.augmented_digest()
-    process = {"run_key": key, "host": socket.gethostname(), "pid": str(os.getpid())}
+    process = {"run_key": key, "host": socket.gethostname(), "pid": str(os.getpid()),
+               "torch_threads": str(torch_threads())}  # train_seconds compare only at equal threads
     if checkpoint is not None and checkpoint.restored is not None:
         process["resumed_from_epoch"] = str(checkpoint.restored["epoch"])
     guard = InterruptGuard()
