@@ -1,15 +1,20 @@
-# The llm-pngnn project image: the Prefect server, the MLflow server and the flow worker
-# (flows/serve.py) all run from it (see docker-compose.yml); the `llm` target adds a small
-# OpenAI-compatible LLM server (llama-cpp-python with SmolLM2-135M-Instruct).
+# The llm-pngnn project image: the Prefect server and the MLflow server run from the `app`
+# target; the `llm` target adds llama-cpp-python with SmolLM2-135M-Instruct, for the flow
+# worker (flows/serve.py, whose augmentation starts the embedded LLM) and for the optional
+# OpenAI-compatible LLM server (see docker-compose.yml).
 #
-#   docker compose up -d                  # prefect-server, mlflow, worker
-#   docker compose --profile llm up -d    # ... and the local LLM server
+#   docker compose up -d                  # prefect-server, mlflow, worker (embedded LLM)
+#   docker compose --profile llm up -d    # ... and a separate LLM server
 #
-# TORCH_INDEX_URL: an extra pip index for torch (e.g. the CPU-only wheel index, to keep the
-# image small); empty: torch from the default index.
+# TORCH_INDEX_URL: where torch comes from. Default: PyTorch's CPU-only wheels (the code trains on
+# the CPU; PyPI's Linux torch bundles several GB of CUDA libraries). The GPU variant (README,
+# "Docker: CPU or GPU torch"): an empty value for PyPI's CUDA build, or a CUDA index of pytorch.org:
+#   docker compose build --build-arg TORCH_INDEX_URL=          (or TORCH_INDEX_URL= docker compose build)
+# TORCH_VERSION: pyproject.toml's torch pin (tests/test_compose.py checks that they agree).
 
 FROM python:3.11-slim AS app
-ARG TORCH_INDEX_URL=""
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.13.0
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,7 +28,10 @@ COPY pngnn/ pngnn/
 COPY tasks/ tasks/
 COPY flows/ flows/
 COPY prefect.yaml ./
-RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -e '.[postgres]' \
+# torch first, from its index; then the project from PyPI, where torch==TORCH_VERSION is
+# already satisfied (a +cpu local version matches the pin).
+RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}" \
+    && pip install -e '.[postgres]' \
     && mkdir -p /data/duckdb /data/movielens /data/prefect /data/prefect-results /mlflow
 CMD ["python", "-m", "flows.serve"]
 

@@ -12,7 +12,8 @@ registers
   (``Settings.reaugment_cron`` and ``timezone``: ``PNGNN_REAUGMENT_CRON``, ``PNGNN_TIMEZONE``).
 
 and then polls the Prefect server (``PREFECT_API_URL``) for their runs, executing each in
-a subprocess, at most ``PNGNN_SERVE_LIMIT`` (``Settings.serve_limit``; training uses every core) at a time.
+a subprocess, at most ``PNGNN_SERVE_LIMIT`` (``Settings.serve_limit``) at a time, each training with
+``PNGNN_TORCH_THREADS`` torch threads (default: its share of the cores).
 Start a run with ``prefect deployment run 'pipeline/quick'`` (see docs/orchestration.md).
 With ``PREFECT_RUNNER_SERVER_ENABLE=true`` the process answers ``GET /health`` on
 ``PREFECT_RUNNER_SERVER_HOST:PREFECT_RUNNER_SERVER_PORT`` (docker-compose's health check).
@@ -33,6 +34,7 @@ from flows.reaugment import reaugment
 from flows.tune import tune
 from pngnn.constants import RUN_LLM_USERS
 from pngnn.errors import PngnnError
+from pngnn.runtime import prepare_worker
 from pngnn.settings import Settings
 
 
@@ -65,6 +67,7 @@ def main() -> None:
         settings = Settings()
     except PngnnError as exc:
         sys.exit(f"error: {exc}")
+    prepare_worker(settings)  # torch threads pinned, exported to the flow runs; no MLflow bars
     serve(*deployments(settings), limit=settings.serve_limit, pause_on_shutdown=False)
 
 

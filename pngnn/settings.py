@@ -15,6 +15,7 @@ README's "Settings" table lists every variable.
 
 from __future__ import annotations
 
+import os
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,6 +89,13 @@ class _EnvSettings(BaseSettings):
         return "; ".join(problems)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _aliases(alias: object) -> tuple[str, ...]:
     if isinstance(alias, str):
         return (alias,)
@@ -120,6 +128,12 @@ class Settings(_EnvSettings):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                         description="Where graph models train and score: auto (a GPU when torch sees one), cpu, "
                                     "cuda or cuda:N.")
+    # torch's default is one thread per core in every process: two trainings side by side (two
+    # flow runs of a worker, a run beside another job) then fight for the cores, and OpenMP
+    # threads waiting for each other made a 90 s run take 11 min. Each training task and the
+    # served worker pin torch to this many (``torch_thread_count``; ``pngnn.runtime``).
+    torch_threads: int | None = Field(None, ge=1, description="Torch threads of each training task and the served "
+                                                              "worker; unset: the cores / serve_limit, at least 1.")
 
     @field_validator("data_dir", "db_path", "profiles_dir")
     @classmethod
@@ -134,6 +148,11 @@ class Settings(_EnvSettings):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone '{name}' (e.g. UTC or Europe/Paris)") from None
         return name
+
+    def torch_thread_count(self) -> int:
+        """``torch_threads``, else this process's cores shared among the flow runs a worker runs at
+        once (``serve_limit``: the concurrent task slots, since a flow run's tasks run one by one)."""
+        return self.torch_threads or max(1, available_cores() // self.serve_limit)
 
     @property
     def studies_dir(self) -> Path:

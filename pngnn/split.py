@@ -61,6 +61,11 @@ class SplitData:
     test: Interactions
     # LLM-augmented edges merged for this split (ratings 5.0 like / 1.0 dislike), if loaded.
     augmented: Interactions | None = None
+    # Where the split came from, as stored (``load_split``): the dataset's checksum (sha256 over
+    # its files' published sums) and the split's test and validation fractions. A tracked run
+    # records them as its dataset input (``pngnn.lineage``); None for a split built by hand.
+    checksum: str | None = None
+    fractions: tuple[float, float] | None = None
 
     def with_augmented(self, positive: Interactions, negative: Interactions) -> SplitData:
         return replace(self, augmented=positive.concat(negative))
@@ -142,7 +147,7 @@ def create_split(
 def load_split(store: Store, dataset: str, seed: int) -> SplitData:
     """Read a stored split as dense index arrays (no per-row Python)."""
     sizes = store.query_sql(
-        "SELECT n_users, n_items FROM datasets WHERE dataset = $dataset", dataset=dataset
+        "SELECT n_users, n_items, checksum FROM datasets WHERE dataset = $dataset", dataset=dataset
     )
     if not sizes.height:
         raise PngnnError(f"dataset '{dataset}' is not in {store.path}; run `pngnn ingest {dataset}` first")
@@ -151,6 +156,8 @@ def load_split(store: Store, dataset: str, seed: int) -> SplitData:
         raise PngnnError(
             f"split seed {seed} of '{dataset}' is not in {store.path}; run `pngnn split {dataset} --seed {seed}`"
         )
+    meta = store.query_sql("SELECT test_fraction, valid_fraction FROM split_meta WHERE dataset = $dataset "
+                           "AND seed = $seed", dataset=dataset, seed=seed)
     parts = {}
     for part in ("train", "valid", "test"):
         sub = frame.filter(pl.col("part") == part)
@@ -165,4 +172,6 @@ def load_split(store: Store, dataset: str, seed: int) -> SplitData:
         n_users=int(sizes["n_users"][0]),
         n_items=int(sizes["n_items"][0]),
         **parts,
+        checksum=str(sizes["checksum"][0]),
+        fractions=(float(meta["test_fraction"][0]), float(meta["valid_fraction"][0])) if meta.height else None,
     )

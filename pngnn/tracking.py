@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
+from pngnn.lineage import log_split_input
 from pngnn.methods import method_settings
 from pngnn.preflight import check_database, is_postgres_url
+from pngnn.runtime import torch_threads
 from pngnn.settings import Settings
 from pngnn.split import SplitData
 from pngnn.steps import RunOutcome, evaluate_step, train_step
@@ -160,9 +162,28 @@ def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, con
         mlflow.log_artifact(str(metrics_plot(metrics, title, tmpd / "metrics_at_k.png")), "plots")
 
 
+# MLflow sorts metric names as text (the runs table's columns, Compare, the chart picker), where
+# "precision_at_10" comes before "precision_at_5": K is zero-padded to the digits of the largest
+# K, so P@5, P@10, P@15, P@20 sort in order. Only MLflow's names change: the results JSON, the
+# tables and the library keep "precision@5".
+K_DIGITS = len(str(max(KS)))
+
+
 def metric_key(name: str) -> str:
-    """MLflow metric names may not contain '@': precision@5 -> precision_at_5."""
-    return name.replace("@", "_at_")
+    """The MLflow name of a metric (MLflow names may not contain '@'): precision@5 -> precision_at_05."""
+    base, at, k = name.partition("@")
+    if not at:
+        return name
+    return f"{base}_at_{k.zfill(K_DIGITS) if k.isdigit() else k}"
+
+
+def metric_name(key: str) -> str:
+    """The metric an MLflow name stands for, padded or not (runs logged before the padding say
+    precision_at_5): precision_at_05 -> precision@5."""
+    base, at, k = key.rpartition("_at_")
+    if not at or not k.isdigit():
+        return key
+    return f"{base}@{int(k)}"
 
 
 def epoch_logger() -> Callable[[EpochLog], None]:
@@ -332,7 +353,8 @@ def tracked_run(
     key = checkpoint.key if checkpoint is not None else run_key(split, method, cfg)
     close_stale_runs(experiment_id, key)
     edges = split.augmented_digest()
-    process = {"run_key": key, "host": socket.gethostname(), "pid": str(os.getpid())}
+    process = {"run_key": key, "host": socket.gethostname(), "pid": str(os.getpid()),
+               "torch_threads": str(torch_threads())}  # train_seconds compare only at equal threads
     if checkpoint is not None and checkpoint.restored is not None:
         process["resumed_from_epoch"] = str(checkpoint.restored["epoch"])
     guard = InterruptGuard()
@@ -341,6 +363,7 @@ def tracked_run(
             guard.ending_killed():
         with guard.held():
             mlflow.log_params(run_params(split, method, cfg, {**edges, **(extra_params or {})}))
+            log_split_input(split)
         saving = None if checkpoint is None else replace(
             checkpoint, on_save=guard.holding(lambda path: log_file(run.info.run_id, path, "checkpoint")))
         result = train_step(split, method, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
@@ -383,6 +406,7 @@ def trial_runs(parent_run_id: str, split: SplitData, method: str,
                          nested=True, tags=tags)
         try:
             mlflow.log_params(params)
+            log_split_input(split)
             yield _MlflowTrialLog()
         except optuna.TrialPruned:
             mlflow.set_tag("optuna_state", "PRUNED")  # a pruned trial did its job: it ends FINISHED
@@ -464,7 +488,7 @@ def tracked_records(settings: Settings, dataset: str) -> dict[str, list[dict[str
         if tags.get("kind") in ("parent", "trial") or "method" not in tags or "split" not in tags:
             continue
         name = f"{tags['method']} [{tags.get('profile', 'custom')}]"
-        metrics = {k.replace("_at_", "@"): v for k, v in run.data.metrics.items()
+        metrics = {metric_name(k): v for k, v in run.data.metrics.items()
                    if k.startswith(("precision_at_", "recall_at_", "ndcg_at_"))}
         if not metrics or (name, tags["split"]) in seen:
             continue

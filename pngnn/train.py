@@ -269,7 +269,8 @@ def fit(
         done.epoch = epoch
         done.history.append(entry)
         epochs.set_postfix(loss=f"{entry.loss:.4f}", s=f"{entry.seconds:.1f}")
-        log.info("epoch %d loss %.5f (%.1fs) %s", epoch, entry.loss, entry.seconds, entry.valid or "")
+        log.info("epoch %d/%d loss %.5f %.1fs%s", epoch, cfg.epochs, entry.loss, entry.seconds,
+                 f" valid {cfg.valid_metric} {entry.valid[cfg.valid_metric]:.4f}" if entry.valid else "")
         if on_epoch is not None:
             on_epoch(entry)
         done.stopped = bool(use_valid and cfg.patience and done.watch.stale >= cfg.patience)

@@ -18,6 +18,7 @@ from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.errors import PngnnError, TransientError
 from pngnn.settings import LLMSettings, Settings
 from tasks.cache import PRETRAIN_CACHE
+from tasks.runtime import task_settings
 
 
 def llm_tags(llm: LLMSettings | dict[str, Any], counts: dict[str, Any] | None = None) -> dict[str, str]:
@@ -64,7 +65,7 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
     Cached on its inputs and the DuckDB file's identity, so a rerun of the flow skips it."""
     from pngnn.augment.step import pretrain_step
 
-    result = pretrain_step(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm).users,
+    result = pretrain_step(task_settings(), dataset, seed, LLMSettings.model_validate(llm).users,
                            progress=False)
     print(f"{dataset} seed {seed}: candidates {result}")
     return result

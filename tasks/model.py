@@ -15,9 +15,9 @@ from flows.links import prefect_tags
 from pngnn.config import TrainConfig
 from pngnn.methods import NEEDS_AUGMENTATION
 from pngnn.registry import model_name, promote_if_none
-from pngnn.settings import Settings
 from pngnn.steps import EdgeSource, load_split_step
 from pngnn.tracking import tracked_run
+from tasks.runtime import task_settings
 
 
 @task(name="train-evaluate", task_run_name="train-{method}-{dataset}-seed{seed}")
@@ -33,7 +33,7 @@ def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, 
 
     ``tags``: extra run tags; an llm- method trains on the edges of the LLM model and prompt
     version they name (``llm_model``, ``prompt_version``)."""
-    settings = Settings.from_env()
+    settings = task_settings()
     edges = EdgeSource.from_tags(tags) if method in NEEDS_AUGMENTATION else None
     split = load_split_step(settings, dataset, seed, edges)
     run = tracked_run(settings, split, method, TrainConfig(**config), profile=profile, parent_run_id=parent_run_id,

@@ -16,6 +16,7 @@ from pngnn.config import get_profile
 from pngnn.settings import Settings
 from pngnn.study import Budget, TuneResult
 from pngnn.tune import TuneRequest, save_tuned, test_tuned, tune_seed
+from tasks.runtime import task_settings
 
 
 def request_from(params: dict[str, Any]) -> TuneRequest:
@@ -27,7 +28,7 @@ def request_from(params: dict[str, Any]) -> TuneRequest:
 @task(name="tune-split", task_run_name="tune-{method}-seed{seed}")
 def tune_split_task(method: str, seed: int, request: dict[str, Any], parent_run_id: str) -> TuneResult:
     """The study of one split on its validation part (its trials are child runs of the parent)."""
-    result = tune_seed(Settings.from_env(), request_from(dict(request)), seed, parent_run_id, tags=prefect_tags())
+    result = tune_seed(task_settings(), request_from(dict(request)), seed, parent_run_id, tags=prefect_tags())
     print(f"{method} seed {seed}: best valid {result.metric} {result.best_value:.4f} after {len(result.trials)} "
           f"trials ({result.seconds:.0f}s): {result.best_params}")
     return result
@@ -46,7 +47,7 @@ def test_tuned_task(profile: str, seed: int, parent_run_id: str, results_dir: st
     """Train the tuned configuration on train + validation, evaluate once on test (registered)."""
     from pathlib import Path
 
-    settings = Settings.from_env()
+    settings = task_settings()
     run, line = test_tuned(settings, get_profile(profile, settings), seed, parent_run_id,
                            Path(results_dir) if results_dir else None, tags=prefect_tags())
     print(line)

