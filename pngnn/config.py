@@ -11,7 +11,7 @@ is derived from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
@@ -20,6 +20,12 @@ from pngnn.errors import PngnnError
 from pngnn.settings import Settings
 
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
+# The dataset of every command and flow not told otherwise: the quick profile's, so `pngnn
+# train`, `run`, `report` and `recommend` without --dataset all speak of the same data.
+DEFAULT_DATASET = "ml-100k"
+# The paper's three random splits: the paper profile's, and what `pngnn split` and `pngnn
+# augment` draw without --seed.
+SPLIT_SEEDS: tuple[int, ...] = (1, 2, 3)
 
 # The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
 # each with a disliked item of the same user; the others on every rated pair.
@@ -153,12 +159,12 @@ PROFILES: dict[str, Profile] = {
     # Finishes in a few minutes on 2 CPU cores: ML-100K, one split, a short schedule.
     "quick": Profile(
         name="quick",
-        dataset="ml-100k",
+        dataset=DEFAULT_DATASET,
         seeds=(1,),
         train=TrainConfig(epochs=30, batch_size=2048, n_neg=10, l2=1e-3),
     ),
     # The paper's settings on ML-1M, three random 80/20 splits.
-    "paper": Profile(name="paper", dataset="ml-1m", seeds=(1, 2, 3), train=TrainConfig()),
+    "paper": Profile(name="paper", dataset="ml-1m", seeds=SPLIT_SEEDS, train=TrainConfig()),
 }
 
 
@@ -181,3 +187,15 @@ def check_dataset(name: str) -> str:
     if name not in DATASETS:
         raise PngnnError(f"unknown dataset '{name}'; choose one of {list(DATASETS)}")
     return name
+
+
+MAX_SEED = 2**31 - 1  # split seeds are stored as DuckDB INTEGER
+
+
+def check_seeds(seeds: Iterable[int]) -> list[int]:
+    """The split seeds, checked before any work (the commands, the flows): a bad one is a one-line error."""
+    seeds = list(seeds)
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise PngnnError(f"split seed {seed} is out of range; use a seed from 0 to {MAX_SEED} (e.g. --seed 1)")
+    return seeds

@@ -19,7 +19,7 @@ from pngnn.evaluate import evaluate
 from pngnn.ingest import IngestResult, ingest
 from pngnn.methods import check_method, seen_items, train_method
 from pngnn.models.base import GraphRecommender
-from pngnn.settings import Settings
+from pngnn.settings import LLMSettings, Settings
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
 from pngnn.train import EpochCallback, TrainResult
@@ -53,6 +53,20 @@ class EdgeSource:
 
     model: str
     prompt_version: str
+
+    @classmethod
+    def of(cls, llm: LLMSettings | Mapping[str, Any], counts: Mapping[str, Any] | None = None) -> EdgeSource:
+        """The edges an augmentation with ``llm`` merged: its model and prompt version (the current
+        one unless set), or those its ``counts`` record (the name a server answered under)."""
+        from pngnn.augment.prompts import PROMPT_VERSION
+
+        llm, counts = LLMSettings.model_validate(llm), counts or {}
+        return cls(str(counts.get("model") or llm.model),
+                   str(counts.get("prompt_version") or llm.prompt_version or PROMPT_VERSION))
+
+    def tags(self) -> dict[str, str]:
+        """The MLflow tags of a run trained on these edges (read back by ``from_tags``)."""
+        return {"llm_model": self.model, "prompt_version": self.prompt_version}
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str] | None) -> EdgeSource:
@@ -108,6 +122,13 @@ class RunOutcome:
     eval_seconds: float
     run_id: str | None = None  # the MLflow run, when tracked
     edges: dict[str, int | str] = field(default_factory=dict)  # the LLM edges trained on (count, hash)
+
+    def summary(self, part: str = "") -> str:
+        """The run in one line, as ``pngnn train``, the tuned test runs (``part`` " test") and the flows print it."""
+        m, epochs = self.metrics, f"{len(self.train.history)} epochs, " if self.train.history else ""
+        return (f"{self.method} {self.dataset} seed {self.seed}{part}: P@5 {m['precision@5']:.4f} P@20 "
+                f"{m['precision@20']:.4f} R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} "
+                f"({epochs}{self.train.seconds:.0f}s)")
 
     def record(self) -> dict[str, Any]:
         """The results JSON; PN-GNN runs add where the attention put users and items."""
