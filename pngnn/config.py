@@ -92,25 +92,14 @@ class TrainConfig:
     ials_ratings: RatingSet = "liked"
 
     def __post_init__(self) -> None:
-        if self.dual_bpr not in DUAL_BPR_VARIANTS:
-            raise PngnnError(
-                f"unknown Dual-BPR variant '{self.dual_bpr}'; choose one of {', '.join(DUAL_BPR_VARIANTS)}"
-            )
-        if self.lightgcn_graph not in LIGHTGCN_GRAPHS:
-            raise PngnnError(
-                f"unknown LightGCN graph '{self.lightgcn_graph}'; choose one of {', '.join(LIGHTGCN_GRAPHS)}"
-            )
-        if self.pair_sampling not in PAIR_SAMPLINGS:
-            raise PngnnError(
-                f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
-            )
-        if self.valid_metric not in METRICS:
-            raise PngnnError(
-                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(METRICS)}"
-            )
-        for name in ("ease_ratings", "ials_ratings"):
-            if getattr(self, name) not in RATING_SETS:
-                raise PngnnError(f"unknown {name} '{getattr(self, name)}'; choose one of {', '.join(RATING_SETS)}")
+        choices = (("Dual-BPR variant", self.dual_bpr, DUAL_BPR_VARIANTS),
+                   ("LightGCN graph", self.lightgcn_graph, LIGHTGCN_GRAPHS),
+                   ("pair sampling", self.pair_sampling, PAIR_SAMPLINGS),
+                   ("validation metric", self.valid_metric, METRICS),
+                   ("ease_ratings", self.ease_ratings, RATING_SETS), ("ials_ratings", self.ials_ratings, RATING_SETS))
+        for what, value, allowed in choices:
+            if value not in allowed:
+                raise PngnnError(f"unknown {what} '{value}'; choose one of {', '.join(allowed)}")
         for name in ("ease_lambda", "disliked_input", "ials_reg", "ials_alpha"):
             if not getattr(self, name) > 0:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be > 0 (e.g. "

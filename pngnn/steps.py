@@ -17,7 +17,7 @@ from pngnn.config import TrainConfig, check_dataset
 from pngnn.errors import PngnnError
 from pngnn.evaluate import evaluate
 from pngnn.ingest import IngestResult, ingest
-from pngnn.methods import check_method, seen_items, train_method
+from pngnn.methods import seen_items, train_method
 from pngnn.models.base import GraphRecommender
 from pngnn.settings import LLMSettings, Settings
 from pngnn.split import SplitData, create_split, load_split
@@ -151,18 +151,6 @@ class RunOutcome:
         return record
 
 
-def train_step(
-    split: SplitData,
-    method: str,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> TrainResult:
-    """Train one method on one split (test ratings are never seen)."""
-    return train_method(check_method(method), split, cfg, on_epoch, progress, checkpoint)
-
-
 def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
     """Full-ranking metrics on the test part, train and validation items masked; (metrics, seconds)."""
     t0 = time.perf_counter()
@@ -178,8 +166,9 @@ def train_evaluate_step(
     progress: bool = True,
     checkpoint: Checkpointer | None = None,
 ) -> RunOutcome:
-    """Train one method on one split and evaluate it by full ranking on the test part."""
-    result = train_step(split, method, cfg, on_epoch, progress, checkpoint)
+    """Train one method on one split (``train_method``: test ratings are never seen) and evaluate
+    it by full ranking on the test part."""
+    result = train_method(method, split, cfg, on_epoch, progress, checkpoint)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
                       edges=split.augmented_digest())
