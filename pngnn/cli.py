@@ -60,10 +60,7 @@ def ingest_cmd(dataset: opt.DatasetArg = DEFAULT_DATASET, download: opt.Download
     from pngnn.steps import ingest_step
 
     settings = Settings.from_env()
-    res = ingest_step(settings, dataset, allow_download=download)
-    state = "already up to date" if res.skipped else "ingested"
-    typer.echo(f"{dataset}: {state}: {res.n_ratings} ratings, {res.n_users} users, {res.n_items} items "
-               f"-> {settings.db_path}")
+    typer.echo(f"{ingest_step(settings, dataset, allow_download=download).summary()} -> {settings.db_path}")
 
 
 @command("split")

@@ -131,6 +131,11 @@ class TuneResult:
     seconds: float = 0.0
     study: Any = None
 
+    def summary(self) -> str:
+        """The study in one line, as ``pngnn tune`` and the tune flow's task print it."""
+        return (f"{self.method} {self.dataset} seed {self.seed}: best valid {self.metric} {self.best_value:.4f} "
+                f"after {len(self.trials)} trials ({self.seconds:.0f}s): {self.best_params}")
+
     def record(self) -> dict[str, Any]:
         return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "metric": self.metric,
                 "best_value": self.best_value, "best_params": self.best_params,

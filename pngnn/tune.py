@@ -182,8 +182,7 @@ def tune_profile(
         studies: dict[int, TuneResult] = {}
         for seed in seeds:
             studies[seed] = result = tune_seed(settings, request, seed, parent_id, progress)
-            echo(f"{request.method} {dataset} seed {seed}: best valid {request.metric} {result.best_value:.4f} "
-                 f"after {len(result.trials)} trials ({result.seconds:.0f}s): {result.best_params}")
+            echo(result.summary())
         profile, path = save_tuned(settings, request, studies, parent_id)
         echo(f"saved profile '{profile.name}' -> {path}")
         outcome = TuneOutcome(profile, path, studies, parent_id)

@@ -47,7 +47,7 @@ retry_transient = retry_when(OSError)  # ingest: a bug fails at once
 def ingest_task(dataset: str) -> dict:
     """MovieLens -> DuckDB. Idempotent (a no-op when the same data is there); retried on download faults."""
     res = ingest_step(Settings.from_env(), dataset)
-    print(f"{dataset}: {'unchanged' if res.skipped else 'ingested'} ({res.n_ratings} ratings)")
+    print(res.summary())
     return {"dataset": res.dataset, "checksum": res.checksum, "n_ratings": res.n_ratings,
             "n_users": res.n_users, "n_items": res.n_items, "skipped": res.skipped}
 

@@ -23,8 +23,7 @@ from pngnn.tune import TuneRequest, save_tuned, test_tuned, tune_seed
 def tune_split_task(method: str, seed: int, request: dict[str, Any], parent_run_id: str) -> TuneResult:
     """The study of one split on its validation part (its trials are child runs of the parent)."""
     result = tune_seed(Settings.from_env(), TuneRequest.from_flat(**request), seed, parent_run_id, tags=prefect_tags())
-    print(f"{method} seed {seed}: best valid {result.metric} {result.best_value:.4f} after {len(result.trials)} "
-          f"trials ({result.seconds:.0f}s): {result.best_params}")
+    print(result.summary())
     return result
 
 
