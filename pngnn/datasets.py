@@ -120,7 +120,8 @@ def ensure_files(name: str, data_dir: Path, allow_download: bool = True) -> dict
     if missing:
         if not allow_download:
             raise PngnnError(
-                f"{missing[0]} is missing; set PNGNN_DATA_DIR to a folder holding {name}/ or allow the download"
+                f"{missing[0]} is missing; set PNGNN_DATA_DIR to a folder holding {name}/, or drop --no-download "
+                "to fetch it"
             )
         download(name, data_dir)
     for kind, path in paths.items():
