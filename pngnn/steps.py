@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 
 from pngnn import datasets
 from pngnn.config import TrainConfig, check_dataset
@@ -22,10 +22,7 @@ from pngnn.models.base import GraphRecommender
 from pngnn.settings import LLMSettings, Settings
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
-from pngnn.train import EpochCallback, TrainResult
-
-if TYPE_CHECKING:
-    from pngnn.checkpoints import Checkpointer
+from pngnn.train import TrainHooks, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +155,10 @@ def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -
     return metrics, time.perf_counter() - t0
 
 
-def train_evaluate_step(
-    split: SplitData,
-    method: str,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> RunOutcome:
+def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> RunOutcome:
     """Train one method on one split (``train_method``: test ratings are never seen) and evaluate
     it by full ranking on the test part."""
-    result = train_method(method, split, cfg, on_epoch, progress, checkpoint)
+    result = train_method(method, split, cfg, **hooks)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
                       edges=split.augmented_digest())

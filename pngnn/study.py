@@ -241,7 +241,7 @@ def tune_split(
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at epoch {entry.epoch}")
 
-            result = train_method(method, visible, cfg, on_epoch if is_graph else None, progress)
+            result = train_method(method, visible, cfg, on_epoch=on_epoch if is_graph else None, progress=progress)
             scores = evaluate(result.model.scorer(), visible.n_items, visible.train, visible.valid,
                               cfg.threshold)
             trial_log.metrics({f"valid_{k}": v for k, v in scores.items()})
