@@ -8,52 +8,49 @@ from typing import Annotated
 
 import typer
 
-from pngnn.cli import app, check_seed, friendly, quiet_environment
-from pngnn.config import get_profile
-from pngnn.constants import RUN_LLM_USERS
-from pngnn.settings import Settings, llm_settings
+from pngnn import cli_options as opt
+from pngnn.cli import app, command
+from pngnn.config import check_seeds, get_profile
+from pngnn.constants import DEFAULT_METHODS, RUN_LLM_USERS
+from pngnn.settings import Settings, llm_settings, quiet_environment
 
 
-@app.command("run")
-@friendly
+@command("run")
 def run_cmd(
-    profile: Annotated[str, typer.Option(help="quick (ML-100K, minutes) or paper (ML-1M, hours)")] = "quick",
-    dataset: Annotated[str | None, typer.Option()] = None,
-    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
-    method: Annotated[list[str] | None, typer.Option(help="Methods; default: the pipeline's DEFAULT_METHODS.")]
-    = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    llm_users: Annotated[int | None, typer.Option(help="Users per split the LLM augments (0: all); default: "
-                                                       f"PNGNN_LLM_USERS, else {RUN_LLM_USERS}.")] = None,
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: PNGNN_LLM_BASE_URL, "
-                                                          "else the embedded SmolLM2.")] = None,
-    llm_model: Annotated[str | None, typer.Option(help="Model name on that server; default: PNGNN_LLM_MODEL.")]
-    = None,
+    profile: opt.ProfileName = "quick",
+    dataset: opt.ProfileDataset = None,
+    seed: opt.ProfileSeeds = None,
+    method: Annotated[list[str] | None, typer.Option(help="Methods, repeatable; default: "
+                                                          f"{', '.join(DEFAULT_METHODS)}.")] = None,
+    epochs: opt.Epochs = None,
+    llm_users: Annotated[int | None, opt.llm_option("users", RUN_LLM_USERS)] = None,
+    llm_base_url: opt.LLMBaseURL = None,
+    llm_model: opt.LLMModel = None,
+    download: opt.Download = True,
 ) -> None:
     """The main job: the Prefect pipeline flow (ingest, split, augment, train, evaluate) tracked in MLflow.
 
     Uses Prefect's server at PREFECT_API_URL, or a local ephemeral one when unset, and the
     MLflow store at MLFLOW_TRACKING_URI (default: a sqlite file under pngnn-data/).
     """
+    from pngnn.datasets import ensure_files
     from pngnn.methods import check_method
-
-    quiet_environment()
-    llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
-    get_profile(profile)
-    for name in method or []:
-        check_method(name)  # before a Prefect server is started for nothing
-    for s in seed or []:
-        check_seed(s)
     from pngnn.preflight import check_mlflow, check_prefect_api
 
-    check_prefect_api()
+    quiet_environment()  # before a Prefect server is started for nothing: the arguments, the data, both servers
+    llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
     settings = Settings.from_env()
+    prof = get_profile(profile, settings)
+    methods = [check_method(name) for name in method] if method else None
+    seeds = check_seeds(seed) if seed else None
+    if not download:
+        ensure_files(dataset or prof.dataset, settings.data_dir, allow_download=False)
+    check_prefect_api()
     check_mlflow(settings.mlflow_uri)
     from flows.pipeline import pipeline
-    from pngnn.results import summary_table, to_markdown
 
-    out = pipeline(profile=profile, dataset=dataset, seeds=seed, methods=method, epochs=epochs, llm=llm)
-    typer.echo(to_markdown(summary_table(out["summary"])))
+    out = pipeline(profile=profile, dataset=dataset, seeds=seeds, methods=methods, epochs=epochs, llm=llm)
+    typer.echo(out["table"])
     typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
                f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")
 

@@ -4,17 +4,24 @@ reaugment), and the summary over splits."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import mlflow
+from mlflow.entities import Metric
+
 from flows.links import prefect_tags, publish_run_links
-from pngnn.config import Profile, TrainConfig
-from pngnn.methods import NEEDS_AUGMENTATION
+from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
+from pngnn.augment.step import edges_line
+from pngnn.config import Profile, TrainConfig, check_seeds, get_profile
+from pngnn.methods import NEEDS_AUGMENTATION, check_method
 from pngnn.metrics import aggregate
 from pngnn.results import summary_table, to_markdown
 from pngnn.settings import LLMSettings, Settings
-from pngnn.tracking import metric_key
-from tasks.augment import augment_task, llm_tags, merge_task, pretrain_task
-from tasks.data import split_task
+from pngnn.steps import EdgeSource
+from pngnn.tracking import metric_key, parent_run
+from tasks.augment import augment_task, merge_task, pretrain_task
+from tasks.data import ingest_task, split_task
 from tasks.model import train_evaluate_task
 
 
@@ -25,27 +32,21 @@ def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str)
     record for every flow that augments). Returns the MLflow tags (LLM model, prompt version)
     of the runs trained on these edges.
     """
-    import time
-
-    import mlflow
-    from mlflow.entities import Metric
-
     pretrain_task(dataset, seed, llm)
     counts = augment_task(dataset, seed, llm, parent_run_id)
     counts.update(merge_task(dataset, seed, counts["model"], parent_run_id))
+    print(edges_line(dataset, seed, counts))
     now = int(time.time() * 1000)
     mlflow.MlflowClient().log_batch(parent_run_id, metrics=[
         Metric(f"augment_seed{seed}_{k}", float(v), now, 0) for k, v in counts.items()
         if isinstance(v, int | float) and not isinstance(v, bool)])
-    return llm_tags(llm, counts)
+    return EdgeSource.of(llm, counts).tags()
 
 
 def method_profiles(methods: list[str], dataset: str, base: Profile, tuned: dict[str, str] | None,
                     settings: Settings) -> dict[str, Profile]:
     """The profile each method trains with: ``tuned[method]``, else a saved ``<method>-<dataset>``,
     else ``base``."""
-    from pngnn.config import get_profile
-
     out = {}
     for method in methods:
         name = (tuned or {}).get(method)
@@ -58,11 +59,17 @@ def method_profiles(methods: list[str], dataset: str, base: Profile, tuned: dict
 def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, Profile], cfg: TrainConfig,
              llm: LLMSettings, parent_run_id: str) -> dict[str, list[dict[str, float]]]:
     """Every method on every split seed (augmenting each split first when a method needs LLM
-    edges), each a child run of ``parent_run_id``; the test metrics per method, in seed order.
+    edges: the LLM settings and prompt go to the active parent run), each a child run of
+    ``parent_run_id``; the test metrics per method, in seed order.
 
     A method on the base profile trains with ``cfg`` (the base profile's settings with the
     flow's overrides); a method with a tuned profile with that profile's settings for the seed."""
     use_llm = any(m in NEEDS_AUGMENTATION for m in profiles)
+    if use_llm:
+        mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
+                           "llm_users": llm.users if llm.users is not None else "all",
+                           "prompt_version": PROMPT_VERSION})
+        mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
     for seed in seeds:
         split_task(dataset, seed, base.test_fraction, base.valid_fraction)
@@ -78,8 +85,6 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
 def log_summary(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Mean and std over splits of every metric of every method, as metrics and summary.json
     of the active (parent) MLflow run."""
-    import mlflow
-
     summary: dict[str, dict[str, float]] = {}
     for method, runs in results.items():
         for name, (mean, std) in aggregate(runs).items():
@@ -95,34 +100,19 @@ def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: lis
                    tuned: dict[str, str] | None) -> dict[str, Any]:
     """The pipeline and experiment flows: ingest, then ``run_grid`` under one parent run tagged
     with the flow, then the summary. Returns the parent run id, dataset, runs and summary."""
-    import mlflow
-
-    from pngnn.config import get_profile
-    from pngnn.methods import check_method
-    from pngnn.tracking import parent_run
-    from tasks.data import ingest_task
-
     settings = Settings.from_env()
     base = get_profile(profile, settings)
     ds = dataset or base.dataset
-    seeds = seeds or list(base.seeds)
+    seeds = check_seeds(seeds or base.seeds)
     methods = [check_method(m) for m in methods]
     llm = LLMSettings.model_validate(llm or {})
     cfg = base.train.with_overrides(epochs=epochs)
     profiles = method_profiles(methods, ds, base, tuned, settings)
-    use_llm = any(m in NEEDS_AUGMENTATION for m in methods)
     tags = {"profile": profile, "flow": flow_name, **prefect_tags()}
     with parent_run(settings, ds, f"{flow_name}-{profile}", tags=tags) as parent_id:
         mlflow.log_params({"profile": profile, "dataset": ds, "seeds": ",".join(map(str, seeds)),
                            "methods": ",".join(methods), **{f"train_{k}": v for k, v in cfg.to_dict().items()},
                            **{f"profile_{m}": p.name for m, p in profiles.items()}})
-        if use_llm:
-            from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
-
-            mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
-                               "llm_users": llm.users if llm.users is not None else "all",
-                               "prompt_version": PROMPT_VERSION})
-            mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
         data = ingest_task(ds)
         mlflow.log_param("dataset_checksum", data["checksum"])
         runs = run_grid(ds, seeds, base, profiles, cfg, llm, parent_id)

@@ -23,10 +23,6 @@ TABLE1_METHODS = ("lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn")
 BASELINES = ("ease", "ials", "pn-ease")
 
 
-def default_methods() -> list[str]:
-    return [*TABLE1_METHODS, *BASELINES]
-
-
 @flow(name="experiment", log_prints=True)
 def experiment(
     profile: str = "paper",
@@ -44,7 +40,8 @@ def experiment(
     override it. ``out_dir``: also keep table.csv, table.md and the chart there. ``tuned``:
     method -> tuned profile name (see ``flows.common.method_profiles``).
     """
-    out = grid_flow_body("experiment", profile, dataset, seeds, methods or default_methods(), epochs, llm, tuned)
+    out = grid_flow_body("experiment", profile, dataset, seeds, methods or [*TABLE1_METHODS, *BASELINES], epochs,
+                         llm, tuned)
     table = report_task(out["dataset"], out["runs"], out["parent_run_id"], out_dir)
     return {"parent_run_id": out["parent_run_id"], "dataset": out["dataset"], "summary": out["summary"],
             "table": table}

@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import mlflow
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.runtime import flow_run
+
 from pngnn.settings import Settings
 
 
 def prefect_tags() -> dict[str, str]:
     """MLflow tags naming the current flow run; empty outside one."""
-    from prefect.runtime import flow_run
-
     if flow_run.id is None:
         return {}
     tags = {"prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
@@ -27,8 +29,6 @@ def prefect_tags() -> dict[str, str]:
 
 def mlflow_run_url(settings: Settings, run_id: str) -> str | None:
     """The MLflow UI page of a run, when the tracking store is a server (a sqlite file has none)."""
-    import mlflow
-
     uri = settings.mlflow_uri
     if not uri.startswith(("http://", "https://")):
         return None
@@ -38,8 +38,6 @@ def mlflow_run_url(settings: Settings, run_id: str) -> str | None:
 
 def publish_run_links(settings: Settings, parent_run_id: str, title: str, table_markdown: str) -> None:
     """The MLflow parent run (link, id, store) and its table as artifacts of the current flow run."""
-    from prefect.artifacts import create_link_artifact, create_markdown_artifact
-
     url = mlflow_run_url(settings, parent_run_id)
     where = (f"[MLflow run {parent_run_id}]({url})" if url else
              f"MLflow run `{parent_run_id}` in `{settings.mlflow_uri}` "

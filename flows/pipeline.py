@@ -19,11 +19,8 @@ from typing import Any
 from prefect import flow
 
 from flows.common import grid_flow_body
+from pngnn.constants import DEFAULT_METHODS
 from pngnn.settings import LLMSettings
-
-# The main job: the baselines a practitioner would compare against (most-popular, EASE, iALS,
-# LightGCN), our PN models (PN-EASE, PN-GNN), and PN-GNN on LLM-augmented graphs.
-DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "llm-pngnn")
 
 
 @flow(name="pipeline", log_prints=True)
@@ -43,7 +40,7 @@ def pipeline(
     ``tuned``: method -> tuned profile name (default: a saved ``<method>-<dataset>`` profile).
     """
     out = grid_flow_body("pipeline", profile, dataset, seeds, methods or list(DEFAULT_METHODS), epochs, llm, tuned)
-    return {k: out[k] for k in ("parent_run_id", "dataset", "summary")}
+    return {k: out[k] for k in ("parent_run_id", "dataset", "summary", "table")}
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 from prefect import flow
 
 from flows.common import augment_split
@@ -38,8 +39,6 @@ def reaugment(
     promote: bool = True,
 ) -> dict[str, Any]:
     """Re-run augmentation with ``llm``, retrain ``method`` on split ``seed``, compare with production."""
-    import mlflow
-
     prof = get_profile(profile)
     ds = dataset or prof.dataset
     seed = seed if seed is not None else prof.seeds[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 import polars as pl
 from prefect import flow
 
@@ -22,9 +23,9 @@ from pngnn.profiles import check_new_name, new_profile_name
 from pngnn.results import to_markdown
 from pngnn.settings import Settings
 from pngnn.tracking import parent_run
-from pngnn.tune import parent_params
+from pngnn.tune import TuneRequest, parent_params
 from tasks.data import ingest_task
-from tasks.tune import request_from, save_profile_task, test_tuned_task, tune_split_task
+from tasks.tune import save_profile_task, test_tuned_task, tune_split_task
 
 
 @flow(name="tune", log_prints=True)
@@ -45,8 +46,6 @@ def tune(
 
     Without ``save_as`` (a scheduled deployment) each run saves a new profile named
     ``<method>-<dataset>-<UTC time>``."""
-    import mlflow
-
     settings = Settings.from_env()
     base = get_profile(profile, settings)
     ds = dataset or base.dataset
@@ -54,18 +53,16 @@ def tune(
     params = {"method": method, "save_as": save_as, "base_profile": profile, "dataset": dataset, "seeds": seeds,
               "trials": trials, "timeout_seconds": timeout_seconds, "metric": metric,
               "valid_fraction": valid_fraction, "max_epochs": max_epochs}
-    request = request_from(dict(params))  # validates every parameter before any work
+    request = TuneRequest.from_flat(**params)  # validates every parameter before any work
     check_new_name(save_as, settings.profiles_dir)
     seed_list = tuple(seeds or base.seeds)
-    tests: dict[int, dict[str, float]] = {}
     tags = {"flow": "tune", "profile": save_as, "method": method, **prefect_tags()}
     with parent_run(settings, ds, f"tune-{method}-{save_as}", tags=tags) as parent_id:
         data = ingest_task(ds)
         mlflow.log_params(parent_params(request, ds, seed_list, data["checksum"]))
         studies = {seed: tune_split_task(method, seed, params, parent_id) for seed in seed_list}
         path = save_profile_task(save_as, params, studies, parent_id)
-        if test:
-            tests = {seed: test_tuned_task(save_as, seed, parent_id) for seed in seed_list}
+        tests = {seed: test_tuned_task(save_as, seed, parent_id) for seed in seed_list} if test else {}
     rows = [{"split": seed, "best valid": f"{s.best_value:.4f}", **{k: str(v) for k, v in s.best_params.items()},
              **({"test ndcg@20": f"{tests[seed]['ndcg@20']:.4f}"} if seed in tests else {})}
             for seed, s in studies.items()]

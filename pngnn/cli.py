@@ -12,15 +12,16 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-from pngnn.config import get_profile
-from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, DEFAULT_MAX_FAILED_SHARE, LOCAL_LLM_MODEL, TUNE_METRIC
+from pngnn import cli_options as opt
+from pngnn.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, get_profile
+from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC
 from pngnn.errors import PngnnError
-from pngnn.settings import Settings, llm_settings
+from pngnn.settings import Settings, llm_settings, quiet_environment
 
 app = typer.Typer(help="LLM-augmented PN-GNN recommendations on MovieLens.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -29,27 +30,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def friendly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn PngnnError into a one-line message and exit code 2."""
+def command(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register a function as ``pngnn <name>``; a PngnnError it raises is one line and exit code 2."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except PngnnError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+    def register(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def friendly(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except PngnnError as exc:
+                console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
 
-    return wrapper
+        app.command(name)(friendly)
+        return friendly
 
-
-MAX_SEED = 2**31 - 1  # split seeds are stored as DuckDB INTEGER
-
-
-def check_seed(seed: int) -> int:
-    if not 0 <= seed <= MAX_SEED:
-        raise PngnnError(f"split seed {seed} is out of range; use a seed from 0 to {MAX_SEED} (e.g. --seed 1)")
-    return seed
+    return register
 
 
 @app.callback()
@@ -58,51 +54,40 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log per-
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-@app.command("ingest")
-@friendly
-def ingest_cmd(
-    dataset: Annotated[str, typer.Argument(help="ml-100k or ml-1m")],
-    no_download: Annotated[bool, typer.Option(help="Fail instead of downloading missing files.")] = False,
-) -> None:
+@command("ingest")
+def ingest_cmd(dataset: opt.DatasetArg = DEFAULT_DATASET, download: opt.Download = True) -> None:
     """Verify (or download) MovieLens and load it into DuckDB."""
     from pngnn.steps import ingest_step
 
     settings = Settings.from_env()
-    res = ingest_step(settings, dataset, allow_download=not no_download)
-    state = "already up to date" if res.skipped else "ingested"
-    typer.echo(f"{dataset}: {state}: {res.n_ratings} ratings, {res.n_users} users, {res.n_items} items "
-               f"-> {settings.db_path}")
+    typer.echo(f"{ingest_step(settings, dataset, allow_download=download).summary()} -> {settings.db_path}")
 
 
-@app.command("split")
-@friendly
+@command("split")
 def split_cmd(
-    dataset: str,
-    seed: Annotated[list[int], typer.Option(help="Split seed(s).")] = [1, 2, 3],  # noqa: B006
-    test_fraction: float = 0.2,
+    dataset: opt.DatasetArg = DEFAULT_DATASET,
+    seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
+    test_fraction: Annotated[float, typer.Option(help="Share of the ratings held out for test.")] = 0.2,
     valid_fraction: Annotated[float, typer.Option(help="Share of train kept for early stopping.")] = 0.0,
 ) -> None:
     """Create random train/test splits in DuckDB (deterministic per seed)."""
     from pngnn.steps import split_step
 
     settings = Settings.from_env()
-    for s in seed:
-        check_seed(s)
-    for s in seed:
+    for s in check_seeds(seed):
         counts = split_step(settings, dataset, s, test_fraction, valid_fraction)
         typer.echo(f"{dataset} seed {s}: {counts}")
 
 
-@app.command("train")
-@friendly
+@command("train")
 def train_cmd(
     method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, pn-ease, ials, llm-lightgcn or "
                                                     "llm-pngnn (the llm- ones need `pngnn augment` first); default: "
                                                     "the tuned profile's method, else lightgcn")] = None,
-    profile: Annotated[str, typer.Option(help="quick, paper, or a tuned profile (`pngnn tune --save-as`)")] = "quick",
-    dataset: Annotated[str | None, typer.Option(help="Override the profile's dataset.")] = None,
-    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s); default: the profile's.")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
+    profile: opt.ProfileName = "quick",
+    dataset: opt.ProfileDataset = None,
+    seed: opt.ProfileSeeds = None,
+    epochs: opt.Epochs = None,
     lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
     dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign, graded or weighted")] = None,
     b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
@@ -110,7 +95,7 @@ def train_cmd(
     pair_sampling: Annotated[str | None, typer.Option(help="edges (every pair once) or users (uniform user, "
                                                            "then one of their pairs)")] = None,
     ease_lambda: Annotated[float | None, typer.Option(help="EASE / PN-EASE ridge penalty (> 0)")] = None,
-    results_dir: Annotated[Path, typer.Option(help="Where the per-run JSON goes.")] = Path("results"),
+    results_dir: opt.ResultsDir = Path("results"),
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI) and register its model "
                                              "as pngnn-<dataset>-<method>.")] = False,
@@ -118,8 +103,7 @@ def train_cmd(
                                                      "default: PNGNN_LLM_MODEL, else the embedded model.")] = None,
     prompt_version: Annotated[str | None, typer.Option(help="llm- methods: the edges of this prompt version; "
                                                             "default: the current one.")] = None,
-    force: Annotated[bool, typer.Option(help="Replace a results file of another commit or other settings.")]
-    = False,
+    force: opt.Force = False,
     checkpoint_every: Annotated[int, typer.Option(help="Graph models: every N epochs (0: never) save the training "
                                                        "state next to the results file (seedN.ckpt; with --track also "
                                                        "as a run artifact); it goes once the results file is written.")]
@@ -129,6 +113,7 @@ def train_cmd(
                                                 "every setting, LLM edges, commit), else start over; the result is "
                                                 "the uninterrupted run's. --resume: an error where no such checkpoint "
                                                 "is; --no-resume: always start over.")] = None,
+    download: opt.Download = True,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON.
 
@@ -139,7 +124,7 @@ def train_cmd(
     from pngnn.checkpoints import Checkpointer, check_checkpoint_options
     from pngnn.methods import NEEDS_AUGMENTATION, check_method
     from pngnn.results import check_replaceable, result_path, write_result
-    from pngnn.steps import EdgeSource, ingest_step, load_split_step, split_step, train_evaluate_step
+    from pngnn.steps import EdgeSource, RunOutcome, ingest_step, load_split_step, split_step, train_evaluate_step
 
     settings = Settings.from_env()
     prof = get_profile(profile, settings)
@@ -147,57 +132,47 @@ def train_cmd(
     ds = dataset or prof.dataset
     overrides = {"epochs": epochs, "lightgcn_graph": lightgcn_graph, "dual_bpr": dual_bpr, "b": b,
                  "attention": attention, "pair_sampling": pair_sampling, "ease_lambda": ease_lambda}
-    for s in seed or list(prof.seeds):  # bad settings, or a result it must not replace: before any work
-        check_seed(s)
-        cfg, path = prof.config_for(s).with_overrides(**overrides), result_path(results_dir, ds, method, s, tag)
+    runs = {s: (prof.config_for(s).with_overrides(**overrides), result_path(results_dir, ds, method, s, tag))
+            for s in check_seeds(seed or prof.seeds)}
+    for cfg, path in runs.values():  # bad settings, or a result it must not replace: before any work
         check_replaceable(path, cfg.to_dict(), force)
         check_checkpoint_options(path, checkpoint_every, resume)
-    edges = None
-    if method in NEEDS_AUGMENTATION:
-        from pngnn.augment.prompts import PROMPT_VERSION
+    edges = (EdgeSource.of(llm_settings(model=llm_model, prompt_version=prompt_version))
+             if method in NEEDS_AUGMENTATION else None)
+    train: Callable[..., RunOutcome] = train_evaluate_step
+    if track:
+        from pngnn.preflight import check_mlflow
+        from pngnn.registry import model_name
+        from pngnn.tracking import tracked_run
 
-        edges = EdgeSource(llm_settings(model=llm_model).model, prompt_version or PROMPT_VERSION)
-    ingest_step(settings, ds)
-    for s in seed or list(prof.seeds):
-        cfg = prof.config_for(s).with_overrides(**overrides)
+        check_mlflow(settings.mlflow_uri)
+        train = functools.partial(tracked_run, settings, profile=profile, registered_name=model_name(ds, method))
+    ingest_step(settings, ds, allow_download=download)
+    for s, (cfg, path) in runs.items():
         split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
         split = load_split_step(settings, ds, s, edges)
-        checkpoint = Checkpointer.for_run(result_path(results_dir, ds, method, s, tag), split, method, cfg,
-                                          every=checkpoint_every, resume=resume)
+        checkpoint = Checkpointer.for_run(path, split, method, cfg, every=checkpoint_every, resume=resume)
         if checkpoint.restored is not None:
             typer.echo(f"{method} {ds} seed {s}: resuming after epoch {checkpoint.restored['epoch']} "
                        f"({checkpoint.path})", err=True)
         try:
-            if track:
-                from pngnn.preflight import check_mlflow
-                from pngnn.registry import model_name
-                from pngnn.tracking import tracked_run
-
-                check_mlflow(settings.mlflow_uri)
-                outcome = tracked_run(settings, split, method, cfg, profile=profile, progress=sys.stderr.isatty(),
-                                      registered_name=model_name(ds, method), checkpoint=checkpoint)
-            else:
-                outcome = train_evaluate_step(split, method, cfg, progress=sys.stderr.isatty(), checkpoint=checkpoint)
+            outcome = train(split, method, cfg, progress=sys.stderr.isatty(), checkpoint=checkpoint)
         except KeyboardInterrupt:
             console.print(f"{method} {ds} seed {s}: {checkpoint.interrupted_hint()}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag, force)
         checkpoint.finish()
-        m = outcome.metrics
-        typer.echo(f"{method} {ds} seed {s}: P@5 {m['precision@5']:.4f} P@20 {m['precision@20']:.4f} "
-                   f"R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} ({outcome.train.seconds:.0f}s) -> {path}")
+        typer.echo(f"{outcome.summary()} -> {path}")
 
 
-@app.command("tune")
-@friendly
+@command("tune")
 def tune_cmd(
     method: Annotated[str, typer.Option(help="ease, pn-ease, ials, lightgcn, pngnn (or an llm- method)")],
     save_as: Annotated[str | None, typer.Option(help="Name of the tuned profile to save (must be new); default: "
                                                      "<method>-<dataset>-<UTC time>.")] = None,
     profile: Annotated[str, typer.Option(help="Base profile: dataset, seeds, fixed settings, max epochs.")] = "paper",
-    dataset: Annotated[str | None, typer.Option(help="Override the base profile's dataset.")] = None,
-    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s), one study each; default: the profile's.")]
-    = None,
+    dataset: opt.ProfileDataset = None,
+    seed: opt.ProfileSeeds = None,
     trials: Annotated[int, typer.Option(help="Trials per split seed.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Wall-time budget per split seed, seconds.")] = None,
     metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = TUNE_METRIC,
@@ -206,9 +181,7 @@ def tune_cmd(
     sampler_seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
-    results_dir: Annotated[Path, typer.Option(help="The test runs' JSON: <dir>/<dataset>/<method>-tuned/ for the "
-                                                   "profile <method>-<dataset>, else <method>-tuned-<name>/.")]
-    = Path("results"),
+    results_dir: opt.ResultsDir = Path("results"),
 ) -> None:
     """Tune a method on validation only (Optuna TPE, pruning), save it as a profile, evaluate it once on test.
 
@@ -218,49 +191,35 @@ def tune_cmd(
     quiet_environment()
     from pngnn.preflight import check_mlflow
     from pngnn.profiles import new_profile_name
-    from pngnn.study import Budget
     from pngnn.tune import TuneRequest, tune_profile
 
     settings = Settings.from_env()
-    for s in seed or []:
-        check_seed(s)
     save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
-    request = TuneRequest(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
-                          seeds=tuple(seed) if seed else None, budget=Budget(trials, timeout, sampler_seed),
-                          metric=metric, valid_fraction=valid_fraction, max_epochs=epochs)
+    request = TuneRequest.from_flat(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
+                                    seeds=check_seeds(seed or []), trials=trials, timeout_seconds=timeout,
+                                    sampler_seed=sampler_seed, metric=metric, valid_fraction=valid_fraction,
+                                    max_epochs=epochs)
     check_mlflow(settings.mlflow_uri)
     tune_profile(settings, request, evaluate_on_test=test, results_dir=results_dir, echo=typer.echo,
                  progress=sys.stderr.isatty())
 
 
-@app.command("augment")
-@friendly
+@command("augment")
 def augment_cmd(
-    dataset: Annotated[str, typer.Option()] = "ml-1m",
-    seed: Annotated[list[int] | None, typer.Option(help="Split seed(s).")] = None,
-    users: Annotated[int | None, typer.Option(help="Seeded sample of users per split (0: all users); default: "
-                                                   f"PNGNN_LLM_USERS, else {AUGMENT_LLM_USERS}.")] = None,
+    dataset: opt.Dataset = DEFAULT_DATASET,
+    seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
+    users: Annotated[int | None, opt.llm_option("users", AUGMENT_LLM_USERS)] = None,
     sample_seed: Annotated[int, typer.Option(help="Seed of the user sample (same users on every split).")] = 0,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL; default: PNGNN_LLM_BASE_URL, else "
-                                                      "the embedded SmolLM2.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name on that server; default: PNGNN_LLM_MODEL, else "
-                                                   f"{LOCAL_LLM_MODEL}.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight (remote servers); default: "
-                                                         "PNGNN_LLM_CONCURRENCY.")] = None,
+    base_url: opt.LLMBaseURL = None,
+    model: opt.LLMModel = None,
+    concurrency: Annotated[int | None, opt.llm_option("concurrency")] = None,
     self_consistency: Annotated[bool, typer.Option(help="Ask in two candidate orders; keep agreeing answers.")]
     = False,
-    results_dir: Annotated[Path, typer.Option(help="Counts and edge precision go to "
-                                                   "<dir>/augmentation/<dataset>/<model>/seed<N>.json.")]
-    = Path("results"),
-    force: Annotated[bool, typer.Option(help="Replace a results file of another commit.")] = False,
-    retry_failed: Annotated[bool, typer.Option(help="Also ask again the prompts that failed for good before "
-                                                    "(invalid answers, a 4xx); transient failures (429, 5xx, "
-                                                    "timeouts) are always asked again.")] = False,
-    max_failed_share: Annotated[float | None, typer.Option(help="Exit 2, without merging, when more than this "
-                                                                "share of a split's prompts has no usable answer "
-                                                                "after the run (0 to 1); what was answered stays "
-                                                                "cached. Default: PNGNN_LLM_MAX_FAILED_SHARE, else "
-                                                                f"{DEFAULT_MAX_FAILED_SHARE}.")] = None,
+    results_dir: opt.ResultsDir = Path("results"),
+    force: opt.Force = False,
+    retry_failed: Annotated[bool, opt.llm_option("retry_failed")] = False,
+    max_failed_share: Annotated[float | None, opt.llm_option("max_failed_share")] = None,
+    download: opt.Download = True,
 ) -> None:
     """Ask the LLM about a sample of users on each split and merge its answers as edges.
 
@@ -269,7 +228,7 @@ def augment_cmd(
     timeout). Runs at the same time share the prompts: each is sent once. Then
     `pngnn train --method llm-pngnn` uses the edges.
     """
-    from pngnn.augment import augment_step
+    from pngnn.augment.step import augment_step, edges_line
     from pngnn.results import augmentation_path, check_replaceable, write_augmentation
     from pngnn.steps import ingest_step, split_step
 
@@ -277,11 +236,10 @@ def augment_cmd(
     llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
                        max_failed_share=max_failed_share)
-    for s in seed or [1, 2, 3]:  # bad seeds, or a result it must not replace: before any work
-        check_seed(s)
+    for s in check_seeds(seed):  # bad seeds, or a result it must not replace: before any work
         check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
-    ingest_step(settings, dataset)
-    for s in seed or [1, 2, 3]:
+    ingest_step(settings, dataset, allow_download=download)
+    for s in seed:
         split_step(settings, dataset, s)
         out = augment_step(settings, dataset, s, llm, sample_seed=sample_seed, self_consistency=self_consistency,
                            progress=sys.stderr.isatty())
@@ -293,22 +251,10 @@ def augment_cmd(
         typer.echo(edges_line(dataset, s, out))
 
 
-def edges_line(dataset: str, seed: int, out: dict[str, Any]) -> str:
-    """What training on this split will get, and what a rerun would still ask."""
-    positive, negative = out.get("positive_edges", 0), out.get("negative_edges", 0)
-    line = (f"{dataset} seed {seed}: training gets {positive + negative} LLM edges ({positive} positive, "
-            f"{negative} negative) from {out['usable']} usable answers to {out['prompts']} prompts")
-    if out["failed_transient"] or out["failed_permanent"]:
-        line += (f"; no answer yet for {out['failed_transient']} (transient: a rerun asks them again) and "
-                 f"{out['failed_permanent']} (permanent: --retry-failed asks them again)")
-    return line
-
-
-@app.command("report")
-@friendly
+@command("report")
 def report_cmd(
-    dataset: str = "ml-1m",
-    results_dir: Path = Path("results"),
+    dataset: opt.Dataset = DEFAULT_DATASET,
+    results_dir: opt.ResultsDir = Path("results"),
     source: Annotated[str, typer.Option("--from", help="results (the JSON under --results-dir) or mlflow (the "
                                                         "tracking store at MLFLOW_TRACKING_URI)")] = "results",
     compare: Annotated[list[str] | None, typer.Option(help="METHOD:BASELINE results folders (e.g. "
@@ -351,29 +297,11 @@ def report_cmd(
         typer.echo(to_markdown(edges))
 
 
-QUIET_DEFAULTS = {
-    # No telemetry from any component; Prefect's ephemeral server is slow to start on 2 cores.
-    "DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
-
-
-def quiet_environment() -> None:
-    import os
-
-    for key, value in QUIET_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
-@app.command("recommend")
-@friendly
+@command("recommend")
 def recommend_cmd(
     user: Annotated[int, typer.Option("--user", help="MovieLens user id.")],
     k: Annotated[int, typer.Option("--k", help="How many movies.")] = 10,
-    dataset: Annotated[str, typer.Option(help="ml-100k or ml-1m")] = "ml-100k",
+    dataset: opt.Dataset = DEFAULT_DATASET,
     method: Annotated[str | None, typer.Option(help="Registered method; default: the best one registered.")] = None,
 ) -> None:
     """Top-K unseen movies for a user from the registered model (alias production, else latest version)."""

@@ -20,6 +20,12 @@ from pngnn.errors import PngnnError
 from pngnn.settings import Settings
 
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
+# The dataset of every command and flow not told otherwise: the quick profile's, so `pngnn
+# train`, `run`, `report` and `recommend` without --dataset all speak of the same data.
+DEFAULT_DATASET = "ml-100k"
+# The paper's three random splits: the paper profile's, and what `pngnn split` and `pngnn
+# augment` draw without --seed.
+SPLIT_SEEDS: tuple[int, ...] = (1, 2, 3)
 
 # The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
 # each with a disliked item of the same user; the others on every rated pair.
@@ -86,25 +92,14 @@ class TrainConfig:
     ials_ratings: RatingSet = "liked"
 
     def __post_init__(self) -> None:
-        if self.dual_bpr not in DUAL_BPR_VARIANTS:
-            raise PngnnError(
-                f"unknown Dual-BPR variant '{self.dual_bpr}'; choose one of {', '.join(DUAL_BPR_VARIANTS)}"
-            )
-        if self.lightgcn_graph not in LIGHTGCN_GRAPHS:
-            raise PngnnError(
-                f"unknown LightGCN graph '{self.lightgcn_graph}'; choose one of {', '.join(LIGHTGCN_GRAPHS)}"
-            )
-        if self.pair_sampling not in PAIR_SAMPLINGS:
-            raise PngnnError(
-                f"unknown pair sampling '{self.pair_sampling}'; choose one of {', '.join(PAIR_SAMPLINGS)}"
-            )
-        if self.valid_metric not in METRICS:
-            raise PngnnError(
-                f"unknown validation metric '{self.valid_metric}'; choose one of {', '.join(METRICS)}"
-            )
-        for name in ("ease_ratings", "ials_ratings"):
-            if getattr(self, name) not in RATING_SETS:
-                raise PngnnError(f"unknown {name} '{getattr(self, name)}'; choose one of {', '.join(RATING_SETS)}")
+        choices = (("Dual-BPR variant", self.dual_bpr, DUAL_BPR_VARIANTS),
+                   ("LightGCN graph", self.lightgcn_graph, LIGHTGCN_GRAPHS),
+                   ("pair sampling", self.pair_sampling, PAIR_SAMPLINGS),
+                   ("validation metric", self.valid_metric, METRICS),
+                   ("ease_ratings", self.ease_ratings, RATING_SETS), ("ials_ratings", self.ials_ratings, RATING_SETS))
+        for what, value, allowed in choices:
+            if value not in allowed:
+                raise PngnnError(f"unknown {what} '{value}'; choose one of {', '.join(allowed)}")
         for name in ("ease_lambda", "disliked_input", "ials_reg", "ials_alpha"):
             if not getattr(self, name) > 0:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be > 0 (e.g. "
@@ -153,12 +148,12 @@ PROFILES: dict[str, Profile] = {
     # Finishes in a few minutes on 2 CPU cores: ML-100K, one split, a short schedule.
     "quick": Profile(
         name="quick",
-        dataset="ml-100k",
+        dataset=DEFAULT_DATASET,
         seeds=(1,),
         train=TrainConfig(epochs=30, batch_size=2048, n_neg=10, l2=1e-3),
     ),
     # The paper's settings on ML-1M, three random 80/20 splits.
-    "paper": Profile(name="paper", dataset="ml-1m", seeds=(1, 2, 3), train=TrainConfig()),
+    "paper": Profile(name="paper", dataset="ml-1m", seeds=SPLIT_SEEDS, train=TrainConfig()),
 }
 
 
@@ -205,3 +200,13 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             what = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a name")
             raise PngnnError(f"--set {item!r}: {key} takes {what}, e.g. {key}={defaults[key]}") from None
     return out
+MAX_SEED = 2**31 - 1  # split seeds are stored as DuckDB INTEGER
+
+
+def check_seeds(seeds: Iterable[int]) -> list[int]:
+    """The split seeds, checked before any work (the commands, the flows): a bad one is a one-line error."""
+    seeds = list(seeds)
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise PngnnError(f"split seed {seed} is out of range; use a seed from 0 to {MAX_SEED} (e.g. --seed 1)")
+    return seeds

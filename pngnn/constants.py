@@ -23,6 +23,11 @@ TUNE_METRIC = "ndcg@20"
 # The embedded LLM's name, as its llama.cpp server serves it and as the LLM cache records it.
 LOCAL_LLM_MODEL = "smollm2-135m-instruct"
 
+# The main job's methods (`pngnn run`, the pipeline flow; `pngnn run --help` names them): the
+# baselines a practitioner would compare against (most-popular, EASE, iALS, LightGCN), our PN
+# models (PN-EASE, PN-GNN), and PN-GNN on LLM-augmented graphs.
+DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "llm-pngnn")
+
 # Users the LLM is asked about per split, by default. The flows ask a sample cheap enough
 # for the embedded CPU model; `pngnn run` (the quick main job) fewer; `pngnn augment`, the
 # command that produces the LLM rows of the results, enough users for their edges to matter.

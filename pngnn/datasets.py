@@ -56,6 +56,16 @@ def expected_sums() -> dict[str, str]:
     return sums
 
 
+def expected_checksum(name: str) -> str | None:
+    """The dataset's checksum (``RawDataset.checksum``) from the published sums, without reading
+    its files; None for an unknown dataset."""
+    files = FILES.get(name)
+    if files is None:
+        return None
+    sums = expected_sums()
+    return hashlib.sha256("".join(sums[f"{name}/{f}"] for f in sorted(files.values())).encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -110,7 +120,8 @@ def ensure_files(name: str, data_dir: Path, allow_download: bool = True) -> dict
     if missing:
         if not allow_download:
             raise PngnnError(
-                f"{missing[0]} is missing; set PNGNN_DATA_DIR to a folder holding {name}/ or allow the download"
+                f"{missing[0]} is missing; set PNGNN_DATA_DIR to a folder holding {name}/, or drop --no-download "
+                "to fetch it"
             )
         download(name, data_dir)
     for kind, path in paths.items():
@@ -227,8 +238,4 @@ def load(name: str, data_dir: Path, allow_download: bool = True) -> RawDataset:
         ratings = parse_ratings(paths["ratings"], "\t")
         items = parse_items_100k(paths["items"], paths["genres"])
     users = parse_users(paths["users"], name)
-    sums = expected_sums()
-    combined = hashlib.sha256(
-        "".join(sums[f"{name}/{f}"] for f in sorted(FILES[name].values())).encode()
-    ).hexdigest()
-    return RawDataset(name=name, ratings=ratings, items=items, users=users, checksum=combined)
+    return RawDataset(name=name, ratings=ratings, items=items, users=users, checksum=str(expected_checksum(name)))

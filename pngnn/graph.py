@@ -22,13 +22,18 @@ import warnings
 import numpy as np
 import torch
 
+# torch says "Sparse CSR tensor support is in beta state ..." (a UserWarning) on the first CSR
+# tensor of a process, so every command that trains printed it. CSR is a choice made here, on
+# purpose (see ``Propagate``), not something a user can act on: that one warning is filtered,
+# once, where the CSR tensors are made; every other torch warning still shows.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
+
 
 def csr_tensor(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A CSR tensor, without torch's beta-feature warnings (our indices are valid by construction;
-    a row may repeat a column, which torch's products sum)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, val, size=size, check_invariants=False)
+    """A CSR tensor. ``check_invariants=False``, given explicitly (torch warns when it is left
+    implicit): our indices are valid by construction, and a row may repeat a column, which
+    torch's products sum."""
+    return torch.sparse_csr_tensor(crow, col, val, size=size, check_invariants=False)
 
 
 def index_dtype(*sizes: int) -> torch.dtype:

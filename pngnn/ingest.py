@@ -20,6 +20,11 @@ class IngestResult:
     n_items: int
     skipped: bool  # True when the same data (same checksum) was already there
 
+    def summary(self) -> str:
+        """The ingest in one line, as ``pngnn ingest`` and the ingest task print it."""
+        return (f"{self.dataset}: {'already up to date' if self.skipped else 'ingested'}: {self.n_ratings} ratings, "
+                f"{self.n_users} users, {self.n_items} items")
+
 
 def ingest(store: Store, raw: RawDataset, force: bool = False) -> IngestResult:
     """Load ratings, items and users for one dataset.

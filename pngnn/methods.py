@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol, Unpack
 
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
@@ -16,25 +16,19 @@ from pngnn.models.base import GraphRecommender
 from pngnn.models.factorization import fit_ials
 from pngnn.models.linear import fit_ease, fit_pn_ease
 from pngnn.split import Interactions, SplitData
-from pngnn.train import EpochCallback, TrainResult, build_most_popular, train_lightgcn, train_pngnn
-
-if TYPE_CHECKING:
-    from pngnn.checkpoints import Checkpointer
+from pngnn.train import TrainHooks, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
 
-def _most_popular(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-                  checkpoint: Checkpointer | None = None) -> TrainResult:
+def _most_popular(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return TrainResult(build_most_popular(split, cfg), [], 0, 0.0)
 
 
-def _lightgcn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-              checkpoint: Checkpointer | None = None) -> TrainResult:
-    return train_lightgcn(split, cfg, on_epoch=on_epoch, progress=progress, checkpoint=checkpoint)
+def _lightgcn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return train_lightgcn(split, cfg, **hooks)
 
 
-def _pngnn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-           checkpoint: Checkpointer | None = None) -> TrainResult:
-    return train_pngnn(split, cfg, on_epoch=on_epoch, progress=progress, checkpoint=checkpoint)
+def _pngnn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return train_pngnn(split, cfg, **hooks)
 
 
 def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
@@ -44,20 +38,17 @@ def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
     return TrainResult(model, [], 0, time.perf_counter() - t0)
 
 
-def _ease(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-          checkpoint: Checkpointer | None = None) -> TrainResult:
+def _ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                          cfg.ease_ratings, cfg.threshold))
 
 
-def _pn_ease(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-             checkpoint: Checkpointer | None = None) -> TrainResult:
+def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold))
 
 
-def _ials(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-          checkpoint: Checkpointer | None = None) -> TrainResult:
+def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_ials(split.train, split.n_users, split.n_items, cfg.ials_factors, cfg.ials_reg,
                                          cfg.ials_alpha, cfg.ials_iterations, cfg.ials_ratings, cfg.threshold,
                                          seed=cfg.seed))
@@ -72,24 +63,24 @@ def _augmented(split: SplitData) -> Interactions:
     return split.augmented
 
 
-def _llm_lightgcn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-                  checkpoint: Checkpointer | None = None) -> TrainResult:
+def _llm_lightgcn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     """LightGCN on train + the LLM's 'like' edges (the positive graph gains edges; dislikes unused)."""
     extra = _augmented(split).positive(cfg.threshold)
-    return train_lightgcn(split, cfg, on_epoch=on_epoch, extra_edges=extra, progress=progress,
-                          checkpoint=checkpoint)
+    return train_lightgcn(split, cfg, extra, **hooks)
 
 
-def _llm_pngnn(split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None, progress: bool,
-               checkpoint: Checkpointer | None = None) -> TrainResult:
+def _llm_pngnn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     """PN-GNN on train + LLM edges: 'like' joins the positive graph, 'dislike' the negative one."""
-    return train_pngnn(split, cfg, on_epoch=on_epoch, extra_ratings=_augmented(split), progress=progress,
-                       checkpoint=checkpoint)
+    return train_pngnn(split, cfg, _augmented(split), **hooks)
 
 
-# Each takes (split, cfg, on_epoch, progress, checkpoint); the closed-form ones have no epochs to checkpoint.
-METHODS: dict[str, Callable[[SplitData, TrainConfig, EpochCallback | None, bool, Checkpointer | None],
-                            TrainResult]] = {
+class Trainer(Protocol):
+    """How every method trains: (split, cfg) and the training hooks, which the closed-form ones ignore."""
+
+    def __call__(self, split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult: ...
+
+
+METHODS: dict[str, Trainer] = {
     "mostpop": _most_popular,
     "lightgcn": _lightgcn,
     "pngnn": _pngnn,
@@ -130,11 +121,8 @@ def check_method(name: str) -> str:
     return name
 
 
-def train_method(
-    name: str, split: SplitData, cfg: TrainConfig, on_epoch: EpochCallback | None = None, progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> TrainResult:
-    return METHODS[check_method(name)](split, cfg, on_epoch, progress, checkpoint)
+def train_method(name: str, split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return METHODS[check_method(name)](split, cfg, **hooks)
 
 
 def seen_items(split: SplitData) -> Interactions:

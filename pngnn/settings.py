@@ -261,3 +261,18 @@ def environment_names() -> dict[str, str]:
     return {name: f"{cls.__name__}.{field}"
             for cls in (Settings, LLMSettings) for field in cls.model_fields for name in cls.env_names(field)}
 
+
+QUIET_DEFAULTS = {
+    # No telemetry from any component; Prefect's ephemeral server is slow to start on 2 cores.
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def quiet_environment() -> None:
+    """``QUIET_DEFAULTS`` for what the environment leaves unset (the commands that start MLflow or Prefect)."""
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -10,22 +10,19 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 
 from pngnn import datasets
 from pngnn.config import TrainConfig, check_dataset
 from pngnn.errors import PngnnError
 from pngnn.evaluate import evaluate
 from pngnn.ingest import IngestResult, ingest
-from pngnn.methods import check_method, seen_items, train_method
+from pngnn.methods import seen_items, train_method
 from pngnn.models.base import GraphRecommender
-from pngnn.settings import Settings
+from pngnn.settings import LLMSettings, Settings
 from pngnn.split import SplitData, create_split, load_split
 from pngnn.store import Store
-from pngnn.train import EpochCallback, TrainResult
-
-if TYPE_CHECKING:
-    from pngnn.checkpoints import Checkpointer
+from pngnn.train import TrainHooks, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +50,20 @@ class EdgeSource:
 
     model: str
     prompt_version: str
+
+    @classmethod
+    def of(cls, llm: LLMSettings | Mapping[str, Any], counts: Mapping[str, Any] | None = None) -> EdgeSource:
+        """The edges an augmentation with ``llm`` merged: its model and prompt version (the current
+        one unless set), or those its ``counts`` record (the name a server answered under)."""
+        from pngnn.augment.prompts import PROMPT_VERSION
+
+        llm, counts = LLMSettings.model_validate(llm), counts or {}
+        return cls(str(counts.get("model") or llm.model),
+                   str(counts.get("prompt_version") or llm.prompt_version or PROMPT_VERSION))
+
+    def tags(self) -> dict[str, str]:
+        """The MLflow tags of a run trained on these edges (read back by ``from_tags``)."""
+        return {"llm_model": self.model, "prompt_version": self.prompt_version}
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str] | None) -> EdgeSource:
@@ -109,6 +120,13 @@ class RunOutcome:
     run_id: str | None = None  # the MLflow run, when tracked
     edges: dict[str, int | str] = field(default_factory=dict)  # the LLM edges trained on (count, hash)
 
+    def summary(self, part: str = "") -> str:
+        """The run in one line, as ``pngnn train``, the tuned test runs (``part`` " test") and the flows print it."""
+        m, epochs = self.metrics, f"{len(self.train.history)} epochs, " if self.train.history else ""
+        return (f"{self.method} {self.dataset} seed {self.seed}{part}: P@5 {m['precision@5']:.4f} P@20 "
+                f"{m['precision@20']:.4f} R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} "
+                f"({epochs}{self.train.seconds:.0f}s)")
+
     def record(self) -> dict[str, Any]:
         """The results JSON; PN-GNN runs add where the attention put users and items."""
         summary = getattr(self.train.model, "attention_summary", None)
@@ -130,18 +148,6 @@ class RunOutcome:
         return record
 
 
-def train_step(
-    split: SplitData,
-    method: str,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> TrainResult:
-    """Train one method on one split (test ratings are never seen)."""
-    return train_method(check_method(method), split, cfg, on_epoch, progress, checkpoint)
-
-
 def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
     """Full-ranking metrics on the test part, train and validation items masked; (metrics, seconds)."""
     t0 = time.perf_counter()
@@ -149,16 +155,10 @@ def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -
     return metrics, time.perf_counter() - t0
 
 
-def train_evaluate_step(
-    split: SplitData,
-    method: str,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> RunOutcome:
-    """Train one method on one split and evaluate it by full ranking on the test part."""
-    result = train_step(split, method, cfg, on_epoch, progress, checkpoint)
+def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> RunOutcome:
+    """Train one method on one split (``train_method``: test ratings are never seen) and evaluate
+    it by full ranking on the test part."""
+    result = train_method(method, split, cfg, **hooks)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
                       edges=split.augmented_digest())

@@ -131,6 +131,11 @@ class TuneResult:
     seconds: float = 0.0
     study: Any = None
 
+    def summary(self) -> str:
+        """The study in one line, as ``pngnn tune`` and the tune flow's task print it."""
+        return (f"{self.method} {self.dataset} seed {self.seed}: best valid {self.metric} {self.best_value:.4f} "
+                f"after {len(self.trials)} trials ({self.seconds:.0f}s): {self.best_params}")
+
     def record(self) -> dict[str, Any]:
         return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "metric": self.metric,
                 "best_value": self.best_value, "best_params": self.best_params,
@@ -236,7 +241,7 @@ def tune_split(
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at epoch {entry.epoch}")
 
-            result = train_method(method, visible, cfg, on_epoch if is_graph else None, progress)
+            result = train_method(method, visible, cfg, on_epoch=on_epoch if is_graph else None, progress=progress)
             scores = evaluate(result.model.scorer(), visible.n_items, visible.train, visible.valid,
                               cfg.threshold)
             trial_log.metrics({f"valid_{k}": v for k, v in scores.items()})

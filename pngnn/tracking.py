@@ -26,12 +26,12 @@ from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
 from pngnn.lineage import log_split_input
-from pngnn.methods import method_settings
+from pngnn.methods import method_settings, train_method
 from pngnn.preflight import check_database, is_postgres_url
 from pngnn.runtime import torch_threads
 from pngnn.settings import Settings
 from pngnn.split import SplitData
-from pngnn.steps import RunOutcome, evaluate_step, train_step
+from pngnn.steps import RunOutcome, evaluate_step
 from pngnn.train import EpochLog, TrainResult
 
 if TYPE_CHECKING:
@@ -366,8 +366,8 @@ def tracked_run(
             log_split_input(split)
         saving = None if checkpoint is None else replace(
             checkpoint, on_save=guard.holding(lambda path: log_file(run.info.run_id, path, "checkpoint")))
-        result = train_step(split, method, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
-                            checkpoint=saving)
+        result = train_method(method, split, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
+                              checkpoint=saving)
         with guard.held():
             log_training(result, method, split, settings, log_model=log_model, registered_name=registered_name)
         metrics, seconds = evaluate_step(result.model, split, cfg.threshold)

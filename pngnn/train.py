@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -55,6 +55,18 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochLog], None]
+
+
+class TrainHooks(TypedDict, total=False):
+    """What watches a training run, declared once for every trainer (``train_lightgcn``,
+    ``train_pngnn``, ``pngnn.methods.train_method``, ``pngnn.steps.train_evaluate_step``) and
+    handed on to ``fit``, which holds the defaults: ``on_epoch`` (called after each epoch, e.g.
+    the MLflow logger; none), ``progress`` (a progress bar; on), ``checkpoint`` (saved every few
+    epochs and continued from; none). A closed-form method has no epochs and ignores them."""
+
+    on_epoch: EpochCallback | None
+    progress: bool
+    checkpoint: Checkpointer | None
 
 
 def seed_everything(seed: int) -> None:
@@ -107,14 +119,8 @@ def pngnn_pair_plan(train: Interactions, n_users: int, cfg: TrainConfig) -> Pair
     return PairPlan(train, pair_features={"positive": train.ratings > cfg.threshold})
 
 
-def train_pngnn(
-    split: SplitData,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    extra_ratings: Interactions | None = None,
-    progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> TrainResult:
+def train_pngnn(split: SplitData, cfg: TrainConfig, extra_ratings: Interactions | None = None,
+                **hooks: Unpack[TrainHooks]) -> TrainResult:
     """Build and train PN-GNN on every train rating (both graphs), optionally with extra (LLM) ratings."""
     seed_everything(cfg.seed)
     train = split.train
@@ -122,9 +128,9 @@ def train_pngnn(
         train = train.concat(extra_ratings)
     model = build_pngnn(split, cfg, train)
     plan = pngnn_pair_plan(train, split.n_users, cfg)
-    return fit(model, plan.pairs, train, split.n_users, split.n_items, cfg, split.valid, on_epoch,
-               pair_features=plan.pair_features, epoch_features=plan.epoch_features, progress=progress,
-               generators=plan.generators, checkpoint=checkpoint)
+    return fit(model, plan.pairs, train, split.n_users, split.n_items, cfg, split.valid,
+               pair_features=plan.pair_features, epoch_features=plan.epoch_features, generators=plan.generators,
+               **hooks)
 
 
 def build_most_popular(split: SplitData, cfg: TrainConfig) -> MostPopular:
@@ -288,14 +294,8 @@ def fit(
     return TrainResult(model, done.history, best_epoch, spent_before + time.perf_counter() - start_all)
 
 
-def train_lightgcn(
-    split: SplitData,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    extra_edges: Interactions | None = None,
-    progress: bool = True,
-    checkpoint: Checkpointer | None = None,
-) -> TrainResult:
+def train_lightgcn(split: SplitData, cfg: TrainConfig, extra_edges: Interactions | None = None,
+                   **hooks: Unpack[TrainHooks]) -> TrainResult:
     """Build and train LightGCN on one split (optionally with extra, e.g. LLM, edges).
 
     The extra edges are training pairs like the ratings, so negatives are never drawn among
@@ -305,5 +305,4 @@ def train_lightgcn(
     if extra_edges is not None and len(extra_edges):
         edges, rated = edges.concat(extra_edges), rated.concat(extra_edges)
     model = build_lightgcn(split, cfg, edges)
-    return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid, on_epoch,
-               progress=progress, checkpoint=checkpoint)
+    return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid, **hooks)

@@ -15,7 +15,7 @@ choice of configuration cannot depend on test.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,13 @@ class TuneRequest:
     # Fixed settings over the base profile's (``pngnn tune --set dim=128``): the first trial is the
     # base configuration with them, and a setting outside the search space keeps its value throughout.
     overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_flat(cls, trials: int = 20, timeout_seconds: float | None = None, sampler_seed: int = 0,
+                  seeds: Iterable[int] | None = None, **fields: Any) -> TuneRequest:
+        """From flat parameters, as ``pngnn tune`` and the tune flow take them (no seeds: the profile's)."""
+        seeds = tuple(seeds or ())
+        return cls(budget=Budget(trials, timeout_seconds, sampler_seed), seeds=seeds or None, **fields)
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -145,10 +152,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
         record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
         tag = results_tag(profile.name, method, profile.dataset)
         where = f" -> {write_result(results_dir, record, tag, force=True)}"  # checked when the study began
-    m = run.metrics
-    line = (f"{method} {profile.dataset} seed {seed} test: P@5 {m['precision@5']:.4f} R@20 {m['recall@20']:.4f} "
-            f"NDCG@20 {m['ndcg@20']:.4f}{where}; {promotion.describe()}")
-    return run, line
+    return run, f"{run.summary(' test')}{where}; {promotion.describe()}"
 
 
 def parent_params(request: TuneRequest, dataset: str, seeds: tuple[int, ...], checksum: str) -> dict[str, Any]:
@@ -187,8 +191,7 @@ def tune_profile(
         studies: dict[int, TuneResult] = {}
         for seed in seeds:
             studies[seed] = result = tune_seed(settings, request, seed, parent_id, progress)
-            echo(f"{request.method} {dataset} seed {seed}: best valid {request.metric} {result.best_value:.4f} "
-                 f"after {len(result.trials)} trials ({result.seconds:.0f}s): {result.best_params}")
+            echo(result.summary())
         profile, path = save_tuned(settings, request, studies, parent_id)
         echo(f"saved profile '{profile.name}' -> {path}")
         outcome = TuneOutcome(profile, path, studies, parent_id)

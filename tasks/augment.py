@@ -9,39 +9,20 @@ the error is a ``TransientError`` and the task's own retries ask them again; per
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import mlflow
 from prefect import task
 
-from pngnn.augment import augment_step
-from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.errors import PngnnError, TransientError
+from pngnn.augment.step import augment_step, augmented_edges_frame, merge_step, pretrain_step
 from pngnn.settings import LLMSettings, Settings
 from tasks.cache import PRETRAIN_CACHE
+from tasks.data import retry_when
 from tasks.runtime import task_settings
 
-
-def llm_tags(llm: LLMSettings | dict[str, Any], counts: dict[str, Any] | None = None) -> dict[str, str]:
-    """MLflow tags of a run trained on LLM edges: the model and the prompt version."""
-    llm = LLMSettings.model_validate(llm)
-    counts = counts or {}
-    version = counts.get("prompt_version") or llm.prompt_version or PROMPT_VERSION
-    tags = {"llm_model": str(counts.get("model") or llm.model)}
-    if version:
-        tags["prompt_version"] = str(version)
-    return tags
-
-
-def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except TransientError:
-        return True  # the DuckDB file held by another process for a while
-    except PngnnError:
-        return False  # bad settings, invalid answers: retrying cannot help
-    except Exception:
-        return True  # a crashed or restarted LLM server
-    return False
+_retry_unless_user_error = retry_when(Exception)  # any other error: a crashed or restarted LLM server
 
 
 @task(name="augment", task_run_name="augment-{dataset}-seed{seed}", retries=2, retry_delay_seconds=[10, 60],
@@ -63,8 +44,6 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
     """Train the candidate LightGCN and store each sampled user's top-N unseen items in DuckDB.
 
     Cached on its inputs and the DuckDB file's identity, so a rerun of the flow skips it."""
-    from pngnn.augment.step import pretrain_step
-
     result = pretrain_step(task_settings(), dataset, seed, LLMSettings.model_validate(llm).users,
                            progress=False)
     print(f"{dataset} seed {seed}: candidates {result}")
@@ -75,13 +54,6 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
 def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
     """Cached answers -> augmented edges in DuckDB; counts and edge precision out, the edges
     (Parquet) into the MLflow run ``run_id``."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    from pngnn.augment.step import augmented_edges_frame, merge_step
-
     settings = Settings.from_env()
     counts = merge_step(settings, dataset, seed, model, run_id)
     if run_id is not None:

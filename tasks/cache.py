@@ -21,7 +21,6 @@ simply runs, uncached. Nothing here imports torch or trains anything.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,18 +29,9 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
-from pngnn import datasets
+from pngnn.datasets import expected_checksum
 from pngnn.settings import Settings
 from pngnn.store import Store
-
-
-def expected_checksum(dataset: str) -> str | None:
-    """The dataset checksum ``pngnn.datasets.load`` will report, without reading the files."""
-    files = datasets.FILES.get(dataset)
-    if files is None:
-        return None
-    sums = datasets.expected_sums()
-    return hashlib.sha256("".join(sums[f"{dataset}/{f}"] for f in sorted(files.values())).encode()).hexdigest()
 
 
 def store_state(dataset: str | None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ against the same DuckDB file ends in the ``Cached`` state without touching the d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
@@ -16,21 +17,29 @@ from pngnn.steps import ingest_step, split_step
 from tasks.cache import INGEST_CACHE, SPLIT_CACHE
 
 
-def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry faults that may clear by themselves (``TransientError``: a failed download, a
-    DuckDB file held by another process; any OSError); a user error (a bad dataset name, a
-    checksum mismatch, a damaged file) fails at once, and so does a bug."""
-    try:
-        state.result()
-    except TransientError:
-        return True
-    except PngnnError:
+def retry_when(other: type[Exception]) -> Callable[[Any, Any, Any], bool]:
+    """A task's ``retry_condition_fn``, decided by the error's type: retry a ``TransientError``
+    (a failed download, a DuckDB file held by another process) and any ``other`` error; a
+    ``PngnnError`` (a bad dataset name or setting, a checksum mismatch, a damaged file,
+    invalid answers) fails at once, retrying cannot help, and so does any error besides."""
+
+    def condition(task: Any, task_run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except TransientError:
+            return True
+        except PngnnError:
+            return False
+        except other:
+            return True
+        except Exception:
+            return False
         return False
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
+
+    return condition
+
+
+retry_transient = retry_when(OSError)  # ingest: a bug fails at once
 
 
 @task(name="ingest", task_run_name="ingest-{dataset}", cache_policy=INGEST_CACHE, retries=2,
@@ -38,7 +47,7 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 def ingest_task(dataset: str) -> dict:
     """MovieLens -> DuckDB. Idempotent (a no-op when the same data is there); retried on download faults."""
     res = ingest_step(Settings.from_env(), dataset)
-    print(f"{dataset}: {'unchanged' if res.skipped else 'ingested'} ({res.n_ratings} ratings)")
+    print(res.summary())
     return {"dataset": res.dataset, "checksum": res.checksum, "n_ratings": res.n_ratings,
             "n_users": res.n_users, "n_items": res.n_items, "skipped": res.skipped}
 

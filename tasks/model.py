@@ -43,7 +43,5 @@ def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, 
         promotion = promote_if_none(settings, dataset, method, run.run_id or "")
         if promotion is not None:
             print(promotion.describe())
-    m = run.metrics
-    print(f"{method} seed {seed}: {len(run.train.history)} epochs ({run.train.seconds:.1f}s), "
-          f"P@10 {m['precision@10']:.4f} R@20 {m['recall@20']:.4f}" + (f", {run.edges}" if run.edges else ""))
-    return {"run_id": run.run_id, "metrics": m}
+    print(run.summary() + (f", {run.edges}" if run.edges else ""))
+    return {"run_id": run.run_id, "metrics": run.metrics}

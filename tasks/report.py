@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import mlflow
 from prefect import task
 
 from pngnn.report import write_report
@@ -15,17 +16,13 @@ from pngnn.settings import Settings
 def report_task(dataset: str, runs: dict[str, list[dict[str, float]]], parent_run_id: str,
                 out_dir: str | None = None) -> str:
     """Write table.csv, table.md and the P@K/R@K bar chart; log them to ``parent_run_id``; return the Markdown."""
-    import mlflow
-
     mlflow.set_tracking_uri(Settings.from_env().mlflow_uri)
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(out_dir) if out_dir else Path(tmp)
         paths = write_report(runs, target, f"{dataset}: {', '.join(runs)} over splits",
                              paper=dataset == "ml-1m")
-        client = mlflow.MlflowClient()
-        client.log_artifact(parent_run_id, str(paths["csv"]), "report")
-        client.log_artifact(parent_run_id, str(paths["markdown"]), "report")
-        client.log_artifact(parent_run_id, str(paths["chart"]), "plots")
+        for kind, folder in (("csv", "report"), ("markdown", "report"), ("chart", "plots")):
+            mlflow.MlflowClient().log_artifact(parent_run_id, str(paths[kind]), folder)
         markdown = paths["markdown"].read_text()
     print(markdown)
     return markdown

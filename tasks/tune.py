@@ -7,6 +7,7 @@ record, the profile's name).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -14,30 +15,23 @@ from prefect import task
 from flows.links import prefect_tags
 from pngnn.config import get_profile
 from pngnn.settings import Settings
-from pngnn.study import Budget, TuneResult
+from pngnn.study import TuneResult
 from pngnn.tune import TuneRequest, save_tuned, test_tuned, tune_seed
 from tasks.runtime import task_settings
-
-
-def request_from(params: dict[str, Any]) -> TuneRequest:
-    budget = Budget(params.pop("trials", 20), params.pop("timeout_seconds", None), params.pop("sampler_seed", 0))
-    seeds = params.pop("seeds", None)
-    return TuneRequest(budget=budget, seeds=tuple(seeds) if seeds else None, **params)
 
 
 @task(name="tune-split", task_run_name="tune-{method}-seed{seed}")
 def tune_split_task(method: str, seed: int, request: dict[str, Any], parent_run_id: str) -> TuneResult:
     """The study of one split on its validation part (its trials are child runs of the parent)."""
-    result = tune_seed(task_settings(), request_from(dict(request)), seed, parent_run_id, tags=prefect_tags())
-    print(f"{method} seed {seed}: best valid {result.metric} {result.best_value:.4f} after {len(result.trials)} "
-          f"trials ({result.seconds:.0f}s): {result.best_params}")
+    result = tune_seed(task_settings(), TuneRequest.from_flat(**request), seed, parent_run_id, tags=prefect_tags())
+    print(result.summary())
     return result
 
 
 @task(name="save-profile", task_run_name="save-profile-{name}")
 def save_profile_task(name: str, request: dict[str, Any], studies: dict[int, TuneResult], parent_run_id: str) -> str:
     """The studies' best configurations as the named profile; returns its path."""
-    profile, path = save_tuned(Settings.from_env(), request_from(dict(request)), studies, parent_run_id)
+    profile, path = save_tuned(Settings.from_env(), TuneRequest.from_flat(**request), studies, parent_run_id)
     print(f"saved profile '{profile.name}' -> {path}")
     return str(path)
 
@@ -45,8 +39,6 @@ def save_profile_task(name: str, request: dict[str, Any], studies: dict[int, Tun
 @task(name="test-tuned", task_run_name="test-{profile}-seed{seed}")
 def test_tuned_task(profile: str, seed: int, parent_run_id: str, results_dir: str | None = None) -> dict[str, float]:
     """Train the tuned configuration on train + validation, evaluate once on test (registered)."""
-    from pathlib import Path
-
     settings = task_settings()
     run, line = test_tuned(settings, get_profile(profile, settings), seed, parent_run_id,
                            Path(results_dir) if results_dir else None, tags=prefect_tags())

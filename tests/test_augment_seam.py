@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings
-from tasks.augment import augment_task, llm_tags
+from pngnn.steps import EdgeSource
+from tasks.augment import augment_task
 
 
 def test_llm_tags_name_the_model_and_prompt_version():
-    tags = llm_tags({"model": "m1", "users": 3}, {"model": "served-as", "prompt_version": "v9"})
+    tags = EdgeSource.of({"model": "m1", "users": 3}, {"model": "served-as", "prompt_version": "v9"}).tags()
     assert tags == {"llm_model": "served-as", "prompt_version": "v9"}
-    assert llm_tags(LLMSettings(model="m2", prompt_version="v3"))["prompt_version"] == "v3"
-    assert llm_tags(LLMSettings(model="m2"))["llm_model"] == "m2"
+    assert EdgeSource.of(LLMSettings(model="m2", prompt_version="v3")).tags()["prompt_version"] == "v3"
+    assert EdgeSource.of(LLMSettings(model="m2")).tags() == {"llm_model": "m2", "prompt_version": PROMPT_VERSION}
+    assert EdgeSource.from_tags(EdgeSource.of(LLMSettings(model="m2")).tags()) == EdgeSource("m2", PROMPT_VERSION)
 
 
 def test_too_many_failed_prompts_fail_the_task_with_an_error_it_retries(monkeypatch, ml100k_db_copy, ml100k_split,

@@ -8,10 +8,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import typer.main
 
+from flows.cli import app
+from pngnn.config import DEFAULT_DATASET, get_profile
+from pngnn.constants import DEFAULT_METHODS
 from tests.servers import BIN, QUIET_ENV, free_port
 
 
@@ -59,7 +64,7 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["train", "--dual-bpr", "other"], ["unknown Dual-BPR variant 'other'"]),
         (["train", "--dual-bpr", "weighted", "--b", "0"], ["weighs disliked items 1/b: b must be > 0"]),
         (["train", "--pair-sampling", "items"], ["unknown pair sampling 'items'", "edges, users"]),
-        (["report", "--results-dir", "nowhere"], ["no results for ml-1m"]),
+        (["report", "--results-dir", "nowhere"], ["no results for ml-100k"]),
         (["train", "--method", "ease", "--ease-lambda", "0"], ["ease_lambda=0.0 must be > 0"]),
         (["tune", "--method", "bogus", "--profile", "quick"], ["unknown method 'bogus'"]),
         (["tune", "--method", "ease", "--profile", "quick", "--valid-fraction", "0"],
@@ -103,9 +108,55 @@ def test_a_duckdb_path_that_cannot_be_created_is_one_line(tmp_path):
     assert_one_line_error(proc, "cannot create the folder of DuckDB file", "point PNGNN_DB at a writable place")
 
 
-def test_missing_data_without_download(tmp_path):
-    proc = run_cli(["ingest", "ml-100k", "--no-download"], tmp_path, PNGNN_DATA_DIR=str(tmp_path / "empty"))
-    assert_one_line_error(proc, "is missing", "PNGNN_DATA_DIR")
+@pytest.mark.parametrize("args", [["ingest", "ml-100k"], ["train", "--method", "mostpop"], ["augment"], ["run"]])
+def test_missing_data_without_download(tmp_path, args):
+    """--no-download: one line naming the missing file and PNGNN_DATA_DIR, before any work
+    (run: before a Prefect server is started)."""
+    empty = tmp_path / "empty"
+    proc = run_cli([*args, "--no-download", *(["--results-dir", str(tmp_path / "r")] if args[0] in ("train", "augment")
+                                              else [])], tmp_path, PNGNN_DATA_DIR=str(empty))
+    assert_one_line_error(proc, str(empty / "ml-100k"), "is missing", "PNGNN_DATA_DIR")
+    assert not (tmp_path / "db.duckdb").exists()
+
+
+def test_every_argument_and_option_of_every_command_has_help():
+    group = typer.main.get_command(app)
+    commands = {"pngnn": group, **group.commands}
+    assert {"ingest", "split", "train", "tune", "augment", "report", "recommend", "run"} <= set(commands)
+    missing = [f"pngnn {name} {p.name}" for name, command in commands.items() for p in command.params
+               if not (getattr(p, "help", None) or "").strip()]
+    assert missing == []
+
+
+def test_one_default_dataset_and_the_real_default_methods():
+    """Every --dataset (or DATASET argument) defaults to the one DEFAULT_DATASET, or to the
+    profile's, and the profile train and run default to is on it; run --help names its methods."""
+    commands = typer.main.get_command(app).commands
+    defaults = {name: p.default for name, command in commands.items() for p in command.params if p.name == "dataset"}
+    assert set(defaults) == {"ingest", "split", "train", "tune", "augment", "report", "recommend", "run"}
+    assert {name for name, default in defaults.items() if default is None} == {"train", "tune", "run"}
+    assert set(defaults.values()) == {DEFAULT_DATASET, None}
+    assert all({p.name: p.default for p in commands[name].params}["profile"] == "quick" for name in ("train", "run"))
+    assert get_profile("quick").dataset == DEFAULT_DATASET
+    method = next(p for p in commands["run"].params if p.name == "method")
+    assert ", ".join(DEFAULT_METHODS) in method.help
+
+
+def test_the_command_line_starts_without_torch():
+    """`pngnn --help` and every command's parsing import no torch (seconds on a small machine)."""
+    probe = "import sys, flows.cli; print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_torch_warning_on_stderr(tmp_path, ml100k_db_copy):
+    """torch's beta-state warning about CSR tensors is not printed by a command that trains a
+    graph model, even with every warning turned on (PYTHONWARNINGS=always)."""
+    for args in (["--help"], ["train", "--method", "pngnn", "--dataset", "ml-100k", "--seed", "1", "--epochs", "1",
+                              "--results-dir", str(tmp_path / "results")]):
+        proc = run_cli(args, tmp_path, PNGNN_DB=str(ml100k_db_copy), PYTHONWARNINGS="always")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "beta state" not in proc.stderr and "sparse" not in proc.stderr.lower(), proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("given_by", ["flag", "environment"])

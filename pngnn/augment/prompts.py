@@ -137,18 +137,9 @@ def history_rows(
     )
 
 
-def sample_history(
-    store: Store,
-    dataset: str,
-    seed: int,
-    user_ids: pl.Series,
-    history_size: int = DEFAULT_HISTORY,
-    prompt_seed: int = 0,
-    threshold: float = LIKE_THRESHOLD,
-) -> pl.DataFrame:
-    """(user_id, text): each user's sampled history as prompt lines (``history_rows``);
-    users without any train rating get a placeholder line."""
-    rows = history_rows(store, dataset, seed, user_ids, history_size, prompt_seed, threshold)
+def history_texts(rows: pl.DataFrame, user_ids: pl.Series) -> pl.DataFrame:
+    """(user_id, text): each user's sampled history (``history_rows``) as prompt lines; users
+    without any train rating get a placeholder line."""
     texts = rows.group_by("user_id", maintain_order=True).agg(text=pl.col("line").str.join("\n"))
     everyone = pl.DataFrame({"user_id": user_ids}).unique(maintain_order=True)
     return everyone.join(
@@ -205,8 +196,8 @@ def build_prompts(
             .with_columns(variant=pl.lit(variant, dtype=pl.Int32))
         )
     shown = pl.concat(frames).with_columns(n=pl.col("items").list.len().cast(pl.Int32))
-    history = sample_history(store, dataset, seed, shown["user_id"].unique().sort(), history_size, prompt_seed,
-                             threshold)
+    users = shown["user_id"].unique().sort()
+    history = history_texts(history_rows(store, dataset, seed, users, history_size, prompt_seed, threshold), users)
     prompts = shown.join(history, on="user_id", how="left").with_columns(
         content=pl.concat_str(
             [

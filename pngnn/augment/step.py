@@ -176,6 +176,17 @@ def augment_step(
     return result
 
 
+def edges_line(dataset: str, seed: int, counts: dict[str, Any]) -> str:
+    """What training on this split will get, and what a rerun would still ask (augment's and merge's counts)."""
+    positive, negative = counts.get("positive_edges", 0), counts.get("negative_edges", 0)
+    line = (f"{dataset} seed {seed}: training gets {positive + negative} LLM edges ({positive} positive, "
+            f"{negative} negative) from {counts['usable']} usable answers to {counts['prompts']} prompts")
+    if counts["failed_transient"] or counts["failed_permanent"]:
+        line += (f"; no answer yet for {counts['failed_transient']} (transient: a rerun asks them again) and "
+                 f"{counts['failed_permanent']} (permanent: --retry-failed asks them again)")
+    return line
+
+
 def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
     """Cached answers -> ``augmented_edges`` (likes positive, dislikes negative), plus the
     edges' own precision against held-out ratings when there are any."""
