@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from pngnn import cli_options as opt
-from pngnn.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, get_profile
+from pngnn.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, get_profile, parse_overrides
 from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC
 from pngnn.errors import PngnnError
 from pngnn.settings import Settings, llm_settings, quiet_environment
@@ -114,6 +114,8 @@ def train_cmd(
                                                 "the uninterrupted run's. --resume: an error where no such checkpoint "
                                                 "is; --no-resume: always start over.")] = None,
     download: opt.Download = True,
+    set_values: opt.SetSettings = None,
+    device: opt.Device = None,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON.
 
@@ -122,16 +124,19 @@ def train_cmd(
     kill -9 is closed by the next start of the same run.
     """
     from pngnn.checkpoints import Checkpointer, check_checkpoint_options
+    from pngnn.device import resolve_device, use_device
     from pngnn.methods import NEEDS_AUGMENTATION, check_method
     from pngnn.results import check_replaceable, result_path, write_result
     from pngnn.steps import EdgeSource, RunOutcome, ingest_step, load_split_step, split_step, train_evaluate_step
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(device)
+    training_device = resolve_device(settings.device)  # a GPU that is not there: an error before any work
     prof = get_profile(profile, settings)
     method = check_method(method or prof.method or "lightgcn")
     ds = dataset or prof.dataset
-    overrides = {"epochs": epochs, "lightgcn_graph": lightgcn_graph, "dual_bpr": dual_bpr, "b": b,
-                 "attention": attention, "pair_sampling": pair_sampling, "ease_lambda": ease_lambda}
+    overrides = {**parse_overrides(set_values or []), "epochs": epochs, "lightgcn_graph": lightgcn_graph,
+                 "dual_bpr": dual_bpr, "b": b, "attention": attention, "pair_sampling": pair_sampling,
+                 "ease_lambda": ease_lambda}
     runs = {s: (prof.config_for(s).with_overrides(**overrides), result_path(results_dir, ds, method, s, tag))
             for s in check_seeds(seed or prof.seeds)}
     for cfg, path in runs.values():  # bad settings, or a result it must not replace: before any work
@@ -156,7 +161,8 @@ def train_cmd(
             typer.echo(f"{method} {ds} seed {s}: resuming after epoch {checkpoint.restored['epoch']} "
                        f"({checkpoint.path})", err=True)
         try:
-            outcome = train(split, method, cfg, progress=sys.stderr.isatty(), checkpoint=checkpoint)
+            with use_device(training_device):
+                outcome = train(split, method, cfg, progress=sys.stderr.isatty(), checkpoint=checkpoint)
         except KeyboardInterrupt:
             console.print(f"{method} {ds} seed {s}: {checkpoint.interrupted_hint()}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
@@ -182,6 +188,8 @@ def tune_cmd(
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
     results_dir: opt.ResultsDir = Path("results"),
+    set_values: opt.SetSettings = None,
+    device: opt.Device = None,
 ) -> None:
     """Tune a method on validation only (Optuna TPE, pruning), save it as a profile, evaluate it once on test.
 
@@ -189,16 +197,18 @@ def tune_cmd(
     study's history and parallel-coordinates plots and the saved profile.
     """
     quiet_environment()
+    from pngnn.device import resolve_device
     from pngnn.preflight import check_mlflow
     from pngnn.profiles import new_profile_name
     from pngnn.tune import TuneRequest, tune_profile
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(device)
+    resolve_device(settings.device)
     save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
     request = TuneRequest.from_flat(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
                                     seeds=check_seeds(seed or []), trials=trials, timeout_seconds=timeout,
                                     sampler_seed=sampler_seed, metric=metric, valid_fraction=valid_fraction,
-                                    max_epochs=epochs)
+                                    max_epochs=epochs, overrides=parse_overrides(set_values or []))
     check_mlflow(settings.mlflow_uri)
     tune_profile(settings, request, evaluate_on_test=test, results_dir=results_dir, echo=typer.echo,
                  progress=sys.stderr.isatty())

@@ -46,3 +46,9 @@ Download = Annotated[bool, typer.Option("--download/--no-download", help="Downlo
                                         "--no-download: fail, naming the file and PNGNN_DATA_DIR.")]
 LLMBaseURL = Annotated[str | None, llm_option("base_url")]
 LLMModel = Annotated[str | None, llm_option("model")]
+Device = Annotated[str | None, typer.Option(help="Where graph models train and score: auto (a GPU when torch "
+                                              "sees one), cpu, cuda or cuda:N; default: PNGNN_DEVICE, else auto.",
+                                              show_default=False)]
+SetSettings = Annotated[list[str] | None, typer.Option("--set", help="A training setting over the profile's, "
+                                                       "KEY=VALUE (repeatable), e.g. --set dim=128.",
+                                                       show_default=False)]

@@ -16,6 +16,7 @@ README's "Settings" table lists every variable.
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,7 +126,7 @@ class Settings(_EnvSettings):
     reaugment_cron: str = Field("0 3 * * 1", description="Schedule of the reaugment/weekly deployment.")
     timezone: str = Field("UTC", description="Time zone of that schedule.")
     serve_limit: int = Field(1, ge=1, description="Flow runs `python -m flows.serve` executes at a time.")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+    device: str = Field("auto",
                         description="Where graph models train and score: auto (a GPU when torch sees one), cpu, "
                                     "cuda or cuda:N.")
     # torch's default is one thread per core in every process: two trainings side by side (two
@@ -139,6 +140,13 @@ class Settings(_EnvSettings):
     @classmethod
     def _expand_user(cls, path: Path) -> Path:
         return path.expanduser()
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, name: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name.strip().lower()):
+            raise ValueError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
+        return name.strip().lower()
 
     @field_validator("timezone")
     @classmethod
@@ -160,9 +168,10 @@ class Settings(_EnvSettings):
         return self.db_path.parent / "studies"
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """The settings of this process's environment (the same as ``Settings()``)."""
-        return cls()
+    def from_env(cls, device: str | None = None) -> Settings:
+        """The settings of this process's environment (the same as ``Settings()``); ``device``: a
+        command's ``--device``, which wins over ``PNGNN_DEVICE``."""
+        return cls(device=device) if device else cls()
 
 
 class LLMSettings(_EnvSettings):

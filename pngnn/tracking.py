@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
+from pngnn.device import use_device
 from pngnn.lineage import log_split_input
 from pngnn.methods import method_settings, train_method
 from pngnn.preflight import check_database, is_postgres_url
@@ -366,11 +367,12 @@ def tracked_run(
             log_split_input(split)
         saving = None if checkpoint is None else replace(
             checkpoint, on_save=guard.holding(lambda path: log_file(run.info.run_id, path, "checkpoint")))
-        result = train_method(method, split, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
-                              checkpoint=saving)
-        with guard.held():
-            log_training(result, method, split, settings, log_model=log_model, registered_name=registered_name)
-        metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
+        with use_device(settings.device):
+            result = train_method(method, split, cfg, on_epoch=guard.holding(epoch_logger()), progress=progress,
+                                  checkpoint=saving)
+            with guard.held():
+                log_training(result, method, split, settings, log_model=log_model, registered_name=registered_name)
+            metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
         with guard.held():
             log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges)

@@ -22,6 +22,7 @@ from typing import Any
 
 from pngnn.config import Profile, TrainConfig, get_profile
 from pngnn.constants import TUNE_METRIC
+from pngnn.device import use_device
 from pngnn.errors import PngnnError
 from pngnn.methods import METHOD_SETTINGS, check_method
 from pngnn.profiles import check_new_name, save_profile
@@ -97,11 +98,12 @@ def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id
     split_step(settings, dataset, seed, base.test_fraction, request.valid_fraction)
     split = load_split_step(settings, dataset, seed)
     trials = trial_runs(parent_run_id, split, request.method, tags)
-    result = tune_split(split, request.method,
-                        base.train.with_overrides(**{**request.overrides, "epochs": request.max_epochs}),
-                        request.budget, request.metric, trial_context=trials,
-                        progress=progress, journal=journal_path(settings, request.save_as),
-                        study_name=f"{request.save_as}-seed{seed}")
+    with use_device(settings.device):
+        result = tune_split(split, request.method,
+                            base.train.with_overrides(**{**request.overrides, "epochs": request.max_epochs}),
+                            request.budget, request.metric, trial_context=trials,
+                            progress=progress, journal=journal_path(settings, request.save_as),
+                            study_name=f"{request.save_as}-seed{seed}")
     log_study(result, f"seed{seed}", parent_run_id)
     return result
 

@@ -81,6 +81,10 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["run", "--seed", "-1"], ["split seed -1 is out of range"]),
         (["report", "--from", "files"], ["--from takes results or mlflow"]),
         (["report", "--from", "mlflow", "--dataset", "ml-100k"], ["no finished ml-100k runs", "pngnn run"]),
+        (["train", "--set", "dim=wide"], ["--set 'dim=wide': dim takes an integer", "dim=64"]),
+        (["train", "--set", "width=3"], ["--set 'width=3': expected KEY=VALUE"]),
+        (["tune", "--method", "ease", "--profile", "quick", "--set", "dim=128"], ["--set dim: not a setting ease"]),
+        (["train", "--device", "tpu"], ["unknown device 'tpu'", "auto, cpu, cuda"]),
     ],
 )
 def test_bad_arguments(tmp_path, args, needles):
@@ -309,3 +313,10 @@ def test_failed_prompts_heal_on_the_next_runs(tmp_path, ml100k_db, ml100k_db_cop
         proc = augment_cli(clean, server, tmp_path / "clean")
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert edge_set(ml100k_db_copy) == edge_set(clean) != set()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without a GPU")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_before_any_work(tmp_path):
+    proc = run_cli(["train", "--device", "cuda", "--method", "mostpop"], tmp_path)
+    assert_one_line_error(proc, "torch sees no CUDA GPU", "--device cpu")
+    assert not (tmp_path / "db.duckdb").exists()  # nothing ingested: checked before any work

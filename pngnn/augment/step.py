@@ -24,6 +24,7 @@ from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.config import TrainConfig, get_profile
 from pngnn.constants import LLM_USERS
+from pngnn.device import use_device
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings, Settings
 from pngnn.split import load_split
@@ -111,8 +112,10 @@ def pretrain_step(
         split = load_split(store, dataset, seed)
         cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
         log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
-        model = train_lightgcn(split, cfg, progress=progress).model
-        save_candidates(store, dataset, seed, candidates_frame(store, split, model, selected, n_candidates))
+        with use_device(settings.device):
+            model = train_lightgcn(split, cfg, progress=progress).model
+            frame = candidates_frame(store, split, model, selected, n_candidates)
+        save_candidates(store, dataset, seed, frame)
     return {"trained": True, "users": selected.height, "epochs": cfg.epochs}
 
 
