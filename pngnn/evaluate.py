@@ -86,22 +86,12 @@ def evaluate(
     threshold: float = LIKE_THRESHOLD,
     ks: Iterable[int] = KS,
     block: int = 2048,
+    segments: bool = False,
 ) -> dict[str, float]:
-    """P/R/NDCG@K over users that have at least one test rating above ``threshold``."""
-    return evaluate_by_segment(score_fn, n_items, seen, test, threshold, ks, block, segments=False)[0]
+    """P/R/NDCG@K over users that have at least one test rating above ``threshold``.
 
-
-def evaluate_by_segment(
-    score_fn: Callable[[torch.Tensor], torch.Tensor],
-    n_items: int,
-    seen: Interactions,
-    test: Interactions,
-    threshold: float = LIKE_THRESHOLD,
-    ks: Iterable[int] = KS,
-    block: int = 2048,
-    segments: bool = True,
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """(overall metrics as ``evaluate``, metrics by segment (``pngnn.segments``)) from one ranking;
+    ``segments``: also the metrics by segment (``pngnn.segments``), from the same ranked lists, as
+    ``<segment>/<metric>`` (e.g. ``users_q1/recall@20``: MLflow groups such names in its charts);
     activity and item degrees are counted on ``seen``, the ratings the model was trained on."""
     ks = sorted(ks)
     truth = test.select(test.ratings > threshold)
@@ -111,10 +101,10 @@ def evaluate_by_segment(
     top, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block)
     metrics = ranking_metrics(hits, n_relevant, ks)
     metrics["n_eval_users"] = float(users.size)
-    if not segments:
-        return metrics, {}
-    n_users = int(max(users.max(), seen.users.max(initial=0))) + 1
-    by_segment = segment_metrics(users, top, hits, n_relevant, truth.users, truth.items,
-                                 np.bincount(seen.users, minlength=n_users), np.bincount(seen.items, minlength=n_items),
-                                 ks)
-    return metrics, by_segment
+    if segments:
+        n_users = int(max(users.max(), seen.users.max(initial=0))) + 1
+        by_segment = segment_metrics(users, top, hits, n_relevant, truth.users, truth.items,
+                                     np.bincount(seen.users, minlength=n_users),
+                                     np.bincount(seen.items, minlength=n_items), ks)
+        metrics.update({f"{name}/{key}": value for name, values in by_segment.items() for key, value in values.items()})
+    return metrics

@@ -54,11 +54,12 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Iterable[int])
 
 
 def aggregate(runs: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single run) of each metric over runs."""
+    """Mean and sample standard deviation (ddof=1; 0 for a single run) of each metric every run
+    has (records written before a metric existed, e.g. the segment metrics, lack it)."""
     if not runs:
         raise ValueError("no runs to aggregate")
     out = {}
-    for name in runs[0]:
+    for name in [n for n in runs[0] if all(n in r for r in runs)]:
         vals = np.array([r[name] for r in runs], dtype=np.float64)
         std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         out[name] = (float(vals.mean()), std)

@@ -149,9 +149,10 @@ class RunOutcome:
 
 
 def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
-    """Full-ranking metrics on the test part, train and validation items masked; (metrics, seconds)."""
+    """Full-ranking metrics on the test part, train and validation items masked, overall and by
+    segment (``<segment>/<metric>``, ``pngnn.segments``); (metrics, seconds)."""
     t0 = time.perf_counter()
-    metrics = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, threshold)
+    metrics = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, threshold, segments=True)
     return metrics, time.perf_counter() - t0
 
 

@@ -128,6 +128,30 @@ def metrics_plot(metrics: Mapping[str, float], title: str, path: Path, ks=KS) ->
     return path
 
 
+def segments_plot(metrics: Mapping[str, float], title: str, path: Path) -> Path:
+    """Recall@20 and NDCG@20 by user-activity bucket, and long-tail recall@20: where a method gains."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pngnn.segments import LONG_TAIL, SEGMENTS
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = [s for s in SEGMENTS if f"{s}/recall@20" in metrics]
+    x = list(range(len(names)))
+    ax.bar([i - 0.2 for i in x], [metrics[f"{s}/recall@20"] for s in names], 0.4, label="recall@20")
+    ax.bar([i + 0.2 for i in x], [metrics.get(f"{s}/ndcg@20", 0.0) for s in names], 0.4,
+           label="ndcg@20 (long tail: none)")
+    ax.set_xticks(x, [s.replace("users_", "") if s != LONG_TAIL else "long tail" for s in names])
+    ax.set_title(f"{title}: by user activity (q1 = sparsest) and on long-tail items")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def log_training(result: TrainResult, method: str, split: SplitData, settings: Settings, log_model: bool = True,
                  registered_name: str | None = None) -> None:
     """The trained model (a pyfunc serving recommendations, ``pngnn.pyfunc``), its training
@@ -161,6 +185,8 @@ def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, con
         (tmpd / "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
         mlflow.log_artifacts(str(tmpd))
         mlflow.log_artifact(str(metrics_plot(metrics, title, tmpd / "metrics_at_k.png")), "plots")
+        if any("/" in k for k in metrics):
+            mlflow.log_artifact(str(segments_plot(metrics, title, tmpd / "metrics_by_segment.png")), "plots")
 
 
 # MLflow sorts metric names as text (the runs table's columns, Compare, the chart picker), where

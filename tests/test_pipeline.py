@@ -104,7 +104,11 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run
     assert recs.groupby("user_id").size().to_dict() == {1: 5, 2: 5, 3: 5}
     assert model.metadata.metadata["n_items"] == int(lgcn.data.params["n_items"])
     artifacts = {a.path for a in client.list_artifacts(lgcn.info.run_id, "plots")}
-    assert {"plots/training_curve.png", "plots/metrics_at_k.png"} <= artifacts
+    assert {"plots/training_curve.png", "plots/metrics_at_k.png", "plots/metrics_by_segment.png"} <= artifacts
+    # the metrics by segment, grouped under their segment's name; the quartiles hold every evaluated user
+    quartile_users = sum(lgcn.data.metrics[f"users_q{q}/n_users"] for q in range(1, 5))
+    assert quartile_users == lgcn.data.metrics["n_eval_users"]
+    assert 0 <= lgcn.data.metrics["long_tail/recall_at_20"] < 1
 
 
 def test_llm_augmentation_is_tracked(pipeline_run):

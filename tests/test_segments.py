@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pngnn.evaluate import evaluate, evaluate_by_segment
+from pngnn.evaluate import evaluate
 from pngnn.segments import long_tail_items, segment_metrics, user_buckets
 from pngnn.steps import seen_items
 
@@ -54,8 +54,15 @@ def test_long_tail_is_everything_outside_the_top_fifth():
 
 def test_quartiles_partition_the_evaluated_users_and_average_back_to_the_overall(ml100k_split, ml100k_lightgcn):
     split, model = ml100k_split, ml100k_lightgcn
-    overall, by_segment = evaluate_by_segment(model.scorer(), split.n_items, seen_items(split), split.test)
-    assert overall == evaluate(model.scorer(), split.n_items, seen_items(split), split.test)
+    flat = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, segments=True)
+    overall = evaluate(model.scorer(), split.n_items, seen_items(split), split.test)
+    assert {k: v for k, v in flat.items() if "/" not in k} == overall
+    by_segment: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        if "/" in key:
+            name, metric = key.split("/")
+            by_segment.setdefault(name, {})[metric] = value
+    assert set(by_segment) == {"users_q1", "users_q2", "users_q3", "users_q4", "users_sparsest10", "long_tail"}
     quartiles = [by_segment[f"users_q{q}"] for q in range(1, 5)]
     assert sum(q["n_users"] for q in quartiles) == overall["n_eval_users"]
     for name in ("precision@10", "recall@20", "ndcg@20"):
@@ -65,3 +72,16 @@ def test_quartiles_partition_the_evaluated_users_and_average_back_to_the_overall
     assert by_segment["users_q4"]["precision@10"] > by_segment["users_q1"]["precision@10"]
     assert by_segment["users_sparsest10"]["n_users"] == math.ceil(0.1 * overall["n_eval_users"])
     assert 0 <= by_segment["long_tail"]["recall@20"] < overall["recall@20"]
+
+
+def test_every_evaluated_run_records_its_segments(ml100k_split):
+    from pngnn.config import TrainConfig
+    from pngnn.metrics import aggregate
+    from pngnn.steps import train_evaluate_step
+
+    record = train_evaluate_step(ml100k_split, "mostpop", TrainConfig()).record()
+    wanted = {f"{s}/recall@20" for s in ("users_q1", "users_q4", "users_sparsest10", "long_tail")}
+    assert wanted <= set(record["metrics"])
+    # a record written before the segments existed still aggregates with a new one, on what both have
+    old = {k: v for k, v in record["metrics"].items() if "/" not in k}
+    assert set(aggregate([record["metrics"], old])) == set(old)
