@@ -19,7 +19,6 @@ import torch
 
 from pngnn.errors import UserError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 _current: ContextVar[torch.device | None] = ContextVar("pngnn_training_device", default=None)
 
 
