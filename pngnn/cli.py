@@ -219,7 +219,9 @@ def augment_cmd(
     dataset: opt.Dataset = DEFAULT_DATASET,
     seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
     users: Annotated[int | None, opt.llm_option("users", AUGMENT_LLM_USERS)] = None,
-    sample_seed: Annotated[int, typer.Option(help="Seed of the user sample (same users on every split).")] = 0,
+    users_by: Annotated[str | None, opt.llm_option("users_by")] = None,
+    sample_seed: Annotated[int, typer.Option(help="Seed of the random sample (the same users on every split) "
+                                                  "and of the tie-break among equally sparse users.")] = 0,
     base_url: opt.LLMBaseURL = None,
     model: opt.LLMModel = None,
     concurrency: Annotated[int | None, opt.llm_option("concurrency")] = None,
@@ -231,7 +233,7 @@ def augment_cmd(
     max_failed_share: Annotated[float | None, opt.llm_option("max_failed_share")] = None,
     download: opt.Download = True,
 ) -> None:
-    """Ask the LLM about a sample of users on each split and merge its answers as edges.
+    """Ask the LLM about some users of each split (the sparsest first) and merge its answers as edges.
 
     Cached and resumable: an interrupted run loses at most the requests in flight, and a
     rerun asks only what is not cached or failed for a passing reason (429, 5xx,
@@ -243,7 +245,7 @@ def augment_cmd(
     from pngnn.steps import ingest_step, split_step
 
     settings = Settings.from_env()
-    llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, base_url=base_url, model=model,
+    llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, users_by=users_by, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
                        max_failed_share=max_failed_share)
     for s in check_seeds(seed):  # bad seeds, or a result it must not replace: before any work
@@ -254,7 +256,8 @@ def augment_cmd(
         out = augment_step(settings, dataset, s, llm, sample_seed=sample_seed, self_consistency=self_consistency,
                            progress=sys.stderr.isatty())
         path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s,
-                                                "users_requested": llm.users or 0, "sample_seed": sample_seed,
+                                                "users_requested": llm.users or 0, "users_by": llm.users_by,
+                                                "sample_seed": sample_seed,
                                                 "self_consistency": self_consistency}, force=True)  # checked above
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")

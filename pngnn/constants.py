@@ -7,6 +7,8 @@ different things under the same name.
 
 from __future__ import annotations
 
+from typing import Literal
+
 # A rating above this means "liked": it splits PN-GNN's positive and negative graphs, picks
 # the ground truth of evaluation and the liked/disliked history shown to the LLM.
 LIKE_THRESHOLD = 3.5
@@ -34,6 +36,10 @@ DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "l
 LLM_USERS = 50
 RUN_LLM_USERS = 20
 AUGMENT_LLM_USERS = 600
+# Which users come first when only some are asked: the fewest train ratings (the sparsity the
+# LLM step is meant to relieve), or a seeded random sample (the same users on every split).
+UserOrder = Literal["sparsest", "random"]
+USER_ORDERS: tuple[UserOrder, ...] = ("sparsest", "random")
 
 # Epochs between training checkpoints (pngnn.checkpoints): a kill loses at most this many.
 # Not a TrainConfig field: it changes no result, so it is no part of a run's settings.

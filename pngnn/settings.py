@@ -27,7 +27,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pngnn.constants import DEFAULT_MAX_FAILED_SHARE, LLM_USERS, LOCAL_LLM_MODEL
+from pngnn.constants import DEFAULT_MAX_FAILED_SHARE, LLM_USERS, LOCAL_LLM_MODEL, UserOrder
 from pngnn.errors import PngnnError
 
 SchemaMode = Literal["auto", "json_schema", "json_object", "none"]
@@ -187,7 +187,9 @@ class LLMSettings(_EnvSettings):
 
     model: str = Field(LOCAL_LLM_MODEL, description="Model name as the server knows it (and the LLM cache records).")
     base_url: str | None = Field(None, description="OpenAI-compatible URL; unset: the embedded llama.cpp server.")
-    users: int | None = Field(LLM_USERS, ge=0, description="Seeded sample of users asked per split; 0: all users.")
+    users: int | None = Field(LLM_USERS, ge=0, description="How many users are asked per split; 0: all users.")
+    users_by: UserOrder = Field("sparsest", description="Which users: the fewest train ratings first (sparsest), "
+                                                        "or a seeded random sample (random).")
     prompt_version: str | None = Field(None, description="Unset: the code's prompt version (the only one it asks).")
     api_key: SkipJsonSchema[SecretStr | None] = Field(
         None, validation_alias=AliasChoices("PNGNN_LLM_API_KEY", "OPENAI_API_KEY"), exclude=True, repr=False,

@@ -44,8 +44,8 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
     """Train the candidate LightGCN and store each sampled user's top-N unseen items in DuckDB.
 
     Cached on its inputs and the DuckDB file's identity, so a rerun of the flow skips it."""
-    result = pretrain_step(task_settings(), dataset, seed, LLMSettings.model_validate(llm).users,
-                           progress=False)
+    llm = LLMSettings.model_validate(llm)
+    result = pretrain_step(task_settings(), dataset, seed, llm.users, users_by=llm.users_by, progress=False)
     print(f"{dataset} seed {seed}: candidates {result}")
     return result
 

@@ -224,6 +224,9 @@ def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, t
         assert (first["sent"], first["ok"], first["users"]) == (6, 6, 6)
         assert first["positive_edges"] + first["negative_edges"] + first["dropped_rated"] == 12
         assert 0 <= first["like_precision"] <= 1 and first["prompt_version"] == PROMPT_VERSION
+    with Store(ml100k_db_copy) as store:  # the default order: the split's sparsest users were asked
+        asked = set(store.query_sql("SELECT DISTINCT user_id FROM llm_prompts")["user_id"].to_list())
+        assert asked == set(select_users(store, "ml-100k", sample=6, by="sparsest", seed=1)["user_id"].to_list())
     import pngnn.train
 
     def no_training(*a, **k):

@@ -144,6 +144,48 @@ def test_select_users(ml100k_store: Store) -> None:
         select_users(ml100k_store, "ml-100k", users=[1], sample=3)
 
 
+def _train_degree(split) -> np.ndarray:
+    return np.bincount(split.train.users, minlength=split.n_users)
+
+
+def test_sparsest_first_picks_the_users_with_fewest_train_ratings(ml100k_store: Store, ml100k_split) -> None:
+    degree = _train_degree(ml100k_split)
+    chosen = select_users(ml100k_store, "ml-100k", sample=40, by="sparsest", seed=1)
+    assert chosen.height == 40 and chosen["user_idx"].is_sorted()
+    inside = np.zeros(ml100k_split.n_users, dtype=bool)
+    inside[chosen["user_idx"].to_numpy()] = True
+    cut = degree[inside].max()
+    assert cut <= degree[~inside & (degree > 0)].min()  # nobody left out is sparser than anyone chosen
+    assert degree[inside].mean() < degree[degree > 0].mean() / 2
+    # Another tie-break seed swaps only users at the cut degree.
+    other = select_users(ml100k_store, "ml-100k", sample=40, by="sparsest", seed=1, sample_seed=7)
+    below_cut = set(np.flatnonzero(inside & (degree < cut)))
+    assert below_cut <= set(other["user_idx"].to_list())
+    assert not chosen.equals(select_users(ml100k_store, "ml-100k", sample=40, sample_seed=0))  # not the random one
+
+
+def test_sparsest_first_never_reads_test_ratings(ml100k_db_copy: Path) -> None:
+    with Store(ml100k_db_copy) as store:
+        before = select_users(store, "ml-100k", sample=30, by="sparsest", seed=1)
+        # Poison: every chosen user gets 300 more test ratings, every other user loses theirs.
+        store.run_sql("DELETE FROM splits WHERE dataset = 'ml-100k' AND seed = 1 AND part = 'test'")
+        for user_id in before["user_id"].to_list():
+            store.run_sql("INSERT INTO splits SELECT 'ml-100k', 1, $user, i, 5.0, 'test' "
+                          "FROM range(100000, 100300) t(i)", user=user_id)
+        after = select_users(store, "ml-100k", sample=30, by="sparsest", seed=1)
+    assert after.equals(before)
+
+
+def test_sparsest_first_needs_a_split(ml100k_store: Store) -> None:
+    with pytest.raises(PngnnError, match="needs the split seed") as info:
+        select_users(ml100k_store, "ml-100k", sample=5, by="sparsest")
+    assert "\n" not in str(info.value)
+    with pytest.raises(PngnnError, match=r"run `pngnn split ml-100k --seed 9` first"):
+        select_users(ml100k_store, "ml-100k", sample=5, by="sparsest", seed=9)
+    with pytest.raises(PngnnError, match="unknown user order 'densest'; choose one of: sparsest, random"):
+        select_users(ml100k_store, "ml-100k", sample=5, by="densest")  # type: ignore[arg-type]
+
+
 def test_candidates_are_the_top_unseen_items(ml100k_store: Store, ml100k_split, ml100k_lightgcn) -> None:
     users = np.array([0, 5, 17, 400], dtype=np.int64)
     items, scores = top_candidates(ml100k_lightgcn, ml100k_split, users, n=10, block=3)  # blocks of 3: 2 blocks

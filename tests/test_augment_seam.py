@@ -31,7 +31,7 @@ def test_too_many_failed_prompts_fail_the_task_with_an_error_it_retries(monkeypa
     from tasks.augment import _retry_unless_user_error
 
     with Store(ml100k_db_copy) as store:
-        chosen = select_users(store, "ml-100k", sample=6)
+        chosen = select_users(store, "ml-100k", sample=6, by="sparsest", seed=1)  # as LLMSettings picks
         save_candidates(store, "ml-100k", 1, candidates_frame(store, ml100k_split, ml100k_lightgcn, chosen))
     monkeypatch.setenv("PNGNN_DB", str(ml100k_db_copy))
     monkeypatch.setenv("PNGNN_LLM_SCHEMA_MODE", "json_object")

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from pngnn.constants import USER_ORDERS, UserOrder
 from pngnn.errors import PngnnError
 from pngnn.evaluate import csr_rows, unseen_scores
 from pngnn.methods import seen_items
@@ -32,13 +33,20 @@ def select_users(
     users: Sequence[int] | None = None,
     sample: int | None = None,
     sample_seed: int = 0,
+    by: UserOrder = "random",
+    seed: int | None = None,
 ) -> pl.DataFrame:
-    """Which users to augment: all (default), a seeded sample of ``sample`` users, or the
-    explicit ``users`` (MovieLens user ids). Returns (user_id, user_idx) sorted by user_idx.
+    """Which users to augment: all (default), ``sample`` of them, or the explicit ``users``
+    (MovieLens user ids). Returns (user_id, user_idx) sorted by user_idx.
 
-    The sample is drawn with numpy over users in user_idx order, so a seed picks the same
-    users on any machine; a sample at least as large as the population is all users.
+    ``by="random"``: a seeded sample drawn with numpy over users in user_idx order, so a seed
+    picks the same users on any machine and on every split. ``by="sparsest"``: the users with
+    the fewest train ratings in split ``seed`` (the sparsity the paper's LLM step is meant to
+    relieve), ties broken by a seeded shuffle so no id range is favoured. A sample at least as
+    large as the population is all users.
     """
+    if by not in USER_ORDERS:
+        raise PngnnError(f"unknown user order '{by}'; choose one of: {', '.join(USER_ORDERS)}")
     if users is not None and sample is not None:
         raise PngnnError("give either a list of users or a sample size, not both")
     frame = store.query_sql(
@@ -62,9 +70,24 @@ def select_users(
         if sample < 1:
             raise PngnnError(f"user sample size must be at least 1, got {sample}")
         if sample < frame.height:
+            if by == "sparsest":
+                return _sparsest(store, dataset, seed, sample, sample_seed)
             pick = np.sort(np.random.default_rng(sample_seed).choice(frame.height, size=sample, replace=False))
             return frame[pick]
     return frame
+
+
+def _sparsest(store: Store, dataset: str, seed: int | None, sample: int, sample_seed: int) -> pl.DataFrame:
+    if seed is None:
+        raise PngnnError("sparsest-first user selection needs the split seed: its train ratings rank the users")
+    ranked = store.query_file("users_by_train_ratings", dataset=dataset, seed=seed)
+    if ranked.is_empty():
+        raise PngnnError(
+            f"split {seed} of '{dataset}' has no train ratings; run `pngnn split {dataset} --seed {seed}` first"
+        )
+    tie_break = np.random.default_rng(sample_seed).permutation(ranked.height)
+    order = np.lexsort((tie_break, ranked["train_ratings"].to_numpy()))
+    return ranked[np.sort(order[:sample])].select("user_id", "user_idx")
 
 
 def top_candidates(

@@ -36,7 +36,7 @@ from pngnn.augment.candidates import (
 )
 from pngnn.augment.client import BatchCounts, Elsewhere, LLMClient, Request
 from pngnn.augment.prompts import DEFAULT_HISTORY, PROMPT_VERSION, build_prompts, messages
-from pngnn.constants import DEFAULT_MAX_FAILED_SHARE
+from pngnn.constants import DEFAULT_MAX_FAILED_SHARE, UserOrder
 from pngnn.errors import TransientError, UserError
 from pngnn.models.base import GraphRecommender
 from pngnn.settings import LLMSettings
@@ -155,6 +155,7 @@ def augment(
     users: Sequence[int] | None = None,
     sample: int | None = None,
     sample_seed: int = 0,
+    users_by: UserOrder = "random",
     n_candidates: int = DEFAULT_CANDIDATES,
     history_size: int = DEFAULT_HISTORY,
     prompt_seed: int = 0,
@@ -167,14 +168,14 @@ def augment(
     candidates they would like most and least; answers land in ``llm_cache``.
 
     ``model``: the trained LightGCN giving the candidates; None reuses the candidates
-    stored by an earlier run (resume without retraining). ``users``/``sample``: which
-    users (default all). ``self_consistency``: ask each user twice with the candidates in
+    stored by an earlier run (resume without retraining). ``users``/``sample``/``users_by``:
+    which users (default all; see ``select_users``). ``self_consistency``: ask each user twice with the candidates in
     two orders; the merge keeps only edges both answers agree on. Then call
     ``pngnn.augment.merge.merge_augmented`` to turn answers into edges.
     """
     t0 = time.perf_counter()
     settings = settings or (client.settings if client is not None else LLMSettings())
-    selected = select_users(store, dataset, users, sample, sample_seed)
+    selected = select_users(store, dataset, users, sample, sample_seed, by=users_by, seed=seed)
     if model is not None:
         split = split if split is not None else load_split(store, dataset, seed)
         candidates = candidates_frame(store, split, model, selected, n_candidates)

@@ -23,7 +23,7 @@ from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.config import TrainConfig, get_profile
-from pngnn.constants import LLM_USERS
+from pngnn.constants import LLM_USERS, UserOrder
 from pngnn.device import use_device
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings, Settings
@@ -77,8 +77,9 @@ class _LocalServerClient:
             self._server.stop()
 
 
-def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None, sample_seed: int) -> bool:
-    selected = select_users(store, dataset, sample=users, sample_seed=sample_seed)
+def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None, sample_seed: int,
+                       users_by: UserOrder) -> bool:
+    selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
     store.register("step_users", selected.select("user_id"))
     try:
         missing = store.query_file("missing_candidates", dataset=dataset, seed=seed)["missing"][0]
@@ -94,6 +95,7 @@ def pretrain_step(
     users: int | None = LLM_USERS,
     *,
     sample_seed: int = 0,
+    users_by: UserOrder = "sparsest",
     candidate_config: TrainConfig | None = None,
     n_candidates: int = DEFAULT_CANDIDATES,
     progress: bool = True,
@@ -106,8 +108,8 @@ def pretrain_step(
     from pngnn.train import train_lightgcn
 
     with Store(settings.db_path) as store:
-        selected = select_users(store, dataset, sample=users, sample_seed=sample_seed)
-        if _candidates_stored(store, dataset, seed, users, sample_seed):
+        selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
+        if _candidates_stored(store, dataset, seed, users, sample_seed, users_by):
             return {"trained": False, "users": selected.height}
         split = load_split(store, dataset, seed)
         cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
@@ -132,7 +134,7 @@ def augment_step(
     run_id: str | None = None,
     merge: bool = True,
 ) -> dict[str, Any]:
-    """Augment a seeded sample of ``llm.users`` (None: all) of split ``seed`` and merge the
+    """Augment ``llm.users`` users (None: all; chosen by ``llm.users_by``) of split ``seed`` and merge the
     edges; returns counts (numbers) plus ``model``, ``prompt_version``, ``schema_mode``.
 
     ``llm`` (default: from the environment) with ``base_url`` None: the embedded SmolLM2
@@ -156,7 +158,7 @@ def augment_step(
     try:
         with Store(settings.db_path) as store:
             split = load_split(store, dataset, seed)
-            stored = _candidates_stored(store, dataset, seed, users, sample_seed)
+            stored = _candidates_stored(store, dataset, seed, users, sample_seed, llm.users_by)
         lightgcn = None
         if not stored:
             from pngnn.train import train_lightgcn
@@ -168,8 +170,8 @@ def augment_step(
             lightgcn = train_lightgcn(split, cfg, progress=progress).model
         with Store(settings.db_path) as store:
             summary = augment(store, dataset, seed, lightgcn, client.settings, sample=users,
-                              sample_seed=sample_seed, split=split, self_consistency=self_consistency,
-                              client=client, progress=progress)
+                              sample_seed=sample_seed, users_by=llm.users_by, split=split,
+                              self_consistency=self_consistency, client=client, progress=progress)
             result: dict[str, Any] = summary.to_dict()
             check_failures(summary, llm.max_failed_share)
             if merge:
