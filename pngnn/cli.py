@@ -95,6 +95,8 @@ def train_cmd(
     pair_sampling: Annotated[str | None, typer.Option(help="edges (every pair once) or users (uniform user, "
                                                            "then one of their pairs)")] = None,
     ease_lambda: Annotated[float | None, typer.Option(help="EASE / PN-EASE ridge penalty (> 0)")] = None,
+    aug_mode: Annotated[str | None, typer.Option(help="llm- methods: graph (LLM edges in the graphs and the "
+                                                      "training pairs) or triples (training pairs only)")] = None,
     results_dir: opt.ResultsDir = Path("results"),
     tag: Annotated[str, typer.Option(help="Suffix for the results folder (ablations).")] = "",
     track: Annotated[bool, typer.Option(help="Log the run to MLflow (MLFLOW_TRACKING_URI) and register its model "
@@ -136,7 +138,7 @@ def train_cmd(
     ds = dataset or prof.dataset
     overrides = {**parse_overrides(set_values or []), "epochs": epochs, "lightgcn_graph": lightgcn_graph,
                  "dual_bpr": dual_bpr, "b": b, "attention": attention, "pair_sampling": pair_sampling,
-                 "ease_lambda": ease_lambda}
+                 "aug_mode": aug_mode, "ease_lambda": ease_lambda}
     runs = {s: (prof.config_for(s).with_overrides(**overrides), result_path(results_dir, ds, method, s, tag))
             for s in check_seeds(seed or prof.seeds)}
     for cfg, path in runs.values():  # bad settings, or a result it must not replace: before any work

@@ -38,6 +38,8 @@ PairSampling = Literal["edges", "users"]
 PAIR_SAMPLINGS: tuple[str, ...] = get_args(PairSampling)
 RatingSet = Literal["all", "liked"]
 RATING_SETS: tuple[str, ...] = get_args(RatingSet)
+AugMode = Literal["graph", "triples"]
+AUG_MODES: tuple[str, ...] = get_args(AugMode)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class TrainConfig:
     # the sampler of LightGCN's reference code. "edges" visits every pair once in random order
     # (the two compared: README, "Results").
     pair_sampling: PairSampling = "users"
+    # llm- methods: how the LLM's edges enter training. "graph": as edges of the graphs (likes
+    # positive, dislikes negative) and as training pairs; "triples": as training samples only (a
+    # like is a BPR pair, a dislike PN-GNN's disliked item and never a negative), the adjacency
+    # stays the train ratings' (LLMRec's choice: a wrong guess then never spreads through the graph).
+    aug_mode: AugMode = "graph"
     # Evaluate on the validation part every N epochs (0: never); stop after `patience`
     # evaluations without improvement of `valid_metric` (0: train all epochs, report the last).
     eval_every: int = 0
@@ -95,6 +102,7 @@ class TrainConfig:
         choices = (("Dual-BPR variant", self.dual_bpr, DUAL_BPR_VARIANTS),
                    ("LightGCN graph", self.lightgcn_graph, LIGHTGCN_GRAPHS),
                    ("pair sampling", self.pair_sampling, PAIR_SAMPLINGS),
+                   ("augmentation mode", self.aug_mode, AUG_MODES),
                    ("validation metric", self.valid_metric, METRICS),
                    ("ease_ratings", self.ease_ratings, RATING_SETS), ("ials_ratings", self.ials_ratings, RATING_SETS))
         for what, value, allowed in choices:

@@ -121,12 +121,15 @@ def pngnn_pair_plan(train: Interactions, n_users: int, cfg: TrainConfig) -> Pair
 
 def train_pngnn(split: SplitData, cfg: TrainConfig, extra_ratings: Interactions | None = None,
                 **hooks: Unpack[TrainHooks]) -> TrainResult:
-    """Build and train PN-GNN on every train rating (both graphs), optionally with extra (LLM) ratings."""
+    """Build and train PN-GNN on every train rating (both graphs), optionally with extra (LLM)
+    ratings: in both graphs and the training pairs, or (``cfg.aug_mode == "triples"``) in the
+    training pairs only."""
     seed_everything(cfg.seed)
-    train = split.train
+    train = graph = split.train
     if extra_ratings is not None and len(extra_ratings):
         train = train.concat(extra_ratings)
-    model = build_pngnn(split, cfg, train)
+        graph = train if cfg.aug_mode == "graph" else split.train
+    model = build_pngnn(split, cfg, graph)
     plan = pngnn_pair_plan(train, split.n_users, cfg)
     return fit(model, plan.pairs, train, split.n_users, split.n_items, cfg, split.valid,
                pair_features=plan.pair_features, epoch_features=plan.epoch_features, generators=plan.generators,
@@ -299,10 +302,13 @@ def train_lightgcn(split: SplitData, cfg: TrainConfig, extra_edges: Interactions
     """Build and train LightGCN on one split (optionally with extra, e.g. LLM, edges).
 
     The extra edges are training pairs like the ratings, so negatives are never drawn among
-    them either (an LLM 'like' drawn as its own negative would cancel its own pair)."""
+    them either (an LLM 'like' drawn as its own negative would cancel its own pair); they join
+    the graph too unless ``cfg.aug_mode == "triples"``."""
     seed_everything(cfg.seed)
     edges, rated = lightgcn_edges(split, cfg), split.train
+    graph = edges
     if extra_edges is not None and len(extra_edges):
         edges, rated = edges.concat(extra_edges), rated.concat(extra_edges)
-    model = build_lightgcn(split, cfg, edges)
+        graph = edges if cfg.aug_mode == "graph" else graph
+    model = build_lightgcn(split, cfg, graph)
     return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid, **hooks)

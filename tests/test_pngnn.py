@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -279,6 +280,43 @@ def test_llm_methods_need_augmented_edges_and_use_them():
     lgcn = train_method("llm-lightgcn", augmented, cfg, progress=False).model
     assert lgcn.adj.to_dense()[1, 3 + 0] > 0
     assert lgcn.adj.to_dense()[2, 3 + 1] == 0  # dislikes never enter LightGCN's graph
+
+
+def test_triples_mode_trains_on_llm_edges_without_adding_them_to_the_graph(monkeypatch):
+    import pngnn.train as train_module
+    from pngnn.methods import train_method
+
+    split = tiny_split()
+    like = Interactions(np.array([1]), np.array([0]), np.array([5.0], dtype=np.float32))
+    dislike = Interactions(np.array([2]), np.array([1]), np.array([1.0], dtype=np.float32))
+    augmented = split.with_augmented(like, dislike)
+    fitted: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    real_fit = train_module.fit
+
+    def recording_fit(model, pairs, rated, *args, **kwargs):  # test double: records what fit trains on
+        fitted.append((pairs.users.copy(), pairs.items.copy(), rated.users.copy(), rated.items.copy()))
+        return real_fit(model, pairs, rated, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", recording_fit)
+    cfg = TrainConfig(dim=4, layers=2, epochs=1, batch_size=4, n_neg=1, aug_mode="triples")
+    for method in ("llm-pngnn", "llm-lightgcn"):
+        plain = train_method(method.removeprefix("llm-"), split, cfg, progress=False).model
+        triples = train_method(method, augmented, cfg, progress=False).model
+        graph = train_method(method, augmented, replace(cfg, aug_mode="graph"), progress=False).model
+        assert torch.equal(triples.adj.to_dense(), plain.adj.to_dense()), method  # no adjacency edge added
+        assert not torch.equal(graph.adj.to_dense(), plain.adj.to_dense()), method
+    # Every fit of an llm- method (triples and graph alike) trains on the LLM like (user 1, item 0) as a pair
+    # and never draws the LLM's items as negatives of those users.
+    llm_fits = [f for i, f in enumerate(fitted) if i % 3 != 0]
+    for pair_users, pair_items, rated_users, rated_items in llm_fits:
+        assert any((pair_users == 1) & (pair_items == 0))
+        assert any((rated_users == 1) & (rated_items == 0))
+    assert not any((fitted[0][0] == 1) & (fitted[0][1] == 0))  # the plain run has no such pair
+
+
+def test_unknown_aug_mode_is_a_one_line_error():
+    with pytest.raises(PngnnError, match="unknown augmentation mode 'edges'; choose one of graph, triples"):
+        TrainConfig(aug_mode="edges")  # type: ignore[arg-type]
 
 
 def test_results_record_carries_the_attention_summary_for_pngnn_only():
