@@ -12,14 +12,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar, cast
 
 import typer
 from rich.console import Console
 
 from pngnn import cli_options as opt
 from pngnn.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, get_profile, parse_overrides
-from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC
+from pngnn.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
 from pngnn.errors import PngnnError
 from pngnn.settings import Settings, llm_settings, quiet_environment
 
@@ -264,6 +264,43 @@ def augment_cmd(
         typer.echo(f"{dataset} seed {s}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
         typer.echo(edges_line(dataset, s, out))
+
+
+@command("whatif")
+def whatif_cmd(
+    dataset: opt.Dataset = DEFAULT_DATASET,
+    seed: Annotated[int, typer.Option(help="The split seed.")] = 1,
+    p: Annotated[list[float] | None, typer.Option("--p", help="Accuracy of the simulated answerer, repeatable; "
+                                                              "default 0, 0.25, 0.5, 0.75, 1.")] = None,
+    users: Annotated[list[int] | None, typer.Option("--users", help="Users asked, repeatable; 0: all; default "
+                                                                     "600, 2000, 0.")] = None,
+    users_by: Annotated[str, opt.llm_option("users_by")] = "sparsest",
+    holdout: Annotated[float, typer.Option(help="Share of train the answerer knows (moved out of train).")] = 0.1,
+    profile: opt.ProfileName = "quick",
+    epochs: opt.Epochs = None,
+    out: Annotated[Path | None, typer.Option(help="The sweep's JSON (and a .png beside it); default: "
+                                                  "results/whatif/<dataset>/seed<N>.json.")] = None,
+    device: opt.Device = None,
+) -> None:
+    """What-if, not an LLM: the lift of LLM-PN-GNN over PN-GNN when the answers are right with probability p.
+
+    A simulated answerer that knows a held-out share of train (never test) answers over the
+    OpenAI-compatible API; everything else is the real augmentation and training. Runs on its
+    own DuckDB file (beside PNGNN_DB) and resumes from the cells the JSON already holds.
+    """
+    from pngnn.device import resolve_device, use_device
+    from pngnn.whatif import WhatIfPlan, parse_user_counts, run_whatif, sweep_plot
+
+    settings = Settings.from_env(device)
+    resolve_device(settings.device)
+    settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{dataset}.duckdb")})
+    plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
+                      parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by))
+    cfg = get_profile(profile, settings).config_for(seed).with_overrides(epochs=epochs)
+    out = out or Path("results") / "whatif" / dataset / f"seed{seed}.json"
+    with use_device(settings.device):
+        record = run_whatif(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty())
+    typer.echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'))}")
 
 
 @command("report")

@@ -52,7 +52,7 @@ def write_result(results_dir: Path, record: dict[str, Any], tag: str = "", force
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path = result_path(results_dir, record["dataset"], record["method"], record["seed"], tag)
     check_replaceable(path, record.get("config"), force)
-    return _write_json(path, record)
+    return write_json_atomic(path, record)
 
 
 def check_replaceable(path: Path, config: Mapping[str, Any] | None = None, force: bool = False) -> None:
@@ -73,7 +73,7 @@ def check_replaceable(path: Path, config: Mapping[str, Any] | None = None, force
                          "--results-dir or --tag")
 
 
-def _write_json(path: Path, record: dict[str, Any]) -> Path:
+def write_json_atomic(path: Path, record: dict[str, Any]) -> Path:
     """Write via a temporary file of its own and rename: a crash never leaves half a result,
     and two writers never share a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def write_augmentation(results_dir: Path, record: dict[str, Any], force: bool = 
     ``augmentation/`` so the results table never mistakes it for a method."""
     path = augmentation_path(results_dir, record["dataset"], str(record.get("model", "llm")), record["seed"])
     check_replaceable(path, force=force)
-    return _write_json(path, {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return write_json_atomic(path, {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def load_results(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:

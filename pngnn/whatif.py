@@ -1,0 +1,200 @@
+"""What-if: how good must the LLM be before its edges help? A labelled simulation, never an LLM row.
+
+On its own DuckDB file, split ``seed`` keeps its test part and hands a share of its train
+ratings (``holdout``) to a simulated answerer (``pngnn.augment.oracle``) that knows them and
+nothing else. PN-GNN trains on what is left of train; for each accuracy ``p`` and number of
+users, the answerer's likes and dislikes go through the real augmentation path (OpenAI client
+over HTTP, cache, merge) into LLM-PN-GNN, trained the same way. The record holds both models'
+test metrics overall and by segment, the lift, and the precision the answers reached (an
+accurate answer needs a held-out item among the candidates, so precision stays below p).
+
+Every cell is written to the JSON as it finishes and skipped when the file already has it, so
+a long sweep can stop and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pngnn.augment.candidates import load_candidates, select_users
+from pngnn.augment.oracle import OracleServer, candidate_base_rates, oracle_answers
+from pngnn.augment.prompts import PROMPT_VERSION, build_prompts
+from pngnn.augment.step import augment_step, pretrain_step
+from pngnn.config import TrainConfig
+from pngnn.constants import USER_ORDERS, UserOrder
+from pngnn.errors import PngnnError
+from pngnn.results import git_commit, write_json_atomic
+from pngnn.segments import SPARSEST
+from pngnn.settings import LLMSettings, Settings
+from pngnn.split import create_split
+from pngnn.steps import EdgeSource, ingest_step, load_split_step, train_evaluate_step
+from pngnn.store import Store
+
+log = logging.getLogger(__name__)
+
+LIFT_METRICS = ("precision@20", "recall@20", "ndcg@20")
+
+
+@dataclass(frozen=True)
+class WhatIfPlan:
+    """One sweep: the split, the held-out share, the accuracies and user counts (None: all users)."""
+
+    dataset: str
+    seed: int
+    ps: tuple[float, ...]
+    users: tuple[int | None, ...]
+    holdout: float = 0.1
+    users_by: UserOrder = "sparsest"
+    answer_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout < 1.0:
+            raise PngnnError(f"--holdout must lie strictly between 0 and 1 (e.g. 0.1), got {self.holdout}")
+        bad = [p for p in self.ps if not 0.0 <= p <= 1.0]
+        if bad or not self.ps:
+            raise PngnnError(f"every --p must lie in [0, 1] (e.g. --p 0 --p 0.5 --p 1), got {list(self.ps)}")
+        if self.users_by not in USER_ORDERS:
+            raise PngnnError(f"unknown user order '{self.users_by}'; choose one of: {', '.join(USER_ORDERS)}")
+        if not self.users or any(u is not None and u < 1 for u in self.users):
+            raise PngnnError(f"every --users must be at least 1, or 0 for all users; got {list(self.users)}")
+
+    def model_name(self, p: float, users: int | None) -> str:
+        return f"oracle-p{p:.2f}-{'all' if users is None else users}"
+
+
+def hold_out(settings: Settings, plan: WhatIfPlan) -> dict[str, int]:
+    """Make the what-if split (the plain split's test part, ``holdout`` of train moved out of it)."""
+    ingest_step(settings, plan.dataset)
+    with Store(settings.db_path) as store:
+        create_split(store, plan.dataset, plan.seed, valid_fraction=plan.holdout)
+        with store.transaction():
+            store.run_file("whatif_hold_out", dataset=plan.dataset, seed=plan.seed)
+        held = store.scalar("SELECT count(*) FROM held_out_ratings WHERE dataset = $dataset AND seed = $seed",
+                            dataset=plan.dataset, seed=plan.seed)
+    return {"held_out": int(held)}
+
+
+def _held_out(store: Store, plan: WhatIfPlan) -> pl.DataFrame:
+    return store.query_sql("SELECT user_id, item_id, rating FROM held_out_ratings WHERE dataset = $dataset AND "
+                           "seed = $seed", dataset=plan.dataset, seed=plan.seed)
+
+
+def decide_answers(settings: Settings, plan: WhatIfPlan, p: float,
+                   users: int | None) -> tuple[pl.DataFrame, dict[str, float]]:
+    """The answers of accuracy ``p`` to the prompts augmentation will send these users (the same
+    ``build_prompts`` call on the same stored candidates, so each answer meets its prompt), and
+    the candidates' base rates."""
+    with Store(settings.db_path) as store:
+        selected = select_users(store, plan.dataset, sample=users, by=plan.users_by, seed=plan.seed)
+        prompts = build_prompts(store, plan.dataset, plan.seed, load_candidates(store, plan.dataset, plan.seed,
+                                                                                 selected))
+        held_out = _held_out(store, plan)
+    return oracle_answers(prompts, held_out, p, seed=plan.answer_seed), candidate_base_rates(prompts, held_out)
+
+
+def lift(llm: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    keys = [*LIFT_METRICS, *(f"{SPARSEST}/{m}" for m in LIFT_METRICS)]
+    return {k: round(llm[k] - base[k], 6) for k in keys if k in llm and k in base}
+
+
+def _share(flags: pl.Series) -> float:
+    return round(float(flags.sum()) / max(flags.len(), 1), 4)
+
+
+def run_cell(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, p: float, users: int | None,
+             base: dict[str, float], progress: bool = False) -> dict[str, Any]:
+    model = plan.model_name(p, users)
+    answers, base_rates = decide_answers(settings, plan, p, users)
+    with OracleServer(answers, model) as server:
+        llm = LLMSettings(model=model, base_url=server.base_url, users=users or 0, users_by=plan.users_by,
+                          concurrency=8, max_attempts=2)
+        counts = augment_step(settings, plan.dataset, plan.seed, llm, progress=progress)
+    split = load_split_step(settings, plan.dataset, plan.seed, EdgeSource(model, PROMPT_VERSION))
+    outcome = train_evaluate_step(split, "llm-pngnn", cfg, progress=progress)
+    return {"p": p, "users": users or 0, "model": model, "prompts": answers.height,
+            "informed_likes": _share(answers["like_true"]), "informed_dislikes": _share(answers["dislike_true"]),
+            "like_precision": _share(answers["like_hit"]), "dislike_precision": _share(answers["dislike_hit"]),
+            **base_rates,
+            "positive_edges": counts.get("positive_edges", 0), "negative_edges": counts.get("negative_edges", 0),
+            "lift": lift(outcome.metrics, base), "metrics": outcome.metrics}
+
+
+def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path,
+               echo: Callable[[str], None] = print, progress: bool = False,
+               candidate_config: TrainConfig | None = None) -> dict[str, Any]:
+    """The whole sweep into ``out`` (JSON), resuming from the cells ``out`` already holds.
+    ``candidate_config``: the candidate LightGCN's (default: as ``pretrain_step`` trains it)."""
+    record = _load(out, plan, cfg)
+    hold_out(settings, plan)
+    if "baseline" not in record:
+        split = load_split_step(settings, plan.dataset, plan.seed)
+        outcome = train_evaluate_step(split, "pngnn", cfg, progress=progress)
+        record["baseline"] = outcome.metrics
+        write_json_atomic(out, record)
+        echo(outcome.summary(" (what-if train part)"))
+    largest = None if None in plan.users else max(u for u in plan.users if u is not None)
+    pretrain_step(settings, plan.dataset, plan.seed, largest, users_by=plan.users_by, progress=progress,
+                  candidate_config=candidate_config)
+    done = {(c["p"], c["users"]) for c in record["cells"]}
+    for users in plan.users:
+        for p in plan.ps:
+            if (p, users or 0) in done:
+                continue
+            cell = run_cell(settings, plan, cfg, p, users, record["baseline"], progress)
+            record["cells"].append(cell)
+            write_json_atomic(out, record)
+            shown = ", ".join(f"{k} {v:+.4f}" for k, v in cell["lift"].items())
+            echo(f"p {p:.2f}, {users or 'all'} users: like precision {cell['like_precision']:.3f}, "
+                 f"{cell['positive_edges']} + {cell['negative_edges']} edges; lift {shown}")
+    return record
+
+
+def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
+    header = {"dataset": plan.dataset, "seed": plan.seed, "holdout": plan.holdout, "users_by": plan.users_by,
+              "answer_seed": plan.answer_seed, "config": cfg.to_dict(), "prompt_version": PROMPT_VERSION}
+    if out.is_file():
+        old = json.loads(out.read_text())
+        if {k: old.get(k) for k in header} == json.loads(json.dumps(header)):
+            return old
+        raise PngnnError(f"{out} holds a what-if sweep of other settings; pass another --out or delete it")
+    return {**header, "commit": git_commit(), "label": "simulated answerer (what-if), not an LLM", "cells": []}
+
+
+def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20") -> Path:
+    """Lift of LLM-PN-GNN over PN-GNN against the answerer's accuracy, one line per user count,
+    overall and on the sparsest 10% of users."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    cells = sorted(record["cells"], key=lambda c: (c["users"], c["p"]))
+    for users in sorted({c["users"] for c in cells}):
+        rows = [c for c in cells if c["users"] == users]
+        for ax, key in zip(axes, (metric, f"{SPARSEST}/{metric}"), strict=True):
+            ax.plot([c["p"] for c in rows], [c["lift"].get(key, float("nan")) for c in rows], marker="o",
+                    label=f"{users or 'all'} users")
+    for ax, title in zip(axes, ("all users", "sparsest 10% of users"), strict=True):
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_title(f"{title}: {metric} lift")
+        ax.set_xlabel("answerer accuracy p")
+    axes[0].set_ylabel("LLM-PN-GNN - PN-GNN (test)")
+    axes[1].legend()
+    fig.suptitle(f"What-if on {record['dataset']} split {record['seed']} (simulated answerer, not an LLM)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def parse_user_counts(values: Sequence[int]) -> tuple[int | None, ...]:
+    """``--users`` values, 0 meaning every user."""
+    return tuple(None if v == 0 else v for v in values)
