@@ -85,6 +85,11 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["train", "--set", "width=3"], ["--set 'width=3': expected KEY=VALUE"]),
         (["tune", "--method", "ease", "--profile", "quick", "--set", "dim=128"], ["--set dim: not a setting ease"]),
         (["train", "--device", "tpu"], ["unknown device 'tpu'", "auto, cpu, cuda"]),
+        (["train", "--aug-mode", "edges"], ["unknown augmentation mode 'edges'", "graph, triples"]),
+        (["augment", "--users-by", "densest"], ["users_by", "sparsest", "random"]),
+        (["whatif", "--p", "1.5"], ["every --p must lie in [0, 1]"]),
+        (["whatif", "--users", "-4"], ["every --users must be at least 1, or 0 for all users"]),
+        (["whatif", "--aug-mode", "edges"], ["unknown augmentation mode 'edges'"]),
     ],
 )
 def test_bad_arguments(tmp_path, args, needles):
