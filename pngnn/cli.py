@@ -314,10 +314,19 @@ def report_cmd(
     compare: Annotated[list[str] | None, typer.Option(help="METHOD:BASELINE results folders (e.g. "
                                                           "pn-ease-tuned:ease-tuned): same-split differences.")]
     = None,
+    whatif: Annotated[bool, typer.Option(help="Print the what-if sweeps (`pngnn whatif`) instead: the lift by "
+                                              "answerer accuracy, mean ± std over splits.")] = False,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
     from pngnn.results import augmentation_table, paired_differences, records_table, results_table, to_markdown
 
+    if whatif:
+        from pngnn.whatif import load_sweeps, sweep_table
+
+        for variant, records in load_sweeps(results_dir, dataset).items():
+            typer.echo(f"\nwhat-if {dataset} {variant} (simulated answerer, not an LLM):\n")
+            typer.echo(to_markdown(sweep_table(records)))
+        return
     if source not in ("results", "mlflow"):
         raise PngnnError(f"--from takes results or mlflow, got '{source}'")
     if source == "mlflow":

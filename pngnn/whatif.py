@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pngnn.augment.candidates import load_candidates, select_users
@@ -198,3 +199,45 @@ def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20") ->
 def parse_user_counts(values: Sequence[int]) -> tuple[int | None, ...]:
     """``--users`` values, 0 meaning every user."""
     return tuple(None if v == 0 else v for v in values)
+
+
+def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> pl.DataFrame:
+    """The sweeps of several splits side by side: per (users, p), the answers' like precision and
+    the lift of LLM-PN-GNN over PN-GNN (mean ± std over splits), overall and on the sparsest 10%,
+    next to the split spread of PN-GNN itself (std over splits): a lift below it is noise."""
+    rows = [{"split": r["seed"], "users": c["users"], "p": c["p"], "like_precision": c["like_precision"],
+             "like_base_rate": c.get("like_base_rate", float("nan")), "lift": c["lift"].get(metric),
+             "sparse_lift": c["lift"].get(f"{SPARSEST}/{metric}")} for r in records for c in r["cells"]]
+    if not rows:
+        raise PngnnError("no what-if cells to report; run `pngnn whatif` first")
+    frame = pl.DataFrame(rows)
+    base_std = _spread([r["baseline"][metric] for r in records])
+    sparse_std = _spread([r["baseline"][f"{SPARSEST}/{metric}"] for r in records])
+
+    def pm(col: str) -> pl.Expr:
+        return pl.format("{} ± {}", pl.col(col).mean().round(4), pl.col(col).std().fill_null(0.0).round(4))
+
+    out = frame.group_by("users", "p").agg(
+        pl.len().alias("splits"), pl.col("like_precision").mean().round(3),
+        pl.col("like_base_rate").mean().round(3), pm("lift").alias(f"{metric} lift"),
+        (pl.col("lift").mean() > base_std).alias(f"above spread {base_std:.4f}"),
+        pm("sparse_lift").alias(f"sparsest 10% {metric} lift"),
+        (pl.col("sparse_lift").mean() > sparse_std).alias(f"above spread {sparse_std:.4f} "),
+    ).sort("users", "p")
+    return out.with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
+
+
+def _spread(values: list[float]) -> float:
+    """PN-GNN's own std over splits (sample std); with one split there is none to compare with."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def load_sweeps(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:
+    """Every sweep under ``results/whatif/<dataset>/<variant>/seed*.json``, by variant."""
+    root = results_dir / "whatif" / dataset
+    sweeps = {d.name: [json.loads(f.read_text()) for f in sorted(d.glob("seed*.json"))]
+              for d in sorted(root.glob("*")) if d.is_dir()}
+    sweeps = {k: v for k, v in sweeps.items() if v}
+    if not sweeps:
+        raise PngnnError(f"no what-if sweeps for {dataset} in {root}; run `pngnn whatif --dataset {dataset}` first")
+    return sweeps

@@ -148,3 +148,28 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
     assert run_whatif(settings, plan, TINY, out, echo=lambda _: None, candidate_config=TINY) == record
     with pytest.raises(PngnnError, match="holds a what-if sweep of other settings"):
         run_whatif(settings, WhatIfPlan("ml-100k", 1, (0.5,), (80,), holdout=0.2), TINY, out, echo=lambda _: None)
+
+
+def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path) -> None:
+    from pngnn.whatif import load_sweeps, sweep_table
+
+    def record(seed: int, base: float, lift: float, sparse_lift: float) -> dict:
+        cell = {"p": 1.0, "users": 0, "like_precision": 0.4, "like_base_rate": 0.05,
+                "lift": {"recall@20": lift, "users_sparsest10/recall@20": sparse_lift}}
+        return {"seed": seed, "baseline": {"recall@20": base, "users_sparsest10/recall@20": 0.1 + seed / 10},
+                "cells": [cell]}
+
+    records = [record(1, 0.30, 0.02, 0.01), record(2, 0.31, 0.04, 0.03)]
+    for r in records:
+        path = tmp_path / "whatif" / "ml-100k" / "sparsest-graph" / f"seed{r['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    loaded = load_sweeps(tmp_path, "ml-100k")
+    assert list(loaded) == ["sparsest-graph"] and len(loaded["sparsest-graph"]) == 2
+    row = sweep_table(loaded["sparsest-graph"]).row(0, named=True)
+    assert row["users"] == "all" and row["splits"] == 2
+    assert row["recall@20 lift"] == "0.03 ± 0.0141"
+    assert row["above spread 0.0071"] is True  # 0.03 > std(0.30, 0.31) = 0.0071
+    assert row["above spread 0.0707 "] is False  # sparse: 0.02 < std(0.2, 0.3) = 0.0707
+    with pytest.raises(PngnnError, match="no what-if sweeps for ml-1m"):
+        load_sweeps(tmp_path, "ml-1m")
