@@ -277,10 +277,12 @@ def whatif_cmd(
     users_by: Annotated[str, opt.llm_option("users_by")] = "sparsest",
     holdout: Annotated[float, typer.Option(help="Share of train the answerer knows (moved out of train).")] = 0.1,
     aug_mode: Annotated[str, typer.Option(help="How the edges enter LLM-PN-GNN: graph or triples.")] = "graph",
+    dislikes: Annotated[bool, typer.Option("--dislikes/--no-dislikes", help="Train on the answerer's dislikes too, "
+                                                                            "or on its likes only.")] = True,
     profile: opt.ProfileName = "quick",
     epochs: opt.Epochs = None,
     out: Annotated[Path | None, typer.Option(help="The sweep's JSON (and a .png beside it); default: "
-                                                  "results/whatif/<dataset>/<users-by>-<aug-mode>/seed<N>.json.")]
+                                                  "results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json.")]
     = None,
     device: opt.Device = None,
 ) -> None:
@@ -297,9 +299,10 @@ def whatif_cmd(
     resolve_device(settings.device)
     settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{dataset}.duckdb")})
     plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
-                      parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by))
+                      parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes)
     cfg = get_profile(profile, settings).config_for(seed).with_overrides(epochs=epochs, aug_mode=aug_mode)
-    out = out or Path("results") / "whatif" / dataset / f"{users_by}-{aug_mode}" / f"seed{seed}.json"
+    variant = f"{users_by}-{aug_mode}" + ("" if dislikes else "-likes")
+    out = out or Path("results") / "whatif" / dataset / variant / f"seed{seed}.json"
     with use_device(settings.device):
         record = run_whatif(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty())
     typer.echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'))}")

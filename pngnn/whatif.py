@@ -54,6 +54,9 @@ class WhatIfPlan:
     holdout: float = 0.1
     users_by: UserOrder = "sparsest"
     answer_seed: int = 0
+    # False: LLM-PN-GNN trains on the answerer's likes only. Few top candidates are held-out
+    # dislikes, so even a perfect answerer's dislike is mostly a guess: this separates the two.
+    dislikes: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout < 1.0:
@@ -118,12 +121,16 @@ def run_cell(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, p: float, u
                           concurrency=8, max_attempts=2)
         counts = augment_step(settings, plan.dataset, plan.seed, llm, progress=progress)
     split = load_split_step(settings, plan.dataset, plan.seed, EdgeSource(model, PROMPT_VERSION))
+    if not plan.dislikes and split.augmented is not None:
+        likes = split.augmented.positive(cfg.threshold)
+        split = split.with_augmented(likes, likes.select(np.zeros(len(likes), dtype=bool)))
     outcome = train_evaluate_step(split, "llm-pngnn", cfg, progress=progress)
     return {"p": p, "users": users or 0, "model": model, "prompts": answers.height,
             "informed_likes": _share(answers["like_true"]), "informed_dislikes": _share(answers["dislike_true"]),
             "like_precision": _share(answers["like_hit"]), "dislike_precision": _share(answers["dislike_hit"]),
             **base_rates,
             "positive_edges": counts.get("positive_edges", 0), "negative_edges": counts.get("negative_edges", 0),
+            "edges_trained_on": outcome.edges.get("llm_edges", 0),
             "lift": lift(outcome.metrics, base), "metrics": outcome.metrics}
 
 
@@ -159,7 +166,8 @@ def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path
 
 def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
     header = {"dataset": plan.dataset, "seed": plan.seed, "holdout": plan.holdout, "users_by": plan.users_by,
-              "answer_seed": plan.answer_seed, "config": cfg.to_dict(), "prompt_version": PROMPT_VERSION}
+              "answer_seed": plan.answer_seed, "dislikes": plan.dislikes, "config": cfg.to_dict(),
+              "prompt_version": PROMPT_VERSION}
     if out.is_file():
         old = json.loads(out.read_text())
         if {k: old.get(k) for k in header} == json.loads(json.dumps(header)):

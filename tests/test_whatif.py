@@ -148,6 +148,12 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
     assert run_whatif(settings, plan, TINY, out, echo=lambda _: None, candidate_config=TINY) == record
     with pytest.raises(PngnnError, match="holds a what-if sweep of other settings"):
         run_whatif(settings, WhatIfPlan("ml-100k", 1, (0.5,), (80,), holdout=0.2), TINY, out, echo=lambda _: None)
+    monkeypatch.undo()
+    monkeypatch.setattr("pngnn.whatif.ingest_step", lambda *a, **k: None)
+    likes_only = run_whatif(settings, WhatIfPlan("ml-100k", 1, (1.0,), (80,), dislikes=False), TINY,
+                            tmp_path / "likes.json", echo=lambda _: None, candidate_config=TINY)["cells"][0]
+    assert likes_only["edges_trained_on"] == likes_only["positive_edges"] == cells[1.0]["positive_edges"]
+    assert cells[1.0]["edges_trained_on"] == cells[1.0]["positive_edges"] + cells[1.0]["negative_edges"]
 
 
 def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path) -> None:
