@@ -319,10 +319,17 @@ def report_cmd(
     = None,
     whatif: Annotated[bool, typer.Option(help="Print the what-if sweeps (`pngnn whatif`) instead: the lift by "
                                               "answerer accuracy, mean ± std over splits.")] = False,
+    segments: Annotated[bool, typer.Option(help="Print recall@20 by segment (user activity, long-tail items) "
+                                                "instead, for the runs that carry it.")] = False,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
     from pngnn.results import augmentation_table, paired_differences, records_table, results_table, to_markdown
 
+    if segments:
+        from pngnn.results import segments_table
+
+        typer.echo(to_markdown(segments_table(results_dir, dataset)))
+        return
     if whatif:
         from pngnn.whatif import load_sweeps, sweep_table
 

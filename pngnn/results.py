@@ -136,6 +136,28 @@ def records_table(runs: Mapping[str, list[dict[str, Any]]], ks=KS, with_paper: b
     return pl.DataFrame(rows)
 
 
+def segments_table(results_dir: Path, dataset: str, metric: str = "recall@20") -> pl.DataFrame:
+    """``metric`` by segment (users by train activity, q1 = sparsest; the sparsest 10%; recall on
+    long-tail items), mean ± std over splits, for every method whose records all carry segments."""
+    from pngnn.segments import LONG_TAIL, SEGMENTS
+
+    rows = []
+    for method, records in load_results(results_dir, dataset).items():
+        keys = [f"{seg}/{'recall' + metric[metric.index('@'):] if seg == LONG_TAIL else metric}" for seg in SEGMENTS]
+        if not all(k in r["metrics"] for r in records for k in keys):
+            continue
+        row: dict[str, Any] = {"method": method, "splits": len(records)}
+        for key in keys:
+            values = np.array([r["metrics"][key] for r in records])
+            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
+            row[key] = f"{values.mean():.4f}{spread}"
+        rows.append(row)
+    if not rows:
+        raise PngnnError(f"no {dataset} results with segment metrics in {results_dir}; runs made since segments "
+                         "exist carry them (`pngnn train`)")
+    return pl.DataFrame(rows)
+
+
 def paired_differences(results_dir: Path, dataset: str, method: str, baseline: str, ks=KS) -> pl.DataFrame:
     """``method`` minus ``baseline`` on the split seeds both have: the mean difference of each
     P@K and R@K column and the smallest one (positive smallest: ahead on every split)."""

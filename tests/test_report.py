@@ -92,3 +92,22 @@ def test_paired_differences_are_same_split_means_and_minima(tmp_path):
     assert row == {"metric": "P@5", "mean difference": "+0.0150", "smallest": "-0.0200", "splits": 2}
     with pytest.raises(PngnnError, match="no results for 'nope'"):
         paired_differences(tmp_path, "ml-1m", "ours", "nope")
+
+
+def test_segments_table_lists_only_runs_that_carry_every_segment(tmp_path):
+    from pngnn.errors import PngnnError
+    from pngnn.results import segments_table, write_result
+    from pngnn.segments import SEGMENTS
+
+    def with_segments(value: float) -> dict[str, float]:
+        return {**metrics(0.3, 0.1), **{f"{s}/recall@20": value for s in SEGMENTS},
+                **{f"{s}/ndcg@20": value for s in SEGMENTS}}
+
+    with pytest.raises(PngnnError, match="no ml-1m results with segment metrics"):
+        segments_table(tmp_path, "ml-1m")
+    for seed, value in ((1, 0.40), (2, 0.44)):
+        write_result(tmp_path, {"dataset": "ml-1m", "method": "ease", "seed": seed, "metrics": with_segments(value)})
+    write_result(tmp_path, {"dataset": "ml-1m", "method": "pngnn", "seed": 1, "metrics": metrics(0.3, 0.1)})
+    rows = segments_table(tmp_path, "ml-1m").to_dicts()
+    assert [r["method"] for r in rows] == ["ease"]  # pngnn's record has no segments
+    assert rows[0]["users_sparsest10/recall@20"] == "0.4200 ± 0.0283" and rows[0]["long_tail/recall@20"].startswith("0.42")
