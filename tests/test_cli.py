@@ -142,7 +142,7 @@ def test_one_default_dataset_and_the_real_default_methods():
     profile's, and the profile train and run default to is on it; run --help names its methods."""
     commands = typer.main.get_command(app).commands
     defaults = {name: p.default for name, command in commands.items() for p in command.params if p.name == "dataset"}
-    assert set(defaults) == {"ingest", "split", "train", "tune", "augment", "report", "recommend", "run"}
+    assert set(defaults) == {"ingest", "split", "train", "tune", "augment", "report", "recommend", "run", "whatif"}
     assert {name for name, default in defaults.items() if default is None} == {"train", "tune", "run"}
     assert set(defaults.values()) == {DEFAULT_DATASET, None}
     assert all({p.name: p.default for p in commands[name].params}["profile"] == "quick" for name in ("train", "run"))
