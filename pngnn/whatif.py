@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from pngnn.errors import PngnnError
 from pngnn.results import git_commit, write_json_atomic
 from pngnn.segments import SPARSEST
 from pngnn.settings import LLMSettings, Settings
-from pngnn.split import create_split
+from pngnn.split import Interactions, SplitData, create_split
 from pngnn.steps import EdgeSource, ingest_step, load_split_step, train_evaluate_step
 from pngnn.store import Store
 
@@ -90,6 +90,18 @@ def _held_out(store: Store, plan: WhatIfPlan) -> pl.DataFrame:
                            "seed = $seed", dataset=plan.dataset, seed=plan.seed)
 
 
+def masked_held_out(settings: Settings, plan: WhatIfPlan, split: SplitData) -> SplitData:
+    """The split with its held-out ratings as the validation part: training ignores it (no
+    validation epochs in a what-if), evaluation masks it like train. Without the mask a right
+    answer would cost test recall: a held-out like is never a test item, yet the model that
+    learned it ranks it high."""
+    with Store(settings.db_path) as store:
+        frame = store.query_file("whatif_held_out_indices", dataset=plan.dataset, seed=plan.seed)
+    held = Interactions(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
+                        frame["rating"].to_numpy().astype(np.float32))
+    return replace(split, valid=held)
+
+
 def decide_answers(settings: Settings, plan: WhatIfPlan, p: float,
                    users: int | None) -> tuple[pl.DataFrame, dict[str, float]]:
     """The answers of accuracy ``p`` to the prompts augmentation will send these users (the same
@@ -121,6 +133,7 @@ def run_cell(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, p: float, u
                           concurrency=8, max_attempts=2)
         counts = augment_step(settings, plan.dataset, plan.seed, llm, progress=progress)
     split = load_split_step(settings, plan.dataset, plan.seed, EdgeSource(model, PROMPT_VERSION))
+    split = masked_held_out(settings, plan, split)
     if not plan.dislikes and split.augmented is not None:
         likes = split.augmented.positive(cfg.threshold)
         split = split.with_augmented(likes, likes.select(np.zeros(len(likes), dtype=bool)))
@@ -139,10 +152,11 @@ def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path
                candidate_config: TrainConfig | None = None) -> dict[str, Any]:
     """The whole sweep into ``out`` (JSON), resuming from the cells ``out`` already holds.
     ``candidate_config``: the candidate LightGCN's (default: as ``pretrain_step`` trains it)."""
+    cfg = cfg.with_overrides(eval_every=0, patience=0)  # the validation part is the answerer's
     record = _load(out, plan, cfg)
     hold_out(settings, plan)
     if "baseline" not in record:
-        split = load_split_step(settings, plan.dataset, plan.seed)
+        split = masked_held_out(settings, plan, load_split_step(settings, plan.dataset, plan.seed))
         outcome = train_evaluate_step(split, "pngnn", cfg, progress=progress)
         record["baseline"] = outcome.metrics
         write_json_atomic(out, record)
@@ -166,8 +180,8 @@ def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path
 
 def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
     header = {"dataset": plan.dataset, "seed": plan.seed, "holdout": plan.holdout, "users_by": plan.users_by,
-              "answer_seed": plan.answer_seed, "dislikes": plan.dislikes, "config": cfg.to_dict(),
-              "prompt_version": PROMPT_VERSION}
+              "answer_seed": plan.answer_seed, "dislikes": plan.dislikes, "held_out_masked": True,
+              "config": cfg.to_dict(), "prompt_version": PROMPT_VERSION}
     if out.is_file():
         old = json.loads(out.read_text())
         if {k: old.get(k) for k in header} == json.loads(json.dumps(header)):

@@ -139,6 +139,13 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
             "WHERE e.model = 'oracle-p1.00-80' AND e.kind = 'positive'")
         assert store.scalar("SELECT count(*) FROM splits WHERE part = 'valid' AND seed = 1") == 0
     assert right >= cells[1.0]["like_precision"] - 0.05
+    from pngnn.steps import load_split_step
+    from pngnn.whatif import masked_held_out
+
+    masked = masked_held_out(settings, plan, load_split_step(settings, "ml-100k", 1))
+    with Store(db) as store:
+        held = store.scalar("SELECT count(*) FROM held_out_ratings WHERE dataset = 'ml-100k' AND seed = 1")
+    assert len(masked.valid) == held > 0  # the answerer's items are masked when the models are evaluated
     assert json.loads(out.read_text()) == record
 
     def no_training(*a, **k):
