@@ -1,75 +1,48 @@
-"""What the flows share: which profile each method trains with, the methods x splits loop
-(pipeline and experiment), the LLM augmentation of one split (pipeline, experiment,
-reaugment), and the summary over splits."""
+"""What the flows share: the methods x splits loop (pipeline and experiment) and the LLM
+augmentation of one split (pipeline, experiment, reaugment)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric
 
 from flows.links import prefect_tags, publish_run_links
-from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
 from pngnn.augment.step import edges_line
 from pngnn.config import Profile, TrainConfig, check_seeds, get_profile
 from pngnn.methods import NEEDS_AUGMENTATION, check_method
-from pngnn.metrics import aggregate
+from pngnn.parent_records import log_augment_counts, log_llm, log_summary
+from pngnn.profiles import method_profiles
 from pngnn.results import summary_table, to_markdown
 from pngnn.settings import LLMSettings, Settings
 from pngnn.steps import EdgeSource
-from pngnn.tracking import metric_key, parent_run
+from pngnn.tracking import parent_run
 from tasks.augment import augment_task, merge_task, pretrain_task
 from tasks.data import ingest_task, split_task
 from tasks.model import train_evaluate_task
 
 
 def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:
-    """pretrain (cached) -> augment (LLM answers cached in DuckDB) -> merge, for one split.
-
-    The counts of both steps become ``augment_seed<N>_*`` metrics of the parent run (the same
-    record for every flow that augments). Returns the MLflow tags (LLM model, prompt version)
-    of the runs trained on these edges.
-    """
+    """pretrain (cached) -> augment (LLM answers cached in DuckDB) -> merge, for one split; the
+    counts go to the parent run. Returns the tags (LLM model, prompt version) of the runs
+    trained on these edges."""
     pretrain_task(dataset, seed, llm)
     counts = augment_task(dataset, seed, llm, parent_run_id)
     counts.update(merge_task(dataset, seed, counts["model"], parent_run_id))
     print(edges_line(dataset, seed, counts))
-    now = int(time.time() * 1000)
-    mlflow.MlflowClient().log_batch(parent_run_id, metrics=[
-        Metric(f"augment_seed{seed}_{k}", float(v), now, 0) for k, v in counts.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)])
+    log_augment_counts(parent_run_id, seed, counts)
     return EdgeSource.of(llm, counts).tags()
-
-
-def method_profiles(methods: list[str], dataset: str, base: Profile, tuned: dict[str, str] | None,
-                    settings: Settings) -> dict[str, Profile]:
-    """The profile each method trains with: ``tuned[method]``, else a saved ``<method>-<dataset>``,
-    else ``base``."""
-    out = {}
-    for method in methods:
-        name = (tuned or {}).get(method)
-        if name is None and (settings.profiles_dir / f"{method}-{dataset}.json").is_file():
-            name = f"{method}-{dataset}"
-        out[method] = get_profile(name, settings) if name else base
-    return out
 
 
 def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, Profile], cfg: TrainConfig,
              llm: LLMSettings, parent_run_id: str) -> dict[str, list[dict[str, float]]]:
-    """Every method on every split seed (augmenting each split first when a method needs LLM
-    edges: the LLM settings and prompt go to the active parent run), each a child run of
-    ``parent_run_id``; the test metrics per method, in seed order.
-
-    A method on the base profile trains with ``cfg`` (the base profile's settings with the
-    flow's overrides); a method with a tuned profile with that profile's settings for the seed."""
+    """Every method on every split seed (each split augmented first when a method needs LLM
+    edges), each a child run of ``parent_run_id``; the test metrics per method, in seed order.
+    A method on the base profile trains with ``cfg`` (the base settings with the flow's
+    overrides), a method with a tuned profile with that profile's settings for the seed."""
     use_llm = any(m in NEEDS_AUGMENTATION for m in profiles)
     if use_llm:
-        mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
-                           "llm_users": llm.users if llm.users is not None else "all",
-                           "prompt_version": PROMPT_VERSION})
-        mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
+        log_llm(llm)
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
     for seed in seeds:
         split_task(dataset, seed, base.test_fraction, base.valid_fraction)
@@ -80,19 +53,6 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
                                       tags=tags if method in NEEDS_AUGMENTATION else None)
             runs[method].append(out["metrics"])
     return runs
-
-
-def log_summary(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Mean and std over splits of every metric of every method, as metrics and summary.json
-    of the active (parent) MLflow run."""
-    summary: dict[str, dict[str, float]] = {}
-    for method, runs in results.items():
-        for name, (mean, std) in aggregate(runs).items():
-            summary[f"{method}/{name}"] = {"mean": mean, "std": std}
-            mlflow.log_metric(f"{method}_{metric_key(name)}_mean", mean)
-            mlflow.log_metric(f"{method}_{metric_key(name)}_std", std)
-    mlflow.log_dict(summary, "summary.json")
-    return summary
 
 
 def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: list[int] | None,

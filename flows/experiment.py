@@ -1,13 +1,5 @@
-"""The paper's Table 1 as a flow: methods x split seeds, mean and std, table and chart in MLflow.
-
-The pipeline's loop (``flows.common.grid_flow_body``: a parent run, a child run per method and
-split, tuned profiles where saved, LLM edges for ``llm-`` methods) with the paper's methods and
-the baselines a practitioner would pick, plus ``report/table.csv``, ``report/table.md`` and
-``plots/precision_recall_by_method.png`` on the parent run.
-
-Run it: ``prefect deployment run 'experiment/table1'`` (see docs/orchestration.md) or
-``python -m flows.experiment``.
-"""
+"""The paper's Table 1 as a flow: the pipeline's loop (``flows.common.grid_flow_body``) with the
+paper's methods and the baselines, plus the table and chart on the parent run."""
 
 from __future__ import annotations
 
@@ -38,7 +30,7 @@ def experiment(
 
     ``profile``: paper (ML-1M, 3 splits, 60 epochs) or quick; ``seeds``/``epochs``/``dataset``
     override it. ``out_dir``: also keep table.csv, table.md and the chart there. ``tuned``:
-    method -> tuned profile name (see ``flows.common.method_profiles``).
+    method -> tuned profile name (see ``pngnn.profiles.method_profiles``).
     """
     out = grid_flow_body("experiment", profile, dataset, seeds, methods or [*TABLE1_METHODS, *BASELINES], epochs,
                          llm, tuned)

@@ -1,10 +1,6 @@
-"""Prefect and MLflow, linked both ways: a run in either names its counterpart in the other.
-
-- MLflow runs made inside a flow run carry the flow run's id, name and UI URL as tags (and
-  ``mlflow.source.name`` names the flow, not Prefect's engine module);
-- the flow run gets a Markdown artifact with the MLflow parent run's link and its metrics
-  table, and a link artifact, shown on its Artifacts tab.
-"""
+"""Prefect and MLflow, linked both ways: MLflow runs made in a flow run carry its id, name and
+URL as tags (and name the flow as their source, not Prefect's engine), and the flow run gets
+the MLflow parent run's link and metrics table as artifacts."""
 
 from __future__ import annotations
 

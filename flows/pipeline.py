@@ -1,15 +1,6 @@
-"""The end-to-end pipeline: ingest -> split -> [augment -> merge] -> train -> evaluate, in MLflow.
-
-The LLM steps run when a method needs them (``llm-lightgcn``, ``llm-pngnn``): ``augment``
-proposes candidates with a LightGCN, asks the LLM about a seeded sample of users (answers
-cached in DuckDB, so a rerun asks nothing twice), ``merge`` turns the answers into edges.
-
-One parent MLflow run per flow run; one child run per (method, split) with params,
-per-epoch loss, the model, final metrics and plots. The parent gets the mean and std
-over splits of every metric. The same loop as the ``experiment`` flow
-(``flows.common.grid_flow_body``), with the main job's methods and the quick profile.
-
-Run it: ``pngnn run`` (embedded defaults) or ``python -m flows.pipeline``.
+"""The end-to-end pipeline, ``pngnn run``: ingest -> split -> [pretrain -> augment -> merge when a
+method needs LLM edges] -> train -> evaluate, a parent MLflow run with a child run per method
+and split; the loop is the experiment flow's (``flows.common.grid_flow_body``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Scheduled re-augmentation: ask the current LLM and prompt again, retrain, promote if better.
-
-ingest -> split (both cached) -> pretrain -> augment -> merge (the same steps as the pipeline,
-``flows.common.augment_split``: the LLM cache answers what was already asked) -> train and
-evaluate the LLM method on the edges of this LLM and prompt version (a child MLflow run, a new
-registered version of ``pngnn-<dataset>-<method>``) -> compare with the ``production`` alias
-on recall@20 and move the alias when the new version is better.
-
-Deployed with a cron schedule by ``flows/serve.py``; run it by hand with
-``prefect deployment run 'reaugment/weekly'``.
+"""Scheduled re-augmentation: the pipeline's augment steps (``flows.common.augment_split``; the
+LLM cache answers what was asked before) with the current LLM and prompt, the LLM method
+retrained on those edges as a new registered version, and the ``production`` alias moved when
+it is better on recall@20. Deployed on a cron schedule by ``flows/serve.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +14,7 @@ from prefect import flow
 from flows.common import augment_split
 from pngnn.config import get_profile
 from pngnn.methods import check_method
+from pngnn.parent_records import log_llm
 from pngnn.registry import PROMOTION_METRIC
 from pngnn.settings import LLMSettings, Settings
 from pngnn.tracking import parent_run
@@ -47,9 +42,8 @@ def reaugment(
     cfg = prof.train.with_overrides(epochs=epochs)
     settings = Settings.from_env()
     with parent_run(settings, ds, f"reaugment-{method}", tags={"profile": profile, "flow": "reaugment"}) as parent_id:
-        mlflow.log_params({"profile": profile, "dataset": ds, "split_seed": seed, "method": method,
-                           "llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
-                           "llm_users": llm.users if llm.users is not None else "all"})
+        mlflow.log_params({"profile": profile, "dataset": ds, "split_seed": seed, "method": method})
+        log_llm(llm)
         ingest_task(ds)
         split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
         tags = augment_split(ds, seed, llm, parent_id)

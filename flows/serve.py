@@ -1,24 +1,6 @@
-"""Deployments of the four flows, served by one long-running process (the project's worker).
-
-    python -m flows.serve            # registers the deployments, then runs what is scheduled or asked for
-
-registers
-
-* ``pipeline/quick``: the end-to-end pipeline (quick profile, ML-100K);
-* ``experiment/table1``: the paper's Table 1 (paper profile, ML-1M, 3 splits);
-* ``tune/pn-ease``: validation-only tuning of a method (PN-EASE by default; ``-p method=ease``),
-  saved as a new profile and evaluated once on test;
-* ``reaugment/weekly``: re-augmentation, retrain and promotion, on a cron schedule
-  (``Settings.reaugment_cron`` and ``timezone``: ``PNGNN_REAUGMENT_CRON``, ``PNGNN_TIMEZONE``).
-
-and then polls the Prefect server (``PREFECT_API_URL``) for their runs, executing each in
-a subprocess, at most ``PNGNN_SERVE_LIMIT`` (``Settings.serve_limit``) at a time, each training with
-``PNGNN_TORCH_THREADS`` torch threads (default: its share of the cores).
-Start a run with ``prefect deployment run 'pipeline/quick'`` (see docs/orchestration.md).
-With ``PREFECT_RUNNER_SERVER_ENABLE=true`` the process answers ``GET /health`` on
-``PREFECT_RUNNER_SERVER_HOST:PREFECT_RUNNER_SERVER_PORT`` (docker-compose's health check).
-The schedule stays active when this process stops: runs that fall due meanwhile start
-(late) when it is back.
+"""The four deployments (``pipeline/quick``, ``experiment/table1``, ``tune/pn-ease``,
+``reaugment/weekly`` on ``PNGNN_REAUGMENT_CRON``), served by one long-running process:
+``python -m flows.serve`` (docs/orchestration.md: what each does, the limits and the health check).
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Validation-only tuning as a flow: a study per split seed, a saved profile, one test evaluation each.
-
-One parent MLflow run (``tune-<method>-<profile>``) holds every trial as a child run, each
-study's plots and the saved profile; the test runs (train + validation -> test) are child runs
-too, registered as ``pngnn-<dataset>-<method>`` and promoted to ``production`` when better.
-
-Run it: ``prefect deployment run 'tune/pn-ease'`` (see docs/orchestration.md), or the same
-steps without Prefect: ``pngnn tune --method pn-ease --save-as NAME``.
+"""Validation-only tuning as a flow (``pngnn.tune``'s steps as tasks): a study per split seed
+whose trials are child runs of one parent run, the saved profile, one test evaluation each
+(registered, promoted when better). The same steps without Prefect: ``pngnn tune``.
 """
 
 from __future__ import annotations
@@ -13,17 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
-import polars as pl
 from prefect import flow
 
 from flows.links import prefect_tags, publish_run_links
 from pngnn.config import get_profile
 from pngnn.constants import TUNE_METRIC
 from pngnn.profiles import check_new_name, new_profile_name
-from pngnn.results import to_markdown
 from pngnn.settings import Settings
 from pngnn.tracking import parent_run
-from pngnn.tune import TuneRequest, parent_params
+from pngnn.tune import TuneRequest, parent_params, studies_table
 from tasks.data import ingest_task
 from tasks.tune import save_profile_task, test_tuned_task, tune_split_task
 
@@ -63,10 +56,7 @@ def tune(
         studies = {seed: tune_split_task(method, seed, params, parent_id) for seed in seed_list}
         path = save_profile_task(save_as, params, studies, parent_id)
         tests = {seed: test_tuned_task(save_as, seed, parent_id) for seed in seed_list} if test else {}
-    rows = [{"split": seed, "best valid": f"{s.best_value:.4f}", **{k: str(v) for k, v in s.best_params.items()},
-             **({"test ndcg@20": f"{tests[seed]['ndcg@20']:.4f}"} if seed in tests else {})}
-            for seed, s in studies.items()]
-    publish_run_links(settings, parent_id, f"tune {method} -> profile {save_as}", to_markdown(pl.DataFrame(rows)))
+    publish_run_links(settings, parent_id, f"tune {method} -> profile {save_as}", studies_table(studies, tests))
     return {"parent_run_id": parent_id, "profile_path": path,
             "best": {seed: s.best_params for seed, s in studies.items()}, "test": tests}
 

@@ -1,18 +1,10 @@
-"""The deployments of prefect.yaml on a work pool: check the pool, deploy, start a worker.
+"""The deployments of prefect.yaml on a work pool: ``python -m flows.workpool check | deploy | worker``.
 
-    python -m flows.workpool check              # the pool exists on PREFECT_API_URL (and is a process pool)
-    python -m flows.workpool deploy             # check, then `prefect deploy --all` from the checkout
-    python -m flows.workpool worker [ARGS...]   # check, then `prefect worker start --pool pngnn ARGS...`
-
-Why a wrapper around three Prefect commands: a missing pool is silent in Prefect. `prefect
-worker start` creates a pool of that name on the fly, and `prefect deployment run` of a
-deployment whose pool is gone waits as Late forever; here it is one line naming the fix
-(`prefect work-pool create pngnn --type process`) before anything is deployed or started.
-The worker also needs PNGNN_CODE_DIR (prefect.yaml's pull step changes into it) set to its
-checkout, and `prefect deploy` must run without it (it would bake the deployer's path into
-every deployment): the two commands take care of both.
-
-The pool's name is read from prefect.yaml (every deployment names the same one).
+Why a wrapper around three Prefect commands: a missing pool is silent in Prefect (`prefect
+worker start` creates one on the fly, and a deployment whose pool is gone waits as Late
+forever); here it is one line naming the fix before anything is deployed or started. The
+worker also needs PNGNN_CODE_DIR (prefect.yaml's pull step changes into it) at its checkout,
+and `prefect deploy` must run without it (it would bake the deployer's path into every deployment).
 """
 
 from __future__ import annotations

@@ -125,52 +125,17 @@ def train_cmd(
     again (see --resume); with --track it ends KILLED in MLflow, and a run left RUNNING by a
     kill -9 is closed by the next start of the same run.
     """
-    from pngnn.checkpoints import Checkpointer, check_checkpoint_options
-    from pngnn.device import resolve_device, use_device
-    from pngnn.methods import NEEDS_AUGMENTATION, check_method
-    from pngnn.results import check_replaceable, result_path, write_result
-    from pngnn.steps import EdgeSource, RunOutcome, ingest_step, load_split_step, split_step, train_evaluate_step
+    from pngnn.train_runs import TrainRequest, train_seeds
 
-    settings = Settings.from_env(device)
-    training_device = resolve_device(settings.device)  # a GPU that is not there: an error before any work
-    prof = get_profile(profile, settings)
-    method = check_method(method or prof.method or "lightgcn")
-    ds = dataset or prof.dataset
     overrides = {**parse_overrides(set_values or []), "epochs": epochs, "lightgcn_graph": lightgcn_graph,
                  "dual_bpr": dual_bpr, "b": b, "attention": attention, "pair_sampling": pair_sampling,
                  "aug_mode": aug_mode, "ease_lambda": ease_lambda}
-    runs = {s: (prof.config_for(s).with_overrides(**overrides), result_path(results_dir, ds, method, s, tag))
-            for s in check_seeds(seed or prof.seeds)}
-    for cfg, path in runs.values():  # bad settings, or a result it must not replace: before any work
-        check_replaceable(path, cfg.to_dict(), force)
-        check_checkpoint_options(path, checkpoint_every, resume)
-    edges = (EdgeSource.of(llm_settings(model=llm_model, prompt_version=prompt_version))
-             if method in NEEDS_AUGMENTATION else None)
-    train: Callable[..., RunOutcome] = train_evaluate_step
-    if track:
-        from pngnn.preflight import check_mlflow
-        from pngnn.registry import model_name
-        from pngnn.tracking import tracked_run
-
-        check_mlflow(settings.mlflow_uri)
-        train = functools.partial(tracked_run, settings, profile=profile, registered_name=model_name(ds, method))
-    ingest_step(settings, ds, allow_download=download)
-    for s, (cfg, path) in runs.items():
-        split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
-        split = load_split_step(settings, ds, s, edges)
-        checkpoint = Checkpointer.for_run(path, split, method, cfg, every=checkpoint_every, resume=resume)
-        if checkpoint.restored is not None:
-            typer.echo(f"{method} {ds} seed {s}: resuming after epoch {checkpoint.restored['epoch']} "
-                       f"({checkpoint.path})", err=True)
-        try:
-            with use_device(training_device):
-                outcome = train(split, method, cfg, progress=sys.stderr.isatty(), checkpoint=checkpoint)
-        except KeyboardInterrupt:
-            console.print(f"{method} {ds} seed {s}: {checkpoint.interrupted_hint()}", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
-        path = write_result(results_dir, {**outcome.record(), "profile": profile}, tag, force)
-        checkpoint.finish()
-        typer.echo(f"{outcome.summary()} -> {path}")
+    request = TrainRequest(profile, method, dataset, seed or [], overrides, results_dir, tag, track, llm_model,
+                           prompt_version, force, checkpoint_every, resume, download)
+    try:
+        train_seeds(Settings.from_env(device), request, typer.echo, progress=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @command("tune")
@@ -242,28 +207,14 @@ def augment_cmd(
     timeout). Runs at the same time share the prompts: each is sent once. Then
     `pngnn train --method llm-pngnn` uses the edges.
     """
-    from pngnn.augment.step import augment_step, edges_line
-    from pngnn.results import augmentation_path, check_replaceable, write_augmentation
-    from pngnn.steps import ingest_step, split_step
+    from pngnn.augment.step import augment_seeds
 
-    settings = Settings.from_env()
     llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, users_by=users_by, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
                        max_failed_share=max_failed_share)
-    for s in check_seeds(seed):  # bad seeds, or a result it must not replace: before any work
-        check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
-    ingest_step(settings, dataset, allow_download=download)
-    for s in seed:
-        split_step(settings, dataset, s)
-        out = augment_step(settings, dataset, s, llm, sample_seed=sample_seed, self_consistency=self_consistency,
-                           progress=sys.stderr.isatty())
-        path = write_augmentation(results_dir, {**out, "dataset": dataset, "seed": s,
-                                                "users_requested": llm.users or 0, "users_by": llm.users_by,
-                                                "sample_seed": sample_seed,
-                                                "self_consistency": self_consistency}, force=True)  # checked above
-        typer.echo(f"{dataset} seed {s}: " + ", ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()) + f" -> {path}")
-        typer.echo(edges_line(dataset, s, out))
+    augment_seeds(Settings.from_env(), dataset, seed, llm, results_dir, sample_seed=sample_seed,
+                  self_consistency=self_consistency, force=force, download=download, progress=sys.stderr.isatty(),
+                  echo=typer.echo)
 
 
 @command("whatif")
@@ -292,20 +243,13 @@ def whatif_cmd(
     OpenAI-compatible API; everything else is the real augmentation and training. Runs on its
     own DuckDB file (beside PNGNN_DB) and resumes from the cells the JSON already holds.
     """
-    from pngnn.device import resolve_device, use_device
-    from pngnn.whatif import WhatIfPlan, parse_user_counts, run_whatif, sweep_plot
+    from pngnn.whatif import WhatIfPlan, parse_user_counts, sweep_to_files
 
     settings = Settings.from_env(device)
-    resolve_device(settings.device)
-    settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{dataset}.duckdb")})
     plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
                       parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes)
     cfg = get_profile(profile, settings).config_for(seed).with_overrides(epochs=epochs, aug_mode=aug_mode)
-    variant = f"{users_by}-{aug_mode}" + ("" if dislikes else "-likes")
-    out = out or Path("results") / "whatif" / dataset / variant / f"seed{seed}.json"
-    with use_device(settings.device):
-        record = run_whatif(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty())
-    typer.echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'))}")
+    sweep_to_files(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty())
 
 
 @command("report")
@@ -323,51 +267,24 @@ def report_cmd(
                                                 "instead, for the runs that carry it.")] = False,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
-    from pngnn.results import augmentation_table, paired_differences, records_table, results_table, to_markdown
-
-    if segments:
-        from pngnn.results import segments_table
-
-        typer.echo(to_markdown(segments_table(results_dir, dataset)))
-        return
-    if whatif:
-        from pngnn.whatif import load_sweeps, sweep_table
-
-        for variant, records in load_sweeps(results_dir, dataset).items():
-            typer.echo(f"\nwhat-if {dataset} {variant} (simulated answerer, not an LLM):\n")
-            typer.echo(to_markdown(sweep_table(records)))
-        return
     if source not in ("results", "mlflow"):
         raise PngnnError(f"--from takes results or mlflow, got '{source}'")
-    if source == "mlflow":
-        from pngnn.preflight import check_mlflow
-        from pngnn.tracking import tracked_records
+    if segments:
+        from pngnn.results import segments_table, to_markdown
 
-        settings = Settings.from_env()
-        check_mlflow(settings.mlflow_uri)  # a dead server is one line, not a client traceback
-        runs = tracked_records(settings, dataset)
-        if not runs:
-            raise PngnnError(f"no finished {dataset} runs in {settings.mlflow_uri}; run `pngnn run` or "
-                             "`pngnn train --track` first, or set MLFLOW_TRACKING_URI")
-        typer.echo(to_markdown(records_table(runs, with_paper=False)))
-        return
+        typer.echo(to_markdown(segments_table(results_dir, dataset)))
+    elif whatif:
+        from pngnn.whatif import sweeps_report
 
-    for pair in compare or []:
-        method, _, baseline = pair.partition(":")
-        if not baseline:
-            raise PngnnError(f"--compare takes METHOD:BASELINE, got '{pair}'; e.g. --compare pn-ease-tuned:ease-tuned")
-        typer.echo(f"\n{method} - {baseline}, same splits:\n")
-        typer.echo(to_markdown(paired_differences(results_dir, dataset, method, baseline)))
-    if compare:
-        return
-    table = results_table(results_dir, dataset)
-    if table.is_empty():
-        raise PngnnError(f"no results for {dataset} in {results_dir}; run `pngnn train` first")
-    typer.echo(to_markdown(table))
-    edges = augmentation_table(results_dir, dataset)
-    if not edges.is_empty():
-        typer.echo("\nLLM edges (held-out hit rate of 'like'/'dislike' vs the candidates' base rate):\n")
-        typer.echo(to_markdown(edges))
+        typer.echo(sweeps_report(results_dir, dataset))
+    elif source == "mlflow":
+        from pngnn.tracking import tracked_report
+
+        typer.echo(tracked_report(Settings.from_env(), dataset))
+    else:
+        from pngnn.results import results_report
+
+        typer.echo(results_report(results_dir, dataset, compare))
 
 
 @command("recommend")

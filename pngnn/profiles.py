@@ -18,8 +18,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pngnn.config import PROFILES, Profile, TrainConfig
+from pngnn.config import PROFILES, Profile, TrainConfig, get_profile
 from pngnn.errors import PngnnError
+from pngnn.settings import Settings
 
 FORMAT_VERSION = 1
 
@@ -100,3 +101,16 @@ def save_profile(profile: Profile, directory: Path, tuning: Mapping[str, Any], b
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def method_profiles(methods: list[str], dataset: str, base: Profile, tuned: Mapping[str, str] | None,
+                    settings: Settings) -> dict[str, Profile]:
+    """The profile each method of a flow trains with: ``tuned[method]``, else a saved
+    ``<method>-<dataset>``, else ``base``."""
+    out = {}
+    for method in methods:
+        name = (tuned or {}).get(method)
+        if name is None and (settings.profiles_dir / f"{method}-{dataset}.json").is_file():
+            name = f"{method}-{dataset}"
+        out[method] = get_profile(name, settings) if name else base
+    return out

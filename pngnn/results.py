@@ -209,6 +209,29 @@ def summary_table(summary: Mapping[str, Mapping[str, float]]) -> pl.DataFrame:
     return pl.DataFrame(list(rows.values()))
 
 
+def results_report(results_dir: Path, dataset: str, compare: list[str] | None = None) -> str:
+    """``pngnn report``'s text from the results JSON: the same-split differences of each
+    ``METHOD:BASELINE`` in ``compare`` when asked, else the table next to the paper's and the LLM
+    edges' hit rates."""
+    parts = []
+    for pair in compare or []:
+        method, _, baseline = pair.partition(":")
+        if not baseline:
+            raise PngnnError(f"--compare takes METHOD:BASELINE, got '{pair}'; e.g. --compare pn-ease-tuned:ease-tuned")
+        parts += [f"\n{method} - {baseline}, same splits:\n",
+                  to_markdown(paired_differences(results_dir, dataset, method, baseline))]
+    if compare:
+        return "\n".join(parts)
+    table = results_table(results_dir, dataset)
+    if table.is_empty():
+        raise PngnnError(f"no results for {dataset} in {results_dir}; run `pngnn train` first")
+    edges = augmentation_table(results_dir, dataset)
+    if edges.is_empty():
+        return to_markdown(table)
+    return "\n".join([to_markdown(table), "\nLLM edges (held-out hit rate of 'like'/'dislike' vs the candidates' "
+                      "base rate):\n", to_markdown(edges)])
+
+
 def to_markdown(frame: pl.DataFrame) -> str:
     cols = frame.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -168,6 +168,10 @@ class Store:
         """The file's random id (``pngnn/sql/store_identity.sql``): it lives and dies with the file."""
         return str(self.scalar("SELECT id FROM store_identity ORDER BY created LIMIT 1"))
 
+    def dataset_checksum(self, dataset: str) -> str | None:
+        """The checksum of the ingested ``dataset``'s files; None before its ingest."""
+        return self.scalar("SELECT checksum FROM datasets WHERE dataset = $dataset", dataset=dataset)
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """All or nothing: roll back on any exception so the file is left as it was."""

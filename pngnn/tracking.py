@@ -26,9 +26,10 @@ from pngnn.checkpoints import Checkpointer, run_key
 from pngnn.config import TrainConfig
 from pngnn.constants import KS, METRIC_NAMES
 from pngnn.device import use_device
+from pngnn.errors import PngnnError
 from pngnn.lineage import log_split_input
 from pngnn.methods import method_settings, train_method
-from pngnn.preflight import check_database, is_postgres_url
+from pngnn.preflight import check_database, check_mlflow, is_postgres_url
 from pngnn.runtime import torch_threads
 from pngnn.settings import Settings
 from pngnn.split import SplitData
@@ -523,3 +524,15 @@ def tracked_records(settings: Settings, dataset: str) -> dict[str, list[dict[str
         seen.add((name, tags["split"]))
         out.setdefault(name, []).append({"seed": int(tags["split"]), "metrics": metrics, "run_id": run.info.run_id})
     return {name: sorted(records, key=lambda r: r["seed"]) for name, records in sorted(out.items())}
+
+
+def tracked_report(settings: Settings, dataset: str) -> str:
+    """``pngnn report --from mlflow``: the tracking store's results table (``tracked_records``)."""
+    from pngnn.results import records_table, to_markdown
+
+    check_mlflow(settings.mlflow_uri)  # a dead server is one line, not a client traceback
+    runs = tracked_records(settings, dataset)
+    if not runs:
+        raise PngnnError(f"no finished {dataset} runs in {settings.mlflow_uri}; run `pngnn run` or "
+                         "`pngnn train --track` first, or set MLFLOW_TRACKING_URI")
+    return to_markdown(records_table(runs, with_paper=False))

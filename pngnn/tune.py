@@ -164,6 +164,18 @@ def parent_params(request: TuneRequest, dataset: str, seeds: tuple[int, ...], ch
             "sampler_seed": request.budget.sampler_seed, "dataset_checksum": checksum}
 
 
+def studies_table(studies: Mapping[int, TuneResult], tests: Mapping[int, Mapping[str, float]]) -> str:
+    """One row per split: the best validation value, its settings and (when tested) test NDCG@20."""
+    import polars as pl
+
+    from pngnn.results import to_markdown
+
+    return to_markdown(pl.DataFrame([
+        {"split": seed, "best valid": f"{s.best_value:.4f}", **{k: str(v) for k, v in s.best_params.items()},
+         **({"test ndcg@20": f"{tests[seed]['ndcg@20']:.4f}"} if seed in tests else {})}
+        for seed, s in studies.items()]))
+
+
 def tune_profile(
     settings: Settings,
     request: TuneRequest,

@@ -30,6 +30,7 @@ from pngnn.augment.prompts import PROMPT_VERSION, build_prompts
 from pngnn.augment.step import augment_step, pretrain_step
 from pngnn.config import TrainConfig
 from pngnn.constants import USER_ORDERS, UserOrder
+from pngnn.device import resolve_device, use_device
 from pngnn.errors import PngnnError
 from pngnn.results import git_commit, write_json_atomic
 from pngnn.segments import SPARSEST
@@ -218,6 +219,21 @@ def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20") ->
     return path
 
 
+def sweep_to_files(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path | None = None,
+                   echo: Callable[[str], None] = print, progress: bool = False) -> Path:
+    """``pngnn whatif``: the sweep on its own DuckDB file beside ``PNGNN_DB`` (the held-out part
+    must not leak into the real splits), on the settings' device; its JSON (default
+    ``results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json``) and plot beside it."""
+    resolve_device(settings.device)  # a GPU that is not there: an error before any work
+    settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{plan.dataset}.duckdb")})
+    variant = f"{plan.users_by}-{cfg.aug_mode}" + ("" if plan.dislikes else "-likes")
+    out = out or Path("results") / "whatif" / plan.dataset / variant / f"seed{plan.seed}.json"
+    with use_device(settings.device):
+        record = run_whatif(settings, plan, cfg, out, echo=echo, progress=progress)
+    echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'))}")
+    return out
+
+
 def parse_user_counts(values: Sequence[int]) -> tuple[int | None, ...]:
     """``--users`` values, 0 meaning every user."""
     return tuple(None if v == 0 else v for v in values)
@@ -263,3 +279,12 @@ def load_sweeps(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any
     if not sweeps:
         raise PngnnError(f"no what-if sweeps for {dataset} in {root}; run `pngnn whatif --dataset {dataset}` first")
     return sweeps
+
+
+def sweeps_report(results_dir: Path, dataset: str) -> str:
+    """``pngnn report --whatif``: every variant's sweeps as one table each, labelled as what they are."""
+    from pngnn.results import to_markdown
+
+    sweeps = load_sweeps(results_dir, dataset)
+    return "\n".join(f"\nwhat-if {dataset} {variant} (simulated answerer, not an LLM):\n\n"
+                     + to_markdown(sweep_table(records)) for variant, records in sweeps.items())

@@ -1,22 +1,17 @@
-"""The LLM tasks: the candidate LightGCN, the LLM's answers, and their merge into edges.
+"""The LLM tasks over ``pngnn.augment``: the candidate LightGCN, the LLM's answers, their merge.
 
-Thin wrappers over ``pngnn.augment``. Too many failed prompts (over ``max_failed_share`` of a
-split's prompts without a usable answer) fail the augment task, and so the flow run ends
-Failed, before anything is merged. When the transient failures (429, 5xx, timeouts) decide it,
-the error is a ``TransientError`` and the task's own retries ask them again; permanent ones
-(invalid answers) need ``retry_failed``.
+Too many prompts without a usable answer fail the augment task before anything is merged; when
+transient failures (429, 5xx, timeouts) decide it, the error is a ``TransientError`` and the
+task's retries ask them again.
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import mlflow
 from prefect import task
 
-from pngnn.augment.step import augment_step, augmented_edges_frame, merge_step, pretrain_step
+from pngnn.augment.step import augment_step, merge_step, pretrain_step
 from pngnn.settings import LLMSettings, Settings
 from tasks.cache import PRETRAIN_CACHE
 from tasks.data import retry_when
@@ -52,14 +47,7 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
 
 @task(name="merge", task_run_name="merge-{dataset}-seed{seed}")
 def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
-    """Cached answers -> augmented edges in DuckDB; counts and edge precision out, the edges
-    (Parquet) into the MLflow run ``run_id``."""
-    settings = Settings.from_env()
-    counts = merge_step(settings, dataset, seed, model, run_id)
-    if run_id is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"augmented_edges_seed{seed}.parquet"
-            augmented_edges_frame(settings, dataset, seed).write_parquet(path)
-            mlflow.MlflowClient().log_artifact(run_id, str(path), "augmentation")
+    """Cached answers -> augmented edges in DuckDB (and Parquet in the MLflow run ``run_id``); counts out."""
+    counts = merge_step(Settings.from_env(), dataset, seed, model, run_id)
     print(f"{dataset} seed {seed}: merged {counts}")
     return counts

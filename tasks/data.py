@@ -24,17 +24,8 @@ def retry_when(other: type[Exception]) -> Callable[[Any, Any, Any], bool]:
     invalid answers) fails at once, retrying cannot help, and so does any error besides."""
 
     def condition(task: Any, task_run: Any, state: Any) -> bool:
-        try:
-            state.result()
-        except TransientError:
-            return True
-        except PngnnError:
-            return False
-        except other:
-            return True
-        except Exception:
-            return False
-        return False
+        error = state.result(raise_on_failure=False)
+        return isinstance(error, TransientError) or (isinstance(error, other) and not isinstance(error, PngnnError))
 
     return condition
 

@@ -1,9 +1,5 @@
-"""The model task: train and evaluate one method on one split as one MLflow child run.
-
-A thin wrapper of ``pngnn.tracking.tracked_run``, the one tracked path (``pngnn train
---track`` and the tuned profiles' test runs use it too), so a run logged by a flow and a
-run logged from the command line carry the same params, tags, model and metrics.
-"""
+"""The model task: one method on one split as one MLflow child run, through
+``pngnn.tracking.tracked_run`` (the path ``pngnn train --track`` takes too)."""
 
 from __future__ import annotations
 
@@ -24,15 +20,13 @@ from tasks.runtime import task_settings
 def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
                         parent_run_id: str | None = None, tags: dict[str, str] | None = None,
                         register: bool = True, promote_first: bool = True) -> dict[str, Any]:
-    """Train, evaluate by full ranking on test, log all of it (and register the model as
-    ``pngnn-<dataset>-<method>`` unless ``register`` is False); returns the run id and metrics.
+    """Train, evaluate by full ranking on test, log it all, register the model as
+    ``pngnn-<dataset>-<method>`` (unless ``register`` is False); the run id and metrics out.
 
-    ``promote_first``: a registered model that has no ``production`` version yet takes the alias
-    (so ``models:/<name>@production`` serves after the first pipeline run); False for a flow
-    that decides promotion itself (reaugment compares with production in its own task).
-
+    ``promote_first``: a first registered version takes the ``production`` alias (so serving works
+    after the first pipeline run); False where the flow decides promotion itself (reaugment).
     ``tags``: extra run tags; an llm- method trains on the edges of the LLM model and prompt
-    version they name (``llm_model``, ``prompt_version``)."""
+    version they name."""
     settings = task_settings()
     edges = EdgeSource.from_tags(tags) if method in NEEDS_AUGMENTATION else None
     split = load_split_step(settings, dataset, seed, edges)

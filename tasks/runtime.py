@@ -1,14 +1,8 @@
-"""What a task that trains does first: its settings, and its process ready for training in a flow.
-
-- torch pinned to ``Settings.torch_thread_count()`` threads (``pngnn.runtime``): a flow run
-  must not take every core while another one trains beside it;
-- the library's log lines (``pngnn.*``: one per epoch from ``pngnn.train``, warnings of the
-  steps) go to the run's Prefect logs, where the UI and ``prefect flow-run logs`` show them,
-  attached to the task run that wrote them. Prefect captures only its own loggers (and those in
-  ``PREFECT_LOGGING_EXTRA_LOGGERS``, which it leaves at the root's WARNING level, so INFO lines
-  would still be dropped): without this, a training inside a flow is silent for minutes.
-  Progress bars stay off in tasks (``progress=False``): they are not log lines;
-- no MLflow artifact progress bars (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``).
+"""What a task that trains does first: torch pinned to its share of the cores (a flow run must
+not take every core while another trains beside it), no MLflow progress bars, and the
+library's ``pngnn.*`` log lines forwarded to the run's Prefect logs. Prefect captures only its
+own loggers (``PREFECT_LOGGING_EXTRA_LOGGERS`` leaves them at WARNING): without this a training
+inside a flow is silent for minutes.
 """
 
 from __future__ import annotations

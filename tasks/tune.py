@@ -1,9 +1,5 @@
-"""Tuning tasks: one Optuna study per split seed, the saved profile, the single test evaluation.
-
-Thin wrappers over ``pngnn.tune``: the study runs inside the task, its trials are child MLflow
-runs of the flow's parent run, and what crosses between tasks is plain data (the study's
-record, the profile's name).
-"""
+"""Tuning tasks over ``pngnn.tune``: a split's study (trials as child runs of the flow's parent
+run), the saved profile, the single test evaluation; plain data crosses between them."""
 
 from __future__ import annotations
 

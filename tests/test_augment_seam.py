@@ -24,6 +24,7 @@ def test_too_many_failed_prompts_fail_the_task_with_an_error_it_retries(monkeypa
     """The flow's augment task fails (so the flow run ends Failed) when 429s leave every
     prompt unanswered; the error is transient, so the task's retries ask again and heal."""
     from fault_llm_server import FaultLLMServer, rate_limit
+    from prefect.states import Failed
 
     from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
     from pngnn.errors import TransientError
@@ -41,11 +42,7 @@ def test_too_many_failed_prompts_fail_the_task_with_an_error_it_retries(monkeypa
         with pytest.raises(TransientError, match=r"6 of 6 LLM prompts .* no usable answer") as info:
             augment_task.fn("ml-100k", 1, llm)
 
-        class FailedStateDouble:  # a TEST DOUBLE of a Prefect state whose result() raises
-            def result(self):
-                raise info.value
-
-        assert _retry_unless_user_error(None, None, FailedStateDouble()) is True
+        assert _retry_unless_user_error(None, None, Failed(data=info.value)) is True
         counts = augment_task.fn("ml-100k", 1, llm)  # the retry, against the server now healthy
     assert (counts["sent"], counts["usable"], counts["failed_transient"]) == (6, 6, 0)
     with pytest.raises(PngnnError, match=r"LLM setting max_failed_share=1\.5"):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 
 from pngnn.errors import PngnnError, TransientError, UserError
 from pngnn.store import Store
@@ -13,12 +15,9 @@ from tasks.augment import _retry_unless_user_error
 from tasks.data import ingest_task, retry_transient
 
 
-class Failed:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-    def result(self):
-        raise self.exc
+def failed(exc: BaseException) -> State:
+    """A real Prefect Failed state holding ``exc``, as a task run that raised it ends."""
+    return Failed(data=exc)
 
 
 @pytest.mark.parametrize(("exc", "retry"), [
@@ -32,7 +31,7 @@ class Failed:
     (ValueError("a bug"), False),
 ])
 def test_ingest_retries_only_transient_faults(exc, retry):
-    assert retry_transient(None, None, Failed(exc)) is retry
+    assert retry_transient(None, None, failed(exc)) is retry
 
 
 @pytest.mark.slow
@@ -71,10 +70,10 @@ def test_ingest_task_retries_a_transient_fault_and_not_a_user_error(monkeypatch,
 
 
 def test_augment_does_not_retry_user_errors():
-    assert _retry_unless_user_error(None, None, Failed(PngnnError("augment_step cannot be loaded"))) is False
-    assert _retry_unless_user_error(None, None, Failed(UserError("bad setting", "fix it"))) is False
-    assert _retry_unless_user_error(None, None, Failed(TransientError("file locked", "close it"))) is True
-    assert _retry_unless_user_error(None, None, Failed(ConnectionError("server restarted"))) is True
+    assert _retry_unless_user_error(None, None, failed(PngnnError("augment_step cannot be loaded"))) is False
+    assert _retry_unless_user_error(None, None, failed(UserError("bad setting", "fix it"))) is False
+    assert _retry_unless_user_error(None, None, failed(TransientError("file locked", "close it"))) is True
+    assert _retry_unless_user_error(None, None, failed(ConnectionError("server restarted"))) is True
 
 
 def _opening_error(path) -> PngnnError:
@@ -101,8 +100,8 @@ def test_a_locked_file_is_retried_and_a_damaged_one_is_not(tmp_path):
     damaged_error = _opening_error(damaged)
 
     assert isinstance(lock_error, TransientError)
-    assert retry_transient(None, None, Failed(lock_error)) is True
-    assert _retry_unless_user_error(None, None, Failed(lock_error)) is True
+    assert retry_transient(None, None, failed(lock_error)) is True
+    assert _retry_unless_user_error(None, None, failed(lock_error)) is True
     assert isinstance(damaged_error, UserError)
-    assert retry_transient(None, None, Failed(damaged_error)) is False
-    assert _retry_unless_user_error(None, None, Failed(damaged_error)) is False
+    assert retry_transient(None, None, failed(damaged_error)) is False
+    assert _retry_unless_user_error(None, None, failed(damaged_error)) is False

@@ -147,8 +147,8 @@ def test_unreadable_or_foreign_profiles_are_one_line_errors(tmp_path):
 
 
 def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path):
-    from flows.common import method_profiles
     from pngnn.config import get_profile
+    from pngnn.profiles import method_profiles
     from pngnn.settings import Settings
 
     settings = Settings(profiles_dir=tmp_path)

@@ -1,8 +1,6 @@
-"""``augment_step``: the whole augmentation of one split, as the pipeline task calls it.
+"""The augmentation of one split as one call, shared by ``pngnn augment`` and the pipeline's tasks.
 
-``tasks/augment.py`` expects ``pngnn.augment.augment_step(settings, dataset, seed, llm)``
-returning counts and leaving ``augmented_edges`` in DuckDB. This is that glue:
-candidates (stored ones when every selected user has them, else from a briefly trained
+Candidates (stored ones when every selected user has them, else from a briefly trained
 LightGCN), the LLM (a configured ``base_url``, or the embedded llama.cpp server, started
 only when some prompt is not cached and stopped afterwards), the merge, and the edges'
 precision. A fully cached rerun trains nothing and starts no server. A run with too many
@@ -12,6 +10,7 @@ prompts left without a usable answer fails before the merge (``check_failures``)
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from pngnn.augment.client import BatchCounts, Feed, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.config import TrainConfig, get_profile
+from pngnn.config import TrainConfig, check_seeds, get_profile
 from pngnn.constants import LLM_USERS, UserOrder
 from pngnn.device import use_device
 from pngnn.errors import PngnnError
@@ -206,15 +205,41 @@ def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: 
 
 
 def merge_step(settings: Settings, dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
-    """The pipeline's merge step on its own connection (see ``merge_into_graph``)."""
+    """The pipeline's merge step on its own connection (see ``merge_into_graph``); with ``run_id``
+    the split's edges and their provenance also go to that MLflow run as a Parquet artifact."""
     with Store(settings.db_path) as store:
-        return merge_into_graph(store, dataset, seed, model, run_id)
+        counts = merge_into_graph(store, dataset, seed, model, run_id)
+        edges = store.query_file("augmented_edges", dataset=dataset, seed=seed) if run_id is not None else None
+    if edges is not None:
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"augmented_edges_seed{seed}.parquet"
+            edges.write_parquet(path)
+            mlflow.MlflowClient(settings.mlflow_uri).log_artifact(run_id, str(path), "augmentation")
+    return counts
 
 
-def augmented_edges_frame(settings: Settings, dataset: str, seed: int):
-    """The split's augmented edges with provenance, as a Polars frame (for the Parquet artifact)."""
-    with Store(settings.db_path) as store:
-        return store.query_sql(
-            "SELECT * FROM augmented_edges WHERE dataset = $dataset AND seed = $seed ORDER BY user_id, item_id",
-            dataset=dataset, seed=seed,
-        )
+def augment_seeds(settings: Settings, dataset: str, seeds: list[int], llm: LLMSettings, results_dir: Path, *,
+                  sample_seed: int = 0, self_consistency: bool = False, force: bool = False, download: bool = True,
+                  progress: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
+    """``pngnn augment``: every seed's results file checked before any work, then per split seed the
+    augmentation (``augment_step``), its counts as results JSON and what training will get."""
+    from pngnn.results import augmentation_path, check_replaceable, write_augmentation
+    from pngnn.steps import ingest_step, split_step
+
+    for s in check_seeds(seeds):
+        check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
+    ingest_step(settings, dataset, allow_download=download)
+    written = []
+    for s in seeds:
+        split_step(settings, dataset, s)
+        out = augment_step(settings, dataset, s, llm, sample_seed=sample_seed, self_consistency=self_consistency,
+                           progress=progress)
+        written.append(write_augmentation(results_dir, {
+            **out, "dataset": dataset, "seed": s, "users_requested": llm.users or 0, "users_by": llm.users_by,
+            "sample_seed": sample_seed, "self_consistency": self_consistency}, force=True))  # checked above
+        echo(f"{dataset} seed {s}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                 for k, v in out.items()) + f" -> {written[-1]}")
+        echo(edges_line(dataset, s, out))
+    return written
