@@ -29,7 +29,7 @@ from pngnn.profiles import check_new_name, save_profile
 from pngnn.registry import model_name, promote_if_better
 from pngnn.results import check_replaceable, result_path, write_result
 from pngnn.settings import Settings
-from pngnn.steps import RunOutcome, ingest_step, load_split_step, split_step
+from pngnn.steps import ingest_step, load_split_step, split_step
 from pngnn.study import Budget, TuneResult, check_metric, tune_split
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,27 @@ class TuneOutcome:
     profile_path: Path
     studies: dict[int, TuneResult]
     parent_run_id: str
-    tests: list[RunOutcome] = field(default_factory=list)
+    tests: dict[int, dict[str, float]] = field(default_factory=dict)  # test metrics per split seed
+
+
+@dataclass(frozen=True)
+class TuneSteps:
+    """How ``tune_profile`` runs its steps: in this process (``pngnn tune``) or as an orchestrator's
+    tasks (the tune flow passes Prefect tasks), so both take one path through the same checks,
+    parent run and order. What crosses a step is plain data (the request, a study's record)."""
+
+    ingest: Callable[[str], str]  # dataset -> its checksum
+    study: Callable[[TuneRequest, int, str], TuneResult]  # (request, seed, parent run) -> the study
+    save: Callable[[TuneRequest, dict[int, TuneResult], str], tuple[Profile, Path]]
+    test: Callable[[Profile, int, str], tuple[dict[str, float], str]]  # -> (test metrics, one line)
+
+    @classmethod
+    def in_process(cls, settings: Settings, results_dir: Path | None = None, progress: bool = False) -> TuneSteps:
+        return cls(ingest=lambda dataset: ingest_step(settings, dataset).checksum,
+                   study=lambda request, seed, parent: tune_seed(settings, request, seed, parent, progress),
+                   save=lambda request, studies, parent: save_tuned(settings, request, studies, parent),
+                   test=lambda profile, seed, parent: test_tuned(settings, profile, seed, parent, results_dir,
+                                                                 progress))
 
 
 def journal_path(settings: Settings, save_as: str) -> Path:
@@ -137,9 +157,9 @@ def results_tag(name: str, method: str, dataset: str) -> str:
 
 def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: str,
                results_dir: Path | None = None, progress: bool = False,
-               tags: Mapping[str, str] | None = None) -> tuple[RunOutcome, str]:
+               tags: Mapping[str, str] | None = None) -> tuple[dict[str, float], str]:
     """Train the profile's configuration for ``seed`` on train + validation, evaluate it once on
-    test (a registered child run), promote it if it beats production; (outcome, one-line summary)."""
+    test (a registered child run), promote it if it beats production; (test metrics, one-line summary)."""
     from pngnn.tracking import tracked_run
 
     method = check_method(profile.method or "")
@@ -154,7 +174,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
         record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
         tag = results_tag(profile.name, method, profile.dataset)
         where = f" -> {write_result(results_dir, record, tag, force=True)}"  # checked when the study began
-    return run, f"{run.summary(' test')}{where}; {promotion.describe()}"
+    return run.metrics, f"{run.summary(' test')}{where}; {promotion.describe()}"
 
 
 def parent_params(request: TuneRequest, dataset: str, seeds: tuple[int, ...], checksum: str) -> dict[str, Any]:
@@ -183,13 +203,17 @@ def tune_profile(
     results_dir: Path | None = None,
     echo: Callable[[str], None] = print,
     progress: bool = False,
+    steps: TuneSteps | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TuneOutcome:
     """Tune ``request.method`` on each split seed's validation part, save the profile, then
-    (``evaluate_on_test``) train it on train + validation and evaluate it on test."""
+    (``evaluate_on_test``) train it on train + validation and evaluate it on test, all under one
+    parent run (``tags``: extra tags of it). ``steps``: default, in this process."""
     import mlflow
 
     from pngnn.tracking import parent_run
 
+    steps = steps or TuneSteps.in_process(settings, results_dir, progress)
     base = get_profile(request.base_profile, settings)
     dataset = request.dataset or base.dataset
     seeds = tuple(request.seeds or base.seeds)
@@ -198,20 +222,17 @@ def tune_profile(
         tag = results_tag(request.save_as, request.method, dataset)
         for seed in seeds:  # a study of an hour must not end on a file it may not replace
             check_replaceable(result_path(results_dir, dataset, request.method, seed, tag))
-    data = ingest_step(settings, dataset)
-    tags = {"flow": "tune", "profile": request.save_as, "method": request.method}
-    with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=tags) as parent_id:
-        mlflow.log_params(parent_params(request, dataset, seeds, data.checksum))
+    run_tags = {"flow": "tune", "profile": request.save_as, "method": request.method, **(tags or {})}
+    with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=run_tags) as parent_id:
+        mlflow.log_params(parent_params(request, dataset, seeds, steps.ingest(dataset)))
         studies: dict[int, TuneResult] = {}
         for seed in seeds:
-            studies[seed] = result = tune_seed(settings, request, seed, parent_id, progress)
+            studies[seed] = result = steps.study(request, seed, parent_id)
             echo(result.summary())
-        profile, path = save_tuned(settings, request, studies, parent_id)
+        profile, path = steps.save(request, studies, parent_id)
         echo(f"saved profile '{profile.name}' -> {path}")
         outcome = TuneOutcome(profile, path, studies, parent_id)
-        if evaluate_on_test:
-            for seed in seeds:
-                run, line = test_tuned(settings, profile, seed, parent_id, results_dir, progress)
-                outcome.tests.append(run)
-                echo(line)
+        for seed in seeds if evaluate_on_test else ():
+            outcome.tests[seed], line = steps.test(profile, seed, parent_id)
+            echo(line)
     return outcome
