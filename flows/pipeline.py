@@ -15,15 +15,9 @@ from pngnn.settings import LLMSettings
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(
-    profile: str = "quick",
-    dataset: str | None = None,
-    seeds: list[int] | None = None,
-    methods: list[str] | None = None,
-    epochs: int | None = None,
-    llm: LLMSettings | None = None,
-    tuned: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def pipeline(profile: str = "quick", dataset: str | None = None, seeds: list[int] | None = None,
+             methods: list[str] | None = None, epochs: int | None = None, llm: LLMSettings | None = None,
+             tuned: dict[str, str] | None = None) -> dict[str, Any]:
     """Train and evaluate ``methods`` on each split seed of a profile; returns metrics per method.
 
     ``llm``: which OpenAI-compatible server and model augment the graph, and how many users

@@ -200,19 +200,9 @@ class _ProbeTrial:
         return choices[0]
 
 
-def tune_split(
-    split: SplitData,
-    method: str,
-    base: TrainConfig,
-    budget: Budget,
-    metric: str = TUNE_METRIC,
-    trial_context: TrialContext = untracked_trial,
-    eval_every: int = 5,
-    patience: int = 3,
-    progress: bool = False,
-    journal: Path | None = None,
-    study_name: str | None = None,
-) -> TuneResult:
+def tune_split(split: SplitData, method: str, base: TrainConfig, budget: Budget, metric: str = TUNE_METRIC,
+               trial_context: TrialContext = untracked_trial, eval_every: int = 5, patience: int = 3,
+               progress: bool = False, journal: Path | None = None, study_name: str | None = None) -> TuneResult:
     """One Optuna study on one split's validation part; returns the best configuration.
 
     Graph models train at most ``base.epochs`` epochs, are scored every ``eval_every`` and may

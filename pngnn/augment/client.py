@@ -105,14 +105,14 @@ class BatchCounts:
     (answered or failed after retries); ``shared``: prompts another process answered
     meanwhile; ``failed``: invalid + failed + unreachable."""
 
-    total: int = 0
-    cached: int = 0
+    total: int = 0  # prompts in the batch
+    cached: int = 0  # answered from the cache, not sent
     sent: int = 0
     shared: int = 0
-    ok: int = 0
-    invalid: int = 0
-    failed: int = 0
-    unreachable: int = 0
+    ok: int = 0  # a usable answer
+    invalid: int = 0  # an answer that breaks the JSON contract (permanent)
+    failed: int = 0  # an HTTP error, timeout or unreadable response after the retries
+    unreachable: int = 0  # no connection to the server
     seconds: float = 0.0
 
     @property

@@ -67,14 +67,8 @@ def load_augmented(
     return part("positive", POSITIVE_RATING), part("negative", NEGATIVE_RATING)
 
 
-def edge_precision(
-    store: Store,
-    dataset: str,
-    seed: int,
-    model: str,
-    prompt_version: str = PROMPT_VERSION,
-    threshold: float = LIKE_THRESHOLD,
-) -> dict[str, float]:
+def edge_precision(store: Store, dataset: str, seed: int, model: str, prompt_version: str = PROMPT_VERSION,
+                   threshold: float = LIKE_THRESHOLD) -> dict[str, float]:
     """How often the LLM's 'like' is a held-out test like and its 'dislike' a test
     dislike, next to the base rates of the candidates it chose from (and the lifts,
     precision / base rate: above 1 means better than picking at random)."""

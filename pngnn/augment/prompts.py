@@ -81,15 +81,8 @@ def _movie_label(genres_sep: str = ", ") -> pl.Expr:
     return pl.concat_str([title, year, pl.lit("; "), genres])
 
 
-def history_rows(
-    store: Store,
-    dataset: str,
-    seed: int,
-    user_ids: pl.Series,
-    history_size: int = DEFAULT_HISTORY,
-    prompt_seed: int = 0,
-    threshold: float = LIKE_THRESHOLD,
-) -> pl.DataFrame:
+def history_rows(store: Store, dataset: str, seed: int, user_ids: pl.Series, history_size: int = DEFAULT_HISTORY,
+                 prompt_seed: int = 0, threshold: float = LIKE_THRESHOLD) -> pl.DataFrame:
     """The sampled train ratings (user_id, item_id, rating, line), in display order.
 
     Up to ``history_size`` ratings per user: half liked (rating > threshold) and half
@@ -147,16 +140,9 @@ def history_texts(rows: pl.DataFrame, user_ids: pl.Series) -> pl.DataFrame:
     ).with_columns(pl.col("text").fill_null(EMPTY_HISTORY))
 
 
-def build_prompts(
-    store: Store,
-    dataset: str,
-    seed: int,
-    candidates: pl.DataFrame,
-    history_size: int = DEFAULT_HISTORY,
-    prompt_seed: int = 0,
-    variants: int = 1,
-    threshold: float = LIKE_THRESHOLD,
-) -> pl.DataFrame:
+def build_prompts(store: Store, dataset: str, seed: int, candidates: pl.DataFrame,
+                  history_size: int = DEFAULT_HISTORY, prompt_seed: int = 0, variants: int = 1,
+                  threshold: float = LIKE_THRESHOLD) -> pl.DataFrame:
     """One row per (user, variant): user_id, variant, items (candidate ids in shown
     order, ``items[i-1]`` is number i), n (number of candidates), content (user message).
 

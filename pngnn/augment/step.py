@@ -87,18 +87,9 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
     return missing == 0
 
 
-def pretrain_step(
-    settings: Settings,
-    dataset: str,
-    seed: int,
-    users: int | None = LLM_USERS,
-    *,
-    sample_seed: int = 0,
-    users_by: UserOrder = "sparsest",
-    candidate_config: TrainConfig | None = None,
-    n_candidates: int = DEFAULT_CANDIDATES,
-    progress: bool = True,
-) -> dict[str, Any]:
+def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None = LLM_USERS, *, sample_seed: int = 0,
+                  users_by: UserOrder = "sparsest", candidate_config: TrainConfig | None = None,
+                  n_candidates: int = DEFAULT_CANDIDATES, progress: bool = True) -> dict[str, Any]:
     """Train the candidate LightGCN on split ``seed`` and store the top-N unseen items of
     each selected user in DuckDB; a no-op when every selected user already has them.
 

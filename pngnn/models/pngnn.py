@@ -54,19 +54,9 @@ class BranchAttention(nn.Module):
 class PNGNN(GraphRecommender):
     adj: torch.Tensor  # diag(A_p, A_n), a non-persistent buffer: moves with .to(device), stays out of state_dict
 
-    def __init__(
-        self,
-        adj_pos: torch.Tensor,
-        adj_neg: torch.Tensor,
-        n_users: int,
-        n_items: int,
-        dim: int = 64,
-        layers: int = 4,
-        l2: float = 0.0,
-        b: float = 4.0,
-        variant: str = "weighted",
-        attention: bool = True,
-    ) -> None:
+    def __init__(self, adj_pos: torch.Tensor, adj_neg: torch.Tensor, n_users: int, n_items: int, dim: int = 64,
+                 layers: int = 4, l2: float = 0.0, b: float = 4.0, variant: str = "weighted",
+                 attention: bool = True) -> None:
         super().__init__()
         self.n_users, self.n_items, self.layers, self.l2 = n_users, n_items, layers, l2
         self.b, self.variant = b, variant
