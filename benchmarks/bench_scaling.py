@@ -27,6 +27,12 @@ Per size and model, in a fresh subprocess (so peaks of one size never show in an
     python benchmarks/bench_scaling.py --device cuda                             # adds a CUDA entry
     python benchmarks/bench_scaling.py --sizes 20000 --batches 2 --out /tmp/s.json   # a smoke run
     python benchmarks/bench_scaling.py --plot-only                               # redraw the PNG
+    python benchmarks/bench_scaling.py --sizes 20000000 --batches 5 --append     # one size more, others kept
+
+The committed figures: ``--threads 1`` (two torch threads on a shared 2-core machine wait on each
+other), 1M and 5M with the default 20 timed batches, then 20M alone with ``--batches 5 --append``
+to stay in the time budget (each 20M batch takes seconds); every run records the load average
+before it.
 
 Results: ``benchmarks/results/scaling.json`` (one entry per device) and ``scaling.png``.
 """
@@ -303,6 +309,8 @@ def main() -> None:
                         help="the folder holding ml-1m/ (its degrees are sampled)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--append", action="store_true",
+                        help="keep this device's other runs, replace only the (size, model) runs made now")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -321,19 +329,25 @@ def main() -> None:
     key = "cpu" if device == "cpu" else "cuda"
     entry = {"device": device, "machine": machine(args), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
              "runs": []}
-    results.setdefault("devices", {})[key] = entry
+    old = results.setdefault("devices", {}).get(key)
+    if args.append and old:
+        entry = old
+        entry.setdefault("appended", []).append({"created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                 "argv": sys.argv[1:], "machine": machine(args)})
+    results["devices"][key] = entry
     for size in [int(s) for s in args.sizes.split(",")]:
         for model in args.models.split(","):
             cmd = [sys.executable, __file__, "--child", "--size", str(size), "--model", model, "--batches",
                    str(args.batches), "--full-epoch-max-s", str(args.full_epoch_max_s), "--device", args.device,
                    "--threads", str(args.threads), "--seed", str(args.seed), "--data-dir", args.data_dir]
-            t0 = time.perf_counter()
+            t0, load = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"{model} at {size} ratings failed:\n{proc.stderr[-3000:]}")
             run = json.loads(proc.stdout.strip().splitlines()[-1])
-            run["wall_s"] = round(time.perf_counter() - t0, 1)
-            entry["runs"].append(run)
+            run.update(wall_s=round(time.perf_counter() - t0, 1), load_average_before=load,
+                       created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            entry["runs"] = [r for r in entry["runs"] if (r["n_ratings"], r["model"]) != (size, model)] + [run]
             print(f"{model:8s} {size:>10,d} ratings: epoch ~{run['epoch_s_estimate']} s"
                   f"{' (measured ' + str(run['epoch_s_measured']) + ' s)' if 'epoch_s_measured' in run else ''}, "
                   f"peak RSS {run['peak_rss_mb']} MB, wall {run['wall_s']} s", flush=True)
