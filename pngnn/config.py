@@ -19,7 +19,7 @@ from pngnn.constants import LIKE_THRESHOLD, METRICS
 from pngnn.errors import PngnnError
 from pngnn.settings import Settings
 
-DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
+DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m")
 # The dataset of every command and flow not told otherwise: the quick profile's, so `pngnn
 # train`, `run`, `report` and `recommend` without --dataset all speak of the same data.
 DEFAULT_DATASET = "ml-100k"

@@ -11,6 +11,12 @@ from typing import Literal
 
 # A rating above this means "liked": it splits PN-GNN's positive and negative graphs, picks
 # the ground truth of evaluation and the liked/disliked history shown to the LLM.
+# The rule at the threshold itself (a 3.5, which ML-10M and later's half stars have): liked
+# means strictly above, so a 3.5 is disliked, everywhere: it goes to the negative graph, can be
+# the disliked item of Dual-BPR, is no ground truth in evaluation and shows as disliked to the
+# LLM. One rule for training and evaluation, so a model is never trained to push up items
+# the evaluation does not count as hits; and it keeps ML-100K/1M (integer stars) exactly as
+# before, where "> 3.5" and ">= 4" are the same set.
 LIKE_THRESHOLD = 3.5
 
 # Ranking metrics, each reported at every cut-off: "<name>@<k>", e.g. "recall@20".

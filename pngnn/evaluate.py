@@ -1,10 +1,18 @@
 """Full-ranking evaluation: every item is a candidate, items seen in training are masked.
 
-Users are scored in blocks (``block`` rows of the user x item score matrix at a time),
-seen items are masked through their CSR index, then ``topk`` picks the list; relevance
-is looked up in a dense ground-truth block. Users with no relevant test item are skipped
-(they have no recall), as are test ratings at or below the threshold: ground truth is
-"the user liked it" (rating > ``LIKE_THRESHOLD`` by default), not "the user watched it".
+Users are scored in blocks (rows of the user x item score matrix a few at a time), seen
+items are masked through their CSR index, then ``topk`` picks the list; relevance is looked
+up among the block's ground-truth pairs for the top-k cells only. Users with no relevant
+test item are skipped (they have no recall), as are test ratings at or below the threshold:
+ground truth is "the user liked it" (rating > ``LIKE_THRESHOLD`` by default), not "the user
+watched it".
+
+Memory: nothing of size users x items is ever allocated. A block has at most ``block`` rows
+and at most ``max_cells`` score cells (``MAX_SCORE_CELLS``), whichever is fewer, so the rows
+shrink as the catalogue grows (ML-20M's 26,744 items: 313 users a block) and the largest
+tensors are the scorer's block and its masked copy, 2 x ``max_cells`` float32, whatever the
+number of users. Everything else is per user (the top-k lists) or per rating (the CSR
+indices). ML-100K and ML-1M keep their 2,048-user blocks.
 """
 
 from __future__ import annotations
@@ -18,6 +26,15 @@ from pngnn.constants import KS, LIKE_THRESHOLD
 from pngnn.metrics import ranking_metrics
 from pngnn.segments import segment_metrics
 from pngnn.split import Interactions
+
+# Score cells (users x items) of one block: 2,048 users x 4,096 items, 32 MiB as float32.
+MAX_SCORE_CELLS = 2048 * 4096
+
+
+def block_rows(n_items: int, block: int = 2048, max_cells: int = MAX_SCORE_CELLS) -> int:
+    """Users per block: ``block``, or fewer so that a block's score matrix holds at most
+    ``max_cells`` cells (at least one user)."""
+    return max(1, min(block, max_cells // max(n_items, 1)))
 
 
 def csr_rows(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,21 +53,27 @@ def top_k_hits(
     truth: Interactions,
     k: int,
     block: int = 2048,
+    max_cells: int = MAX_SCORE_CELLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rank all unseen items for ``users``; return (top-k items, hit matrix, n_relevant)."""
+    """Rank all unseen items for ``users``; return (top-k items, hit matrix, n_relevant).
+
+    A hit is looked up by key (block row x n_items + item) among the block's ground-truth
+    pairs, for the top-k cells only: no dense ground-truth block beside the scores."""
     n_users_total = int(max(users.max(initial=0), seen.users.max(initial=0), truth.users.max(initial=0))) + 1
     seen_ptr, seen_cols = csr_rows(seen.users, seen.items, n_users_total)
     true_ptr, true_cols = csr_rows(truth.users, truth.items, n_users_total)
+    rows_per_block = block_rows(n_items, block, max_cells)
     tops, hits = [], []
-    for start in range(0, len(users), block):
-        ids = users[start : start + block]
+    for start in range(0, len(users), rows_per_block):
+        ids = users[start : start + rows_per_block]
         scores = unseen_scores(score_fn, ids, seen_ptr, seen_cols)
         top = torch.topk(scores, k, dim=1).indices
-        truth_block = torch.zeros_like(scores, dtype=torch.bool)
+        del scores
         t_rows, t_cols = gather_rows(true_ptr, true_cols, ids)
-        truth_block[t_rows.to(scores.device), t_cols.to(scores.device)] = True
+        truth_keys = (t_rows * n_items + t_cols).to(top.device)
+        top_keys = torch.arange(len(ids), device=top.device)[:, None] * n_items + top
         tops.append(top.cpu().numpy())
-        hits.append(truth_block.gather(1, top).cpu().numpy())
+        hits.append(torch.isin(top_keys, truth_keys).cpu().numpy())
     n_relevant = np.diff(true_ptr)[users]
     return np.concatenate(tops), np.concatenate(hits), n_relevant
 
@@ -87,18 +110,21 @@ def evaluate(
     ks: Iterable[int] = KS,
     block: int = 2048,
     segments: bool = False,
+    max_cells: int = MAX_SCORE_CELLS,
 ) -> dict[str, float]:
     """P/R/NDCG@K over users that have at least one test rating above ``threshold``.
 
     ``segments``: also the metrics by segment (``pngnn.segments``), from the same ranked lists, as
     ``<segment>/<metric>`` (e.g. ``users_q1/recall@20``: MLflow groups such names in its charts);
-    activity and item degrees are counted on ``seen``, the ratings the model was trained on."""
+    activity and item degrees are counted on ``seen``, the ratings the model was trained on.
+    ``block``, ``max_cells``: the most users and score cells of one block (see the module's
+    "Memory"); they change the peak, never the metrics."""
     ks = sorted(ks)
     truth = test.select(test.ratings > threshold)
     users = np.unique(truth.users)
     if users.size == 0:
         raise ValueError(f"no test rating above {threshold}: nothing to evaluate")
-    top, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block)
+    top, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block, max_cells)
     metrics = ranking_metrics(hits, n_relevant, ks)
     metrics["n_eval_users"] = float(users.size)
     if segments:

@@ -15,12 +15,18 @@ from pngnn.config import PAIR_SAMPLINGS
 from pngnn.errors import PngnnError
 
 # Above this many user x item cells the rated-set lookup switches from a dense bitmap to
-# binary search over sorted keys (memory over speed).
-_DENSE_LIMIT = 400_000_000
+# binary search over sorted keys (memory over speed). The bitmap is one byte a cell, so the
+# limit is its largest size: 64 MiB, which keeps ML-100K and ML-1M (22M cells) on the fast
+# bitmap and never builds one for ML-10M (746M cells) or ML-20M (3.7G cells), where the keys
+# take 8 bytes per train rating instead.
+_DENSE_LIMIT = 1 << 26
 
 
 class RatedLookup:
-    """Membership test 'did user u rate item j in train?' for arrays of (u, j)."""
+    """Membership test 'did user u rate item j in train?' for arrays of (u, j).
+
+    Never users x items on a large catalogue: a bitmap only up to ``_DENSE_LIMIT`` cells,
+    above that the sorted keys u * n_items + j (one int64 per rated pair)."""
 
     def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> None:
         self.n_items = n_items
@@ -100,6 +106,9 @@ class NegativeSampler:
 
     def sample(self, users: np.ndarray, n_neg: int, max_rounds: int = 100, chunk: int = 1 << 20) -> np.ndarray:
         """Return an int32 array [len(users), n_neg] of items each user never rated in train.
+
+        Memory: the result (4 bytes x pairs x n_neg: the epoch's negatives, which training
+        indexes per batch) plus one slice's temporaries; nothing of size users x items.
 
         The first draws go in slices of about ``chunk`` (the random stream is the same as one
         call's): an epoch's worth at once is hundreds of MB of temporaries that the allocator

@@ -102,5 +102,7 @@ def test_locked_file_raises_so_prefect_runs_the_task_uncached(db_env):
 
 
 def test_sums_file_covers_every_dataset():
-    for name in datasets.FILES:
+    for name in datasets.SHIPPED:
         assert expected_checksum(name) is not None
+    # ML-10M+ ship no sums: their checksum is the user's pin, None until there is one.
+    assert set(datasets.FILES) - set(datasets.SHIPPED) == {"ml-10m", "ml-20m", "ml-25m"}

@@ -58,7 +58,7 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["ingest", "ml-20m"], ["unknown dataset 'ml-20m'", "ml-100k"]),
+        (["ingest", "ml-30m"], ["unknown dataset 'ml-30m'", "ml-100k", "ml-20m"]),
         (["train", "--method", "bpr-mf"], ["unknown method 'bpr-mf'"]),
         (["train", "--profile", "huge"], ["unknown profile 'huge'", "quick"]),
         (["train", "--dual-bpr", "other"], ["unknown Dual-BPR variant 'other'"]),
@@ -115,6 +115,15 @@ def test_a_duckdb_path_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     proc = run_cli(["ingest", "ml-100k"], tmp_path, PNGNN_DB=str(tmp_path / "a-file" / "db.duckdb"))
     assert_one_line_error(proc, "cannot create the folder of DuckDB file", "point PNGNN_DB at a writable place")
+
+
+def test_ml20m_without_files_names_the_folder_and_the_offline_download(tmp_path):
+    """ML-20M is a known dataset now: without its files, one line naming where they go."""
+    empty = tmp_path / "empty"
+    proc = run_cli(["ingest", "ml-20m", "--no-download"], tmp_path, PNGNN_DATA_DIR=str(empty))
+    assert_one_line_error(proc, str(empty / "ml-20m" / "ratings.csv"), "is missing", "PNGNN_DATA_DIR",
+                          "needs internet")
+    assert not (tmp_path / "db.duckdb").exists()
 
 
 @pytest.mark.parametrize("args", [["ingest", "ml-100k"], ["train", "--method", "mostpop"], ["augment"], ["run"]])

@@ -204,12 +204,12 @@ def test_truncated_copy_fails_checksum(tmp_path, data_dir):
 
 def test_unknown_dataset_name(tmp_path):
     with pytest.raises(PngnnError) as exc:
-        config.check_dataset("ml-10m")
+        config.check_dataset("ml-30m")
     msg = one_line(exc)
-    assert "ml-10m" in msg
+    assert "ml-30m" in msg
     assert "ml-100k" in msg and "ml-1m" in msg  # the valid choices are listed
-    with pytest.raises(PngnnError, match="ml-10m"):
-        datasets.load("ml-10m", tmp_path, allow_download=False)
+    with pytest.raises(PngnnError, match="ml-30m"):
+        datasets.load("ml-30m", tmp_path, allow_download=False)
     assert config.check_dataset("ml-1m") == "ml-1m"
 
 
