@@ -30,7 +30,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pngnn.constants import DEFAULT_MAX_FAILED_SHARE, LLM_USERS, LOCAL_LLM_MODEL, UserOrder
 from pngnn.errors import PngnnError
 
+TOP_LOGPROBS = 20  # candidates' log-probabilities asked for with scoring=logprobs (OpenAI's maximum)
+
 SchemaMode = Literal["auto", "json_schema", "json_object", "none"]
+Scoring = Literal["answer", "logprobs"]
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 NO_KEY = "sk-no-key-required"  # what local servers get: the SDK insists on some key
 
@@ -216,6 +219,10 @@ class LLMSettings(_EnvSettings):
     abort_after_unreachable: int = Field(3, ge=1)
     check_model: bool = Field(True, description="Fail first when the server does not serve `model`.")
     threads: int | None = Field(None, ge=1, description="The embedded server's threads; unset: half the cores.")
+    scoring: Scoring = Field("answer", description="How the like is chosen: the JSON answer (answer), or the "
+                                                   "position-debiased argmax of the model's log-probabilities "
+                                                   "over the candidate numbers (logprobs); the dislike is always "
+                                                   "the JSON answer's.")
 
     @field_validator("users")
     @classmethod
@@ -247,6 +254,8 @@ class LLMSettings(_EnvSettings):
         params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.sampling_seed is not None:
             params["seed"] = self.sampling_seed
+        if self.scoring == "logprobs":  # in the cache key too: the two scorings never share rows
+            params.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         return params
 
     def public(self) -> dict[str, Any]:

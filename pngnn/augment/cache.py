@@ -75,6 +75,7 @@ class CacheEntry:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     failure: str | None = None  # TRANSIENT or PERMANENT for a failure; None for 'ok'
+    scores: str | None = None  # JSON list: the like's log-probability per candidate (scoring=logprobs)
 
     def __post_init__(self) -> None:
         if self.failure is None and self.status != OK:  # every failure row carries a class

@@ -60,6 +60,7 @@ from pngnn.augment.cache import (
     CacheEntry,
     canonical_json,
 )
+from pngnn.augment.logprobs import scores_from_response
 from pngnn.augment.parse import AnswerError, answer_schema, parse_answer
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings
@@ -229,6 +230,7 @@ class _Reply:
     prompt_tokens: int | None
     completion_tokens: int | None
     attempts: int
+    scores: list[float] | None = None  # like log-probabilities per candidate (scoring=logprobs)
 
 
 class LLMClient:
@@ -331,6 +333,7 @@ class LLMClient:
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
             attempts=attempt.retry_state.attempt_number,
+            scores=scores_from_response(choice, n) if s.scoring == "logprobs" and choice is not None else None,
         )
 
     def _complete(self, messages: list[dict[str, str]], n: int) -> _Reply:
@@ -392,7 +395,8 @@ class LLMClient:
             except AnswerError as exc:
                 invalid = CacheEntry(**common, status=INVALID, failure=PERMANENT, error=str(exc))
                 continue
-            return CacheEntry(**common, status=OK, like_idx=answer.like, dislike_idx=answer.dislike)
+            return CacheEntry(**common, status=OK, like_idx=answer.like, dislike_idx=answer.dislike,
+                              scores=None if reply.scores is None else canonical_json(reply.scores))
         assert invalid is not None, "parse_attempts >= 1"
         return invalid
 

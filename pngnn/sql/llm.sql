@@ -42,6 +42,11 @@ SET failure = CASE
 END
 WHERE failure IS NULL AND status <> 'ok';
 
+-- scoring=logprobs: the like's log-probability per shown candidate (a JSON list, position i
+-- = candidate number i + 1, renormalised over the candidates); NULL for the answer scoring.
+-- A file from before it gets the column here.
+ALTER TABLE llm_cache ADD COLUMN IF NOT EXISTS scores VARCHAR;
+
 -- Who is asking which prompt now, so that concurrent runs over the same prompts pay for
 -- each once: a run claims a chunk of prompts (a short transaction) before it sends them
 -- and drops each claim in the transaction that writes its answer. A claim is a lease: it

@@ -2,9 +2,9 @@
 -- outcome of the same key (a transient failure or, on request, a permanent one asked again).
 INSERT OR REPLACE INTO llm_cache (
     key, model, prompt_version, request, raw_answer, status, failure, like_idx, dislike_idx, error,
-    latency_s, attempts, prompt_tokens, completion_tokens, created
+    latency_s, attempts, prompt_tokens, completion_tokens, scores, created
 )
 VALUES (
     $key, $model, $prompt_version, $request, $raw_answer, $status, $failure, $like_idx, $dislike_idx, $error,
-    $latency_s, $attempts, $prompt_tokens, $completion_tokens, now()
+    $latency_s, $attempts, $prompt_tokens, $completion_tokens, $scores, now()
 );
