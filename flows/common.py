@@ -28,7 +28,7 @@ def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str)
     trained on these edges."""
     pretrain_task(dataset, seed, llm)
     counts = augment_task(dataset, seed, llm, parent_run_id)
-    counts.update(merge_task(dataset, seed, counts["model"], parent_run_id))
+    counts.update(merge_task(dataset, seed, counts["model"], parent_run_id, llm.scoring))
     print(edges_line(dataset, seed, counts))
     log_augment_counts(parent_run_id, seed, counts)
     return EdgeSource.of(llm, counts).tags()

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import task
 
 from pngnn.augment.step import augment_step, merge_step, pretrain_step
-from pngnn.settings import LLMSettings, Settings
+from pngnn.settings import LLMSettings, Scoring, Settings
 from tasks.cache import PRETRAIN_CACHE
 from tasks.data import retry_when
 from tasks.runtime import task_settings
@@ -46,8 +46,10 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
 
 
 @task(name="merge", task_run_name="merge-{dataset}-seed{seed}")
-def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
-    """Cached answers -> augmented edges in DuckDB (and Parquet in the MLflow run ``run_id``); counts out."""
-    counts = merge_step(Settings.from_env(), dataset, seed, model, run_id)
+def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None,
+               scoring: Scoring = "answer") -> dict[str, Any]:
+    """Cached answers -> augmented edges in DuckDB (and Parquet in the MLflow run ``run_id``), the
+    likes chosen by ``scoring`` (``LLMSettings.scoring``); counts out."""
+    counts = merge_step(Settings.from_env(), dataset, seed, model, run_id, scoring=scoring)
     print(f"{dataset} seed {seed}: merged {counts}")
     return counts

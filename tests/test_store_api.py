@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 import pytest
 
 from pngnn.errors import UserError
@@ -11,7 +12,7 @@ from pngnn.store import SCHEMA_FILES, Store
 
 # Every table the code reads or writes (the schema files' CREATE TABLE statements).
 TABLES = {"datasets", "ratings", "items", "users", "split_meta", "splits", "llm_cache", "llm_prompts",
-          "llm_candidates", "llm_claims", "augmented_edges", "store_identity"}
+          "llm_candidates", "llm_claims", "augmented_edges", "augmented_merges", "store_identity"}
 
 
 def tables(store: Store) -> set[str]:
@@ -97,7 +98,8 @@ def test_run_file_and_run_sql_write_in_a_transaction(tmp_path):
 def test_query_file_returns_its_last_statement(tmp_path):
     """merge_augmented builds a temporary table, writes, then reports counts: one call."""
     with Store(tmp_path / "t.duckdb") as store:
+        store.register("llm_likes", pl.DataFrame(schema={"key": pl.String, "like_idx": pl.Int32}))
         counts = store.query_file("merge_augmented", dataset="d", seed=1, model="m", prompt_version="v",
-                                  run_id=None)
+                                  run_id=None, scoring="answer")
         assert counts.row(0, named=True) == {"agreed": 0, "positive": 0, "negative": 0}
 

@@ -25,7 +25,7 @@ from pngnn.config import TrainConfig, check_seeds, get_profile
 from pngnn.constants import LLM_USERS, UserOrder
 from pngnn.device import use_device
 from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings, Settings
+from pngnn.settings import LLMSettings, Scoring, Settings
 from pngnn.split import load_split
 from pngnn.store import Store
 
@@ -165,7 +165,7 @@ def augment_step(
             result: dict[str, Any] = summary.to_dict()
             check_failures(summary, llm.max_failed_share)
             if merge:
-                result.update(merge_into_graph(store, dataset, seed, summary.model, run_id))
+                result.update(merge_into_graph(store, dataset, seed, summary.model, run_id, scoring=llm.scoring))
     finally:
         client.close()
     return result
@@ -182,24 +182,27 @@ def edges_line(dataset: str, seed: int, counts: dict[str, Any]) -> str:
     return line
 
 
-def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
-    """Cached answers -> ``augmented_edges`` (likes positive, dislikes negative), plus the
-    edges' own precision against held-out ratings when there are any."""
-    edges = merge_augmented(store, dataset, seed, model, PROMPT_VERSION, run_id)
+def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: str | None = None,
+                     scoring: Scoring = "answer") -> dict[str, Any]:
+    """Cached answers -> ``augmented_edges`` (likes positive, dislikes negative; the likes chosen
+    by ``scoring``), plus the edges' own precision against held-out ratings when there are any."""
+    edges = merge_augmented(store, dataset, seed, model, PROMPT_VERSION, run_id, scoring=scoring)
     result: dict[str, Any] = {"positive_edges": edges["positive"], "negative_edges": edges["negative"],
-                              "dropped_rated": edges["dropped_rated"]}
+                              "dropped_rated": edges["dropped_rated"], "scoring": scoring,
+                              "scored_likes": edges["scored"]}
     if edges["positive"] or edges["negative"]:
-        precision = edge_precision(store, dataset, seed, model, PROMPT_VERSION)
+        precision = edge_precision(store, dataset, seed, model, PROMPT_VERSION, scoring=scoring)
         result.update({k: v for k, v in precision.items() if k not in ("n_answers", "n_candidates")})
         result["answers"] = int(precision["n_answers"])  # usable answers, cached or new
     return result
 
 
-def merge_step(settings: Settings, dataset: str, seed: int, model: str, run_id: str | None = None) -> dict[str, Any]:
+def merge_step(settings: Settings, dataset: str, seed: int, model: str, run_id: str | None = None,
+               scoring: Scoring = "answer") -> dict[str, Any]:
     """The pipeline's merge step on its own connection (see ``merge_into_graph``); with ``run_id``
     the split's edges and their provenance also go to that MLflow run as a Parquet artifact."""
     with Store(settings.db_path) as store:
-        counts = merge_into_graph(store, dataset, seed, model, run_id)
+        counts = merge_into_graph(store, dataset, seed, model, run_id, scoring=scoring)
         edges = store.query_file("augmented_edges", dataset=dataset, seed=seed) if run_id is not None else None
     if edges is not None:
         import mlflow

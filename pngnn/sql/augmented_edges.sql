@@ -1,2 +1,7 @@
--- A split's augmented edges with their provenance (the Parquet artifact of a merge).
-SELECT * FROM augmented_edges WHERE dataset = $dataset AND seed = $seed ORDER BY user_id, item_id
+-- A split's augmented edges with their provenance (the Parquet artifact of a merge), the
+-- scoring that chose the likes included (augmented_merges).
+SELECT e.*, m.scoring
+FROM augmented_edges e
+LEFT JOIN augmented_merges m USING (dataset, seed, model, prompt_version)
+WHERE e.dataset = $dataset AND e.seed = $seed
+ORDER BY e.user_id, e.item_id

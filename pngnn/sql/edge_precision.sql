@@ -1,12 +1,15 @@
 -- How good are the LLM's choices? Over every answered prompt ('ok') of one split, model
 -- and prompt version: how often the 'like' is a held-out test like (rating > threshold)
 -- and the 'dislike' a held-out test dislike, against the base rate of the candidates
--- shown (picking a candidate at random). Train and validation items are never
+-- shown (picking a candidate at random). llm_likes (key, like_idx), registered by the caller:
+-- the log-probability scoring's like where it applies, as in merge_augmented.sql.
+-- Train and validation items are never
 -- candidates, so only test ratings can match.
 WITH shown AS (
-    SELECT p.user_id, p.variant, c.like_idx, c.dislike_idx,
+    SELECT p.user_id, p.variant, coalesce(l.like_idx, c.like_idx) AS like_idx, c.dislike_idx,
            unnest(p.items) AS item_id, generate_subscripts(p.items, 1) AS pos
     FROM llm_prompts p JOIN llm_cache c ON c.key = p.key
+    LEFT JOIN llm_likes l ON l.key = p.key
     WHERE p.dataset = $dataset AND p.seed = $seed AND p.model = $model
       AND p.prompt_version = $prompt_version AND c.status = 'ok'
 ),

@@ -100,3 +100,19 @@ CREATE TABLE IF NOT EXISTS augmented_edges (
     run_id          VARCHAR,
     created         TIMESTAMP NOT NULL
 );
+
+-- How the current edges of a (dataset, seed, model, prompt version) were made: the merge
+-- replaces them all at once, so the scoring that chose the likes ('answer': the JSON answer;
+-- 'logprobs': the position-debiased log-probabilities) is one per merge, written with it. A
+-- table of its own rather than a column of augmented_edges, whose rows are written by position.
+CREATE TABLE IF NOT EXISTS augmented_merges (
+    dataset         VARCHAR NOT NULL,
+    seed            INTEGER NOT NULL,
+    model           VARCHAR NOT NULL,
+    prompt_version  VARCHAR NOT NULL,
+    scoring         VARCHAR NOT NULL,
+    scored_likes    INTEGER NOT NULL,
+    run_id          VARCHAR,
+    created         TIMESTAMP NOT NULL,
+    PRIMARY KEY (dataset, seed, model, prompt_version)
+);

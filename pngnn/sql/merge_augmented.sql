@@ -5,6 +5,8 @@
 -- (train, valid or TEST) are dropped: an augmented edge must never leak a test item
 -- into training, nor restate a known rating. Idempotent: the edges of this
 -- (dataset, seed, model, prompt_version) are replaced.
+-- llm_likes (key, like_idx), registered by the caller: the like chosen by the log-probability
+-- scoring where it applies (empty for the answer scoring); elsewhere the JSON answer's.
 CREATE OR REPLACE TEMP TABLE llm_agreed AS
 WITH prompted AS (
     SELECT user_id, variant, key, items
@@ -15,8 +17,10 @@ n_variants AS (
     SELECT user_id, count(DISTINCT variant) AS n FROM prompted GROUP BY user_id
 ),
 answers AS (
-    SELECT p.user_id, p.variant, p.items[c.like_idx] AS like_item, p.items[c.dislike_idx] AS dislike_item
+    SELECT p.user_id, p.variant, p.items[coalesce(l.like_idx, c.like_idx)] AS like_item,
+           p.items[c.dislike_idx] AS dislike_item
     FROM prompted p JOIN llm_cache c ON c.key = p.key
+    LEFT JOIN llm_likes l ON l.key = p.key
     WHERE c.status = 'ok'
 ),
 edges AS (
@@ -41,6 +45,9 @@ WHERE NOT EXISTS (
     WHERE s.dataset = $dataset AND s.seed = $seed AND s.user_id = a.user_id AND s.item_id = a.item_id
 )
 ORDER BY a.user_id, a.item_id;
+
+INSERT OR REPLACE INTO augmented_merges
+VALUES ($dataset, $seed, $model, $prompt_version, $scoring, (SELECT count(*) FROM llm_likes), $run_id, now());
 
 -- What the merge did: answers agreed on, and edges now stored per kind (the agreed ones on a
 -- rated pair were dropped).
