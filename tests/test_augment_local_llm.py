@@ -5,6 +5,7 @@ that sends no request (with the server stopped)."""
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from pngnn.augment import augment, load_augmented, merge_augmented
 from pngnn.augment.cache import LLMCache
 from pngnn.augment.local_server import local_llm_server, smollm2_gguf
+from pngnn.augment.logprobs import parse_scores
 from pngnn.constants import LOCAL_LLM_MODEL
 from pngnn.errors import PngnnError
 from pngnn.store import Store
@@ -63,3 +65,28 @@ def test_missing_model_file_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
 
     with pytest.raises(PngnnError, match=r"\.\[local-llm\]"):
         start_local_server()
+
+
+@needs_local_llm
+def test_real_llm_logprob_scoring(ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn, tmp_path: Path) -> None:
+    """scoring=logprobs against the real llama.cpp server: every answer carries a distribution over
+    its candidates whose argmax is the answer's own like (greedy decoding picks it), and the merge
+    records that the log-probabilities chose the likes."""
+    with local_llm_server(log_path=tmp_path / "llama-server.log") as server, Store(ml100k_db_copy) as store:
+        settings = server.settings.with_overrides(scoring="logprobs")
+        summary = augment(store, "ml-100k", 1, ml100k_lightgcn, settings, users=USERS, split=ml100k_split,
+                          history_size=6, progress=False)
+        rows = store.query_sql("SELECT c.like_idx, c.scores, len(p.items) AS n FROM llm_cache c "
+                               "JOIN llm_prompts p ON p.key = c.key WHERE c.status = 'ok'")
+        assert rows.height == summary.ok >= 1
+        for like, text, n in rows.iter_rows():
+            scores = parse_scores(text)
+            assert scores is not None and len(scores) == n
+            assert math.fsum(math.exp(s) for s in scores) == pytest.approx(1.0, abs=1e-4)
+            best = max(range(n), key=scores.__getitem__) + 1
+            # "1" may be the start of "10" (digit tokens): the two share the first token's mass
+            assert best == like or {best, like} <= {1, 10}
+        counts = merge_augmented(store, "ml-100k", 1, LOCAL_LLM_MODEL, scoring="logprobs")
+        assert counts["scored"] == summary.ok
+        edges = store.query_file("augmented_edges", dataset="ml-100k", seed=1)
+        assert edges.height > 0 and set(edges["scoring"]) == {"logprobs"}
