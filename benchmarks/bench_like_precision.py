@@ -121,10 +121,13 @@ def run(dataset: str, users: int, seed: int, db: Path, ask: bool = True) -> dict
                                              "seed = $seed", dataset=dataset, seed=seed)}
         rows = store.query_sql(QUERY, dataset=dataset, seed=seed, model=LOCAL_LLM_MODEL,
                                prompt_version=PROMPT_VERSION)
+        asked = store.scalar("SELECT count(DISTINCT key) FROM llm_prompts WHERE dataset = $dataset AND seed = $seed "
+                             "AND model = $model AND prompt_version = $prompt_version", dataset=dataset, seed=seed,
+                             model=LOCAL_LLM_MODEL, prompt_version=PROMPT_VERSION)
         held_out = store.query_sql("SELECT user_id, item_id, rating FROM held_out_ratings WHERE dataset = $dataset "
                                    "AND seed = $seed", dataset=dataset, seed=seed)
     return {"dataset": dataset, "seed": seed, "users": users, "users_by": "sparsest", "holdout": plan.holdout,
-            "held_out_ratings": held["held_out"], "complete": ask, "threshold": LIKE_THRESHOLD,
+            "held_out_ratings": held["held_out"], "prompts_asked": asked, "threshold": LIKE_THRESHOLD,
             "model": LOCAL_LLM_MODEL,
             "prompt_version": PROMPT_VERSION, "candidate_lightgcn": pretrain,
             "augment": {k: v for k, v in counts.items() if k in ("prompts", "usable", "sent", "cached", "invalid",
@@ -144,8 +147,10 @@ def main() -> None:
     db = Path(os.environ.get("PNGNN_DB", "pngnn-data/pngnn.duckdb"))
     entry = run(args.dataset, args.users, args.seed, db, ask=not args.no_ask)
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    record[f"{args.dataset}-{args.users}"] = {**entry, "commit": git_commit(), "machine": platform.machine(),
-                                              "cpus": os.cpu_count()}
+    name = f"{args.dataset}-{args.users}"
+    earlier = record.get(name, {})
+    kept = {k: earlier[k] for k in ("candidate_lightgcn", "augment") if args.no_ask and k in earlier}
+    record[name] = {**entry, **kept, "commit": git_commit(), "machine": platform.machine(), "cpus": os.cpu_count()}
     write_json_atomic(args.out, record)
     shown = {k: entry[k] for k in ("base_rate", "greedy", "raw_logprob", "debiased_logprob")}
     print(json.dumps(shown, indent=1))
