@@ -10,6 +10,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric
 
+from flows.fanout import augment_split_fanout
 from flows.links import prefect_tags, publish_run_links
 from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
 from pngnn.augment.step import edges_line
@@ -22,7 +23,8 @@ from pngnn.steps import EdgeSource
 from pngnn.tracking import metric_key, parent_run
 from tasks.augment import augment_task, merge_task, pretrain_task
 from tasks.data import ingest_task, split_task
-from tasks.model import train_evaluate_task
+from tasks.grid import GridTrainer
+from tasks.llm_fanout import fans_out
 
 
 def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:
@@ -71,14 +73,16 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
                            "prompt_version": PROMPT_VERSION})
         mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
+    grid = GridTrainer()  # trains at once on threads; on Dask, maps every training after the loop
     for seed in seeds:
         split_task(dataset, seed, base.test_fraction, base.valid_fraction)
-        tags = augment_split(dataset, seed, llm, parent_run_id) if use_llm else None
+        tags = (augment_split_fanout if fans_out(llm) else augment_split)(dataset, seed, llm,
+                                                                           parent_run_id) if use_llm else None
         for method, prof in profiles.items():
             method_cfg = cfg if prof.name == base.name else prof.config_for(seed)
-            out = train_evaluate_task(dataset, seed, method, method_cfg.to_dict(), prof.name, parent_run_id,
-                                      tags=tags if method in NEEDS_AUGMENTATION else None)
-            runs[method].append(out["metrics"])
+            grid.add(dataset, seed, method, method_cfg.to_dict(), prof.name, parent_run_id,
+                     tags=tags if method in NEEDS_AUGMENTATION else None)
+    runs.update(grid.metrics())
     return runs
 
 

@@ -21,9 +21,10 @@ from prefect import flow
 from flows.common import grid_flow_body
 from pngnn.constants import DEFAULT_METHODS
 from pngnn.settings import LLMSettings
+from tasks.runners import SettingsTaskRunner
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, task_runner=SettingsTaskRunner())
 def pipeline(
     profile: str = "quick",
     dataset: str | None = None,
