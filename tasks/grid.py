@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from flows.links import prefect_tags
 from pngnn.config import TrainConfig
@@ -28,10 +27,10 @@ from pngnn.tracking import tracked_run
 from tasks.model import train_evaluate_task
 from tasks.runners import running_on_dask
 from tasks.runtime import task_settings
-from tasks.storage import result_storage
+from tasks.storage import per_run_key, result_storage
 
 
-@task(name="train-split", task_run_name="train-{method}-{dataset}-seed{seed}", cache_policy=NO_CACHE)
+@task(name="train-split", task_run_name="train-{method}-{dataset}-seed{seed}", cache_key_fn=per_run_key)
 def train_split_task(split: SplitData, dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
                      parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
     """``train_evaluate_task`` on a worker, the split given: train, evaluate, log the child run and

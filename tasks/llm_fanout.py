@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from prefect import task, unmapped
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import rate_limit
@@ -32,7 +31,7 @@ from pngnn.augment.fanout import ChunkedClient, ChunkResult, Dispatch, ask_chunk
 from pngnn.augment.throttle import Throttle, no_throttle
 from pngnn.settings import LLMSettings, Settings
 from tasks.runners import running_on_dask
-from tasks.storage import result_storage
+from tasks.storage import per_run_key, result_storage
 
 RATE_LIMIT_NAME = "pngnn-llm-requests"
 
@@ -62,7 +61,7 @@ def prefect_throttle(name: str | None) -> Throttle:
     return throttle
 
 
-@task(name="llm-chunk", task_run_name="llm-chunk-seed{seed}-{index}", cache_policy=NO_CACHE)
+@task(name="llm-chunk", task_run_name="llm-chunk-seed{seed}-{index}", cache_key_fn=per_run_key)
 def llm_chunk_task(requests: list[Request], llm: LLMSettings, rate_limit_name: str | None = None,
                    seed: int = 0, index: int = 0) -> ChunkResult:
     """Ask the LLM about one chunk of prompts (``pngnn.augment.fanout.ask_chunk``); their

@@ -8,7 +8,9 @@ file (one machine, or a local Dask cluster). A value with a URL scheme is an fss
 ``s3-bucket/pngnn-results``) names a Prefect storage block saved on the server; anything else
 is a folder. Prefect takes only storage saved on its server for a task (a worker loads it from
 there), so a folder or URL is saved as a block named after it (``pngnn-results-<hash>``) and
-passed by its slug.
+passed by its slug. A task persists its result only under a cache key, so the mapped tasks key
+theirs by task run (``per_run_key``): every run is stored under its own key and none is ever
+taken from the cache.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
@@ -43,3 +46,10 @@ def result_storage(settings: Settings) -> str:
     name = f"pngnn-results-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
     block.save(name, overwrite=True)
     return f"{block.get_block_type_slug()}/{name}"
+
+
+def per_run_key(context: Any, parameters: dict[str, Any]) -> str:
+    """A task's ``cache_key_fn``: its own run's id, so its result is persisted (a task without a
+    cache key is not) and no other run reuses it; the inputs (a split, a chunk) are not hashed."""
+    del parameters
+    return f"{context.task.name}-{context.task_run.id}"
