@@ -14,6 +14,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fault_llm_server import FaultLLMServer, Script, answer, error
@@ -87,6 +88,23 @@ def test_unreachable_scheduler_is_one_line_naming_the_setting():
     assert "fix PNGNN_DASK_ADDRESS" in info.value.fix
     with pytest.raises(PngnnError, match="PNGNN_DASK_ADDRESS=nonsense is not a scheduler address"):
         PngnnDaskTaskRunner(address="nonsense").__enter__()
+
+
+def test_pngnn_run_with_an_unreachable_scheduler_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    address = dead_address()
+    env = {**os.environ, "PYTHONPATH": str(root), "PNGNN_DASK_ADDRESS": address,
+           "PNGNN_DB": str(tmp_path / "pngnn.duckdb"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--method", "mostpop", "--epochs", "1"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"PNGNN_DASK_ADDRESS={address}" in lines[0], proc.stderr
+    assert not (tmp_path / "pngnn.duckdb").exists()
 
 
 def test_result_storage_block_slug_is_passed_as_is():
