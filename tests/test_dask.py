@@ -264,3 +264,31 @@ def test_fanout_heals_a_transient_outage_as_the_augment_task_does(prefect_api, t
     assert (counts["sent"], counts["ok"], counts["failed_transient"]) == (users, users, 0)
     cache, _ = read_cache_and_edges(db)
     assert [row[3] for row in cache] == ["ok"] * users
+
+
+@pytest.mark.slow
+def test_tune_flow_gives_the_same_studies_sequentially_and_on_dask(prefect_api, tmp_path, monkeypatch,
+                                                                  ml100k_db_copy, data_dir):
+    """The tuning grid: each split's study on its own Dask worker (the splits carved by the flow's
+    process) chooses what the sequential studies choose, and its trials ran in the workers."""
+    import mlflow
+
+    from flows.tune import tune
+
+    monkeypatch.setenv("PNGNN_DB", str(ml100k_db_copy))
+    monkeypatch.setenv("PNGNN_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("PNGNN_PROFILES_DIR", str(tmp_path / "profiles"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    study = {"method": "ease", "profile": "quick", "seeds": [1, 2], "trials": 3, "test": False}
+    sequential = tune(save_as="ease-threads", **study)
+    monkeypatch.setenv("PNGNN_TASK_RUNNER", "dask")
+    monkeypatch.setenv("PNGNN_DASK_WORKERS", "2")
+    on_dask = tune(save_as="ease-dask", **study)
+
+    assert set(on_dask["best"]) == {1, 2}
+    assert on_dask["best"] == sequential["best"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    trials = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                filter_string=f"tags.mlflow.parentRunId = '{on_dask['parent_run_id']}'")
+    assert len(trials) == 2 * 3
+    assert str(os.getpid()) not in {r.data.tags["pid"] for r in trials}
