@@ -35,7 +35,7 @@ def run_cmd(
     """
     from pngnn.datasets import ensure_files
     from pngnn.methods import check_method
-    from pngnn.preflight import check_mlflow, check_prefect_api
+    from pngnn.preflight import check_dask_scheduler, check_mlflow, check_prefect_api
 
     quiet_environment()  # before a Prefect server is started for nothing: the arguments, the data, both servers
     llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
@@ -47,6 +47,8 @@ def run_cmd(
         ensure_files(dataset or prof.dataset, settings.data_dir, allow_download=False)
     check_prefect_api()
     check_mlflow(settings.mlflow_uri)
+    if settings.dask_address:  # before Prefect starts: one line, no flow run to crash
+        check_dask_scheduler(settings.dask_address)
     from flows.pipeline import pipeline
 
     out = pipeline(profile=profile, dataset=dataset, seeds=seeds, methods=methods, epochs=epochs, llm=llm)

@@ -19,15 +19,20 @@ from pngnn.steps import EdgeSource
 from pngnn.tracking import parent_run
 from tasks.augment import augment_task, merge_task, pretrain_task
 from tasks.data import ingest_task, split_task
-from tasks.model import train_evaluate_task
+from tasks.grid import GridTrainer
+from tasks.llm_fanout import fanout_augment, fans_out
 
 
 def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:
     """pretrain (cached) -> augment (LLM answers cached in DuckDB) -> merge, for one split; the
     counts go to the parent run. Returns the tags (LLM model, prompt version) of the runs
-    trained on these edges."""
+    trained on these edges. The augmentation is one task, or mapped chunk tasks when
+    ``fans_out`` (a Dask runner or a rate limit, and an LLM server of the user's)."""
     pretrain_task(dataset, seed, llm)
-    counts = augment_task(dataset, seed, llm, parent_run_id)
+    if fans_out(llm):
+        counts = fanout_augment(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm))
+    else:
+        counts = augment_task(dataset, seed, llm, parent_run_id)
     counts.update(merge_task(dataset, seed, counts["model"], parent_run_id, llm.scoring))
     print(edges_line(dataset, seed, counts))
     log_augment_counts(parent_run_id, seed, counts)
@@ -44,14 +49,15 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
     if use_llm:
         log_llm(llm)
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
+    grid = GridTrainer()  # trains at once on threads; on Dask, maps every training after the loop
     for seed in seeds:
         split_task(dataset, seed, base.test_fraction, base.valid_fraction)
         tags = augment_split(dataset, seed, llm, parent_run_id) if use_llm else None
         for method, prof in profiles.items():
             method_cfg = cfg if prof.name == base.name else prof.config_for(seed)
-            out = train_evaluate_task(dataset, seed, method, method_cfg.to_dict(), prof.name, parent_run_id,
-                                      tags=tags if method in NEEDS_AUGMENTATION else None)
-            runs[method].append(out["metrics"])
+            grid.add(dataset, seed, method, method_cfg.to_dict(), prof.name, parent_run_id,
+                     tags=tags if method in NEEDS_AUGMENTATION else None)
+    runs.update(grid.metrics())
     return runs
 
 

@@ -10,12 +10,13 @@ from prefect import flow
 from flows.common import grid_flow_body
 from pngnn.settings import LLMSettings
 from tasks.report import report_task
+from tasks.runners import SettingsTaskRunner
 
 TABLE1_METHODS = ("lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn")
 BASELINES = ("ease", "ials", "pn-ease")
 
 
-@flow(name="experiment", log_prints=True)
+@flow(name="experiment", log_prints=True, task_runner=SettingsTaskRunner())
 def experiment(
     profile: str = "paper",
     dataset: str | None = None,

@@ -12,9 +12,10 @@ from prefect import flow
 from flows.common import grid_flow_body
 from pngnn.constants import DEFAULT_METHODS
 from pngnn.settings import LLMSettings
+from tasks.runners import SettingsTaskRunner
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, task_runner=SettingsTaskRunner())
 def pipeline(profile: str = "quick", dataset: str | None = None, seeds: list[int] | None = None,
              methods: list[str] | None = None, epochs: int | None = None, llm: LLMSettings | None = None,
              tuned: dict[str, str] | None = None) -> dict[str, Any]:

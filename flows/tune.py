@@ -15,10 +15,11 @@ from pngnn.constants import TUNE_METRIC
 from pngnn.profiles import new_profile_name
 from pngnn.settings import Settings
 from pngnn.tune import TuneRequest, studies_table, tune_profile
+from tasks.runners import SettingsTaskRunner
 from tasks.tune import TASK_STEPS
 
 
-@flow(name="tune", log_prints=True)
+@flow(name="tune", log_prints=True, task_runner=SettingsTaskRunner())
 def tune(
     method: str = "pn-ease",
     save_as: str | None = None,

@@ -51,6 +51,33 @@ def check_mlflow(tracking_uri: str) -> None:
         )
 
 
+def check_dask_scheduler(address: str, timeout: float = 5.0) -> None:
+    """The Dask scheduler at ``address`` (PNGNN_DASK_ADDRESS: ``tcp://host:8786``, or
+    ``host:port``) accepts a TCP connection, else a one-line PngnnError naming the setting.
+
+    A plain socket, not a Dask client: distributed retries an unreachable scheduler for its
+    connect timeout (30 s) and then raises from deep inside its comms, after the flow run has
+    started; this says which setting to fix before any task runs."""
+    import socket
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise PngnnError(f"PNGNN_DASK_ADDRESS={address} is not a scheduler address",
+                         "set PNGNN_DASK_ADDRESS to tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786), or unset it "
+                         "for a local cluster")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PngnnError(f"cannot reach the Dask scheduler at PNGNN_DASK_ADDRESS={address} ({reason})",
+                         "start it (`dask scheduler`), fix PNGNN_DASK_ADDRESS, or unset it for a local cluster"
+                         ) from None
+
+
 # The servers' own database settings: Prefect's (SQLAlchemy URL, postgresql+asyncpg://...) and
 # `mlflow server --backend-store-uri`'s environment variable (postgresql://...).
 SERVER_DATABASE_SETTINGS = ("PREFECT_API_DATABASE_CONNECTION_URL", "MLFLOW_BACKEND_STORE_URI")

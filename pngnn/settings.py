@@ -138,6 +138,19 @@ class Settings(_EnvSettings):
     # served worker pin torch to this many (``torch_thread_count``; ``pngnn.runtime``).
     torch_threads: int | None = Field(None, ge=1, description="Torch threads of each training task and the served "
                                                               "worker; unset: the cores / serve_limit, at least 1.")
+    # Fan-out (README "Fan-out on Dask"): where the flows' mapped tasks (LLM chunks, the grid's
+    # trainings) run, and how fast all of them together may ask the LLM.
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="threads: in the flow's process (the default); dask: on a Dask cluster.")
+    dask_address: str | None = Field(None, description="An existing Dask scheduler (tcp://host:8786); unset with "
+                                                       "task_runner=dask: a local cluster.")
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
+    result_storage: str | None = Field(None, description="Where mapped tasks' results go: a folder, an fsspec URL "
+                                                         "(s3://...) or a Prefect block (block-type/name); "
+                                                         "unset: prefect-results/ beside the DuckDB file.")
+    llm_rate_limit: float | None = Field(None, gt=0, description="LLM requests per second across every worker "
+                                                                 "(a Prefect global concurrency limit); unset: none.")
+    llm_chunk_size: int = Field(25, ge=1, description="Prompts per mapped LLM task.")
 
     @field_validator("data_dir", "db_path", "profiles_dir")
     @classmethod

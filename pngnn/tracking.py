@@ -430,7 +430,8 @@ def trial_runs(parent_run_id: str, split: SplitData, method: str,
         import optuna
 
         tags = {"kind": "trial", "method": method, "split": str(split.seed), "dataset": split.dataset,
-                "trial": str(number), **(extra_tags or {})}
+                "trial": str(number), "host": socket.gethostname(), "pid": str(os.getpid()),  # which worker
+                **(extra_tags or {})}
         mlflow.start_run(run_name=f"trial-{number}-{method}-seed{split.seed}", parent_run_id=parent_run_id,
                          nested=True, tags=tags)
         try:

@@ -15,7 +15,7 @@ choice of configuration cannot depend on test.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from pngnn.profiles import check_new_name, save_profile
 from pngnn.registry import model_name, promote_if_better
 from pngnn.results import check_replaceable, result_path, write_result
 from pngnn.settings import Settings
+from pngnn.split import SplitData
 from pngnn.steps import ingest_step, load_split_step, split_step
 from pngnn.study import Budget, TuneResult, check_metric, tune_split
 
@@ -88,14 +89,16 @@ class TuneSteps:
     parent run and order. What crosses a step is plain data (the request, a study's record)."""
 
     ingest: Callable[[str], str]  # dataset -> its checksum
-    study: Callable[[TuneRequest, int, str], TuneResult]  # (request, seed, parent run) -> the study
+    # (request, seeds, parent run) -> (seed, study) as each study ends, one after another or at once
+    studies: Callable[[TuneRequest, tuple[int, ...], str], Iterator[tuple[int, TuneResult]]]
     save: Callable[[TuneRequest, dict[int, TuneResult], str], tuple[Profile, Path]]
     test: Callable[[Profile, int, str], tuple[dict[str, float], str]]  # -> (test metrics, one line)
 
     @classmethod
     def in_process(cls, settings: Settings, results_dir: Path | None = None, progress: bool = False) -> TuneSteps:
         return cls(ingest=lambda dataset: ingest_step(settings, dataset).checksum,
-                   study=lambda request, seed, parent: tune_seed(settings, request, seed, parent, progress),
+                   studies=lambda request, seeds, parent: ((seed, tune_seed(settings, request, seed, parent, progress))
+                                                           for seed in seeds),
                    save=lambda request, studies, parent: save_tuned(settings, request, studies, parent),
                    test=lambda profile, seed, parent: test_tuned(settings, profile, seed, parent, results_dir,
                                                                  progress))
@@ -107,16 +110,24 @@ def journal_path(settings: Settings, save_as: str) -> Path:
     return settings.studies_dir / f"{save_as}.log"
 
 
-def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id: str,
-              progress: bool = False, tags: Mapping[str, str] | None = None) -> TuneResult:
-    """Carve the validation part of split ``seed``, run its study, log it on the parent run
-    (``tags``: extra tags of every trial run, e.g. the orchestrator's run)."""
-    from pngnn.tracking import log_study, trial_runs
-
+def tuning_split(settings: Settings, request: TuneRequest, seed: int) -> SplitData:
+    """Split ``seed`` with its validation part carved from train (written to DuckDB once)."""
     base = get_profile(request.base_profile, settings)
     dataset = request.dataset or base.dataset
     split_step(settings, dataset, seed, base.test_fraction, request.valid_fraction)
-    split = load_split_step(settings, dataset, seed)
+    return load_split_step(settings, dataset, seed)
+
+
+def tune_seed(settings: Settings, request: TuneRequest, seed: int, parent_run_id: str,
+              progress: bool = False, tags: Mapping[str, str] | None = None,
+              split: SplitData | None = None) -> TuneResult:
+    """Run the study of split ``seed`` on its validation part, log it on the parent run
+    (``tags``: extra tags of every trial run, e.g. the orchestrator's run). ``split``: the
+    ``tuning_split``, when the caller loaded it (a Dask worker never writes the DuckDB file)."""
+    from pngnn.tracking import log_study, trial_runs
+
+    base = get_profile(request.base_profile, settings)
+    split = split or tuning_split(settings, request, seed)
     trials = trial_runs(parent_run_id, split, request.method, tags)
     with use_device(settings.device):
         result = tune_split(split, request.method,
@@ -226,9 +237,10 @@ def tune_profile(
     with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=run_tags) as parent_id:
         mlflow.log_params(parent_params(request, dataset, seeds, steps.ingest(dataset)))
         studies: dict[int, TuneResult] = {}
-        for seed in seeds:
-            studies[seed] = result = steps.study(request, seed, parent_id)
+        for seed, result in steps.studies(request, seeds, parent_id):
+            studies[seed] = result
             echo(result.summary())
+        studies = {seed: studies[seed] for seed in seeds}  # the profile's seeds in their order
         profile, path = steps.save(request, studies, parent_id)
         echo(f"saved profile '{profile.name}' -> {path}")
         outcome = TuneOutcome(profile, path, studies, parent_id)

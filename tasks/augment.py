@@ -18,10 +18,11 @@ from tasks.data import retry_when
 from tasks.runtime import task_settings
 
 _retry_unless_user_error = retry_when(Exception)  # any other error: a crashed or restarted LLM server
+AUGMENT_RETRY_DELAYS = (10, 60)  # seconds before each retry of a split's augmentation
 
 
-@task(name="augment", task_run_name="augment-{dataset}-seed{seed}", retries=2, retry_delay_seconds=[10, 60],
-      retry_condition_fn=_retry_unless_user_error)
+@task(name="augment", task_run_name="augment-{dataset}-seed{seed}", retries=len(AUGMENT_RETRY_DELAYS),
+      retry_delay_seconds=list(AUGMENT_RETRY_DELAYS), retry_condition_fn=_retry_unless_user_error)
 def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None = None) -> dict[str, Any]:
     """Ask the LLM about each sampled user's candidates (answers cached in DuckDB); counts out.
 

@@ -62,6 +62,7 @@ from pngnn.augment.cache import (
 )
 from pngnn.augment.logprobs import scores_from_response
 from pngnn.augment.parse import AnswerError, answer_schema, parse_answer
+from pngnn.augment.throttle import Throttle, no_throttle
 from pngnn.errors import PngnnError
 from pngnn.settings import LLMSettings
 
@@ -240,12 +241,14 @@ class LLMClient:
     # another process holds the remaining prompts.
     poll_s: float = 0.5
 
-    def __init__(self, settings: LLMSettings, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: LLMSettings, sleep: Callable[[float], None] = time.sleep,
+                 throttle: Throttle = no_throttle) -> None:
         if settings.base_url is None:
             raise PngnnError("no LLM server to ask: set PNGNN_LLM_BASE_URL (augment_step starts the embedded "
                              "server when it is unset)")
         self.settings = settings
         self._sleep = sleep
+        self._throttle = throttle  # before every request, retries included (pngnn.augment.throttle)
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=settings.resolved_api_key(),
@@ -325,6 +328,7 @@ class LLMClient:
         )
         for attempt in retrying:
             with attempt:
+                self._throttle()
                 resp = self._client.chat.completions.create(**kwargs)
         choice = resp.choices[0] if resp.choices else None
         usage = resp.usage
