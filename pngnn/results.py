@@ -81,6 +81,7 @@ def write_json_atomic(path: Path, record: dict[str, Any]) -> Path:
     try:
         with os.fdopen(fd, "w") as out:
             out.write(json.dumps(record, indent=2, sort_keys=True, default=str))
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a results file is for everyone to read
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -112,3 +112,15 @@ def test_segments_table_lists_only_runs_that_carry_every_segment(tmp_path):
     assert [r["method"] for r in rows] == ["ease"]  # pngnn's record has no segments
     assert rows[0]["users_sparsest10/recall@20"] == "0.4200 ± 0.0283"
     assert rows[0]["long_tail/recall@20"] == "0.4200 ± 0.0283"
+
+
+def test_results_json_is_readable_by_everyone_like_a_plain_file(tmp_path):
+    """The atomic write goes through mkstemp, which creates owner-only files; a committed results
+    file must come out 0644 as any file written with open() under the usual umask."""
+    import stat
+
+    from pngnn.results import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "ml-1m" / "pngnn" / "seed1.json", {"metrics": {"recall@20": 0.3}})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["seed1.json"]  # no temporary file left
