@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import get_args
 
 import numpy as np
 import polars as pl
@@ -32,7 +33,7 @@ from pngnn.store import Store
 
 POSITIVE_RATING = 5.0  # the rating an LLM 'like' stands for (above any like threshold)
 NEGATIVE_RATING = 1.0  # the rating an LLM 'dislike' stands for
-SCORINGS: tuple[Scoring, ...] = ("answer", "logprobs")
+SCORINGS: tuple[Scoring, ...] = get_args(Scoring)
 
 
 def scored_likes(store: Store, dataset: str, seed: int, model: str, prompt_version: str = PROMPT_VERSION,
@@ -44,11 +45,8 @@ def scored_likes(store: Store, dataset: str, seed: int, model: str, prompt_versi
     empty = pl.DataFrame(schema={"key": pl.String, "like_idx": pl.Int32})
     if scoring == "answer":
         return empty
-    rows = store.query_sql(
-        "SELECT DISTINCT c.key, c.scores, c.dislike_idx FROM llm_prompts p JOIN llm_cache c ON c.key = p.key "
-        "WHERE p.dataset = $dataset AND p.seed = $seed AND p.model = $model AND p.prompt_version = $prompt_version "
-        "AND c.status = 'ok' AND c.scores IS NOT NULL ORDER BY c.key",
-        dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
+    rows = store.query_file("scored_answers", dataset=dataset, seed=seed, model=model,
+                            prompt_version=prompt_version)
     if not rows.height:
         return empty
     matrix = score_matrix([parse_scores(t) or [] for t in rows["scores"]])
