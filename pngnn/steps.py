@@ -102,10 +102,14 @@ def warn_partial_coverage(store: Store, dataset: str, seed: int, edges: EdgeSour
     asked, answered, covered = row["asked"], row["answered"], row["covered"]
     if covered >= asked:
         return
+    unanswered, dropped = asked - answered, max(0, answered - covered)
+    # Only unanswered prompts are worth asking again; a dropped answer (its items already rated in
+    # the split) comes back the same, so the line must not send the user to rerun for those.
+    fix = (f"rerun `pngnn augment --dataset {dataset} --seed {seed} --model {edges.model}` to ask the failed prompts "
+           "again" if unanswered else "every prompt was answered, so a rerun would not change it")
     log.warning("LLM edges of model '%s' (prompt %s) cover %d of the %d users asked on %s split %d (%d without a "
-                "usable answer, %d whose answers were dropped by the merge); rerun `pngnn augment --dataset %s "
-                "--seed %d --model %s` to ask the failed prompts again", edges.model, edges.prompt_version, covered,
-                asked, dataset, seed, asked - answered, max(0, answered - covered), dataset, seed, edges.model)
+                "usable answer, %d whose answers were dropped by the merge); %s", edges.model, edges.prompt_version,
+                covered, asked, dataset, seed, unanswered, dropped, fix)
 
 
 @dataclass
