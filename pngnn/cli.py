@@ -265,14 +265,24 @@ def report_cmd(
                                               "answerer accuracy, mean ± std over splits.")] = False,
     segments: Annotated[bool, typer.Option(help="Print recall@20 by segment (user activity, long-tail items) "
                                                 "instead, for the runs that carry it.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="With --segments: also draw them as grouped bars (methods "
+                                                   "per segment, std over splits) into this PNG.")] = None,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
     if source not in ("results", "mlflow"):
         raise PngnnError(f"--from takes results or mlflow, got '{source}'")
+    if plot is not None and not segments:
+        raise PngnnError("--plot draws the segment table: add --segments")
     if segments:
         from pngnn.results import segments_table, to_markdown
 
         typer.echo(to_markdown(segments_table(results_dir, dataset)))
+        if plot is not None:
+            from pngnn.report import segments_chart
+            from pngnn.results import segments_runs_frame
+
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            typer.echo(f"-> {segments_chart(segments_runs_frame(results_dir, dataset), plot, dataset)}")
     elif whatif:
         from pngnn.whatif import sweeps_report
 

@@ -53,11 +53,12 @@ def log_summary(results: Mapping[str, list[dict[str, float]]]) -> dict[str, dict
 
 def log_report(dataset: str, runs: Mapping[str, Sequence[Mapping[str, float]]], run_id: str,
                out_dir: Path | None = None) -> str:
-    """table.csv, table.md (next to the paper's rows on ML-1M) and the P@K/R@K bar chart of
-    ``runs`` into ``run_id`` (and ``out_dir`` when given); returns the Markdown table."""
+    """table.csv, table.md (next to the paper's rows on ML-1M), the P@K/R@K bar chart and, when
+    the runs carry segments, the recall-by-segment chart of ``runs`` into ``run_id`` (and
+    ``out_dir`` when given); returns the Markdown table."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_report(runs, out_dir or Path(tmp), f"{dataset}: {', '.join(runs)} over splits",
                              paper=dataset == "ml-1m")
-        for kind, folder in (("csv", "report"), ("markdown", "report"), ("chart", "plots")):
-            mlflow.MlflowClient().log_artifact(run_id, str(paths[kind]), folder)
+        for kind, path in paths.items():
+            mlflow.MlflowClient().log_artifact(run_id, str(path), "report" if kind in ("csv", "markdown") else "plots")
         return paths["markdown"].read_text()

@@ -140,23 +140,26 @@ def records_table(runs: Mapping[str, list[dict[str, Any]]], ks=KS, with_paper: b
 def segments_table(results_dir: Path, dataset: str, metric: str = "recall@20") -> pl.DataFrame:
     """``metric`` by segment (users by train activity, q1 = sparsest; the sparsest 10%; recall on
     long-tail items), mean ± std over splits, for every method whose records all carry segments."""
-    from pngnn.segments import LONG_TAIL, SEGMENTS
+    from pngnn.report import segment_keys  # pngnn.report imports this module
 
-    rows = []
-    for method, records in load_results(results_dir, dataset).items():
-        keys = [f"{seg}/{'recall' + metric[metric.index('@'):] if seg == LONG_TAIL else metric}" for seg in SEGMENTS]
-        if not all(k in r["metrics"] for r in records for k in keys):
-            continue
-        row: dict[str, Any] = {"method": method, "splits": len(records)}
-        for key in keys:
-            values = np.array([r["metrics"][key] for r in records])
-            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
-            row[key] = f"{values.mean():.4f}{spread}"
-        rows.append(row)
-    if not rows:
+    frame = segments_runs_frame(results_dir, dataset, metric)
+    keys = segment_keys(metric)
+    return pl.DataFrame([{"method": r["method"], "splits": r["splits"],
+                          **{k: f"{r[f'{k}_mean']:.4f}" + (f" ± {r[f'{k}_std']:.4f}" if r["splits"] > 1 else "")
+                             for k in keys}} for r in frame.iter_rows(named=True)])
+
+
+def segments_runs_frame(results_dir: Path, dataset: str, metric: str = "recall@20") -> pl.DataFrame:
+    """``pngnn.report.segments_frame`` of the results JSON of ``dataset``; an error naming the fix
+    when no method's records carry segments."""
+    from pngnn.report import segments_frame
+
+    runs = {method: [r["metrics"] for r in records] for method, records in load_results(results_dir, dataset).items()}
+    frame = segments_frame(runs, metric)
+    if not frame.height:
         raise PngnnError(f"no {dataset} results with segment metrics in {results_dir}; runs made since segments "
                          "exist carry them (`pngnn train`)")
-    return pl.DataFrame(rows)
+    return frame
 
 
 def paired_differences(results_dir: Path, dataset: str, method: str, baseline: str, ks=KS) -> pl.DataFrame:

@@ -80,6 +80,7 @@ def test_run_with_a_dead_mlflow_server(tmp_path):
         (["run", "--method", "bogus"], ["unknown method 'bogus'"]),
         (["run", "--seed", "-1"], ["split seed -1 is out of range"]),
         (["report", "--from", "files"], ["--from takes results or mlflow"]),
+        (["report", "--plot", "seg.png"], ["--plot draws the segment table: add --segments"]),
         (["report", "--from", "mlflow", "--dataset", "ml-100k"], ["no finished ml-100k runs", "pngnn run"]),
         (["train", "--set", "dim=wide"], ["--set 'dim=wide': dim takes an integer", "dim=64"]),
         (["train", "--set", "width=3"], ["--set 'width=3': expected KEY=VALUE"]),

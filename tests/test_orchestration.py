@@ -232,7 +232,8 @@ def test_experiment_table_and_chart_on_parent_run(stack, runs):
     report = stack.mlflow_api("GET", "artifacts/list", params={"run_id": parent_id, "path": "report"})
     assert {"report/table.csv", "report/table.md"} <= {f["path"] for f in report["files"]}
     plots = stack.mlflow_api("GET", "artifacts/list", params={"run_id": parent_id, "path": "plots"})
-    assert "plots/precision_recall_by_method.png" in {f["path"] for f in plots["files"]}
+    charts = {"plots/precision_recall_by_method.png", "plots/recall_by_segment.png"}
+    assert charts <= {f["path"] for f in plots["files"]}
     table = httpx.get(f"{stack.mlflow}/get-artifact", params={"run_id": parent_id, "path": "report/table.md"},
                       timeout=30).text
     assert "| lightgcn | 2 |" in table and "| pngnn | 2 |" in table

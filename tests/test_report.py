@@ -124,3 +124,63 @@ def test_results_json_is_readable_by_everyone_like_a_plain_file(tmp_path):
     path = write_json_atomic(tmp_path / "ml-1m" / "pngnn" / "seed1.json", {"metrics": {"recall@20": 0.3}})
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in path.parent.iterdir()] == ["seed1.json"]  # no temporary file left
+
+
+def with_segment_metrics(base: dict[str, float], by_segment: dict[str, float]) -> dict[str, float]:
+    """``base`` plus recall@20 (and NDCG@20, not charted) of every segment, from ``by_segment``."""
+    return {**base, **{f"{s}/recall@20": v for s, v in by_segment.items()},
+            **{f"{s}/ndcg@20": v / 2 for s, v in by_segment.items() if s != "long_tail"}}
+
+
+def test_segments_frame_aggregates_only_methods_whose_every_split_has_segments(tmp_path):
+    from pngnn.report import segments_chart, segments_frame
+    from pngnn.segments import SEGMENTS
+
+    seg = dict.fromkeys(SEGMENTS, 0.3)
+    runs = {"ease": [with_segment_metrics(metrics(0.3, 0.1), {**seg, "users_q1": 0.40, "long_tail": 0.02}),
+                     with_segment_metrics(metrics(0.3, 0.1), {**seg, "users_q1": 0.50, "long_tail": 0.04})],
+            # a record from before segments existed next to a new one: not charted, not half-averaged
+            "pngnn": [metrics(0.3, 0.1), with_segment_metrics(metrics(0.3, 0.1), seg)],
+            "lightgcn": [metrics(0.2, 0.1)]}
+    frame = segments_frame(runs)
+    assert frame["method"].to_list() == ["ease"]
+    row = frame.row(0, named=True)
+    assert row["splits"] == 2
+    assert row["users_q1/recall@20_mean"] == pytest.approx(0.45)
+    assert row["users_q1/recall@20_std"] == pytest.approx(0.0707106781, rel=1e-6)  # sample std of 0.40, 0.50
+    assert row["long_tail/recall@20_mean"] == pytest.approx(0.03)
+    assert row["users_q4/recall@20_std"] == pytest.approx(0.0, abs=1e-12)
+    assert segments_frame({"lightgcn": [metrics(0.2, 0.1)]}).height == 0
+    png = segments_chart(frame, tmp_path / "seg.png", "ml-1m").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_write_report_draws_the_segment_chart_only_when_runs_carry_segments(tmp_path):
+    from pngnn.segments import SEGMENTS
+
+    assert "segments" not in write_report(RUNS, tmp_path / "plain", "ml-100k")
+    with_seg = {**RUNS, "ease": [with_segment_metrics(metrics(0.3, 0.2), dict.fromkeys(SEGMENTS, 0.3))] * 2}
+    paths = write_report(with_seg, tmp_path / "seg", "ml-100k")
+    assert paths["segments"] == tmp_path / "seg" / "recall_by_segment.png"
+    assert paths["segments"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_segments_plot_from_the_command_line(tmp_path):
+    import os
+    import subprocess
+
+    from pngnn.results import write_result
+    from pngnn.segments import SEGMENTS
+    from tests.servers import BIN, QUIET_ENV
+
+    for seed, value in ((1, 0.40), (2, 0.44)):
+        write_result(tmp_path / "results", {"dataset": "ml-1m", "method": "ease", "seed": seed,
+                                            "metrics": with_segment_metrics(metrics(0.3, 0.1),
+                                                                            dict.fromkeys(SEGMENTS, value))})
+    out = tmp_path / "plots" / "segments.png"
+    proc = subprocess.run([str(BIN / "pngnn"), "report", "--dataset", "ml-1m", "--results-dir",
+                           str(tmp_path / "results"), "--segments", "--plot", str(out)],
+                          env={**os.environ, **QUIET_ENV}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| ease | 2 | 0.4200 ± 0.0283 |" in proc.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
