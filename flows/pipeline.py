@@ -1,6 +1,6 @@
 """The end-to-end pipeline, ``pngnn run``: ingest -> split -> [pretrain -> augment -> merge when a
-method needs LLM edges] -> train -> evaluate, a parent MLflow run with a child run per method
-and split; the loop is the experiment flow's (``flows.common.grid_flow_body``).
+method needs LLM edges] -> train -> evaluate -> report, a parent MLflow run (tables and charts) with
+a child run per method and split; the loop is the experiment flow's (``flows.common.grid_flow_body``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from prefect import flow
 from flows.common import grid_flow_body
 from pngnn.constants import DEFAULT_METHODS
 from pngnn.settings import LLMSettings
+from tasks.report import report_task
 from tasks.runners import SettingsTaskRunner
 
 
@@ -26,6 +27,7 @@ def pipeline(profile: str = "quick", dataset: str | None = None, seeds: list[int
     ``tuned``: method -> tuned profile name (default: a saved ``<method>-<dataset>`` profile).
     """
     out = grid_flow_body("pipeline", profile, dataset, seeds, methods or list(DEFAULT_METHODS), epochs, llm, tuned)
+    report_task(out["dataset"], out["runs"], out["parent_run_id"])  # the tables and charts on the parent run
     return {k: out[k] for k in ("parent_run_id", "dataset", "summary", "table")}
 
 

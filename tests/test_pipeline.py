@@ -64,7 +64,7 @@ def test_prefect_server_recorded_completed_flow_and_tasks(pipeline_run):
     for expected in ("ingest-ml-100k", "split-ml-100k-seed1", "train-lightgcn-ml-100k-seed1",
                      "train-mostpop-ml-100k-seed1",
                      "pretrain-lightgcn-ml-100k-seed1", "augment-ml-100k-seed1", "merge-ml-100k-seed1",
-                     "train-llm-pngnn-ml-100k-seed1"):
+                     "train-llm-pngnn-ml-100k-seed1", "report-ml-100k-table"):
         assert expected in names, names
     assert all(t["state"]["type"] == "COMPLETED" for t in pipeline_run["task_runs"])
 
@@ -99,6 +99,8 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_model(pipeline_run
     assert losses[-1].value < losses[0].value
     assert 0 < lgcn.data.metrics["precision_at_10"] <= 1
     assert "lightgcn_precision_at_10_mean" in parents[0].data.metrics
+    charts = {a.path for a in mlflow.MlflowClient().list_artifacts(parents[0].info.run_id, "plots")}
+    assert {"plots/precision_recall_by_method.png", "plots/recall_by_segment.png"} <= charts
     model = mlflow.pyfunc.load_model(f"runs:/{lgcn.info.run_id}/model")
     recs = model.predict(__import__("pandas").DataFrame({"user_id": [1, 2, 3], "k": [5, 5, 5]}))
     assert recs.groupby("user_id").size().to_dict() == {1: 5, 2: 5, 3: 5}
