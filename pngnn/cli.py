@@ -281,8 +281,13 @@ def report_cmd(
             from pngnn.report import segments_chart
             from pngnn.results import segments_runs_frame
 
-            plot.parent.mkdir(parents=True, exist_ok=True)
-            typer.echo(f"-> {segments_chart(segments_runs_frame(results_dir, dataset), plot, dataset)}")
+            frame = segments_runs_frame(results_dir, dataset)
+            try:
+                plot.parent.mkdir(parents=True, exist_ok=True)
+                typer.echo(f"-> {segments_chart(frame, plot, dataset)}")
+            except OSError as exc:
+                raise PngnnError(f"cannot write the chart to {plot} ({exc.strerror or exc}); pass a --plot path in "
+                                 "a writable folder") from None
     elif whatif:
         from pngnn.whatif import sweeps_report
 

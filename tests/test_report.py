@@ -184,3 +184,9 @@ def test_report_segments_plot_from_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| ease | 2 | 0.4200 ± 0.0283 |" in proc.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "a-file").write_text("")
+    bad = subprocess.run([str(BIN / "pngnn"), "report", "--dataset", "ml-1m", "--results-dir",
+                          str(tmp_path / "results"), "--segments", "--plot", str(tmp_path / "a-file" / "seg.png")],
+                         env={**os.environ, **QUIET_ENV}, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "cannot write the chart to" in bad.stderr and "writable folder" in bad.stderr
