@@ -236,6 +236,8 @@ def whatif_cmd(
                                                   "results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json.")]
     = None,
     device: opt.Device = None,
+    baseline_only: Annotated[bool, typer.Option(help="Train only PN-GNN on this split's what-if train part: "
+                                                     "the split spread for a sweep run on another split.")] = False,
 ) -> None:
     """What-if, not an LLM: the lift of LLM-PN-GNN over PN-GNN when the answers are right with probability p.
 
@@ -249,7 +251,7 @@ def whatif_cmd(
     plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
                       parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes)
     cfg = get_profile(profile, settings).config_for(seed).with_overrides(epochs=epochs, aug_mode=aug_mode)
-    sweep_to_files(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty())
+    sweep_to_files(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty(), baseline_only=baseline_only)
 
 
 @command("report")

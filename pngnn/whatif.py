@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -38,6 +38,9 @@ from pngnn.settings import LLMSettings, Settings
 from pngnn.split import Interactions, SplitData, create_split
 from pngnn.steps import EdgeSource, ingest_step, load_split_step, train_evaluate_step
 from pngnn.store import Store
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +153,11 @@ def run_cell(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, p: float, u
 
 def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path,
                echo: Callable[[str], None] = print, progress: bool = False,
-               candidate_config: TrainConfig | None = None) -> dict[str, Any]:
+               candidate_config: TrainConfig | None = None, baseline_only: bool = False) -> dict[str, Any]:
     """The whole sweep into ``out`` (JSON), resuming from the cells ``out`` already holds.
-    ``candidate_config``: the candidate LightGCN's (default: as ``pretrain_step`` trains it)."""
+    ``candidate_config``: the candidate LightGCN's (default: as ``pretrain_step`` trains it).
+    ``baseline_only``: PN-GNN alone, no cells: another split's baseline, so that a sweep run on
+    one split (a sweep costs a training a cell) still has a split spread to be read against."""
     cfg = cfg.with_overrides(eval_every=0, patience=0)  # the validation part is the answerer's
     record = _load(out, plan, cfg)
     hold_out(settings, plan)
@@ -162,6 +167,8 @@ def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path
         record["baseline"] = outcome.metrics
         write_json_atomic(out, record)
         echo(outcome.summary(" (what-if train part)"))
+    if baseline_only:
+        return record
     largest = None if None in plan.users else max(u for u in plan.users if u is not None)
     pretrain_step(settings, plan.dataset, plan.seed, largest, users_by=plan.users_by, progress=progress,
                   candidate_config=candidate_config)
@@ -191,9 +198,11 @@ def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
     return {**header, "commit": git_commit(), "label": "simulated answerer (what-if), not an LLM", "cells": []}
 
 
-def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20") -> Path:
+def sweep_figure(record: dict[str, Any], metric: str = "recall@20",
+                 spreads: tuple[float, float] | None = None) -> Figure:
     """Lift of LLM-PN-GNN over PN-GNN against the answerer's accuracy, one line per user count,
-    overall and on the sparsest 10% of users."""
+    overall and on the sparsest 10% of users; ``spreads`` (PN-GNN's std over splits, overall and
+    sparse) as a dotted line: a lift below it is within split noise."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,31 +215,49 @@ def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20") ->
         for ax, key in zip(axes, (metric, f"{SPARSEST}/{metric}"), strict=True):
             ax.plot([c["p"] for c in rows], [c["lift"].get(key, float("nan")) for c in rows], marker="o",
                     label=f"{users or 'all'} users")
-    for ax, title in zip(axes, ("all users", "sparsest 10% of users"), strict=True):
+    for i, (ax, title) in enumerate(zip(axes, ("all users", "sparsest 10% of users"), strict=True)):
         ax.axhline(0.0, color="grey", lw=0.8)
+        if spreads is not None and np.isfinite(spreads[i]):
+            ax.axhline(spreads[i], color="black", ls=":", lw=1.0, label="PN-GNN split spread")
         ax.set_title(f"{title}: {metric} lift")
         ax.set_xlabel("answerer accuracy p")
     axes[0].set_ylabel("LLM-PN-GNN - PN-GNN (test)")
     axes[1].legend()
     fig.suptitle(f"What-if on {record['dataset']} split {record['seed']} (simulated answerer, not an LLM)")
     fig.tight_layout()
+    return fig
+
+
+def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20",
+               spreads: tuple[float, float] | None = None) -> Path:
+    """``sweep_figure`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(record, metric, spreads)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
 def sweep_to_files(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path | None = None,
-                   echo: Callable[[str], None] = print, progress: bool = False) -> Path:
+                   echo: Callable[[str], None] = print, progress: bool = False, baseline_only: bool = False) -> Path:
     """``pngnn whatif``: the sweep on its own DuckDB file beside ``PNGNN_DB`` (the held-out part
     must not leak into the real splits), on the settings' device; its JSON (default
-    ``results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json``) and plot beside it."""
+    ``results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json``) and plot beside it,
+    with the split spread of the baselines of the same settings in that folder."""
     resolve_device(settings.device)  # a GPU that is not there: an error before any work
     settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{plan.dataset}.duckdb")})
     variant = f"{plan.users_by}-{cfg.aug_mode}" + ("" if plan.dislikes else "-likes")
     out = out or Path("results") / "whatif" / plan.dataset / variant / f"seed{plan.seed}.json"
     with use_device(settings.device):
-        record = run_whatif(settings, plan, cfg, out, echo=echo, progress=progress)
-    echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'))}")
+        record = run_whatif(settings, plan, cfg, out, echo=echo, progress=progress, baseline_only=baseline_only)
+    if not record["cells"]:
+        echo(f"-> {out} (baseline only)")
+        return out
+    same = (record["config"], record["holdout"])
+    siblings = [json.loads(f.read_text()) for f in sorted(out.parent.glob("seed*.json"))]
+    spreads = split_spreads([r for r in siblings if (r.get("config"), r.get("holdout")) == same] or [record])
+    echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'), spreads=spreads)}")
     return out
 
 
@@ -249,8 +276,7 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") ->
     if not rows:
         raise PngnnError("no what-if cells to report; run `pngnn whatif` first")
     frame = pl.DataFrame(rows)
-    base_std = _spread([r["baseline"][metric] for r in records])
-    sparse_std = _spread([r["baseline"][f"{SPARSEST}/{metric}"] for r in records])
+    base_std, sparse_std = split_spreads(records, metric)
 
     def pm(col: str) -> pl.Expr:
         return pl.format("{} ± {}", pl.col(col).mean().round(4), pl.col(col).std().fill_null(0.0).round(4))
@@ -265,9 +291,14 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") ->
     return out.with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
 
 
-def _spread(values: list[float]) -> float:
-    """PN-GNN's own std over splits (sample std); with one split there is none to compare with."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+def split_spreads(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> tuple[float, float]:
+    """PN-GNN's own std over splits (sample std), overall and on the sparsest 10%, from every
+    record's baseline, baseline-only ones included; with one split there is none (NaN)."""
+    def spread(key: str) -> float:
+        values = [r["baseline"][key] for r in records if "baseline" in r]
+        return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+    return spread(metric), spread(f"{SPARSEST}/{metric}")
 
 
 def load_sweeps(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:

@@ -163,6 +163,48 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
     assert cells[1.0]["edges_trained_on"] == cells[1.0]["positive_edges"] + cells[1.0]["negative_edges"]
 
 
+def test_a_baseline_only_run_trains_pn_gnn_alone(ml100k_db: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("pngnn.whatif.ingest_step", lambda *a, **k: None)
+    db = tmp_path / "whatif.duckdb"
+    shutil.copyfile(ml100k_db, db)
+
+    def no_candidates(*a, **k):
+        raise AssertionError("a baseline-only run asks no answerer, so it trains no candidate model")
+
+    monkeypatch.setattr("pngnn.whatif.pretrain_step", no_candidates)
+    out = tmp_path / "seed2.json"
+    record = run_whatif(_settings(tmp_path, db), WhatIfPlan("ml-100k", 2, (1.0,), (80,)), TINY, out,
+                        echo=lambda _: None, baseline_only=True)
+    assert record["cells"] == [] and record["baseline"]["recall@20"] > 0
+    assert json.loads(out.read_text()) == record
+
+
+def test_a_one_split_sweep_is_read_against_the_spread_of_baseline_only_splits() -> None:
+    from pngnn.whatif import split_spreads, sweep_table
+
+    cell = {"p": 1.0, "users": 600, "like_precision": 0.4, "like_base_rate": 0.05,
+            "lift": {"recall@20": 0.004, "users_sparsest10/recall@20": 0.001}}
+    swept = {"seed": 1, "baseline": {"recall@20": 0.280, "users_sparsest10/recall@20": 0.30}, "cells": [cell]}
+    alone = [{"seed": s, "baseline": {"recall@20": b, "users_sparsest10/recall@20": 0.30 + b - 0.28}, "cells": []}
+             for s, b in ((2, 0.282), (3, 0.284))]
+    assert np.isnan(split_spreads([swept])[0])  # one split: no spread to beat
+    assert split_spreads([swept, *alone]) == pytest.approx((0.002, 0.002))
+    row = sweep_table([swept, *alone]).row(0, named=True)
+    assert row["splits"] == 1 and row["users"] == "600"
+    assert row["above spread 0.0020"] is True  # 0.004 > std(0.280, 0.282, 0.284) = 0.002
+    assert row["above spread 0.0020 "] is False  # sparse: 0.001 < 0.002
+
+    from pngnn.whatif import sweep_figure
+
+    def spread_lines(spreads):
+        fig = sweep_figure({**swept, "dataset": "ml-1m"}, spreads=spreads)
+        return [[line.get_ydata()[0] for line in ax.get_lines() if line.get_label() == "PN-GNN split spread"]
+                for ax in fig.axes]
+
+    assert spread_lines(split_spreads([swept, *alone])) == [[pytest.approx(0.002)], [pytest.approx(0.002)]]
+    assert spread_lines(split_spreads([swept])) == [[], []]  # none drawn where there is none
+
+
 def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path) -> None:
     from pngnn.whatif import load_sweeps, sweep_table
 
