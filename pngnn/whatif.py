@@ -278,15 +278,20 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") ->
     frame = pl.DataFrame(rows)
     base_std, sparse_std = split_spreads(records, metric)
 
-    def pm(col: str) -> pl.Expr:
-        return pl.format("{} ± {}", pl.col(col).mean().round(4), pl.col(col).std().fill_null(0.0).round(4))
+    def pm(col: str) -> pl.Expr:  # one split has no std: a '± 0' would read as a measured zero
+        mean = pl.col(col).mean().round(4)
+        return pl.when(pl.len() > 1).then(pl.format("{} ± {}", mean, pl.col(col).std().round(4))) \
+            .otherwise(mean.cast(pl.String))
+
+    def above(col: str, spread: float, trail: str = "") -> pl.Expr:  # trail: two columns, two names
+        if not np.isfinite(spread):
+            return pl.lit("-").alias(f"above spread (one split){trail}")
+        return (pl.col(col).mean() > spread).alias(f"above spread {spread:.4f}{trail}")
 
     out = frame.group_by("users", "p").agg(
         pl.len().alias("splits"), pl.col("like_precision").mean().round(3),
-        pl.col("like_base_rate").mean().round(3), pm("lift").alias(f"{metric} lift"),
-        (pl.col("lift").mean() > base_std).alias(f"above spread {base_std:.4f}"),
-        pm("sparse_lift").alias(f"sparsest 10% {metric} lift"),
-        (pl.col("sparse_lift").mean() > sparse_std).alias(f"above spread {sparse_std:.4f} "),
+        pl.col("like_base_rate").mean().round(3), pm("lift").alias(f"{metric} lift"), above("lift", base_std),
+        pm("sparse_lift").alias(f"sparsest 10% {metric} lift"), above("sparse_lift", sparse_std, " "),
     ).sort("users", "p")
     return out.with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
 
