@@ -335,3 +335,16 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_before_any_work(tm
     proc = run_cli(["train", "--device", "cuda", "--method", "mostpop"], tmp_path)
     assert_one_line_error(proc, "torch sees no CUDA GPU", "--device cpu")
     assert not (tmp_path / "db.duckdb").exists()  # nothing ingested: checked before any work
+
+
+def test_whatif_baseline_only_writes_the_baseline_and_no_cells(tmp_path, ml100k_db):
+    """The split spread of a one-split sweep comes from other splits' baselines: one command each."""
+    shutil.copyfile(ml100k_db, tmp_path / "whatif-ml-100k.duckdb")  # the what-if's own file, already ingested
+    out = tmp_path / "sweep" / "seed1.json"
+    proc = run_cli(["whatif", "--dataset", "ml-100k", "--seed", "1", "--baseline-only", "--epochs", "1",
+                    "--out", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(baseline only)" in proc.stdout
+    record = json.loads(out.read_text())
+    assert record["cells"] == [] and 0 < record["baseline"]["recall@20"] < 1
+    assert not out.with_suffix(".png").exists()  # nothing to draw without cells
