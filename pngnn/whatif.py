@@ -292,7 +292,7 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") ->
         pl.len().alias("splits"), pl.col("like_precision").mean().round(3),
         pl.col("like_base_rate").mean().round(3), pm("lift").alias(f"{metric} lift"), above("lift", base_std),
         pm("sparse_lift").alias(f"sparsest 10% {metric} lift"), above("sparse_lift", sparse_std, " "),
-    ).sort("users", "p")
+    ).sort(pl.col("users") == 0, "users", "p")  # fewest users asked first, every user (0) last
     return out.with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
 
 

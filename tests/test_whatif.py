@@ -188,6 +188,10 @@ def test_a_one_split_sweep_is_read_against_the_spread_of_baseline_only_splits() 
     alone = [{"seed": s, "baseline": {"recall@20": b, "users_sparsest10/recall@20": 0.30 + b - 0.28}, "cells": []}
              for s, b in ((2, 0.282), (3, 0.284))]
     assert np.isnan(split_spreads([swept])[0])  # one split: no spread to beat
+    grid = {**swept, "cells": [{**cell, "users": u, "p": p} for u, p in ((0, 1.0), (2000, 0.5), (600, 1.0),
+                                                                          (2000, 0.0))]}
+    assert sweep_table([grid]).select("users", "p").rows() == [("600", 1.0), ("2000", 0.0), ("2000", 0.5),
+                                                               ("all", 1.0)]
     alone_row = sweep_table([swept]).row(0, named=True)
     assert alone_row["recall@20 lift"] == "0.004" and alone_row["above spread (one split)"] == "-"
     assert split_spreads([swept, *alone]) == pytest.approx((0.002, 0.002))
