@@ -208,9 +208,9 @@ def sweep_figure(record: dict[str, Any], metric: str = "recall@20",
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.9), sharey=True)
     cells = sorted(record["cells"], key=lambda c: (c["users"], c["p"]))
-    for users in sorted({c["users"] for c in cells}):
+    for users in sorted({c["users"] for c in cells}, key=lambda u: (u == 0, u)):  # as the table: all last
         rows = [c for c in cells if c["users"] == users]
         for ax, key in zip(axes, (metric, f"{SPARSEST}/{metric}"), strict=True):
             ax.plot([c["p"] for c in rows], [c["lift"].get(key, float("nan")) for c in rows], marker="o",
@@ -222,9 +222,10 @@ def sweep_figure(record: dict[str, Any], metric: str = "recall@20",
         ax.set_title(f"{title}: {metric} lift")
         ax.set_xlabel("answerer accuracy p")
     axes[0].set_ylabel("LLM-PN-GNN - PN-GNN (test)")
-    axes[1].legend()
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)  # below: covers no point
     fig.suptitle(f"What-if on {record['dataset']} split {record['seed']} (simulated answerer, not an LLM)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
