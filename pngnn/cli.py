@@ -8,6 +8,7 @@ and is printed as one line (no traceback) with exit code 2.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -42,10 +43,16 @@ def command(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
-        app.command(name)(friendly)
+        app.command(name, help=unwrapped(inspect.getdoc(fn) or ""))(friendly)
         return friendly
 
     return register
+
+
+def unwrapped(doc: str) -> str:
+    """A docstring's paragraphs each on one line: typer keeps the source's line breaks, which rich then
+    wraps again, so hard-wrapped prose came out ragged in ``--help``."""
+    return "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
 
 
 @app.callback()

@@ -147,6 +147,15 @@ def test_every_argument_and_option_of_every_command_has_help():
     assert missing == []
 
 
+def test_every_command_help_is_prose_that_rich_can_wrap():
+    """Typer keeps a docstring's line breaks and rich wraps them again: each paragraph must be one line."""
+    group = typer.main.get_command(app)
+    ragged = {name: paragraph for name, command in group.commands.items()
+              for paragraph in (command.help or "").split("\n\n") if "\n" in paragraph}
+    assert ragged == {}
+    assert "answers over the OpenAI-compatible API" in group.commands["whatif"].help
+
+
 def test_one_default_dataset_and_the_real_default_methods():
     """Every --dataset (or DATASET argument) defaults to the one DEFAULT_DATASET, or to the
     profile's, and the profile train and run default to is on it; run --help names its methods."""
