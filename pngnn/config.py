@@ -28,8 +28,9 @@ DEFAULT_DATASET = "ml-100k"
 SPLIT_SEEDS: tuple[int, ...] = (1, 2, 3)
 
 # The Dual-BPR readings (pngnn.losses): "graded" and "weighted" train on positive pairs,
-# each with a disliked item of the same user; the others on every rated pair.
-DualBPR = Literal["ordered", "siren", "sign", "graded", "weighted"]
+# each with a disliked item of the same user; the others on every rated pair. "branch" scores
+# each graph's pairs with its own branch (the paper's equations as PANE-GNN's code applies them).
+DualBPR = Literal["ordered", "siren", "sign", "graded", "weighted", "branch"]
 DUAL_BPR_VARIANTS: tuple[str, ...] = get_args(DualBPR)
 DISLIKED_PAIR_VARIANTS = ("graded", "weighted")
 LightGCNGraph = Literal["positive", "all"]

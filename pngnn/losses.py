@@ -162,6 +162,29 @@ def dual_bpr_loss(
     return F.softplus(-margin).mean()
 
 
+def branch_bpr_loss(pos_scores_p: torch.Tensor, neg_scores_p: torch.Tensor, pos_scores_n: torch.Tensor,
+                    neg_scores_n: torch.Tensor, positive: torch.Tensor, b: float) -> torch.Tensor:
+    """Dual-BPR, ``"branch"`` reading: each graph's pairs ranked with its own branch's embeddings.
+
+    The paper writes Dual-BPR over the two graphs separately, and PANE-GNN's code (which the paper
+    cites) applies it that way: for a rated pair (u, i) with N unrated items j,
+
+        liked pair (positive graph):     -ln sigmoid(y^p_ui - y^p_uj),        y^p = z^p_u . z^p_i
+        disliked pair (negative graph):  -ln sigmoid(y^n_uj - b * y^n_ui),    y^n = z^n_u . z^n_i
+
+    so the positive branch learns "liked beats unrated" and the negative branch "unrated beats
+    disliked", b weighting the disliked item's own score. The fused embedding, which ranks at
+    inference, enters neither term: the attention gets no gradient under this reading and stays
+    at its initial 1/2-1/2 (why the readings above score with the fused embedding instead).
+    ``*_p`` are scores on the positive branch, ``*_n`` on the negative one, each [B] and [B, N];
+    ``positive`` [B] says which graph each pair belongs to. Mean over all B * N triples.
+    """
+    is_pos = positive.unsqueeze(1)
+    liked = pos_scores_p.unsqueeze(1) - neg_scores_p
+    disliked = neg_scores_n - b * pos_scores_n.unsqueeze(1)
+    return F.softplus(-torch.where(is_pos, liked, disliked)).mean()
+
+
 def graded_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, disliked_scores: torch.Tensor,
                     has_disliked: torch.Tensor, b: float) -> torch.Tensor:
     """Dual-BPR, ``"graded"`` reading: liked > unrated, and liked > disliked (weight b).

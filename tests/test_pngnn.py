@@ -13,7 +13,7 @@ import torch
 from pngnn.config import TrainConfig
 from pngnn.errors import PngnnError
 from pngnn.graph import normalized_adjacency
-from pngnn.losses import dual_bpr_loss, graded_bpr_loss, weighted_bpr_loss
+from pngnn.losses import branch_bpr_loss, dual_bpr_loss, graded_bpr_loss, weighted_bpr_loss
 from pngnn.models.pngnn import PNGNN, BranchAttention
 from pngnn.split import Interactions, SplitData
 from pngnn.steps import evaluate_step
@@ -123,6 +123,40 @@ def test_dual_bpr_variants_against_hand_computation():
     assert got.item() == pytest.approx(sum(sign_terms) / 6, rel=1e-6)
     with pytest.raises(ValueError, match="unknown Dual-BPR variant"):
         dual_bpr_loss(pos_scores, neg_scores, positive, b, "other")
+
+
+def test_branch_dual_bpr_against_hand_computation():
+    # User 0 liked A, user 1 disliked B, user 2 disliked C; two unrated items each. Each pair is
+    # scored on its own branch: the liked one on the positive branch, the disliked ones on the negative.
+    pos_p, neg_p = torch.tensor([2.0, 7.0, 7.0]), torch.tensor([[1.0, -0.5], [7.0, 7.0], [7.0, 7.0]])
+    pos_n, neg_n = torch.tensor([9.0, 0.5, -1.0]), torch.tensor([[9.0, 9.0], [0.0, 1.5], [0.2, -2.0]])
+    positive = torch.tensor([True, False, False])
+    b = 2.0
+    # liked: -ln s(y^p_ui - y^p_uj); disliked: -ln s(y^n_uj - b y^n_ui). The 7s and 9s are the other
+    # branch's scores of each pair and must not count.
+    margins = [2.0 - 1.0, 2.0 + 0.5, 0.0 - b * 0.5, 1.5 - b * 0.5, 0.2 + b * 1.0, -2.0 + b * 1.0]
+    got = branch_bpr_loss(pos_p, neg_p, pos_n, neg_n, positive, b)
+    assert got.item() == pytest.approx(mean_nll(margins), rel=1e-6)
+
+
+def test_branch_reading_scores_each_pair_on_its_own_branch_and_leaves_attention_untrained():
+    split = tiny_split()
+    model = build_pngnn(split, TrainConfig(dim=4, layers=2, l2=0.0, dual_bpr="branch", b=3.0))
+    users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 3]), torch.tensor([[3], [0]])
+    positive = torch.tensor([True, False])  # (0, 0) rated 5, (1, 3) rated 3.5
+    loss, _ = model.calculate_loss(users, pos, neg, positive=positive)
+    with torch.no_grad():
+        z_pos, z_neg = model.branches()
+    item = split.n_users
+    liked = float(z_pos[0] @ z_pos[item + 0] - z_pos[0] @ z_pos[item + 3])
+    disliked = float(z_neg[1] @ z_neg[item + 0] - 3.0 * (z_neg[1] @ z_neg[item + 3]))
+    assert loss.item() == pytest.approx(mean_nll([liked, disliked]), rel=1e-5)
+    loss.backward()
+    n = split.n_users + split.n_items
+    grad = model.embedding.weight.grad
+    assert grad[:n].abs().sum() > 0 and grad[n:].abs().sum() > 0
+    # The fused embedding enters neither term: the attention gets no gradient (README, PN-GNN).
+    assert model.attention.query.weight.grad is None or model.attention.query.weight.grad.abs().sum() == 0
 
 
 def liked_pairs_with_dislikes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -361,7 +395,7 @@ def loss_and_grads(model, users, pos, neg, feats) -> tuple[torch.Tensor, dict[st
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("variant", ["weighted", "graded", "ordered", "siren", "sign", "lightgcn"])
+@pytest.mark.parametrize("variant", ["weighted", "graded", "ordered", "siren", "sign", "branch", "lightgcn"])
 def test_training_loss_is_the_gather_formulation_to_float_tolerance(monkeypatch, variant):
     """The fused negative scores change how a step is computed, not what it computes: the loss and
     every parameter gradient of PN-GNN (each Dual-BPR reading) and LightGCN equal the gather form's."""

@@ -16,7 +16,7 @@ attention module scores each branch
 
 and the fused embedding used for ranking is Z = alpha_p * Z_p + alpha_n * Z_n; the score
 is y_ui = z_u . z_i. Without attention (ablation) alpha_p = alpha_n = 1/2. Training uses
-Dual-BPR with L2 on the batch's layer-0 rows of both tables. Five readings of the paper's
+Dual-BPR with L2 on the batch's layer-0 rows of both tables. Six readings of the paper's
 equation live in ``pngnn.losses``; the default, ``weighted`` with b = 4, ranks a liked item
 and (at weight 1/b) a disliked item of the same user above unrated ones, both with the
 fused embedding (why this reading is the default: README's ablation, "PN-GNN").
@@ -29,7 +29,14 @@ from torch import nn
 
 from pngnn.config import DISLIKED_PAIR_VARIANTS
 from pngnn.graph import block_diagonal, propagate
-from pngnn.losses import dual_bpr_loss, graded_bpr_loss, l2_penalty, pair_scores, weighted_bpr_loss
+from pngnn.losses import (
+    branch_bpr_loss,
+    dual_bpr_loss,
+    graded_bpr_loss,
+    l2_penalty,
+    pair_scores,
+    weighted_bpr_loss,
+)
 from pngnn.models.base import GraphRecommender
 
 
@@ -102,6 +109,10 @@ class PNGNN(GraphRecommender):
         """Dual-BPR + L2. ``positive`` [B] flags positive-graph pairs (the readings that
         train on every rated pair); ``disliked`` [B] is a disliked item of each pair's user
         or -1 (the "graded" and "weighted" readings, whose pairs are all positive)."""
+        if self.variant == "branch":
+            loss = self._branch_loss(users, pos, neg, positive)
+            reg = l2_penalty(self.embedding.weight, users, self.n_users + pos, self.n_users + neg, tables=2)
+            return loss + self.l2 * reg, {"dual_bpr": loss.detach(), "l2": reg.detach()}
         user_emb, item_emb = self.embeddings()
         u, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
         reg_items = neg
@@ -121,3 +132,16 @@ class PNGNN(GraphRecommender):
             loss = dual_bpr_loss(pos_scores, neg_scores, positive, self.b, self.variant)
         reg = l2_penalty(self.embedding.weight, users, self.n_users + pos, self.n_users + reg_items, tables=2)
         return loss + self.l2 * reg, {"dual_bpr": loss.detach(), "l2": reg.detach()}
+
+    def _branch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                     positive: torch.Tensor | None) -> torch.Tensor:
+        """The ``branch`` reading: every pair scored on both branches, each term keeping its own."""
+        if positive is None:
+            positive = torch.ones_like(pos, dtype=torch.bool)
+        z_pos, z_neg = self.branches()
+        scores = []
+        for z in (z_pos, z_neg):
+            user_emb, item_emb = torch.split(z, [self.n_users, self.n_items])
+            _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
+            scores += [pos_scores, neg_scores]
+        return branch_bpr_loss(*scores, positive, self.b)
