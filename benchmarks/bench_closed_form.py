@@ -19,10 +19,13 @@ from pathlib import Path
 
 import torch
 
-from pngnn.config import TrainConfig, get_profile
-from pngnn.methods import method_settings, train_method
-from pngnn.settings import Settings
-from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
+from pngnn.augment.edges import load_split_step
+from pngnn.core.config import TrainConfig
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import Settings
+from pngnn.data.prepare import ingest_step, split_step
+from pngnn.training.methods import method_settings, train_method
+from pngnn.training.outcome import evaluate_step
 
 METHODS = ("ease", "pn-ease", "ials")
 

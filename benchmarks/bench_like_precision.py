@@ -1,6 +1,6 @@
 """Like precision of the embedded SmolLM2 on validation: greedy JSON answer vs its log-probabilities.
 
-On a what-if split (``pngnn.whatif.hold_out``: 10 % of split 1's train ratings held out, the test
+On a what-if split (``pngnn.app.whatif.hold_out``: 10 % of split 1's train ratings held out, the test
 part untouched and never read, on a DuckDB file of its own), the candidate LightGCN trains on
 what is left of train and the sparsest users are asked once, by the embedded llama.cpp server,
 with ``scoring=logprobs`` (one request per prompt returns the JSON answer and the log-probabilities
@@ -37,14 +37,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pngnn.app.whatif import WhatIfPlan, hold_out
 from pngnn.augment.logprobs import debiased_likes, parse_scores, raw_likes, score_matrix
 from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.augment.step import augment_step, pretrain_step
-from pngnn.constants import LIKE_THRESHOLD, LOCAL_LLM_MODEL
-from pngnn.results import git_commit, write_json_atomic
-from pngnn.settings import LLMSettings, Settings
-from pngnn.store import Store
-from pngnn.whatif import WhatIfPlan, hold_out
+from pngnn.core.constants import LIKE_THRESHOLD, LOCAL_LLM_MODEL
+from pngnn.core.provenance import git_commit
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data.store import Store
+from pngnn.evaluation.results import write_json_atomic
 
 QUERY = """
 SELECT p.user_id, p.key, p.items, c.like_idx, c.dislike_idx, c.scores

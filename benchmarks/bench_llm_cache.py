@@ -22,15 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fault_llm_server import FaultLLMServer, Script
 
-from pngnn import datasets
 from pngnn.augment.client import LLMClient
 from pngnn.augment.pipeline import augment
-from pngnn.config import TrainConfig
-from pngnn.ingest import ingest
-from pngnn.settings import LLMSettings, Settings
-from pngnn.split import create_split, load_split
-from pngnn.store import Store
-from pngnn.train import build_most_popular
+from pngnn.core.config import TrainConfig
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data import datasets
+from pngnn.data.ingest import ingest
+from pngnn.data.split import create_split, load_split
+from pngnn.data.store import Store
+from pngnn.training.train import build_most_popular
 
 
 def main() -> None:

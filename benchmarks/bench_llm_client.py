@@ -26,7 +26,7 @@ from fault_llm_server import FaultLLMServer, Script
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.client import LLMClient, Request
 from pngnn.augment.prompts import messages
-from pngnn.settings import LLMSettings
+from pngnn.core.settings import LLMSettings
 
 
 def measure(concurrency: int, n_requests: int, latency: float) -> dict[str, float]:

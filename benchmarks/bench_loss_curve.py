@@ -16,10 +16,11 @@ import json
 import time
 from pathlib import Path
 
-from pngnn.config import get_profile
-from pngnn.settings import Settings
-from pngnn.steps import ingest_step, load_split_step, split_step
-from pngnn.train import EpochLog, train_lightgcn, train_pngnn
+from pngnn.augment.edges import load_split_step
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import Settings
+from pngnn.data.prepare import ingest_step, split_step
+from pngnn.training.train import EpochLog, train_lightgcn, train_pngnn
 
 TRAINERS = {"lightgcn": train_lightgcn, "pngnn": train_pngnn}
 

@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pngnn.config import get_profile
-from pngnn.sampling import EpochPairOrder, NegativeSampler
-from pngnn.settings import Settings
-from pngnn.split import SplitData
-from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
-from pngnn.train import build_lightgcn, lightgcn_edges, train_pngnn
+from pngnn.augment.edges import load_split_step
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import Settings
+from pngnn.data.prepare import ingest_step, split_step
+from pngnn.data.split import SplitData
+from pngnn.models.sampling import EpochPairOrder, NegativeSampler
+from pngnn.training.outcome import evaluate_step
+from pngnn.training.train import build_lightgcn, lightgcn_edges, train_pngnn
 
 DATASET, SPLIT_SEED = "ml-1m", 1
 
@@ -69,7 +71,7 @@ def seconds_per_batch(step, batches) -> float:
 
 
 def time_ours(split: SplitData, batches) -> float:
-    """Seconds per batch of our LightGCN step (the one ``pngnn.train.fit`` takes)."""
+    """Seconds per batch of our LightGCN step (the one ``pngnn.training.train.fit`` takes)."""
     cfg = get_profile("paper").train
     model = build_lightgcn(split, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

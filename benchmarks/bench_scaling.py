@@ -17,7 +17,7 @@ Per size and model, in a fresh subprocess (so peaks of one size never show in an
   (train + sampling seconds per batch) x batches per epoch. A full epoch is one propagation of
   the whole graph per batch, so at 20M ratings it is beyond this benchmark's time budget.
 * ``epoch``: where the estimate is under ``--full-epoch-max-s``, one real epoch through
-  ``pngnn.train.fit`` (the whole epoch's negatives drawn at once, as training does), its
+  ``pngnn.training.train.fit`` (the whole epoch's negatives drawn at once, as training does), its
   seconds as ``fit`` logs them; it checks the estimate.
 * peak RSS: ``getrusage`` maxrss of the process, and a 20 ms sampling thread's maximum of
   ``/proc/self/statm`` per phase (generation, model build, timed batches, full epoch); on CUDA
@@ -66,7 +66,7 @@ MODELS = ("lightgcn", "pngnn")
 
 def ml1m_marginals(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """ML-1M's user degrees, item degrees, and rating values with their frequencies."""
-    from pngnn import datasets
+    from pngnn.data import datasets
 
     ratings = datasets.load("ml-1m", data_dir, allow_download=False).ratings
     user_deg = np.bincount(ratings["user_id"].to_numpy())
@@ -167,11 +167,19 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pngnn.config import get_profile
-    from pngnn.device import resolve_device, use_device
-    from pngnn.sampling import EpochPairOrder, NegativeSampler
-    from pngnn.split import Interactions, SplitData
-    from pngnn.train import PairPlan, build_lightgcn, build_pngnn, fit, lightgcn_edges, pngnn_pair_plan, train_epoch
+    from pngnn.core.profiles import get_profile
+    from pngnn.data.split import Interactions, SplitData
+    from pngnn.models.sampling import EpochPairOrder, NegativeSampler
+    from pngnn.training.device import resolve_device, use_device
+    from pngnn.training.train import (
+        PairPlan,
+        build_lightgcn,
+        build_pngnn,
+        fit,
+        lightgcn_edges,
+        pngnn_pair_plan,
+        train_epoch,
+    )
 
     device = resolve_device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -323,7 +331,7 @@ def main() -> None:
     if args.plot_only:
         plot(results, png)
         return
-    from pngnn.device import resolve_device
+    from pngnn.training.device import resolve_device
 
     device = str(resolve_device(args.device))
     key = "cpu" if device == "cpu" else "cuda"

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 
-from pngnn.config import get_profile
-from pngnn.graph import propagate, propagate_autograd
-from pngnn.settings import Settings
-from pngnn.split import SplitData
-from pngnn.steps import evaluate_step, ingest_step, load_split_step, split_step
-from pngnn.train import PairPlan, build_lightgcn, build_pngnn, fit, lightgcn_edges, pngnn_pair_plan
+from pngnn.augment.edges import load_split_step
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import Settings
+from pngnn.data.prepare import ingest_step, split_step
+from pngnn.data.split import SplitData
+from pngnn.models.graph import propagate, propagate_autograd
+from pngnn.training.outcome import evaluate_step
+from pngnn.training.train import PairPlan, build_lightgcn, build_pngnn, fit, lightgcn_edges, pngnn_pair_plan
 
 
 def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:

@@ -15,9 +15,11 @@ import json
 import time
 from pathlib import Path
 
-from pngnn.config import TrainConfig
-from pngnn.settings import Settings
-from pngnn.steps import ingest_step, load_split_step, split_step, train_evaluate_step
+from pngnn.augment.edges import load_split_step
+from pngnn.core.config import TrainConfig
+from pngnn.core.settings import Settings
+from pngnn.data.prepare import ingest_step, split_step
+from pngnn.training.outcome import train_evaluate_step
 
 VARIANTS: list[tuple[str, dict]] = [
     ("lightgcn", {}),

@@ -1,4 +1,4 @@
-"""The installed ``pngnn`` command: the library's commands (``pngnn.cli``) plus ``run``, which
+"""The installed ``pngnn`` command: the library's commands (``pngnn.app.cli``) plus ``run``, which
 starts the Prefect pipeline flow. It lives here, beside the flows, so ``pngnn/`` never
 imports Prefect."""
 
@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from pngnn import cli_options as opt
-from pngnn.cli import app, command
-from pngnn.config import check_seeds, get_profile
-from pngnn.constants import DEFAULT_METHODS, RUN_LLM_USERS
-from pngnn.settings import Settings, llm_settings, quiet_environment
+from pngnn.app import cli_options as opt
+from pngnn.app.cli import app, command
+from pngnn.core.config import check_seeds
+from pngnn.core.constants import DEFAULT_METHODS, RUN_LLM_USERS
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import Settings, llm_settings, quiet_environment
 
 
 @command("run")
@@ -33,9 +34,9 @@ def run_cmd(
     Uses Prefect's server at PREFECT_API_URL, or a local ephemeral one when unset, and the
     MLflow store at MLFLOW_TRACKING_URI (default: a sqlite file under pngnn-data/).
     """
-    from pngnn.datasets import ensure_files
-    from pngnn.methods import check_method
-    from pngnn.preflight import check_dask_scheduler, check_mlflow, check_prefect_api
+    from pngnn.core.preflight import check_dask_scheduler, check_mlflow, check_prefect_api
+    from pngnn.data.datasets import ensure_files
+    from pngnn.training.methods import check_method
 
     quiet_environment()  # before a Prefect server is started for nothing: the arguments, the data, both servers
     llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)

@@ -7,32 +7,35 @@ from typing import Any
 
 import mlflow
 
-from flows.links import prefect_tags, publish_run_links
+from pngnn.app.parent_records import log_augment_counts, log_llm, log_summary
+from pngnn.augment.edges import EdgeSource
 from pngnn.augment.step import edges_line
-from pngnn.config import Profile, TrainConfig, check_seeds, get_profile
-from pngnn.methods import NEEDS_AUGMENTATION, check_method
-from pngnn.parent_records import log_augment_counts, log_llm, log_summary
-from pngnn.profiles import method_profiles
-from pngnn.results import summary_table, to_markdown
-from pngnn.settings import LLMSettings, Settings
-from pngnn.steps import EdgeSource
-from pngnn.tracking import parent_run
+from pngnn.core.config import Profile, TrainConfig, check_seeds
+from pngnn.core.profiles import get_profile, method_profiles
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data.split import SplitData
+from pngnn.evaluation.results import summary_table
+from pngnn.evaluation.tables import to_markdown
+from pngnn.tracking.runs import parent_run
+from pngnn.training.methods import NEEDS_AUGMENTATION, check_method
 from tasks.augment import augment_task, merge_task, pretrain_task
-from tasks.data import ingest_task, split_task
+from tasks.data import ingest_task, llm_split_task, load_split_task, split_task
 from tasks.grid import GridTrainer
+from tasks.links import prefect_tags, publish_run_links
 from tasks.llm_fanout import fanout_augment, fans_out
 
 
-def augment_split(dataset: str, seed: int, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:
-    """pretrain (cached) -> augment (LLM answers cached in DuckDB) -> merge, for one split; the
-    counts go to the parent run. Returns the tags (LLM model, prompt version) of the runs
-    trained on these edges. The augmentation is one task, or mapped chunk tasks when
+def augment_split(split: SplitData, llm: LLMSettings, parent_run_id: str) -> dict[str, str]:
+    """pretrain (cached) -> augment (LLM answers cached in DuckDB) -> merge, for one split (as the
+    flow loaded it); the counts go to the parent run. Returns the tags (LLM model, prompt version)
+    of the runs trained on these edges. The augmentation is one task, or mapped chunk tasks when
     ``fans_out`` (a Dask runner or a rate limit, and an LLM server of the user's)."""
-    pretrain_task(dataset, seed, llm)
+    dataset, seed = split.dataset, split.seed
+    pretrain_task(dataset, seed, llm, split)
     if fans_out(llm):
-        counts = fanout_augment(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm))
+        counts = fanout_augment(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm), split=split)
     else:
-        counts = augment_task(dataset, seed, llm, parent_run_id)
+        counts = augment_task(dataset, seed, llm, parent_run_id, split)
     counts.update(merge_task(dataset, seed, counts["model"], parent_run_id, llm.scoring))
     print(edges_line(dataset, seed, counts))
     log_augment_counts(parent_run_id, seed, counts)
@@ -52,11 +55,14 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
     grid = GridTrainer()  # trains at once on threads; on Dask, maps every training after the loop
     for seed in seeds:
         split_task(dataset, seed, base.test_fraction, base.valid_fraction)
-        tags = augment_split(dataset, seed, llm, parent_run_id) if use_llm else None
+        split = load_split_task(dataset, seed)  # once a split: every task below is handed it
+        tags = augment_split(split, llm, parent_run_id) if use_llm else None
+        llm_split = llm_split_task(split, tags) if use_llm else None
         for method, prof in profiles.items():
             method_cfg = cfg if prof.name == base.name else prof.config_for(seed)
-            grid.add(dataset, seed, method, method_cfg.to_dict(), prof.name, parent_run_id,
-                     tags=tags if method in NEEDS_AUGMENTATION else None)
+            needs_edges = method in NEEDS_AUGMENTATION
+            grid.add(llm_split if needs_edges else split, method, method_cfg.to_dict(), prof.name, parent_run_id,
+                     tags=tags if needs_edges else None)
     runs.update(grid.metrics())
     return runs
 

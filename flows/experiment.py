@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import grid_flow_body
-from pngnn.settings import LLMSettings
+from pngnn.core.settings import LLMSettings
 from tasks.report import report_task
 from tasks.runners import SettingsTaskRunner
 
@@ -31,7 +31,7 @@ def experiment(
 
     ``profile``: paper (ML-1M, 3 splits, 60 epochs) or quick; ``seeds``/``epochs``/``dataset``
     override it. ``out_dir``: also keep table.csv, table.md and the chart there. ``tuned``:
-    method -> tuned profile name (see ``pngnn.profiles.method_profiles``).
+    method -> tuned profile name (see ``pngnn.core.profiles.method_profiles``).
     """
     out = grid_flow_body("experiment", profile, dataset, seeds, methods or [*TABLE1_METHODS, *BASELINES], epochs,
                          llm, tuned)

@@ -10,8 +10,8 @@ from typing import Any
 from prefect import flow
 
 from flows.common import grid_flow_body
-from pngnn.constants import DEFAULT_METHODS
-from pngnn.settings import LLMSettings
+from pngnn.core.constants import DEFAULT_METHODS
+from pngnn.core.settings import LLMSettings
 from tasks.report import report_task
 from tasks.runners import SettingsTaskRunner
 

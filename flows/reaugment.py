@@ -12,13 +12,13 @@ import mlflow
 from prefect import flow
 
 from flows.common import augment_split
-from pngnn.config import get_profile
-from pngnn.methods import check_method
-from pngnn.parent_records import log_llm
-from pngnn.registry import PROMOTION_METRIC
-from pngnn.settings import LLMSettings, Settings
-from pngnn.tracking import parent_run
-from tasks.data import ingest_task, split_task
+from pngnn.app.parent_records import log_llm
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.tracking.registry import PROMOTION_METRIC
+from pngnn.tracking.runs import parent_run
+from pngnn.training.methods import NEEDS_AUGMENTATION, check_method
+from tasks.data import ingest_task, llm_split_task, load_split_task, split_task
 from tasks.model import train_evaluate_task
 from tasks.registry import promote_task
 
@@ -46,9 +46,12 @@ def reaugment(
         log_llm(llm)
         ingest_task(ds)
         split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
-        tags = augment_split(ds, seed, llm, parent_id)
+        split = load_split_task(ds, seed)
+        tags = augment_split(split, llm, parent_id)
         mlflow.set_tags(tags)
-        out = train_evaluate_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=tags, promote_first=False)
+        train_split = llm_split_task(split, tags) if method in NEEDS_AUGMENTATION else split
+        out = train_evaluate_task(ds, seed, method, cfg.to_dict(), profile, parent_id, tags=tags, promote_first=False,
+                                  split=train_split)
         decision = promote_task(ds, method, out["run_id"], PROMOTION_METRIC) if promote else None
         if decision is not None:
             mlflow.set_tag("promoted", str(decision["promoted"]).lower())

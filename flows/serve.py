@@ -14,10 +14,10 @@ from flows.experiment import experiment
 from flows.pipeline import pipeline
 from flows.reaugment import reaugment
 from flows.tune import tune
-from pngnn.constants import RUN_LLM_USERS
-from pngnn.errors import PngnnError
-from pngnn.runtime import prepare_worker
-from pngnn.settings import Settings
+from pngnn.core.constants import RUN_LLM_USERS
+from pngnn.core.errors import PngnnError
+from pngnn.core.runtime import prepare_worker
+from pngnn.core.settings import Settings
 
 
 def deployments(settings: Settings | None = None) -> list:

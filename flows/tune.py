@@ -1,4 +1,4 @@
-"""Validation-only tuning as a flow (``pngnn.tune``'s steps as tasks): a study per split seed
+"""Validation-only tuning as a flow (``pngnn.app.tune``'s steps as tasks): a study per split seed
 whose trials are child runs of one parent run, the saved profile, one test evaluation each
 (registered, promoted when better). The same steps without Prefect: ``pngnn tune``.
 """
@@ -9,12 +9,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.links import prefect_tags, publish_run_links
-from pngnn.config import get_profile
-from pngnn.constants import TUNE_METRIC
-from pngnn.profiles import new_profile_name
-from pngnn.settings import Settings
-from pngnn.tune import TuneRequest, studies_table, tune_profile
+from pngnn.app.tune import TuneRequest, studies_table, tune_profile
+from pngnn.core.constants import TUNE_METRIC
+from pngnn.core.profiles import get_profile, new_profile_name
+from pngnn.core.settings import Settings
+from tasks.links import prefect_tags, publish_run_links
 from tasks.runners import SettingsTaskRunner
 from tasks.tune import TASK_STEPS
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from pngnn.errors import PngnnError
-from pngnn.settings import Settings
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (or site-packages): where flows/ lives
 PREFECT_YAML = ROOT / "prefect.yaml"
@@ -42,7 +42,7 @@ def check_pool(name: str | None = None) -> str:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from pngnn.preflight import check_prefect_api
+    from pngnn.core.preflight import check_prefect_api
 
     name = name or pool_name()
     api = Settings().prefect_api_url

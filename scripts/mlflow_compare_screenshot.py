@@ -3,7 +3,7 @@
     python scripts/mlflow_compare_screenshot.py [--out docs/mlflow-compare.png]
 
 Starts a real ``mlflow server`` (a throw-away sqlite store and artifact folder), trains three
-methods on ML-100K split seeds 1 and 2 through ``pngnn.tracking.tracked_run`` (the path every
+methods on ML-100K split seeds 1 and 2 through ``pngnn.tracking.runs.tracked_run`` (the path every
 flow uses, so the runs carry the same params, tags, dataset input and metric names), opens
 MLflow's Compare page for those runs in headless Chromium and picks in it what README says to
 pick (driven through the DevTools protocol, as a user clicks): the parameter ``method`` and
@@ -86,10 +86,11 @@ def track_runs(root: Path, tracking_uri: str, data_dir: Path) -> tuple[str, list
     """One parent run with a child run per method and split of ML-100K; (experiment id, child run ids)."""
     import torch
 
-    from pngnn.config import get_profile
-    from pngnn.settings import Settings
-    from pngnn.steps import ingest_step, load_split_step, split_step
-    from pngnn.tracking import parent_run, setup, tracked_run
+    from pngnn.augment.edges import load_split_step
+    from pngnn.core.profiles import get_profile
+    from pngnn.core.settings import Settings
+    from pngnn.data.prepare import ingest_step, split_step
+    from pngnn.tracking.runs import parent_run, setup, tracked_run
 
     torch.set_num_threads(1)
     settings = Settings(data_dir=data_dir, db_path=root / "pngnn.duckdb", mlflow_uri=tracking_uri)

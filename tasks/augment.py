@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from pngnn.augment.step import augment_step, merge_step, pretrain_step
-from pngnn.settings import LLMSettings, Scoring, Settings
+from pngnn.core.settings import LLMSettings, Scoring, Settings
+from pngnn.data.split import SplitData
 from tasks.cache import PRETRAIN_CACHE
 from tasks.data import retry_when
 from tasks.runtime import task_settings
@@ -22,26 +24,31 @@ AUGMENT_RETRY_DELAYS = (10, 60)  # seconds before each retry of a split's augmen
 
 
 @task(name="augment", task_run_name="augment-{dataset}-seed{seed}", retries=len(AUGMENT_RETRY_DELAYS),
-      retry_delay_seconds=list(AUGMENT_RETRY_DELAYS), retry_condition_fn=_retry_unless_user_error)
-def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None = None) -> dict[str, Any]:
+      retry_delay_seconds=list(AUGMENT_RETRY_DELAYS), retry_condition_fn=_retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def augment_task(dataset: str, seed: int, llm: LLMSettings, run_id: str | None = None,
+                 split: SplitData | None = None) -> dict[str, Any]:
     """Ask the LLM about each sampled user's candidates (answers cached in DuckDB); counts out.
 
     ``run_id``: the MLflow run recorded as the edges' provenance (the flow's parent run). The
     answers become edges in ``merge_task``, a step of its own (retried and recorded apart).
+    ``split``: the split the flow loaded (default: read here).
     """
     counts = augment_step(Settings.from_env(), dataset, seed, LLMSettings.model_validate(llm), progress=False,
-                          run_id=run_id, merge=False)
+                          run_id=run_id, merge=False, split=split)
     print(f"{dataset} seed {seed}: augmentation {counts}")
     return counts
 
 
 @task(name="pretrain", task_run_name="pretrain-lightgcn-{dataset}-seed{seed}", cache_policy=PRETRAIN_CACHE)
-def pretrain_task(dataset: str, seed: int, llm: LLMSettings) -> dict[str, Any]:
+def pretrain_task(dataset: str, seed: int, llm: LLMSettings, split: SplitData | None = None) -> dict[str, Any]:
     """Train the candidate LightGCN and store each sampled user's top-N unseen items in DuckDB.
 
-    Cached on its inputs and the DuckDB file's identity, so a rerun of the flow skips it."""
+    Cached on its inputs (the ``split`` the flow loaded aside) and the DuckDB file's identity, so a
+    rerun of the flow skips it."""
     llm = LLMSettings.model_validate(llm)
-    result = pretrain_step(task_settings(), dataset, seed, llm.users, users_by=llm.users_by, progress=False)
+    result = pretrain_step(task_settings(), dataset, seed, llm.users, users_by=llm.users_by, progress=False,
+                           split=split)
     print(f"{dataset} seed {seed}: candidates {result}")
     return result
 

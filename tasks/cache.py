@@ -16,13 +16,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy, Inputs
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
-from pngnn.datasets import expected_checksum
-from pngnn.settings import Settings
-from pngnn.store import Store
+from pngnn.core.settings import Settings
+from pngnn.data.datasets import expected_checksum
+from pngnn.data.store import Store
 
 
 @dataclass
@@ -55,5 +55,6 @@ class DuckDBState(CachePolicy):
 # Task inputs + task code + the DuckDB file it writes to.
 INGEST_CACHE = INPUTS + TASK_SOURCE + DuckDBState(checksum="expected")
 SPLIT_CACHE = INPUTS + TASK_SOURCE + DuckDBState(checksum="stored")
-# The LightGCN pretrain task (LLM candidates): the same rule as split.
-PRETRAIN_CACHE = SPLIT_CACHE
+# The LightGCN pretrain task (LLM candidates): the same rule as split. Its ``split`` input (the split
+# the flow loaded) is left out of the key: dataset, seed and the file's identity already name it.
+PRETRAIN_CACHE = Inputs(exclude=["split"]) + TASK_SOURCE + DuckDBState(checksum="stored")

@@ -1,7 +1,8 @@
-"""Data tasks: ingest MovieLens into DuckDB and draw the splits.
+"""Data tasks: ingest MovieLens into DuckDB, draw the splits, load a split for the tasks after.
 
-Both are deterministic and cached (``tasks/cache.py``): a re-run with the same inputs
-against the same DuckDB file ends in the ``Cached`` state without touching the data.
+Ingest and split are deterministic and cached (``tasks/cache.py``): a re-run with the same
+inputs against the same DuckDB file ends in the ``Cached`` state without touching the data. A
+flow loads each split once (``load_split_task``) and hands it to every task that trains on it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from pngnn.errors import PngnnError, TransientError
-from pngnn.settings import Settings
-from pngnn.steps import ingest_step, split_step
+from pngnn.augment.edges import EdgeSource, load_split_step, with_llm_edges
+from pngnn.core.errors import PngnnError, TransientError
+from pngnn.core.settings import Settings
+from pngnn.data.prepare import ingest_step, split_step
+from pngnn.data.split import SplitData
 from tasks.cache import INGEST_CACHE, SPLIT_CACHE
 
 
@@ -49,3 +53,15 @@ def split_task(dataset: str, seed: int, test_fraction: float = 0.2, valid_fracti
     counts = split_step(Settings.from_env(), dataset, seed, test_fraction, valid_fraction)
     print(f"{dataset} seed {seed}: {counts}")
     return counts
+
+
+@task(name="load-split", task_run_name="load-split-{dataset}-seed{seed}", cache_policy=NO_CACHE)
+def load_split_task(dataset: str, seed: int) -> SplitData:
+    """The stored split, read once for the candidate model, the LLM step and every training."""
+    return load_split_step(Settings.from_env(), dataset, seed)
+
+
+@task(name="add-llm-edges", task_run_name="add-llm-edges-{split.dataset}-seed{split.seed}", cache_policy=NO_CACHE)
+def llm_split_task(split: SplitData, tags: dict[str, str]) -> SplitData:
+    """The split plus the LLM edges that the runs tagged ``tags`` (model, prompt version) train on."""
+    return with_llm_edges(Settings.from_env(), split, EdgeSource.from_tags(tags))

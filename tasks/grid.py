@@ -1,8 +1,9 @@
 """The experiment grid's trainings (methods x splits) as mapped tasks on a Dask cluster.
 
-``GridTrainer`` is what ``flows.common.run_grid`` hands each (method, split) to. On the threads
-runner it calls ``train_evaluate_task`` at once, as the flows always did. On Dask it loads the
-split (with its LLM edges) in the flow's process and keeps it; ``metrics()`` then maps
+``GridTrainer`` is what ``flows.common.run_grid`` hands each (method, split) to, the split loaded
+once by the flow (with its LLM edges for an llm- method). On the threads runner it calls
+``train_evaluate_task`` at once, as the flows always did. On Dask it keeps the split;
+``metrics()`` then maps
 ``train_evaluate_task`` over all of them, the split given, so the workers start only after the
 flow's process has written everything it writes (splits, LLM answers, edges), get the split as an
 input and never open the DuckDB file for it (the registered model's catalog of titles is read
@@ -16,10 +17,9 @@ from typing import Any
 
 from prefect import unmapped
 
-from pngnn.methods import NEEDS_AUGMENTATION
-from pngnn.registry import promote_if_none
-from pngnn.settings import Settings
-from pngnn.steps import EdgeSource, load_split_step
+from pngnn.core.settings import Settings
+from pngnn.data.split import SplitData
+from pngnn.tracking.registry import promote_if_none
 from tasks.model import train_evaluate_task
 from tasks.runners import running_on_dask
 from tasks.storage import per_run_key, result_storage
@@ -33,14 +33,14 @@ class GridTrainer:
         self._done: dict[str, list[dict[str, Any]]] = {}
         self._jobs: list[dict[str, Any]] = []
 
-    def add(self, dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
+    def add(self, split: SplitData, method: str, config: dict[str, Any], profile: str,
             parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> None:
+        """Train ``method`` on ``split`` (loaded once by the flow; with its LLM edges for an llm- method)."""
+        dataset, seed = split.dataset, split.seed
         if not self.distributed:
-            out = train_evaluate_task(dataset, seed, method, config, profile, parent_run_id, tags=tags)
+            out = train_evaluate_task(dataset, seed, method, config, profile, parent_run_id, tags=tags, split=split)
             self._done.setdefault(method, []).append(out)
             return
-        edges = EdgeSource.from_tags(tags) if method in NEEDS_AUGMENTATION else None
-        split = load_split_step(Settings.from_env(), dataset, seed, edges)
         self._jobs.append({"split": split, "dataset": dataset, "seed": seed, "method": method, "config": config,
                            "profile": profile, "parent_run_id": parent_run_id, "tags": tags})
 

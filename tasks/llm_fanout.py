@@ -30,8 +30,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt
 from pngnn.augment.client import Request
 from pngnn.augment.fanout import ChunkedClient, ChunkResult, Dispatch, ask_chunk, augment_chunked
 from pngnn.augment.throttle import Throttle, no_throttle
-from pngnn.errors import PngnnError, TransientError
-from pngnn.settings import LLMSettings, Settings
+from pngnn.core.errors import PngnnError, TransientError
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data.split import SplitData
 from tasks.augment import AUGMENT_RETRY_DELAYS
 from tasks.runners import running_on_dask
 from tasks.storage import per_run_key, result_storage
@@ -105,11 +106,11 @@ def _heals(error: BaseException) -> bool:
 
 
 def fanout_augment(settings: Settings, dataset: str, seed: int, llm: LLMSettings,
-                   delays: tuple[float, ...] = AUGMENT_RETRY_DELAYS) -> dict[str, Any]:
+                   delays: tuple[float, ...] = AUGMENT_RETRY_DELAYS, split: SplitData | None = None) -> dict[str, Any]:
     """The augmentation of split ``seed`` (stored candidates) through mapped chunk tasks; its
     counts (``augment_step(merge=False)``'s), plus ``chunks``. Healed as the augment task is: a
     transient failure asks again after each of ``delays`` (answers cached meanwhile are kept,
-    the failed run's claims released), a user error fails at once."""
+    the failed run's claims released), a user error fails at once. ``split``: as the flow loaded it."""
     name = None
     if settings.llm_rate_limit is not None:
         ensure_rate_limit(settings.llm_rate_limit)
@@ -119,7 +120,7 @@ def fanout_augment(settings: Settings, dataset: str, seed: int, llm: LLMSettings
                             wait=lambda state: next(waits), reraise=True):
         with attempt:
             client = ChunkedClient(llm, prefect_dispatch(llm, settings, seed, name), settings.llm_chunk_size)
-            counts = augment_chunked(settings, dataset, seed, llm, client)
+            counts = augment_chunked(settings, dataset, seed, llm, client, split=split)
     counts["chunks"] = client.chunks_sent
     print(f"{dataset} seed {seed}: augmentation in {client.chunks_sent} chunks {counts}")
     return counts

@@ -1,23 +1,24 @@
 """The model task: one method on one split as one MLflow child run, through
-``pngnn.tracking.tracked_run`` (the path ``pngnn train --track`` takes too)."""
+``pngnn.tracking.runs.tracked_run`` (the path ``pngnn train --track`` takes too)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from flows.links import prefect_tags
-from pngnn.config import TrainConfig
-from pngnn.methods import NEEDS_AUGMENTATION
-from pngnn.registry import model_name, promote_if_none
-from pngnn.split import SplitData
-from pngnn.steps import EdgeSource, load_split_step
-from pngnn.tracking import tracked_run
+from pngnn.augment.edges import EdgeSource, load_split_step
+from pngnn.core.config import TrainConfig
+from pngnn.data.split import SplitData
+from pngnn.tracking.registry import model_name, promote_if_none
+from pngnn.tracking.runs import tracked_run
+from pngnn.training.methods import NEEDS_AUGMENTATION
+from tasks.links import prefect_tags
 from tasks.runtime import task_settings
 
 
-@task(name="train-evaluate", task_run_name="train-{method}-{dataset}-seed{seed}")
+@task(name="train-evaluate", task_run_name="train-{method}-{dataset}-seed{seed}", cache_policy=NO_CACHE)
 def train_evaluate_task(dataset: str, seed: int, method: str, config: dict[str, Any], profile: str,
                         parent_run_id: str | None = None, tags: dict[str, str] | None = None,
                         register: bool = True, promote_first: bool = True, split: SplitData | None = None

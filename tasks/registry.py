@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import task
 
-from pngnn.registry import PROMOTION_METRIC, promote_if_better
-from pngnn.settings import Settings
+from pngnn.core.settings import Settings
+from pngnn.tracking.registry import PROMOTION_METRIC, promote_if_better
 
 
 @task(name="promote", task_run_name="promote-{method}-{dataset}-if-better")

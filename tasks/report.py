@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 from prefect import task
 
-from pngnn.parent_records import log_report
-from pngnn.settings import Settings
+from pngnn.app.parent_records import log_report
+from pngnn.core.settings import Settings
 
 
 @task(name="report", task_run_name="report-{dataset}-table")

@@ -28,8 +28,8 @@ from prefect.context import FlowRunContext
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from pngnn.preflight import check_dask_scheduler
-from pngnn.settings import Settings, available_cores
+from pngnn.core.preflight import check_dask_scheduler
+from pngnn.core.settings import Settings, available_cores
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

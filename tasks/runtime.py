@@ -11,8 +11,8 @@ import logging
 
 from prefect.logging.handlers import APILogHandler
 
-from pngnn.runtime import pin_torch_threads, quiet_artifact_transfers
-from pngnn.settings import Settings
+from pngnn.core.runtime import pin_torch_threads, quiet_artifact_transfers
+from pngnn.core.settings import Settings
 
 LIBRARY_LOGGER = "pngnn"
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
-from pngnn.settings import Settings
+from pngnn.core.settings import Settings
 
 _BLOCK_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)+/[A-Za-z0-9_-]+")  # Prefect block type slugs have a dash
 

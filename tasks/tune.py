@@ -1,4 +1,4 @@
-"""Tuning tasks: ``pngnn.tune``'s steps as Prefect tasks (``TuneSteps``), for the tune flow; a
+"""Tuning tasks: ``pngnn.app.tune``'s steps as Prefect tasks (``TuneSteps``), for the tune flow; a
 study's trials are child runs of the flow's parent run."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from pathlib import Path
 
 from prefect import task, unmapped
 
-from flows.links import prefect_tags
-from pngnn.config import Profile
-from pngnn.settings import Settings
-from pngnn.split import SplitData
-from pngnn.study import TuneResult
-from pngnn.tune import TuneRequest, TuneSteps, save_tuned, test_tuned, tune_seed, tuning_split
+from pngnn.app.study import TuneResult
+from pngnn.app.tune import TuneRequest, TuneSteps, save_tuned, test_tuned, tune_seed, tuning_split
+from pngnn.core.config import Profile
+from pngnn.core.settings import Settings
+from pngnn.data.split import SplitData
 from tasks.data import ingest_task
+from tasks.links import prefect_tags
 from tasks.runners import running_on_dask
 from tasks.runtime import task_settings
 from tasks.storage import per_run_key, result_storage

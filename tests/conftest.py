@@ -11,11 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pngnn import datasets
-from pngnn.datasets import RawDataset
-from pngnn.ingest import ingest
-from pngnn.split import SplitData, create_split, load_split
-from pngnn.store import Store
+from pngnn.data import datasets
+from pngnn.data.datasets import RawDataset
+from pngnn.data.ingest import ingest
+from pngnn.data.split import SplitData, create_split, load_split
+from pngnn.data.store import Store
 
 # The MovieLens download cache: PNGNN_DATA_DIR (set by the Makefile), else ../shared/data
 # beside the checkout (this workplace's pre-filled, read-only cache).
@@ -150,8 +150,8 @@ def make_raw() -> Callable[..., RawDataset]:
 def ml100k_lightgcn(ml100k_split: SplitData):
     """A LightGCN trained briefly (2 epochs) on the ML-100K split: the candidate source of
     the LLM augmentation tests (their quality is not under test, only their plumbing)."""
-    from pngnn.config import TrainConfig
-    from pngnn.train import train_lightgcn
+    from pngnn.core.config import TrainConfig
+    from pngnn.training.train import train_lightgcn
 
     cfg = TrainConfig(epochs=2, batch_size=2048, n_neg=5, l2=1e-3)
     return train_lightgcn(ml100k_split, cfg, progress=False).model

@@ -22,13 +22,13 @@ from typing import Any
 
 from fault_llm_server import FaultLLMServer, Script
 
-from pngnn import datasets
 from pngnn.augment.step import merge_step, pretrain_step
-from pngnn.config import get_profile
-from pngnn.ingest import ingest
-from pngnn.settings import LLMSettings, Settings
-from pngnn.split import create_split
-from pngnn.store import Store
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data import datasets
+from pngnn.data.ingest import ingest
+from pngnn.data.split import create_split
+from pngnn.data.store import Store
 
 DATASET, SEED, MODEL = "ml-100k", 1, "fault-model"
 CACHE_COLUMNS = "key, model, prompt_version, status, raw_answer, like_idx, dislike_idx, failure"

@@ -20,8 +20,8 @@ from pngnn.augment import augment
 from pngnn.augment.cache import CacheEntry, LLMCache, cache_key
 from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
 from pngnn.augment.prompts import PROMPT_VERSION, messages
-from pngnn.settings import LLMSettings
-from pngnn.store import Store
+from pngnn.core.settings import LLMSettings
+from pngnn.data.store import Store
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout": 5.0, "schema_mode": "json_object"}
 
@@ -172,8 +172,8 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pngnn.augment import augment
-    from pngnn.settings import LLMSettings
-    from pngnn.store import Store
+    from pngnn.core.settings import LLMSettings
+    from pngnn.data.store import Store
     s = LLMSettings(base_url=sys.argv[2], model="fault-model", schema_mode="json_object", concurrency=2)
     with Store(sys.argv[1]) as store:
         augment(store, "ml-100k", 1, None, s, sample=40, progress=False)
@@ -213,8 +213,8 @@ def test_a_killed_run_loses_at_most_the_requests_in_flight(ml100k_db_copy: Path,
 def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from pngnn.augment import augment_step
-    from pngnn.config import TrainConfig
-    from pngnn.settings import Settings
+    from pngnn.core.config import TrainConfig
+    from pngnn.core.settings import Settings
 
     conf = Settings(data_dir=tmp_path, db_path=ml100k_db_copy, mlflow_uri=f"sqlite:///{tmp_path}/m.db")
     quick = TrainConfig(epochs=1, batch_size=4096, n_neg=2, l2=1e-3)
@@ -227,12 +227,12 @@ def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, t
     with Store(ml100k_db_copy) as store:  # the default order: the split's sparsest users were asked
         asked = set(store.query_sql("SELECT DISTINCT user_id FROM llm_prompts")["user_id"].to_list())
         assert asked == set(select_users(store, "ml-100k", sample=6, by="sparsest", seed=1)["user_id"].to_list())
-    import pngnn.train
+    import pngnn.training.train
 
     def no_training(*a, **k):
         raise AssertionError("a cached rerun must not train the candidate model")
 
-    monkeypatch.setattr(pngnn.train, "train_lightgcn", no_training)
+    monkeypatch.setattr(pngnn.training.train, "train_lightgcn", no_training)
     # base_url None would start the local server on first use: a cached rerun never uses it
     again = augment_step(conf, "ml-100k", 1, LLMSettings(model="fault-model", base_url=None, users=6), progress=False)
     assert (again["sent"], again["cached"]) == (0, 6)
@@ -284,8 +284,8 @@ TWIN = textwrap.dedent(
     """
     import json, sys
     from pngnn.augment import augment
-    from pngnn.settings import LLMSettings
-    from pngnn.store import Store
+    from pngnn.core.settings import LLMSettings
+    from pngnn.data.store import Store
     s = LLMSettings(base_url=sys.argv[2], model="fault-model", schema_mode="json_object", concurrency=2,
                     timeout=120)
     with Store(sys.argv[1]) as store:

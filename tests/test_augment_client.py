@@ -25,8 +25,8 @@ from fault_llm_server import (
 
 from pngnn.augment.client import LLMClient, Request, capped_wait, retry_after_seconds
 from pngnn.augment.prompts import messages
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout": 5.0}
 

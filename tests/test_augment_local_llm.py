@@ -14,9 +14,9 @@ from pngnn.augment import augment, load_augmented, merge_augmented
 from pngnn.augment.cache import LLMCache
 from pngnn.augment.local_server import local_llm_server, smollm2_gguf
 from pngnn.augment.logprobs import parse_scores
-from pngnn.constants import LOCAL_LLM_MODEL
-from pngnn.errors import PngnnError
-from pngnn.store import Store
+from pngnn.core.constants import LOCAL_LLM_MODEL
+from pngnn.core.errors import PngnnError
+from pngnn.data.store import Store
 
 pytestmark = pytest.mark.slow
 

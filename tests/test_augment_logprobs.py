@@ -26,9 +26,9 @@ from pngnn.augment.logprobs import (
 )
 from pngnn.augment.merge import merge_augmented
 from pngnn.augment.prompts import PROMPT_VERSION, messages
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings
+from pngnn.data.store import Store
 
 
 def tok(token: str, top: dict[str, float] | None = None) -> dict[str, object]:

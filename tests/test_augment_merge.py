@@ -15,9 +15,9 @@ from fault_llm_server import FaultLLMServer, Script
 
 from pngnn.augment import augment, edge_precision, load_augmented, merge_augmented
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings
+from pngnn.data.store import Store
 
 SEED = 1
 MODEL = "fault-model"
@@ -211,8 +211,8 @@ def test_a_run_trains_on_its_own_llm_edges_only(ml100k_db_copy: Path) -> None:
     """Two LLMs (or prompt versions) merged edges for the same split: a run that names one
     loads that one's edges, records how many and which (a hash), and a source with no edges
     is an error, not a silent run on an empty set."""
-    from pngnn.settings import Settings
-    from pngnn.steps import EdgeSource, load_split_step
+    from pngnn.augment.edges import EdgeSource, load_split_step
+    from pngnn.core.settings import Settings
 
     with Store(ml100k_db_copy) as store:
         pairs = store.con.execute("SELECT user_id, item_id FROM splits WHERE dataset = 'ml-100k' AND seed = 1 "
@@ -243,17 +243,17 @@ def test_training_warns_in_one_line_when_the_edges_reach_fewer_users_than_asked(
         ml100k_db_copy: Path, ml100k_split, ml100k_lightgcn, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from fault_llm_server import garbage
 
-    from pngnn.config import Settings
-    from pngnn.steps import EdgeSource, load_split_step
+    from pngnn.augment.edges import EdgeSource, load_split_step
+    from pngnn.core.settings import Settings
 
     conf = Settings(data_dir=tmp_path, db_path=ml100k_db_copy, mlflow_uri=f"sqlite:///{tmp_path}/m.db")
     source = EdgeSource(MODEL, PROMPT_VERSION)
 
     def warnings_on_load() -> list[str]:
         caplog.clear()
-        with caplog.at_level("WARNING", logger="pngnn.steps"):
+        with caplog.at_level("WARNING", logger="pngnn.augment.edges"):
             load_split_step(conf, "ml-100k", SEED, source)
-        return [r.getMessage() for r in caplog.records if r.name == "pngnn.steps"]
+        return [r.getMessage() for r in caplog.records if r.name == "pngnn.augment.edges"]
 
     def covered() -> int:
         with Store(ml100k_db_copy) as store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pngnn.augment.parse import Answer, AnswerError, answer_schema, parse_answer
-from pngnn.errors import PngnnError
+from pngnn.core.errors import PngnnError
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ import torch
 
 from pngnn.augment.candidates import candidates_frame, select_users, top_candidates
 from pngnn.augment.prompts import PROMPT_VERSION, build_prompts, history_rows, messages
-from pngnn.errors import PngnnError
-from pngnn.ingest import ingest
-from pngnn.split import create_split
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError
+from pngnn.data.ingest import ingest
+from pngnn.data.split import create_split
+from pngnn.data.store import Store
 
 LATIN1_TITLES = {1: "Misérables, Les (1995)", 2: "Cité des enfants perdus, La (1995)", 3: "Nénette et Boni (1996)"}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from pngnn.augment.edges import EdgeSource
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings
-from pngnn.steps import EdgeSource
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings
 from tasks.augment import augment_task
 
 
@@ -27,8 +27,8 @@ def test_too_many_failed_prompts_fail_the_task_with_an_error_it_retries(monkeypa
     from prefect.states import Failed
 
     from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
-    from pngnn.errors import TransientError
-    from pngnn.store import Store
+    from pngnn.core.errors import TransientError
+    from pngnn.data.store import Store
     from tasks.augment import _retry_unless_user_error
 
     with Store(ml100k_db_copy) as store:

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
-from pngnn import datasets
-from pngnn.ingest import ingest
-from pngnn.store import Store
+from pngnn.data import datasets
+from pngnn.data.ingest import ingest
+from pngnn.data.store import Store
 from tasks.cache import DuckDBState, expected_checksum
 
 
@@ -86,7 +86,7 @@ def test_locked_file_raises_so_prefect_runs_the_task_uncached(db_env):
     import subprocess
     import sys
 
-    from pngnn.errors import PngnnError
+    from pngnn.core.errors import PngnnError
 
     db_env.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(

@@ -19,14 +19,14 @@ import mlflow
 import pytest
 import torch
 
-from pngnn import train as train_module
-from pngnn.checkpoints import Checkpointer, checkpoint_path, run_identity
-from pngnn.config import PROFILES, TrainConfig
-from pngnn.errors import PngnnError
-from pngnn.results import result_path
-from pngnn.split import SplitData
-from pngnn.steps import train_evaluate_step
-from pngnn.train import EpochLog, TrainResult, train_lightgcn, train_pngnn
+from pngnn.core.config import PROFILES, TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.data.split import SplitData
+from pngnn.evaluation.results import result_path
+from pngnn.training import train as train_module
+from pngnn.training.checkpoints import Checkpointer, checkpoint_path, run_identity
+from pngnn.training.outcome import train_evaluate_step
+from pngnn.training.train import EpochLog, TrainResult, train_lightgcn, train_pngnn
 from tests.servers import BIN, QUIET_ENV
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_early_stopping import tiny_split

@@ -15,8 +15,9 @@ import pytest
 import typer.main
 
 from flows.cli import app
-from pngnn.config import DEFAULT_DATASET, get_profile
-from pngnn.constants import DEFAULT_METHODS
+from pngnn.core.config import DEFAULT_DATASET
+from pngnn.core.constants import DEFAULT_METHODS
+from pngnn.core.profiles import get_profile
 from tests.servers import BIN, QUIET_ENV, free_port
 
 
@@ -265,7 +266,7 @@ def by_prompt(body: dict) -> str:
 def store_candidates(db: Path, split, lightgcn, users: int) -> None:
     """The candidates of the users `pngnn augment --users N` samples, so it trains no LightGCN."""
     from pngnn.augment.candidates import candidates_frame, save_candidates, select_users
-    from pngnn.store import Store
+    from pngnn.data.store import Store
 
     with Store(db) as store:
         chosen = select_users(store, "ml-100k", sample=users)

@@ -24,12 +24,12 @@ def script():
     return module
 
 
-def test_readme_shows_the_committed_picture_and_names_what_the_script_picks():
+def test_the_docs_show_the_committed_picture_and_names_what_the_script_picks():
     from PIL import Image
 
-    readme = (ROOT / "README.md").read_text()
-    assert f"]({PNG.relative_to(ROOT)})" in readme and "scripts/mlflow_compare_screenshot.py" in readme
-    section = readme.split("### Comparing runs in MLflow", 1)[1].split("\n### ", 1)[0]
+    page = (ROOT / "docs" / "tracking.md").read_text()
+    assert f"]({PNG.relative_to(ROOT / 'docs')})" in page and "scripts/mlflow_compare_screenshot.py" in page
+    section = page.split("## Comparing runs in MLflow", 1)[1].split("\n## ", 1)[0]
     shown = script()
     for key in (*shown.PICK_PARAMS, *shown.PICK_METRICS):
         assert f"`{key}`" in section, key

@@ -266,7 +266,7 @@ def test_the_default_stack_runs_every_deployment_without_the_llm_profile(monkeyp
     defaults, its LLM is the embedded SmolLM2, which its image (the Dockerfile's `llm` target)
     installs at the project's pins."""
     from flows.serve import deployments
-    from pngnn.settings import LLMSettings
+    from pngnn.core.settings import LLMSettings
 
     worker = services()["worker"]
     assert "profiles" not in worker and "llm" not in (worker.get("depends_on") or {})
@@ -302,8 +302,8 @@ def test_the_workers_default_environment_augments_with_the_embedded_llm(tmp_path
     probe = (
         "import json\n"
         "from pngnn.augment import augment_step\n"
-        "from pngnn.config import TrainConfig\n"
-        "from pngnn.settings import LLMSettings, Settings\n"
+        "from pngnn.core.config import TrainConfig\n"
+        "from pngnn.core.settings import LLMSettings, Settings\n"
         "llm = LLMSettings().with_overrides(users=2)\n"
         "out = augment_step(Settings(), 'ml-100k', 1, llm, candidate_config=TrainConfig(epochs=1, n_neg=2, "
         "batch_size=4096), progress=False, merge=False)\n"
@@ -327,7 +327,7 @@ def torch_install_line(stage: str) -> str:
 
 def test_the_image_installs_cpu_torch_by_default_and_the_gpu_build_when_asked():
     """Dockerfile and compose default to PyTorch's CPU index at pyproject's torch pin; an empty
-    TORCH_INDEX_URL (README: the GPU variant) installs PyPI's default build. The shell
+    TORCH_INDEX_URL (docs/docker.md: the GPU variant) installs PyPI's default build. The shell
     expansion of the Dockerfile's own line is run here, for both."""
     stage = dockerfile_stages()["app"]
     args = dict(re.findall(r"^ARG (\w+)=(\S*)$", stage, flags=re.MULTILINE))
@@ -347,5 +347,5 @@ def test_the_image_installs_cpu_torch_by_default_and_the_gpu_build_when_asked():
 
     assert expanded(CPU_TORCH_INDEX) == f"pip install --index-url {CPU_TORCH_INDEX} {pin}"
     assert expanded("") == f"pip install {pin}"
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "docker.md").read_text()
     assert "TORCH_INDEX_URL=" in readme and CPU_TORCH_INDEX in readme

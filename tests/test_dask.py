@@ -22,8 +22,8 @@ from fault_llm_server import FaultLLMServer, Script, answer, error
 from pngnn.augment.client import Elsewhere, LLMClient, Request
 from pngnn.augment.fanout import ChunkedClient, ChunkResult, ask_chunk
 from pngnn.augment.prompts import messages
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings, Settings
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings, Settings
 from tests.dask_fanout import (
     DATASET,
     MODEL,

@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pngnn import config, datasets
-from pngnn.errors import PngnnError
+from pngnn.core import config
+from pngnn.core.errors import PngnnError
+from pngnn.data import datasets
 
 ML100K_FILES = ["u.data", "u.item", "u.user", "u.genre"]
 

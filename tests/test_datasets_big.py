@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 import torch
 
-from pngnn import datasets
-from pngnn.constants import LIKE_THRESHOLD
-from pngnn.errors import PngnnError, UserError
-from pngnn.evaluate import evaluate
-from pngnn.ingest import ingest
-from pngnn.split import Interactions, create_split, load_split
-from pngnn.store import Store
+from pngnn.core.constants import LIKE_THRESHOLD
+from pngnn.core.errors import PngnnError, UserError
+from pngnn.data import datasets
+from pngnn.data.ingest import ingest
+from pngnn.data.split import Interactions, create_split, load_split
+from pngnn.data.store import Store
+from pngnn.evaluation.evaluate import evaluate
 
 # ML-10M's files: "::"-separated, half stars, UTF-8 titles, one film without genres.
 ML10M_RATINGS = [

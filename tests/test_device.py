@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.config import TrainConfig
-from pngnn.device import resolve_device, training_device, use_device
-from pngnn.errors import PngnnError, UserError
-from pngnn.evaluate import csr_rows, unseen_scores
-from pngnn.settings import Settings
-from pngnn.split import Interactions, SplitData
-from pngnn.train import build_lightgcn, build_pngnn, fit, pngnn_pair_plan
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import PngnnError, UserError
+from pngnn.core.settings import Settings
+from pngnn.data.split import Interactions, SplitData
+from pngnn.evaluation.evaluate import csr_rows, unseen_scores
+from pngnn.training.device import resolve_device, training_device, use_device
+from pngnn.training.train import build_lightgcn, build_pngnn, fit, pngnn_pair_plan
 
 META = torch.device("meta")
 

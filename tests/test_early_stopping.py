@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn import train as train_module
-from pngnn.config import TrainConfig
-from pngnn.split import Interactions, SplitData
-from pngnn.train import train_lightgcn
+from pngnn.core.config import TrainConfig
+from pngnn.data.split import Interactions, SplitData
+from pngnn.training import train as train_module
+from pngnn.training.train import train_lightgcn
 
 # validation recall@20 the scripted evaluation reports at epochs 1, 2, 3, ...: best at 2
 SCRIPTED = [0.10, 0.30, 0.20, 0.25, 0.05, 0.01]

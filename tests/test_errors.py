@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from pngnn.augment.parse import AnswerError
-from pngnn.errors import PngnnError, TransientError, UserError
+from pngnn.core.errors import PngnnError, TransientError, UserError
 
 
 def test_user_error_carries_its_fix():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.evaluate import evaluate, top_k_hits
-from pngnn.split import Interactions
+from pngnn.data.split import Interactions
+from pngnn.evaluation.evaluate import evaluate, top_k_hits
 
 N_ITEMS = 6
 
@@ -122,8 +122,8 @@ def test_no_ground_truth_raises():
 
 def test_an_evaluation_propagates_the_graph_once_however_many_blocks(ml100k_split):
     """Ranking every user in blocks of 100 must not propagate the graph once a block."""
-    from pngnn.config import TrainConfig
-    from pngnn.train import build_lightgcn
+    from pngnn.core.config import TrainConfig
+    from pngnn.training.train import build_lightgcn
 
     model = build_lightgcn(ml100k_split, TrainConfig(dim=8, layers=2))
     calls = []

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pngnn.settings import Settings, available_cores
-from pngnn.split import create_split
-from pngnn.store import Store
+from pngnn.core.settings import Settings, available_cores
+from pngnn.data.split import create_split
+from pngnn.data.store import Store
 from tests.servers import QUIET_ENV, prefect_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_the_training_task_pins_torch_threads(flow_run):
 
 @pytest.mark.slow
 def test_each_epoch_is_one_line_in_the_task_runs_prefect_logs(flow_run):
-    epochs = [log for log in flow_run["logs"] if log["name"] == "pngnn.train"]
+    epochs = [log for log in flow_run["logs"] if log["name"] == "pngnn.training.train"]
     assert [re.match(r"epoch (\d)/2 loss \d+\.\d{5} \d+\.\ds valid recall@20 0\.\d{4}$", e["message"]).group(1)
             for e in epochs] == ["1", "2"], [e["message"] for e in epochs]
     assert {flow_run["task_runs"][e["task_run_id"]] for e in epochs} == {"train-lightgcn-ml-100k-seed2"}
@@ -93,7 +93,7 @@ def test_no_progress_bars_in_the_flow_runs_output(flow_run):
     """Neither tqdm's epoch bar nor MLflow's artifact bars (the model is logged, registered and
     loaded back for its input example): the worker's terminal holds log lines only."""
     err = flow_run["proc"].stderr
-    assert "pngnn.train - epoch 1/2" in err  # the same lines on the console, through Prefect's handler
+    assert "pngnn.training.train - epoch 1/2" in err  # the same lines on the console, through Prefect's handler
     assert "Downloading artifacts" not in err and "Uploading artifacts" not in err
     assert not re.search(r"\d+%\|", err), err[-2000:]  # no tqdm bar of any kind
 
@@ -129,7 +129,7 @@ def test_the_served_worker_pins_and_exports_its_threads_before_it_serves(monkeyp
     env = seen["env"]
     assert isinstance(env, dict)
     assert env["PNGNN_TORCH_THREADS"] == str(expected) and env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
-    child = subprocess.run([sys.executable, "-c", "from pngnn.settings import Settings; "
+    child = subprocess.run([sys.executable, "-c", "from pngnn.core.settings import Settings; "
                             "print(Settings().torch_thread_count())"], env={**env, "PYTHONPATH": str(ROOT)},
                            capture_output=True, text=True, timeout=120, check=True)
     assert child.stdout.strip() == str(expected)  # a flow run started by the worker pins the same

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.graph import (
+from pngnn.models.graph import (
     block_diagonal,
     normalized_adjacency,
     propagate,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from pngnn.data.split import Interactions
 from pngnn.models.factorization import EmbeddingModel, fit_ials
-from pngnn.split import Interactions
 
 
 def two_communities(seed: int) -> tuple[Interactions, int]:

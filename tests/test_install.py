@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pngnn.store import Store
+from pngnn.data.store import Store
 from tests.servers import QUIET_ENV
 
 pytestmark = pytest.mark.install
@@ -36,8 +36,8 @@ SOURCES = ("pyproject.toml", "README.md", "pngnn", "tasks", "flows")
 
 PROBE = """
 import json, sys
-import pngnn, pngnn.sql_files
-print(json.dumps({"pngnn": pngnn.__file__, "sql": str(pngnn.sql_files.SQL_FILES), "path": sys.path}))
+import pngnn, pngnn.data.sql_files
+print(json.dumps({"pngnn": pngnn.__file__, "sql": str(pngnn.data.sql_files.SQL_FILES), "path": sys.path}))
 """
 
 
@@ -83,9 +83,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def test_the_wheel_ships_its_data_and_ingests_from_a_fresh_venv(tmp_path, data_dir):
     wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped_sql = {n for n in names if n.startswith("pngnn/sql/") and n.endswith(".sql")}
-    in_tree = {f"pngnn/sql/{p.name}" for p in (REPO / "pngnn" / "sql").glob("*.sql")}
-    assert shipped_sql == in_tree and "pngnn/SHA256SUMS" in names
+    shipped_sql = {n for n in names if n.startswith("pngnn/data/sql/") and n.endswith(".sql")}
+    in_tree = {f"pngnn/data/sql/{p.name}" for p in (REPO / "pngnn" / "sql").glob("*.sql")}
+    assert shipped_sql == in_tree and "pngnn/data/SHA256SUMS" in names
 
     venv = _fresh_venv(tmp_path, wheel)
     workdir = tmp_path / "elsewhere"  # not the checkout: nothing there to import by accident

@@ -21,7 +21,7 @@ print(sorted(m for m in sys.modules if m == "prefect" or m.startswith(("prefect.
 
 def test_no_pngnn_module_imports_prefect():
     modules = [m.name for m in pkgutil.walk_packages(pngnn.__path__, "pngnn.")]
-    assert {"pngnn.cli", "pngnn.steps", "pngnn.tracking", "pngnn.augment.step"} <= set(modules)
+    assert {"pngnn.app.cli", "pngnn.training.outcome", "pngnn.tracking.runs", "pngnn.augment.step"} <= set(modules)
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, check=True)
     count, loaded = out.stdout.strip().splitlines()[-2:]
     assert int(count.split()[0]) == len(modules)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pngnn.config import TrainConfig
+from pngnn.core.config import TrainConfig
 from pngnn.models.lightgcn import LightGCN, MostPopular
-from pngnn.steps import train_evaluate_step
-from pngnn.train import train_lightgcn
+from pngnn.training.outcome import train_evaluate_step
+from pngnn.training.train import train_lightgcn
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +50,9 @@ def test_llm_edges_are_never_drawn_as_negatives(monkeypatch):
     """An LLM edge is a training pair: LightGCN must not draw it as a negative of its user."""
     import numpy as np
 
-    from pngnn import train as train_module
-    from pngnn.sampling import NegativeSampler
-    from pngnn.split import Interactions, SplitData
+    from pngnn.data.split import Interactions, SplitData
+    from pngnn.models.sampling import NegativeSampler
+    from pngnn.training import train as train_module
 
     def pairs(users: list[int], items: list[int]) -> Interactions:
         return Interactions(np.array(users), np.array(items), np.full(len(users), 5.0, np.float32))

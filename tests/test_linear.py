@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.config import TrainConfig
-from pngnn.errors import PngnnError
-from pngnn.methods import train_method
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.data.split import Interactions, SplitData
 from pngnn.models.linear import ItemLinear, fit_ease, fit_pn_ease, pn_inputs
-from pngnn.split import Interactions, SplitData
+from pngnn.training.methods import train_method
 
 # 5 users x 4 items; 0 = unrated. Ratings > 3.5 are liked.
 RATINGS = np.array([

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pngnn.losses import bpr_loss, l2_penalty, pair_scores, sampled_scores
+from pngnn.models.losses import bpr_loss, l2_penalty, pair_scores, sampled_scores
 
 
 def test_bpr_loss_by_hand():

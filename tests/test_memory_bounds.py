@@ -8,9 +8,9 @@ import tracemalloc
 import numpy as np
 import torch
 
-from pngnn.evaluate import MAX_SCORE_CELLS, block_rows, evaluate
-from pngnn.sampling import NegativeSampler
-from pngnn.split import Interactions
+from pngnn.data.split import Interactions
+from pngnn.evaluation.evaluate import MAX_SCORE_CELLS, block_rows, evaluate
+from pngnn.models.sampling import NegativeSampler
 
 # ML-20M: 138,493 users who rated 26,744 items.
 ML20M_USERS, ML20M_ITEMS = 138_493, 26_744

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pngnn.metrics import aggregate, ndcg_at_k, precision_at_k, ranking_metrics, recall_at_k
+from pngnn.evaluation.metrics import aggregate, ndcg_at_k, precision_at_k, ranking_metrics, recall_at_k
 
 # Two users, ranked lists of 5.
 #   user 0: hits at ranks 0 and 2, 2 relevant items in total (fewer than k=5)

@@ -166,7 +166,7 @@ def test_deleted_duckdb_file_is_never_skipped(stack, runs):
     tasks = stack.task_runs(stack.flow_run("pipeline-after-delete")["id"])
     assert tasks["ingest-ml-100k"]["state"]["name"] == "Completed"
     assert tasks["split-ml-100k-seed1"]["state"]["name"] == "Completed"
-    from pngnn.store import Store
+    from pngnn.data.store import Store
 
     with Store(stack.root / "data" / "pngnn.duckdb", read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM splits WHERE dataset = 'ml-100k' AND seed = 1") == 100_000
@@ -347,8 +347,8 @@ def test_recommend_cli_against_the_registry(stack, runs):
 
 def test_promotion_keeps_the_best_version_in_production(stack, runs):
     """Offer every registered PN-GNN version in turn: production always holds the best recall@20 so far."""
-    from pngnn.registry import promote_if_better
-    from pngnn.settings import Settings
+    from pngnn.core.settings import Settings
+    from pngnn.tracking.registry import promote_if_better
 
     settings = Settings(data_dir=stack.root, db_path=stack.root / "data" / "pngnn.duckdb", mlflow_uri=stack.mlflow)
     versions = stack.mlflow_api("GET", "model-versions/search", params={"filter": "name = 'pngnn-ml-100k-pngnn'"})

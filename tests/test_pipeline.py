@@ -150,7 +150,7 @@ def test_lightgcn_beats_most_popular_in_pipeline(pipeline_run):
 
 
 def test_duckdb_file_holds_the_split(pipeline_run):
-    from pngnn.store import Store
+    from pngnn.data.store import Store
 
     with Store(Path(pipeline_run["root"]) / "pngnn.duckdb", read_only=True) as store:
         parts = store.query_sql("SELECT part, count(*) AS n FROM splits GROUP BY part ORDER BY part")

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.config import TrainConfig
-from pngnn.errors import PngnnError
-from pngnn.graph import normalized_adjacency
-from pngnn.losses import branch_bpr_loss, dual_bpr_loss, graded_bpr_loss, weighted_bpr_loss
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.data.split import Interactions, SplitData
+from pngnn.models.graph import normalized_adjacency
+from pngnn.models.losses import branch_bpr_loss, dual_bpr_loss, graded_bpr_loss, weighted_bpr_loss
 from pngnn.models.pngnn import PNGNN, BranchAttention
-from pngnn.split import Interactions, SplitData
-from pngnn.steps import evaluate_step
-from pngnn.train import build_lightgcn, build_pngnn, train_lightgcn, train_pngnn
+from pngnn.training.outcome import evaluate_step
+from pngnn.training.train import build_lightgcn, build_pngnn, train_lightgcn, train_pngnn
 
 
 def tiny_split() -> SplitData:
@@ -33,7 +33,7 @@ def tiny_split() -> SplitData:
 def train_and_record_batches(monkeypatch, split: SplitData, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
     """Train PN-GNN on ``split`` and return what every batch fed the loss, concatenated:
     (users, liked items, negatives [rows, n_neg], disliked items or -1)."""
-    import pngnn.train as train_module
+    import pngnn.training.train as train_module
 
     seen: list[tuple[np.ndarray, ...]] = []
     model = build_pngnn(split, cfg)
@@ -297,7 +297,7 @@ def test_normalized_adjacency_shared_with_lightgcn():
 
 
 def test_llm_methods_need_augmented_edges_and_use_them():
-    from pngnn.methods import train_method
+    from pngnn.training.methods import train_method
 
     split = tiny_split()
     cfg = TrainConfig(dim=4, layers=2, epochs=1, batch_size=4, n_neg=1)
@@ -317,8 +317,8 @@ def test_llm_methods_need_augmented_edges_and_use_them():
 
 
 def test_triples_mode_trains_on_llm_edges_without_adding_them_to_the_graph(monkeypatch):
-    import pngnn.train as train_module
-    from pngnn.methods import train_method
+    import pngnn.training.train as train_module
+    from pngnn.training.methods import train_method
 
     split = tiny_split()
     like = Interactions(np.array([1]), np.array([0]), np.array([5.0], dtype=np.float32))
@@ -354,7 +354,7 @@ def test_unknown_aug_mode_is_a_one_line_error():
 
 
 def test_results_record_carries_the_attention_summary_for_pngnn_only():
-    from pngnn.steps import RunOutcome
+    from pngnn.training.outcome import RunOutcome
 
     split = tiny_split()
     cfg = TrainConfig(dim=4, layers=2, epochs=1, batch_size=4, n_neg=1)
@@ -399,7 +399,7 @@ def loss_and_grads(model, users, pos, neg, feats) -> tuple[torch.Tensor, dict[st
 def test_training_loss_is_the_gather_formulation_to_float_tolerance(monkeypatch, variant):
     """The fused negative scores change how a step is computed, not what it computes: the loss and
     every parameter gradient of PN-GNN (each Dual-BPR reading) and LightGCN equal the gather form's."""
-    import pngnn.losses as losses
+    import pngnn.models.losses as losses
 
     split = tiny_split()
     cfg = TrainConfig(dim=8, layers=2, l2=0.05, dual_bpr="weighted" if variant == "lightgcn" else variant)

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from pngnn.errors import PngnnError
-from pngnn.preflight import check_database, check_mlflow, is_postgres_url, redact
+from pngnn.core.errors import PngnnError
+from pngnn.core.preflight import check_database, check_mlflow, is_postgres_url, redact
 from tests.pg import PASSWORD, missing_reason, postgres_cluster
 from tests.servers import QUIET_ENV, free_port
 
@@ -82,8 +82,8 @@ def test_a_closed_port_fails_at_once_not_after_minutes_of_retries():
 
 
 def test_tracking_setup_checks_a_database_tracking_uri_first(tmp_path):
-    from pngnn.settings import Settings
-    from pngnn.tracking import setup
+    from pngnn.core.settings import Settings
+    from pngnn.tracking.runs import setup
 
     settings = Settings(db_path=tmp_path / "pngnn.duckdb", mlflow_uri=dead_url())
     t0 = time.monotonic()
@@ -95,7 +95,7 @@ def test_tracking_setup_checks_a_database_tracking_uri_first(tmp_path):
 def preflight(**env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in {**os.environ, **QUIET_ENV}.items()
             if k not in ("PREFECT_API_DATABASE_CONNECTION_URL", "MLFLOW_BACKEND_STORE_URI")}
-    return subprocess.run([sys.executable, "-m", "pngnn.preflight"], env={**full, **env}, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pngnn.core.preflight"], env={**full, **env}, capture_output=True,
                           text=True, timeout=60)
 
 

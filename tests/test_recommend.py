@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from pngnn.config import TrainConfig
-from pngnn.errors import PngnnError
-from pngnn.methods import seen_items
-from pngnn.recommend import recommend
-from pngnn.registry import PRODUCTION, model_name, promote_if_better, resolve
-from pngnn.settings import Settings
-from pngnn.store import Store
-from pngnn.train import build_most_popular
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import Settings
+from pngnn.data.store import Store
+from pngnn.tracking.recommend import recommend
+from pngnn.tracking.registry import PRODUCTION, model_name, promote_if_better, resolve
+from pngnn.training.methods import seen_items
+from pngnn.training.train import build_most_popular
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def registry(tmp_path_factory, ml100k_db, ml100k_split):
     """Two registered versions of pngnn-ml-100k-mostpop, with different recall@20."""
     import mlflow
 
-    from pngnn.tracking import log_training
-    from pngnn.train import TrainResult
+    from pngnn.tracking.runs import log_training
+    from pngnn.training.train import TrainResult
 
     root = tmp_path_factory.mktemp("registry")
     settings = Settings(data_dir=root, db_path=ml100k_db, mlflow_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -42,7 +42,7 @@ def experiment(settings: Settings, root) -> None:
     """The dataset's experiment with its artifacts under ``root`` (not the working directory)."""
     import mlflow
 
-    from pngnn.tracking import experiment_name, setup
+    from pngnn.tracking.runs import experiment_name, setup
 
     mlflow.MlflowClient(settings.mlflow_uri).create_experiment(experiment_name("ml-100k"),
                                                               artifact_location=str(root / "artifacts"))
@@ -103,9 +103,9 @@ def test_default_method_is_the_best_measured_not_a_fixed_order(tmp_path, ml100k_
     even when the preference order would pick another."""
     import mlflow
 
-    from pngnn.recommend import pick_method
-    from pngnn.tracking import log_training
-    from pngnn.train import TrainResult
+    from pngnn.tracking.recommend import pick_method
+    from pngnn.tracking.runs import log_training
+    from pngnn.training.train import TrainResult
 
     settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment(settings, tmp_path)
@@ -125,8 +125,8 @@ def test_registered_closed_form_models_serve_the_scores_they_were_trained_with(t
     reloaded model ranks as the trained one: its scores, best first, nothing better left out."""
     import mlflow
 
-    from pngnn.methods import train_method
-    from pngnn.tracking import log_training
+    from pngnn.tracking.runs import log_training
+    from pngnn.training.methods import train_method
 
     settings = Settings(data_dir=tmp_path, db_path=ml100k_db, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment(settings, tmp_path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pngnn.constants import KS
-from pngnn.report import markdown_table, summary_frame, write_report
+from pngnn.core.constants import KS
+from pngnn.evaluation.report import markdown_table, summary_frame, write_report
 
 
 def metrics(p: float, r: float) -> dict[str, float]:
@@ -46,7 +46,7 @@ def test_write_report_files(tmp_path):
 
 
 def test_augmentation_table_reads_the_augment_records(tmp_path):
-    from pngnn.results import augmentation_table, write_augmentation
+    from pngnn.evaluation.results import augmentation_table, write_augmentation
 
     for seed, hit in ((1, 0.25), (2, 0.5)):
         write_augmentation(tmp_path, {"dataset": "ml-1m", "seed": seed, "model": "org/tiny-llm", "users": 4,
@@ -59,13 +59,13 @@ def test_augmentation_table_reads_the_augment_records(tmp_path):
     assert frame["like lift"].to_list() == ["1.000", "2.000"]
     assert frame["llm"].to_list() == ["org/tiny-llm"] * 2
     # Not a method: the results table never lists it.
-    from pngnn.results import results_table
+    from pngnn.evaluation.results import results_table
 
     assert results_table(tmp_path, "ml-1m").is_empty()
 
 
 def test_results_table_shows_spread_only_when_there_is_one(tmp_path):
-    from pngnn.results import results_table, write_result
+    from pngnn.evaluation.results import results_table, write_result
 
     for seed, p in ((1, 0.30), (2, 0.32)):
         write_result(tmp_path, {"dataset": "ml-1m", "method": "lightgcn", "seed": seed, "metrics": metrics(p, 0.1)})
@@ -78,8 +78,8 @@ def test_results_table_shows_spread_only_when_there_is_one(tmp_path):
 def test_paired_differences_are_same_split_means_and_minima(tmp_path):
     import json
 
-    from pngnn.errors import PngnnError
-    from pngnn.results import paired_differences
+    from pngnn.core.errors import PngnnError
+    from pngnn.evaluation.results import paired_differences
 
     # ours: P@5 .30 / .40 on splits 1 / 2 (and a split 3 the baseline lacks); baseline .25 / .42
     for method, seeds in {"ours": {1: 0.30, 2: 0.40, 3: 0.9}, "base": {1: 0.25, 2: 0.42}}.items():
@@ -95,9 +95,9 @@ def test_paired_differences_are_same_split_means_and_minima(tmp_path):
 
 
 def test_segments_table_lists_only_runs_that_carry_every_segment(tmp_path):
-    from pngnn.errors import PngnnError
-    from pngnn.results import segments_table, write_result
-    from pngnn.segments import SEGMENTS
+    from pngnn.core.errors import PngnnError
+    from pngnn.evaluation.results import segments_table, write_result
+    from pngnn.evaluation.segments import SEGMENTS
 
     def with_segments(value: float) -> dict[str, float]:
         return {**metrics(0.3, 0.1), **{f"{s}/recall@20": value for s in SEGMENTS},
@@ -119,7 +119,7 @@ def test_results_json_is_readable_by_everyone_like_a_plain_file(tmp_path):
     file must come out 0644 as any file written with open() under the usual umask."""
     import stat
 
-    from pngnn.results import write_json_atomic
+    from pngnn.evaluation.results import write_json_atomic
 
     path = write_json_atomic(tmp_path / "ml-1m" / "pngnn" / "seed1.json", {"metrics": {"recall@20": 0.3}})
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -133,8 +133,8 @@ def with_segment_metrics(base: dict[str, float], by_segment: dict[str, float]) -
 
 
 def test_segments_frame_aggregates_only_methods_whose_every_split_has_segments(tmp_path):
-    from pngnn.report import segments_chart, segments_frame
-    from pngnn.segments import SEGMENTS
+    from pngnn.evaluation.report import segments_chart, segments_frame
+    from pngnn.evaluation.segments import SEGMENTS
 
     seg = dict.fromkeys(SEGMENTS, 0.3)
     runs = {"ease": [with_segment_metrics(metrics(0.3, 0.1), {**seg, "users_q1": 0.40, "long_tail": 0.02}),
@@ -156,7 +156,7 @@ def test_segments_frame_aggregates_only_methods_whose_every_split_has_segments(t
 
 
 def test_write_report_draws_the_segment_chart_only_when_runs_carry_segments(tmp_path):
-    from pngnn.segments import SEGMENTS
+    from pngnn.evaluation.segments import SEGMENTS
 
     assert "segments" not in write_report(RUNS, tmp_path / "plain", "ml-100k")
     with_seg = {**RUNS, "ease": [with_segment_metrics(metrics(0.3, 0.2), dict.fromkeys(SEGMENTS, 0.3))] * 2}
@@ -169,8 +169,8 @@ def test_report_segments_plot_from_the_command_line(tmp_path):
     import os
     import subprocess
 
-    from pngnn.results import write_result
-    from pngnn.segments import SEGMENTS
+    from pngnn.evaluation.results import write_result
+    from pngnn.evaluation.segments import SEGMENTS
     from tests.servers import BIN, QUIET_ENV
 
     for seed, value in ((1, 0.40), (2, 0.44)):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from pngnn import sampling
-from pngnn.errors import PngnnError
-from pngnn.sampling import InverseCdf, NegativeSampler, RatedLookup, degree_distribution
+from pngnn.core.errors import PngnnError
+from pngnn.models import sampling
+from pngnn.models.sampling import InverseCdf, NegativeSampler, RatedLookup, degree_distribution
 
 
 def random_ratings(seed: int, n_users: int = 40, n_items: int = 25, density: float = 0.5):
@@ -138,7 +138,7 @@ def test_error_when_a_user_rated_every_item(lookup_path):
 
 
 def test_disliked_sampler_draws_only_the_users_own_disliked_items_uniformly():
-    from pngnn.sampling import DislikedSampler
+    from pngnn.models.sampling import DislikedSampler
 
     users = np.array([0, 0, 0, 2, 2])
     items = np.array([5, 7, 9, 1, 3])
@@ -154,7 +154,7 @@ def test_disliked_sampler_draws_only_the_users_own_disliked_items_uniformly():
 
 
 def test_edge_order_visits_every_pair_once():
-    from pngnn.sampling import EpochPairOrder
+    from pngnn.models.sampling import EpochPairOrder
 
     users = np.array([0, 0, 0, 0, 1, 2, 2])
     order = EpochPairOrder(users, 3, "edges").draw(np.random.default_rng(0))
@@ -162,7 +162,7 @@ def test_edge_order_visits_every_pair_once():
 
 
 def test_user_order_weighs_every_user_alike_and_their_pairs_alike():
-    from pngnn.sampling import EpochPairOrder
+    from pngnn.models.sampling import EpochPairOrder
 
     # User 0 has 6 pairs, user 1 one, user 2 none, user 3 three (pairs are not sorted by user).
     users = np.array([3, 0, 0, 1, 0, 3, 0, 0, 3, 0])
@@ -180,15 +180,15 @@ def test_user_order_weighs_every_user_alike_and_their_pairs_alike():
 
 
 def test_pair_order_of_no_pairs_is_empty_in_both_modes():
-    from pngnn.sampling import EpochPairOrder
+    from pngnn.models.sampling import EpochPairOrder
 
     for mode in ("edges", "users"):
         assert EpochPairOrder(np.array([], dtype=np.int64), 3, mode).draw(np.random.default_rng(0)).size == 0
 
 
 def test_unknown_pair_sampling_is_rejected_with_the_choices():
-    from pngnn.config import TrainConfig
-    from pngnn.sampling import EpochPairOrder
+    from pngnn.core.config import TrainConfig
+    from pngnn.models.sampling import EpochPairOrder
 
     with pytest.raises(PngnnError, match="choose one of edges, users"):
         EpochPairOrder(np.array([0]), 1, "items")

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from pngnn.evaluate import evaluate
-from pngnn.segments import long_tail_items, segment_metrics, user_buckets
-from pngnn.steps import seen_items
+from pngnn.evaluation.evaluate import evaluate
+from pngnn.evaluation.segments import long_tail_items, segment_metrics, user_buckets
+from pngnn.training.methods import seen_items
 
 
 def test_buckets_cut_by_train_activity_with_ties_by_user():
@@ -75,9 +75,9 @@ def test_quartiles_partition_the_evaluated_users_and_average_back_to_the_overall
 
 
 def test_every_evaluated_run_records_its_segments(ml100k_split):
-    from pngnn.config import TrainConfig
-    from pngnn.metrics import aggregate
-    from pngnn.steps import train_evaluate_step
+    from pngnn.core.config import TrainConfig
+    from pngnn.evaluation.metrics import aggregate
+    from pngnn.training.outcome import train_evaluate_step
 
     record = train_evaluate_step(ml100k_split, "mostpop", TrainConfig()).record()
     wanted = {f"{s}/recall@20" for s in ("users_q1", "users_q4", "users_sparsest10", "long_tail")}

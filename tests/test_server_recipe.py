@@ -2,7 +2,7 @@
 
 ``prefect server start --port N`` alone listens on N while its UI sends the browser to the API
 on PREFECT_SERVER_API_PORT (4200 by default): a blank UI on any other port. Every recipe in the
-docs sets both; the README's one, run as written on a free port, serves a UI that points at it.
+docs sets both; the tracking guide's one, run as written on a free port, serves a UI that points at it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from tests.servers import BIN, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "docs" / "orchestration.md"]
+DOCS = [ROOT / "docs" / "tracking.md", ROOT / "docs" / "orchestration.md"]
 RECIPE = re.compile(r"^(?P<cmd>.*\bprefect server start\b[^#]*)", re.MULTILINE)
 
 
@@ -37,8 +37,8 @@ def test_every_documented_server_start_sets_the_api_port_with_the_port(path):
 
 
 @pytest.mark.slow
-def test_the_readme_recipe_serves_a_ui_that_finds_its_api(tmp_path):
-    cmd = recipes(ROOT / "README.md")[0]
+def test_the_first_documented_recipe_serves_a_ui_that_finds_its_api(tmp_path):
+    cmd = recipes(DOCS[0])[0]
     port = str(free_port())
     assignments, _, command = cmd.partition(" prefect ")
     env = dict(a.split("=", 1) for a in shlex.split(assignments))

@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 import torch
 
-from pngnn.config import TrainConfig
-from pngnn.errors import UserError
-from pngnn.methods import seen_items, train_method
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import UserError
+from pngnn.core.settings import Settings
 from pngnn.models.factors import CsrRows, ScoreFactors
-from pngnn.registry import PRODUCTION, model_name, promote_if_none
-from pngnn.serving import Recommender, UnknownUsers
-from pngnn.settings import Settings
+from pngnn.tracking.registry import PRODUCTION, model_name, promote_if_none
+from pngnn.tracking.serving import Recommender, UnknownUsers
+from pngnn.training.methods import seen_items, train_method
 from tests.servers import BIN, QUIET_ENV, free_port, running
 
 TINY = TrainConfig(epochs=1, dim=8, layers=2, ials_factors=8, ials_iterations=2)
@@ -36,7 +36,7 @@ def tracking_store(root: Path, db: Path) -> Settings:
     """Settings whose MLflow store and experiment artifacts are both under ``root``."""
     import mlflow
 
-    from pngnn.tracking import experiment_name, setup
+    from pngnn.tracking.runs import experiment_name, setup
 
     settings = Settings(data_dir=root, db_path=db, mlflow_uri=f"sqlite:///{root / 'mlflow.db'}")
     mlflow.MlflowClient(settings.mlflow_uri).create_experiment(experiment_name("ml-100k"),
@@ -49,7 +49,7 @@ def log_model(settings: Settings, split, method: str, result, recall: float = 0.
     """One run with the trained model logged and registered the way ``tracked_run`` does it."""
     import mlflow
 
-    from pngnn.tracking import log_training
+    from pngnn.tracking.runs import log_training
 
     with mlflow.start_run(tags={"method": method, "split": str(split.seed)}) as run:
         log_training(result, method, split, settings, registered_name=model_name("ml-100k", method))
@@ -147,7 +147,8 @@ def test_the_registered_model_is_arrays_and_tables_with_its_own_code(logged):
     recommender = {f.removeprefix("artifacts/recommender/") for f in files if f.startswith("artifacts/recommender/")}
     assert recommender == {"recommender.json", "item_weights.npy", "user_vectors.npy", "seen_indptr.npy",
                            "seen_items.npy", "users.parquet", "items.parquet"}
-    assert {"code/pngnn/pyfunc.py", "code/pngnn/serving.py", "pyfunc_model.py", "input_example.json"} <= files
+    assert {"code/pngnn/tracking/pyfunc.py", "code/pngnn/tracking/serving.py", "pyfunc_model.py",
+            "input_example.json"} <= files
     requirements = (local / "requirements.txt").read_text().split()
     assert sorted(r.split("==")[0] for r in requirements) == ["mlflow", "numpy", "pandas", "pyarrow"]
 
@@ -220,8 +221,8 @@ def served(production, tmp_path_factory):
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_top_k_with_titles_as_pngnn_recommend(served, production, ml100k_db):
-    from pngnn.recommend import recommend
-    from pngnn.store import Store
+    from pngnn.data.store import Store
+    from pngnn.tracking.recommend import recommend
 
     settings, _ = production
     users = [1, 42]

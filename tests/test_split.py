@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pngnn.errors import PngnnError
-from pngnn.ingest import ingest
-from pngnn.split import create_split, draw_parts, load_split
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError
+from pngnn.data.ingest import ingest
+from pngnn.data.split import create_split, draw_parts, load_split
+from pngnn.data.store import Store
 
 
 def split_frame(store: Store, seed: int, dataset: str = "ml-100k") -> pl.DataFrame:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-import pngnn.sql_files as sql_files
-from pngnn.errors import UserError
-from pngnn.sql_files import bind, parameter_names, sql_file_names, sql_statement, sql_statements
+import pngnn.data.sql_files as sql_files
+from pngnn.core.errors import UserError
+from pngnn.data.sql_files import bind, parameter_names, sql_file_names, sql_statement, sql_statements
 
 
 def test_every_file_splits_as_duckdb_parses_it():

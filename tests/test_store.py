@@ -7,11 +7,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pngnn.errors import PngnnError, TransientError, UserError
-from pngnn.ingest import ingest
-from pngnn.split import create_split
-from pngnn.sql_files import sql_statements
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError, TransientError, UserError
+from pngnn.data.ingest import ingest
+from pngnn.data.split import create_split
+from pngnn.data.sql_files import sql_statements
+from pngnn.data.store import Store
 
 TABLES = ("datasets", "ratings", "items", "users", "splits", "split_meta")
 

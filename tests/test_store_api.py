@@ -6,9 +6,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from pngnn.errors import UserError
-from pngnn.sql_files import sql_statements
-from pngnn.store import SCHEMA_FILES, Store
+from pngnn.core.errors import UserError
+from pngnn.data.sql_files import sql_statements
+from pngnn.data.store import SCHEMA_FILES, Store
 
 # Every table the code reads or writes (the schema files' CREATE TABLE statements).
 TABLES = {"datasets", "ratings", "items", "users", "split_meta", "splits", "llm_cache", "llm_prompts",

@@ -9,8 +9,8 @@ import pytest
 from prefect.client.schemas.objects import State
 from prefect.states import Failed
 
-from pngnn.errors import PngnnError, TransientError, UserError
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError, TransientError, UserError
+from pngnn.data.store import Store
 from tasks.augment import _retry_unless_user_error
 from tasks.data import ingest_task, retry_transient
 
@@ -41,7 +41,7 @@ def test_ingest_task_retries_a_transient_fault_and_not_a_user_error(monkeypatch,
     from prefect import flow
 
     import tasks.data as data_tasks
-    from pngnn.ingest import IngestResult
+    from pngnn.data.ingest import IngestResult
 
     calls: list[str] = []
 

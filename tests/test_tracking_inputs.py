@@ -11,19 +11,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pngnn.config import TrainConfig
-from pngnn.constants import KS, METRIC_NAMES
-from pngnn.datasets import FILES, expected_sums
-from pngnn.settings import Settings
-from pngnn.split import create_split, load_split
-from pngnn.store import Store
-from pngnn.tracking import metric_key, metric_name, parent_run, tracked_records, tracked_run, trial_runs
+from pngnn.core.config import TrainConfig
+from pngnn.core.constants import KS, METRIC_NAMES
+from pngnn.core.settings import Settings
+from pngnn.data.datasets import FILES, expected_sums
+from pngnn.data.split import create_split, load_split
+from pngnn.data.store import Store
+from pngnn.tracking.runs import metric_key, metric_name, parent_run, tracked_records, tracked_run, trial_runs
 
 CFG = TrainConfig(epochs=1)
 
 
 def published_checksum(dataset: str) -> str:
-    """The dataset checksum computed here from pngnn/SHA256SUMS, independently of the ingest code."""
+    """The dataset checksum computed here from pngnn/data/SHA256SUMS, independently of the ingest code."""
     sums = expected_sums()
     return hashlib.sha256("".join(sums[f"{dataset}/{f}"] for f in sorted(FILES[dataset].values())).encode()).hexdigest()
 
@@ -84,7 +84,7 @@ def test_runs_on_one_split_share_one_dataset_and_another_split_differs(store):
 def test_a_run_on_llm_edges_tags_its_input_with_the_edges(store):
     import numpy as np
 
-    from pngnn.split import Interactions
+    from pngnn.data.split import Interactions
 
     settings, split = store["settings"], store["splits"][1]
     like = Interactions(np.array([0, 1]), np.array([5, 6]), np.array([5.0, 5.0], np.float32))
@@ -152,5 +152,5 @@ def test_metric_key_and_metric_name_are_inverse(name, key):
 
 
 def test_the_docs_name_the_padded_metrics():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "tracking.md").read_text()
     assert "precision_at_05" in readme and "precision_at_5 " not in readme

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pngnn.settings import Settings
-from pngnn.tracking import experiment_name, setup
+from pngnn.core.settings import Settings
+from pngnn.tracking.runs import experiment_name, setup
 
 
 def test_a_new_experiment_keeps_its_artifacts_beside_the_data_and_opens_on_runs(tmp_path, monkeypatch):
@@ -41,6 +41,6 @@ def test_an_existing_experiment_is_used_as_it_is(tmp_path):
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example.com"])
 def test_a_tracking_server_decides_where_artifacts_go(uri):
-    from pngnn.tracking import artifact_location
+    from pngnn.tracking.runs import artifact_location
 
     assert artifact_location(Settings(mlflow_uri=uri)) is None

@@ -8,15 +8,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pngnn.config import Profile, TrainConfig, get_profile
-from pngnn.errors import PngnnError
-from pngnn.evaluate import evaluate
-from pngnn.methods import train_method
-from pngnn.profiles import check_new_name, load_saved_profile, save_profile
-from pngnn.split import Interactions, SplitData, create_split, load_split
-from pngnn.store import Store
-from pngnn.study import Budget, tune_split
-from pngnn.tune import TuneRequest
+from pngnn.app.study import Budget, tune_split
+from pngnn.app.tune import TuneRequest
+from pngnn.core.config import Profile, TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.core.profiles import check_new_name, get_profile, load_saved_profile, save_profile
+from pngnn.data.split import Interactions, SplitData, create_split, load_split
+from pngnn.data.store import Store
+from pngnn.evaluation.evaluate import evaluate
+from pngnn.training.methods import train_method
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +147,8 @@ def test_unreadable_or_foreign_profiles_are_one_line_errors(tmp_path):
 
 
 def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path):
-    from pngnn.config import get_profile
-    from pngnn.profiles import method_profiles
-    from pngnn.settings import Settings
+    from pngnn.core.profiles import get_profile, method_profiles
+    from pngnn.core.settings import Settings
 
     settings = Settings(profiles_dir=tmp_path)
     quick = get_profile("quick")
@@ -168,7 +167,7 @@ def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path)
 def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_path):
     from contextlib import contextmanager
 
-    from pngnn.study import untracked_trial
+    from pngnn.app.study import untracked_trial
 
     started: list[int] = []
 
@@ -196,8 +195,8 @@ def test_trial_runs_end_finished_when_pruned_and_failed_when_broken(tmp_path, ml
     import mlflow
     import optuna
 
-    from pngnn.settings import Settings
-    from pngnn.tracking import parent_run, trial_runs
+    from pngnn.core.settings import Settings
+    from pngnn.tracking.runs import parent_run, trial_runs
 
     settings = Settings(mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     with parent_run(settings, "ml-100k", "tune-test") as parent_id:
@@ -217,7 +216,7 @@ def test_trial_runs_end_finished_when_pruned_and_failed_when_broken(tmp_path, ml
 
 
 def test_set_values_take_the_type_of_the_setting():
-    from pngnn.config import parse_overrides
+    from pngnn.core.config import parse_overrides
 
     assert parse_overrides(["dim=128", "l2=0.02", "attention=false", "dual-bpr=siren"]) == {
         "dim": 128, "l2": 0.02, "attention": False, "dual_bpr": "siren"}

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pngnn.app.whatif import WhatIfPlan, decide_answers, hold_out, run_whatif
 from pngnn.augment.oracle import OracleServer, candidate_base_rates, content_key, oracle_answers
-from pngnn.config import TrainConfig
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings, Settings
-from pngnn.store import Store
-from pngnn.whatif import WhatIfPlan, decide_answers, hold_out, run_whatif
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data.store import Store
 
 TINY = TrainConfig(epochs=2, batch_size=4096, n_neg=2, l2=1e-3, dim=16, layers=2)
 
@@ -89,7 +89,7 @@ def _settings(tmp_path: Path, db: Path) -> Settings:
 
 
 def test_the_answerer_never_reads_test_rows(ml100k_db: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("pngnn.whatif.ingest_step", lambda *a, **k: None)  # the copies are ingested already
+    monkeypatch.setattr("pngnn.app.whatif.ingest_step", lambda *a, **k: None)  # the copies are ingested already
     plan = WhatIfPlan("ml-100k", 1, (0.7,), (60,))
     decided = []
     for poison in (False, True):
@@ -97,7 +97,7 @@ def test_the_answerer_never_reads_test_rows(ml100k_db: Path, tmp_path: Path, mon
         shutil.copyfile(ml100k_db, db)
         settings = _settings(tmp_path, db)
         with Store(db) as store:
-            from pngnn.split import create_split
+            from pngnn.data.split import create_split
 
             create_split(store, "ml-100k", 1, valid_fraction=plan.holdout)
             if poison:  # every test rating flipped, and 20 test likes more for every user
@@ -118,7 +118,7 @@ def test_the_answerer_never_reads_test_rows(ml100k_db: Path, tmp_path: Path, mon
 
 
 def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("pngnn.whatif.ingest_step", lambda *a, **k: None)
+    monkeypatch.setattr("pngnn.app.whatif.ingest_step", lambda *a, **k: None)
     db = tmp_path / "whatif.duckdb"
     shutil.copyfile(ml100k_db, db)
     settings = _settings(tmp_path, db)
@@ -139,8 +139,8 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
             "WHERE e.model = 'oracle-p1.00-80' AND e.kind = 'positive'")
         assert store.scalar("SELECT count(*) FROM splits WHERE part = 'valid' AND seed = 1") == 0
     assert right >= cells[1.0]["like_precision"] - 0.05
-    from pngnn.steps import load_split_step
-    from pngnn.whatif import masked_held_out
+    from pngnn.app.whatif import masked_held_out
+    from pngnn.augment.edges import load_split_step
 
     masked = masked_held_out(settings, plan, load_split_step(settings, "ml-100k", 1))
     with Store(db) as store:
@@ -151,12 +151,12 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
     def no_training(*a, **k):
         raise AssertionError("a finished sweep trains nothing again")
 
-    monkeypatch.setattr("pngnn.whatif.train_evaluate_step", no_training)
+    monkeypatch.setattr("pngnn.app.whatif.train_evaluate_step", no_training)
     assert run_whatif(settings, plan, TINY, out, echo=lambda _: None, candidate_config=TINY) == record
     with pytest.raises(PngnnError, match="holds a what-if sweep of other settings"):
         run_whatif(settings, WhatIfPlan("ml-100k", 1, (0.5,), (80,), holdout=0.2), TINY, out, echo=lambda _: None)
     monkeypatch.undo()
-    monkeypatch.setattr("pngnn.whatif.ingest_step", lambda *a, **k: None)
+    monkeypatch.setattr("pngnn.app.whatif.ingest_step", lambda *a, **k: None)
     likes_only = run_whatif(settings, WhatIfPlan("ml-100k", 1, (1.0,), (80,), dislikes=False), TINY,
                             tmp_path / "likes.json", echo=lambda _: None, candidate_config=TINY)["cells"][0]
     assert likes_only["edges_trained_on"] == likes_only["positive_edges"] == cells[1.0]["positive_edges"]
@@ -164,14 +164,14 @@ def test_whatif_sweep_through_the_real_augmentation_resumes(ml100k_db: Path, tmp
 
 
 def test_a_baseline_only_run_trains_pn_gnn_alone(ml100k_db: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("pngnn.whatif.ingest_step", lambda *a, **k: None)
+    monkeypatch.setattr("pngnn.app.whatif.ingest_step", lambda *a, **k: None)
     db = tmp_path / "whatif.duckdb"
     shutil.copyfile(ml100k_db, db)
 
     def no_candidates(*a, **k):
         raise AssertionError("a baseline-only run asks no answerer, so it trains no candidate model")
 
-    monkeypatch.setattr("pngnn.whatif.pretrain_step", no_candidates)
+    monkeypatch.setattr("pngnn.app.whatif.pretrain_step", no_candidates)
     out = tmp_path / "seed2.json"
     record = run_whatif(_settings(tmp_path, db), WhatIfPlan("ml-100k", 2, (1.0,), (80,)), TINY, out,
                         echo=lambda _: None, baseline_only=True)
@@ -180,7 +180,7 @@ def test_a_baseline_only_run_trains_pn_gnn_alone(ml100k_db: Path, tmp_path: Path
 
 
 def test_a_one_split_sweep_is_read_against_the_spread_of_baseline_only_splits() -> None:
-    from pngnn.whatif import split_spreads, sweep_table
+    from pngnn.app.whatif import split_spreads, sweep_table
 
     cell = {"p": 1.0, "users": 600, "like_precision": 0.4, "like_base_rate": 0.05,
             "lift": {"recall@20": 0.004, "users_sparsest10/recall@20": 0.001}}
@@ -200,7 +200,7 @@ def test_a_one_split_sweep_is_read_against_the_spread_of_baseline_only_splits() 
     assert row["above spread 0.0020"] is True  # 0.004 > std(0.280, 0.282, 0.284) = 0.002
     assert row["above spread 0.0020 "] is False  # sparse: 0.001 < 0.002
 
-    from pngnn.whatif import sweep_figure
+    from pngnn.app.whatif import sweep_figure
 
     def spread_lines(spreads):
         fig = sweep_figure({**swept, "dataset": "ml-1m"}, spreads=spreads)
@@ -212,7 +212,7 @@ def test_a_one_split_sweep_is_read_against_the_spread_of_baseline_only_splits() 
 
 
 def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path) -> None:
-    from pngnn.whatif import load_sweeps, sweep_table
+    from pngnn.app.whatif import load_sweeps, sweep_table
 
     def record(seed: int, base: float, lift: float, sparse_lift: float) -> dict:
         cell = {"p": 1.0, "users": 0, "like_precision": 0.4, "like_base_rate": 0.05,

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from flows.workpool import CODE_DIR_VAR, PREFECT_YAML, pool_name
-from pngnn.errors import PngnnError
+from pngnn.core.errors import PngnnError
 from tests.servers import QUIET_ENV, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def test_prefect_yaml_declares_the_served_deployments_as_they_are(monkeypatch):
     """Same names, flows, parameters, tags, descriptions and (with the default settings) cron as
     flows/serve.py; a change to one file and not the other fails here."""
     from flows.serve import deployments
-    from pngnn.settings import Settings
+    from pngnn.core.settings import Settings
 
     for var in ("PNGNN_REAUGMENT_CRON", "PNGNN_TIMEZONE"):
         monkeypatch.delenv(var, raising=False)

@@ -4,7 +4,10 @@ most and least, and turn the answers into positive and negative graph edges.
 Flow: ``augment`` (candidates -> prompts -> cached LLM answers) then ``merge_augmented``
 (answers -> ``augmented_edges``), then ``load_augmented`` for training and
 ``edge_precision`` for the edges' own quality. Everything is stored in DuckDB (tables in
-``pngnn/sql/llm.sql``), so runs resume and cached answers are never requested twice.
+``pngnn/data/sql/llm.sql``), so runs resume and cached answers are never requested twice.
+``edges`` names which LLM's edges a run trains on and adds them to a split. May import
+``pngnn.training`` (the candidate LightGCN), ``pngnn.models``, ``pngnn.evaluation``,
+``pngnn.data`` and ``pngnn.core``.
 """
 
 from pngnn.augment.cache import LLMCache, cache_key

@@ -32,11 +32,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pngnn.errors import PngnnError, TransientError
-from pngnn.sql_files import bind, sql_statement, sql_statements
-from pngnn.store import Store, connect
+from pngnn.core.errors import PngnnError, TransientError
+from pngnn.data.sql_files import bind, sql_statement, sql_statements
+from pngnn.data.store import Store, connect
 
-# Statuses (see pngnn/sql/llm.sql) and the classes of the failures among them: a transient
+# Statuses (see pngnn/data/sql/llm.sql) and the classes of the failures among them: a transient
 # failure is asked again by the next run, a permanent one only on request (retry_failed).
 OK, INVALID, FAILED, UNREACHABLE = "ok", "invalid", "failed", "unreachable"
 TRANSIENT, PERMANENT = "transient", "permanent"
@@ -159,7 +159,7 @@ class ClaimRound:
 
 
 class PromptClaims:
-    """This run's claims on prompts in ``llm_claims`` (``pngnn/sql/llm.sql``): one payer
+    """This run's claims on prompts in ``llm_claims`` (``pngnn/data/sql/llm.sql``): one payer
     per prompt across processes.
 
     DuckDB lets one process write at a time, and the batch keeps the file closed, so a

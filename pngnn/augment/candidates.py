@@ -2,7 +2,7 @@
 
 The LLM only chooses among items the graph model already ranks high (LLMRec's design):
 asking it about random movies would mostly produce obvious dislikes. Items the user
-rated in train or validation are masked, exactly as in ``pngnn.evaluate``; test items
+rated in train or validation are masked, exactly as in ``pngnn.evaluation.evaluate``; test items
 are not masked (the model cannot know them), so the merge step drops any edge that hits
 a rated pair. Scoring runs in blocks of users, fully vectorised.
 """
@@ -16,13 +16,13 @@ import numpy as np
 import polars as pl
 import torch
 
-from pngnn.constants import USER_ORDERS, UserOrder
-from pngnn.errors import PngnnError
-from pngnn.evaluate import csr_rows, unseen_scores
-from pngnn.methods import seen_items
+from pngnn.core.constants import USER_ORDERS, UserOrder
+from pngnn.core.errors import PngnnError
+from pngnn.data.split import SplitData
+from pngnn.data.store import Store
+from pngnn.evaluation.evaluate import csr_rows, unseen_scores
 from pngnn.models.base import GraphRecommender
-from pngnn.split import SplitData
-from pngnn.store import Store
+from pngnn.training.methods import seen_items
 
 DEFAULT_CANDIDATES = 10
 

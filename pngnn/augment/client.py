@@ -17,7 +17,7 @@ Why it is built this way:
   error). Any other 5xx, a timeout or a 429 is retried in the same form: a passing fault
   must not switch structured output off for the whole batch. The lenient parser reads
   the answer whichever way it came.
-* Each failure is classed (``pngnn/sql/llm.sql``): transient (429, 5xx, timeout,
+* Each failure is classed (``pngnn/data/sql/llm.sql``): transient (429, 5xx, timeout,
   connection) is asked again by the next run; permanent (another 4xx, an answer still
   unusable after ``parse_attempts`` tries) only on request (``retry_failed``). A rejected
   key or an unknown model ends the run instead: nothing is cached for them.
@@ -28,7 +28,7 @@ Why it is built this way:
   (naming base_url), wrong model name, missing or rejected API key for a remote URL. The
   API key is never logged, stored or shown in ``repr``.
 
-Its settings (``pngnn.settings.LLMSettings``, from PNGNN_LLM_* variables) are the same for every
+Its settings (``pngnn.core.settings.LLMSettings``, from PNGNN_LLM_* variables) are the same for every
 server; README's LLM table gives them for llama.cpp, OpenAI, vLLM and Ollama.
 """
 
@@ -63,8 +63,8 @@ from pngnn.augment.cache import (
 from pngnn.augment.logprobs import scores_from_response
 from pngnn.augment.parse import AnswerError, answer_schema, parse_answer
 from pngnn.augment.throttle import Throttle, no_throttle
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 

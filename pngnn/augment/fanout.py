@@ -26,9 +26,10 @@ from pngnn.augment.client import BatchCounts, Elsewhere, Feed, LLMClient, Reques
 from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.augment.throttle import Throttle, no_throttle
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings, Settings
-from pngnn.store import Store
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data.split import SplitData
+from pngnn.data.store import Store
 
 
 @dataclass(frozen=True)
@@ -138,16 +139,17 @@ class ChunkedClient:
 
 
 def augment_chunked(settings: Settings, dataset: str, seed: int, llm: LLMSettings, client: ChunkedClient,
-                    sample_seed: int = 0) -> dict[str, Any]:
+                    sample_seed: int = 0, split: SplitData | None = None) -> dict[str, Any]:
     """``augment`` of split ``seed`` through ``client`` on the candidates stored by the pretrain
     step (the same users ``augment_step`` selects), then ``check_failures``; the counts, as
-    ``augment_step(merge=False)`` returns them. The DuckDB file is written here only."""
+    ``augment_step(merge=False)`` returns them. The DuckDB file is written here only. ``split``:
+    the split when the caller has loaded it; default: read here."""
     if llm.prompt_version not in (None, PROMPT_VERSION):
         raise PngnnError(
             f"prompt version '{llm.prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
         )
     with Store(settings.db_path) as store:
         summary = augment(store, dataset, seed, None, llm, sample=llm.users, sample_seed=sample_seed,
-                          users_by=llm.users_by, client=client, progress=False)  # type: ignore[arg-type]
+                          users_by=llm.users_by, client=client, progress=False, split=split)  # type: ignore[arg-type]
     check_failures(summary, llm.max_failed_share)
     return summary.to_dict()

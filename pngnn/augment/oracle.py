@@ -5,7 +5,7 @@
 dislike, one they really disliked there), otherwise a random candidate. ``OracleServer`` then
 serves those answers over the OpenAI chat-completions HTTP API on 127.0.0.1, so the answers
 reach the graph through the very client, retries, cache and merge that a real LLM's do. The
-held-out part is the only knowledge it has: test ratings are never read (``pngnn.whatif``
+held-out part is the only knowledge it has: test ratings are never read (``pngnn.app.whatif``
 moves the held-out ratings out of the split before any candidate is drawn).
 
 A labelled simulation, never an LLM row: its runs are named ``oracle-p<p>``.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pngnn.constants import LIKE_THRESHOLD
+from pngnn.core.constants import LIKE_THRESHOLD
 
 
 def content_key(content: str) -> str:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pngnn.errors import PngnnError
+from pngnn.core.errors import PngnnError
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _INT_TEXT = re.compile(r"^\s*[+]?\d+\s*$")

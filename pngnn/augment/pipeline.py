@@ -36,12 +36,12 @@ from pngnn.augment.candidates import (
 )
 from pngnn.augment.client import BatchCounts, Elsewhere, LLMClient, Request
 from pngnn.augment.prompts import DEFAULT_HISTORY, PROMPT_VERSION, build_prompts, messages
-from pngnn.constants import DEFAULT_MAX_FAILED_SHARE, UserOrder
-from pngnn.errors import TransientError, UserError
+from pngnn.core.constants import DEFAULT_MAX_FAILED_SHARE, UserOrder
+from pngnn.core.errors import TransientError, UserError
+from pngnn.core.settings import LLMSettings
+from pngnn.data.split import SplitData, load_split
+from pngnn.data.store import Store
 from pngnn.models.base import GraphRecommender
-from pngnn.settings import LLMSettings
-from pngnn.split import SplitData, load_split
-from pngnn.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from pngnn.constants import LIKE_THRESHOLD
-from pngnn.errors import PngnnError
-from pngnn.store import Store
+from pngnn.core.constants import LIKE_THRESHOLD
+from pngnn.core.errors import PngnnError
+from pngnn.data.store import Store
 
 PROMPT_VERSION = "v1"
 DEFAULT_HISTORY = 10

@@ -21,13 +21,14 @@ from pngnn.augment.client import BatchCounts, Feed, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.config import TrainConfig, check_seeds, get_profile
-from pngnn.constants import LLM_USERS, UserOrder
-from pngnn.device import use_device
-from pngnn.errors import PngnnError
-from pngnn.settings import LLMSettings, Scoring, Settings
-from pngnn.split import load_split
-from pngnn.store import Store
+from pngnn.core.config import TrainConfig, check_seeds
+from pngnn.core.constants import LLM_USERS, UserOrder
+from pngnn.core.errors import PngnnError
+from pngnn.core.profiles import get_profile
+from pngnn.core.settings import LLMSettings, Scoring, Settings
+from pngnn.data.split import SplitData, load_split
+from pngnn.data.store import Store
+from pngnn.training.device import use_device
 
 if TYPE_CHECKING:
     from pngnn.augment.local_server import LocalServer
@@ -89,19 +90,21 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
 
 def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None = LLM_USERS, *, sample_seed: int = 0,
                   users_by: UserOrder = "sparsest", candidate_config: TrainConfig | None = None,
-                  n_candidates: int = DEFAULT_CANDIDATES, progress: bool = True) -> dict[str, Any]:
+                  n_candidates: int = DEFAULT_CANDIDATES, progress: bool = True,
+                  split: SplitData | None = None) -> dict[str, Any]:
     """Train the candidate LightGCN on split ``seed`` and store the top-N unseen items of
     each selected user in DuckDB; a no-op when every selected user already has them.
 
-    Its own step so the pipeline can cache it: a rerun neither retrains nor re-ranks.
+    Its own step so the pipeline can cache it: a rerun neither retrains nor re-ranks. ``split``:
+    the split when the caller has loaded it (a flow loads each split once); default: read here.
     """
-    from pngnn.train import train_lightgcn
+    from pngnn.training.train import train_lightgcn
 
     with Store(settings.db_path) as store:
         selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
         if _candidates_stored(store, dataset, seed, users, sample_seed, users_by):
             return {"trained": False, "users": selected.height}
-        split = load_split(store, dataset, seed)
+        split = split if split is not None else load_split(store, dataset, seed)
         cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
         log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
         with use_device(settings.device):
@@ -123,6 +126,7 @@ def augment_step(
     progress: bool = True,
     run_id: str | None = None,
     merge: bool = True,
+    split: SplitData | None = None,
 ) -> dict[str, Any]:
     """Augment ``llm.users`` users (None: all; chosen by ``llm.users_by``) of split ``seed`` and merge the
     edges; returns counts (numbers) plus ``model``, ``prompt_version``, ``schema_mode``.
@@ -131,7 +135,8 @@ def augment_step(
     server, serving under the name ``llm.model``. The candidate LightGCN, when one must be
     trained, uses ``candidate_config`` (default: the quick profile's settings with the split's seed).
     More than ``llm.max_failed_share`` of the prompts without a usable answer: a PngnnError (see
-    ``check_failures``), the answers cached, nothing merged.
+    ``check_failures``), the answers cached, nothing merged. ``split``: the split when the caller
+    has loaded it; default: read here.
     """
     llm = llm or LLMSettings()
     if llm.prompt_version not in (None, PROMPT_VERSION):
@@ -147,11 +152,11 @@ def augment_step(
     # (see ``augment``): a long augmentation does not lock other processes out of it.
     try:
         with Store(settings.db_path) as store:
-            split = load_split(store, dataset, seed)
+            split = split if split is not None else load_split(store, dataset, seed)
             stored = _candidates_stored(store, dataset, seed, users, sample_seed, llm.users_by)
         lightgcn = None
         if not stored:
-            from pngnn.train import train_lightgcn
+            from pngnn.training.train import train_lightgcn
 
             if base_url is not None:
                 client.check()  # a fresh run will ask: fail on a dead server before training
@@ -219,8 +224,8 @@ def augment_seeds(settings: Settings, dataset: str, seeds: list[int], llm: LLMSe
                   progress: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
     """``pngnn augment``: every seed's results file checked before any work, then per split seed the
     augmentation (``augment_step``), its counts as results JSON and what training will get."""
-    from pngnn.results import augmentation_path, check_replaceable, write_augmentation
-    from pngnn.steps import ingest_step, split_step
+    from pngnn.data.prepare import ingest_step, split_step
+    from pngnn.evaluation.results import augmentation_path, check_replaceable, write_augmentation
 
     for s in check_seeds(seeds):
         check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)

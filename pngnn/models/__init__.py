@@ -1,7 +1,10 @@
-"""Recommender models sharing one interface (after RecBole).
+"""Recommender models and their maths: graphs, propagation, losses, negative samplers, every model.
 
-Every model exposes ``calculate_loss`` for a training batch, ``full_sort_predict`` to
-score all items for a block of users, and ``final_embeddings`` (the propagated user and
-item tables) so evaluation propagates once, not once per user block, and ``score_factors``
-(the scores as plain arrays, ``pngnn.models.factors``: what the registered model serves).
+Owns ``graph`` (bipartite adjacency, normalisation, sparse propagation), ``losses`` (BPR and
+the Dual-BPR readings), ``sampling`` (deg^0.75 negatives, pair orders), and the models behind
+one interface (after RecBole): every model exposes ``calculate_loss`` for a training batch,
+``full_sort_predict`` to score all items for a block of users, ``final_embeddings`` (the
+propagated user and item tables, so evaluation propagates once) and ``score_factors`` (the
+scores as plain arrays, ``pngnn.models.factors``: what the registered model serves). May import
+``pngnn.evaluation``, ``pngnn.data`` and ``pngnn.core``.
 """

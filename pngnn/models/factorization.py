@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pngnn.constants import LIKE_THRESHOLD
+from pngnn.core.constants import LIKE_THRESHOLD
+from pngnn.data.split import Interactions
 from pngnn.models.base import GraphRecommender
-from pngnn.split import Interactions
 
 
 class EmbeddingModel(GraphRecommender):

@@ -6,7 +6,7 @@
     y_ui = z_u . z_i
 
 trained with BPR over (u, i, j) triples and L2 on the batch's layer-0 embeddings.
-The propagation uses ``pngnn.graph.propagate``, whose backward is the forward again.
+The propagation uses ``pngnn.models.graph.propagate``, whose backward is the forward again.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pngnn.graph import propagate
-from pngnn.losses import bpr_loss, l2_penalty, pair_scores
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factors import ScoreFactors
+from pngnn.models.graph import propagate
+from pngnn.models.losses import bpr_loss, l2_penalty, pair_scores
 
 
 class LightGCN(GraphRecommender):

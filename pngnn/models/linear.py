@@ -32,13 +32,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pngnn.config import RATING_SETS
-from pngnn.constants import LIKE_THRESHOLD
-from pngnn.errors import PngnnError
-from pngnn.evaluate import csr_rows, gather_rows
+from pngnn.core.config import RATING_SETS
+from pngnn.core.constants import LIKE_THRESHOLD
+from pngnn.core.errors import PngnnError
+from pngnn.data.split import Interactions
+from pngnn.evaluation.evaluate import csr_rows, gather_rows
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factors import CsrRows, ScoreFactors
-from pngnn.split import Interactions
 
 
 def gram_inverse(columns: Interactions, n_users: int, n_cols: int, lam: float) -> torch.Tensor:

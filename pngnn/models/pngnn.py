@@ -8,7 +8,7 @@ its own normalised adjacency A_p, A_n; LightGCN propagation gives
 
 Both run as *one* sparse product chain over the block-diagonal matrix diag(A_p, A_n)
 applied to the stacked table [E_p; E_n] (one call per layer instead of two; the custom
-symmetric backward of ``pngnn.graph.propagate`` applies unchanged). Per node v, an
+symmetric backward of ``pngnn.models.graph.propagate`` applies unchanged). Per node v, an
 attention module scores each branch
 
     w_p(v) = q^T tanh(W z_p(v) + c),   w_n(v) = q^T tanh(W z_n(v) + c),
@@ -17,7 +17,7 @@ attention module scores each branch
 and the fused embedding used for ranking is Z = alpha_p * Z_p + alpha_n * Z_n; the score
 is y_ui = z_u . z_i. Without attention (ablation) alpha_p = alpha_n = 1/2. Training uses
 Dual-BPR with L2 on the batch's layer-0 rows of both tables. Six readings of the paper's
-equation live in ``pngnn.losses``; the default, ``weighted`` with b = 4, ranks a liked item
+equation live in ``pngnn.models.losses``; the default, ``weighted`` with b = 4, ranks a liked item
 and (at weight 1/b) a disliked item of the same user above unrated ones, both with the
 fused embedding (why this reading is the default: README's ablation, "PN-GNN").
 """
@@ -27,9 +27,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pngnn.config import DISLIKED_PAIR_VARIANTS
-from pngnn.graph import block_diagonal, propagate
-from pngnn.losses import (
+from pngnn.core.config import DISLIKED_PAIR_VARIANTS
+from pngnn.models.base import GraphRecommender
+from pngnn.models.graph import block_diagonal, propagate
+from pngnn.models.losses import (
     branch_bpr_loss,
     dual_bpr_loss,
     graded_bpr_loss,
@@ -37,7 +38,6 @@ from pngnn.losses import (
     pair_scores,
     weighted_bpr_loss,
 )
-from pngnn.models.base import GraphRecommender
 
 
 class BranchAttention(nn.Module):
@@ -139,9 +139,9 @@ class PNGNN(GraphRecommender):
         if positive is None:
             positive = torch.ones_like(pos, dtype=torch.bool)
         z_pos, z_neg = self.branches()
-        scores = []
-        for z in (z_pos, z_neg):
-            user_emb, item_emb = torch.split(z, [self.n_users, self.n_items])
-            _, pos_scores, neg_scores = pair_scores(user_emb, item_emb, users, pos, neg)
-            scores += [pos_scores, neg_scores]
-        return branch_bpr_loss(*scores, positive, self.b)
+        sizes = [self.n_users, self.n_items]
+        user_p, item_p = torch.split(z_pos, sizes)
+        user_n, item_n = torch.split(z_neg, sizes)
+        _, pos_p, neg_p = pair_scores(user_p, item_p, users, pos, neg)
+        _, pos_n, neg_n = pair_scores(user_n, item_n, users, pos, neg)
+        return branch_bpr_loss(pos_p, neg_p, pos_n, neg_n, positive, self.b)

@@ -1,0 +1,330 @@
+"""What-if: how good must the LLM be before its edges help? A labelled simulation, never an LLM row.
+
+On its own DuckDB file, split ``seed`` keeps its test part and hands a share of its train
+ratings (``holdout``) to a simulated answerer (``pngnn.augment.oracle``) that knows them and
+nothing else. PN-GNN trains on what is left of train; for each accuracy ``p`` and number of
+users, the answerer's likes and dislikes go through the real augmentation path (OpenAI client
+over HTTP, cache, merge) into LLM-PN-GNN, trained the same way. The record holds both models'
+test metrics overall and by segment, the lift, and the precision the answers reached (an
+accurate answer needs a held-out item among the candidates, so precision stays below p).
+
+Every cell is written to the JSON as it finishes and skipped when the file already has it, so
+a long sweep can stop and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from pngnn.augment.candidates import load_candidates, select_users
+from pngnn.augment.edges import EdgeSource, load_split_step
+from pngnn.augment.oracle import OracleServer, candidate_base_rates, oracle_answers
+from pngnn.augment.prompts import PROMPT_VERSION, build_prompts
+from pngnn.augment.step import augment_step, pretrain_step
+from pngnn.core.config import TrainConfig
+from pngnn.core.constants import USER_ORDERS, UserOrder
+from pngnn.core.errors import PngnnError
+from pngnn.core.provenance import git_commit
+from pngnn.core.settings import LLMSettings, Settings
+from pngnn.data.prepare import ingest_step
+from pngnn.data.split import Interactions, SplitData, create_split
+from pngnn.data.store import Store
+from pngnn.evaluation.results import write_json_atomic
+from pngnn.evaluation.segments import SPARSEST
+from pngnn.training.device import resolve_device, use_device
+from pngnn.training.outcome import train_evaluate_step
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+LIFT_METRICS = ("precision@20", "recall@20", "ndcg@20")
+
+
+@dataclass(frozen=True)
+class WhatIfPlan:
+    """One sweep: the split, the held-out share, the accuracies and user counts (None: all users)."""
+
+    dataset: str
+    seed: int
+    ps: tuple[float, ...]
+    users: tuple[int | None, ...]
+    holdout: float = 0.1
+    users_by: UserOrder = "sparsest"
+    answer_seed: int = 0
+    # False: LLM-PN-GNN trains on the answerer's likes only. Few top candidates are held-out
+    # dislikes, so even a perfect answerer's dislike is mostly a guess: this separates the two.
+    dislikes: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout < 1.0:
+            raise PngnnError(f"--holdout must lie strictly between 0 and 1 (e.g. 0.1), got {self.holdout}")
+        bad = [p for p in self.ps if not 0.0 <= p <= 1.0]
+        if bad or not self.ps:
+            raise PngnnError(f"every --p must lie in [0, 1] (e.g. --p 0 --p 0.5 --p 1), got {list(self.ps)}")
+        if self.users_by not in USER_ORDERS:
+            raise PngnnError(f"unknown user order '{self.users_by}'; choose one of: {', '.join(USER_ORDERS)}")
+        if not self.users or any(u is not None and u < 1 for u in self.users):
+            raise PngnnError(f"every --users must be at least 1, or 0 for all users; got {list(self.users)}")
+
+    def model_name(self, p: float, users: int | None) -> str:
+        return f"oracle-p{p:.2f}-{'all' if users is None else users}"
+
+
+def hold_out(settings: Settings, plan: WhatIfPlan) -> dict[str, int]:
+    """Make the what-if split (the plain split's test part, ``holdout`` of train moved out of it)."""
+    ingest_step(settings, plan.dataset)
+    with Store(settings.db_path) as store:
+        create_split(store, plan.dataset, plan.seed, valid_fraction=plan.holdout)
+        with store.transaction():
+            store.run_file("whatif_hold_out", dataset=plan.dataset, seed=plan.seed)
+        held = store.scalar("SELECT count(*) FROM held_out_ratings WHERE dataset = $dataset AND seed = $seed",
+                            dataset=plan.dataset, seed=plan.seed)
+    return {"held_out": int(held)}
+
+
+def _held_out(store: Store, plan: WhatIfPlan) -> pl.DataFrame:
+    return store.query_sql("SELECT user_id, item_id, rating FROM held_out_ratings WHERE dataset = $dataset AND "
+                           "seed = $seed", dataset=plan.dataset, seed=plan.seed)
+
+
+def masked_held_out(settings: Settings, plan: WhatIfPlan, split: SplitData) -> SplitData:
+    """The split with its held-out ratings as the validation part: training ignores it (no
+    validation epochs in a what-if), evaluation masks it like train. Without the mask a right
+    answer would cost test recall: a held-out like is never a test item, yet the model that
+    learned it ranks it high."""
+    with Store(settings.db_path) as store:
+        frame = store.query_file("whatif_held_out_indices", dataset=plan.dataset, seed=plan.seed)
+    held = Interactions(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
+                        frame["rating"].to_numpy().astype(np.float32))
+    return replace(split, valid=held)
+
+
+def decide_answers(settings: Settings, plan: WhatIfPlan, p: float,
+                   users: int | None) -> tuple[pl.DataFrame, dict[str, float]]:
+    """The answers of accuracy ``p`` to the prompts augmentation will send these users (the same
+    ``build_prompts`` call on the same stored candidates, so each answer meets its prompt), and
+    the candidates' base rates."""
+    with Store(settings.db_path) as store:
+        selected = select_users(store, plan.dataset, sample=users, by=plan.users_by, seed=plan.seed)
+        prompts = build_prompts(store, plan.dataset, plan.seed, load_candidates(store, plan.dataset, plan.seed,
+                                                                                 selected))
+        held_out = _held_out(store, plan)
+    return oracle_answers(prompts, held_out, p, seed=plan.answer_seed), candidate_base_rates(prompts, held_out)
+
+
+def lift(llm: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    keys = [*LIFT_METRICS, *(f"{SPARSEST}/{m}" for m in LIFT_METRICS)]
+    return {k: round(llm[k] - base[k], 6) for k in keys if k in llm and k in base}
+
+
+def _share(flags: pl.Series) -> float:
+    return round(float(flags.sum()) / max(flags.len(), 1), 4)
+
+
+def run_cell(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, p: float, users: int | None,
+             base: dict[str, float], progress: bool = False) -> dict[str, Any]:
+    model = plan.model_name(p, users)
+    answers, base_rates = decide_answers(settings, plan, p, users)
+    with OracleServer(answers, model) as server:
+        llm = LLMSettings(model=model, base_url=server.base_url, users=users or 0, users_by=plan.users_by,
+                          concurrency=8, max_attempts=2)
+        counts = augment_step(settings, plan.dataset, plan.seed, llm, progress=progress)
+    split = load_split_step(settings, plan.dataset, plan.seed, EdgeSource(model, PROMPT_VERSION))
+    split = masked_held_out(settings, plan, split)
+    if not plan.dislikes and split.augmented is not None:
+        likes = split.augmented.positive(cfg.threshold)
+        split = split.with_augmented(likes, likes.select(np.zeros(len(likes), dtype=bool)))
+    outcome = train_evaluate_step(split, "llm-pngnn", cfg, progress=progress)
+    return {"p": p, "users": users or 0, "model": model, "prompts": answers.height,
+            "informed_likes": _share(answers["like_true"]), "informed_dislikes": _share(answers["dislike_true"]),
+            "like_precision": _share(answers["like_hit"]), "dislike_precision": _share(answers["dislike_hit"]),
+            **base_rates,
+            "positive_edges": counts.get("positive_edges", 0), "negative_edges": counts.get("negative_edges", 0),
+            "edges_trained_on": outcome.edges.get("llm_edges", 0),
+            "lift": lift(outcome.metrics, base), "metrics": outcome.metrics}
+
+
+def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path,
+               echo: Callable[[str], None] = print, progress: bool = False,
+               candidate_config: TrainConfig | None = None, baseline_only: bool = False) -> dict[str, Any]:
+    """The whole sweep into ``out`` (JSON), resuming from the cells ``out`` already holds.
+    ``candidate_config``: the candidate LightGCN's (default: as ``pretrain_step`` trains it).
+    ``baseline_only``: PN-GNN alone, no cells: another split's baseline, so that a sweep run on
+    one split (a sweep costs a training a cell) still has a split spread to be read against."""
+    cfg = cfg.with_overrides(eval_every=0, patience=0)  # the validation part is the answerer's
+    record = _load(out, plan, cfg)
+    hold_out(settings, plan)
+    if "baseline" not in record:
+        split = masked_held_out(settings, plan, load_split_step(settings, plan.dataset, plan.seed))
+        outcome = train_evaluate_step(split, "pngnn", cfg, progress=progress)
+        record["baseline"] = outcome.metrics
+        write_json_atomic(out, record)
+        echo(outcome.summary(" (what-if train part)"))
+    if baseline_only:
+        return record
+    largest = None if None in plan.users else max(u for u in plan.users if u is not None)
+    pretrain_step(settings, plan.dataset, plan.seed, largest, users_by=plan.users_by, progress=progress,
+                  candidate_config=candidate_config)
+    done = {(c["p"], c["users"]) for c in record["cells"]}
+    for users in plan.users:
+        for p in plan.ps:
+            if (p, users or 0) in done:
+                continue
+            cell = run_cell(settings, plan, cfg, p, users, record["baseline"], progress)
+            record["cells"].append(cell)
+            write_json_atomic(out, record)
+            shown = ", ".join(f"{k} {v:+.4f}" for k, v in cell["lift"].items())
+            echo(f"p {p:.2f}, {users or 'all'} users: like precision {cell['like_precision']:.3f}, "
+                 f"{cell['positive_edges']} + {cell['negative_edges']} edges; lift {shown}")
+    return record
+
+
+def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
+    header = {"dataset": plan.dataset, "seed": plan.seed, "holdout": plan.holdout, "users_by": plan.users_by,
+              "answer_seed": plan.answer_seed, "dislikes": plan.dislikes, "held_out_masked": True,
+              "config": cfg.to_dict(), "prompt_version": PROMPT_VERSION}
+    if out.is_file():
+        old = json.loads(out.read_text())
+        if {k: old.get(k) for k in header} == json.loads(json.dumps(header)):
+            return old
+        raise PngnnError(f"{out} holds a what-if sweep of other settings; pass another --out or delete it")
+    return {**header, "commit": git_commit(), "label": "simulated answerer (what-if), not an LLM", "cells": []}
+
+
+def sweep_figure(record: dict[str, Any], metric: str = "recall@20",
+                 spreads: tuple[float, float] | None = None) -> Figure:
+    """Lift of LLM-PN-GNN over PN-GNN against the answerer's accuracy, one line per user count,
+    overall and on the sparsest 10% of users; ``spreads`` (PN-GNN's std over splits, overall and
+    sparse) as a dotted line: a lift below it is within split noise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.9), sharey=True)
+    cells = sorted(record["cells"], key=lambda c: (c["users"], c["p"]))
+    for users in sorted({c["users"] for c in cells}, key=lambda u: (u == 0, u)):  # as the table: all last
+        rows = [c for c in cells if c["users"] == users]
+        for ax, key in zip(axes, (metric, f"{SPARSEST}/{metric}"), strict=True):
+            ax.plot([c["p"] for c in rows], [c["lift"].get(key, float("nan")) for c in rows], marker="o",
+                    label=f"{users or 'all'} users")
+    for i, (ax, title) in enumerate(zip(axes, ("all users", "sparsest 10% of users"), strict=True)):
+        ax.axhline(0.0, color="grey", lw=0.8)
+        if spreads is not None and np.isfinite(spreads[i]):
+            ax.axhline(spreads[i], color="black", ls=":", lw=1.0, label="PN-GNN split spread")
+        ax.set_title(f"{title}: {metric} lift")
+        ax.set_xlabel("answerer accuracy p")
+    axes[0].set_ylabel("LLM-PN-GNN - PN-GNN (test)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)  # below: covers no point
+    fig.suptitle(f"What-if on {record['dataset']} split {record['seed']} (simulated answerer, not an LLM)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def sweep_plot(record: dict[str, Any], path: Path, metric: str = "recall@20",
+               spreads: tuple[float, float] | None = None) -> Path:
+    """``sweep_figure`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(record, metric, spreads)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sweep_to_files(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path | None = None,
+                   echo: Callable[[str], None] = print, progress: bool = False, baseline_only: bool = False) -> Path:
+    """``pngnn whatif``: the sweep on its own DuckDB file beside ``PNGNN_DB`` (the held-out part
+    must not leak into the real splits), on the settings' device; its JSON (default
+    ``results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json``) and plot beside it,
+    with the split spread of the baselines of the same settings in that folder."""
+    resolve_device(settings.device)  # a GPU that is not there: an error before any work
+    settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{plan.dataset}.duckdb")})
+    variant = f"{plan.users_by}-{cfg.aug_mode}" + ("" if plan.dislikes else "-likes")
+    out = out or Path("results") / "whatif" / plan.dataset / variant / f"seed{plan.seed}.json"
+    with use_device(settings.device):
+        record = run_whatif(settings, plan, cfg, out, echo=echo, progress=progress, baseline_only=baseline_only)
+    if not record["cells"]:
+        echo(f"-> {out} (baseline only)")
+        return out
+    same = (record["config"], record["holdout"])
+    siblings = [json.loads(f.read_text()) for f in sorted(out.parent.glob("seed*.json"))]
+    spreads = split_spreads([r for r in siblings if (r.get("config"), r.get("holdout")) == same] or [record])
+    echo(f"-> {out}, {sweep_plot(record, out.with_suffix('.png'), spreads=spreads)}")
+    return out
+
+
+def parse_user_counts(values: Sequence[int]) -> tuple[int | None, ...]:
+    """``--users`` values, 0 meaning every user."""
+    return tuple(None if v == 0 else v for v in values)
+
+
+def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> pl.DataFrame:
+    """The sweeps of several splits side by side: per (users, p), the answers' like precision and
+    the lift of LLM-PN-GNN over PN-GNN (mean ± std over splits), overall and on the sparsest 10%,
+    next to the split spread of PN-GNN itself (std over splits): a lift below it is noise."""
+    rows = [{"split": r["seed"], "users": c["users"], "p": c["p"], "like_precision": c["like_precision"],
+             "like_base_rate": c.get("like_base_rate", float("nan")), "lift": c["lift"].get(metric),
+             "sparse_lift": c["lift"].get(f"{SPARSEST}/{metric}")} for r in records for c in r["cells"]]
+    if not rows:
+        raise PngnnError("no what-if cells to report; run `pngnn whatif` first")
+    frame = pl.DataFrame(rows)
+    base_std, sparse_std = split_spreads(records, metric)
+
+    def pm(col: str) -> pl.Expr:  # one split has no std: a '± 0' would read as a measured zero
+        mean = pl.col(col).mean().round(4)
+        return pl.when(pl.len() > 1).then(pl.format("{} ± {}", mean, pl.col(col).std().round(4))) \
+            .otherwise(mean.cast(pl.String))
+
+    def above(col: str, spread: float, trail: str = "") -> pl.Expr:  # trail: two columns, two names
+        if not np.isfinite(spread):
+            return pl.lit("-").alias(f"above spread (one split){trail}")
+        return (pl.col(col).mean() > spread).alias(f"above spread {spread:.4f}{trail}")
+
+    out = frame.group_by("users", "p").agg(
+        pl.len().alias("splits"), pl.col("like_precision").mean().round(3),
+        pl.col("like_base_rate").mean().round(3), pm("lift").alias(f"{metric} lift"), above("lift", base_std),
+        pm("sparse_lift").alias(f"sparsest 10% {metric} lift"), above("sparse_lift", sparse_std, " "),
+    ).sort(pl.col("users") == 0, "users", "p")  # fewest users asked first, every user (0) last
+    return out.with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
+
+
+def split_spreads(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> tuple[float, float]:
+    """PN-GNN's own std over splits (sample std), overall and on the sparsest 10%, from every
+    record's baseline, baseline-only ones included; with one split there is none (NaN)."""
+    def spread(key: str) -> float:
+        values = [r["baseline"][key] for r in records if "baseline" in r]
+        return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+    return spread(metric), spread(f"{SPARSEST}/{metric}")
+
+
+def load_sweeps(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any]]]:
+    """Every sweep under ``results/whatif/<dataset>/<variant>/seed*.json``, by variant."""
+    root = results_dir / "whatif" / dataset
+    sweeps = {d.name: [json.loads(f.read_text()) for f in sorted(d.glob("seed*.json"))]
+              for d in sorted(root.glob("*")) if d.is_dir()}
+    sweeps = {k: v for k, v in sweeps.items() if v}
+    if not sweeps:
+        raise PngnnError(f"no what-if sweeps for {dataset} in {root}; run `pngnn whatif --dataset {dataset}` first")
+    return sweeps
+
+
+def sweeps_report(results_dir: Path, dataset: str) -> str:
+    """``pngnn report --whatif``: every variant's sweeps as one table each, labelled as what they are."""
+    from pngnn.evaluation.tables import to_markdown
+
+    sweeps = load_sweeps(results_dir, dataset)
+    return "\n".join(f"\nwhat-if {dataset} {variant} (simulated answerer, not an LLM):\n\n"
+                     + to_markdown(sweep_table(records)) for variant, records in sweeps.items())

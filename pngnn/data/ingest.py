@@ -1,0 +1,60 @@
+"""Ingest a parsed MovieLens dataset into DuckDB, idempotently and atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from pngnn.core.errors import PngnnError
+from pngnn.data.datasets import RawDataset
+from pngnn.data.store import Store
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    dataset: str
+    checksum: str
+    n_ratings: int
+    n_users: int
+    n_items: int
+    skipped: bool  # True when the same data (same checksum) was already there
+
+    def summary(self) -> str:
+        """The ingest in one line, as ``pngnn ingest`` and the ingest task print it."""
+        return (f"{self.dataset}: {'already up to date' if self.skipped else 'ingested'}: {self.n_ratings} ratings, "
+                f"{self.n_users} users, {self.n_items} items")
+
+
+def ingest(store: Store, raw: RawDataset, force: bool = False) -> IngestResult:
+    """Load ratings, items and users for one dataset.
+
+    Re-ingesting data with the same checksum is a no-op (splits and LLM data built on it
+    stay valid); different data replaces the old rows in one transaction.
+    """
+    dupes = raw.ratings.select(pl.struct("user_id", "item_id").is_duplicated()).to_series().arg_true()
+    if len(dupes):
+        row = raw.ratings.row(int(dupes[0]), named=True)
+        raise PngnnError(
+            f"duplicate rating for user {row['user_id']} and item {row['item_id']} in {raw.name}; "
+            "keep one rating per (user, item) in the ratings file"
+        )
+    existing = store.query_sql(
+        "SELECT checksum, n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
+        dataset=raw.name,
+    )
+    if not force and existing.height and existing["checksum"][0] == raw.checksum:
+        r = existing.row(0, named=True)
+        return IngestResult(raw.name, raw.checksum, r["n_ratings"], r["n_users"], r["n_items"], True)
+    store.register("raw_ratings", raw.ratings)
+    store.register("raw_items", raw.items)
+    store.register("raw_users", raw.users)
+    try:
+        with store.transaction():
+            store.run_file("ingest_dataset", dataset=raw.name, checksum=raw.checksum)
+    finally:
+        store.unregister("raw_ratings", "raw_items", "raw_users")
+    r = store.query_sql(
+        "SELECT n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset", dataset=raw.name
+    ).row(0, named=True)
+    return IngestResult(raw.name, raw.checksum, r["n_ratings"], r["n_users"], r["n_items"], False)

@@ -1,0 +1,133 @@
+"""The methods of the results table, behind one call: ``train_method(name, split, cfg)``.
+
+New methods (PN-GNN, the LLM-augmented variants) register here, so the CLI, the Prefect
+tasks and the experiment flow never need to know how a method is built.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol, Unpack
+
+from pngnn.core.config import TrainConfig
+from pngnn.core.errors import PngnnError
+from pngnn.data.split import Interactions, SplitData
+from pngnn.models.base import GraphRecommender
+from pngnn.models.factorization import fit_ials
+from pngnn.models.linear import fit_ease, fit_pn_ease
+from pngnn.training.train import TrainHooks, TrainResult, build_most_popular, train_lightgcn, train_pngnn
+
+
+def _most_popular(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return TrainResult(build_most_popular(split, cfg), [], 0, 0.0)
+
+
+def _lightgcn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return train_lightgcn(split, cfg, **hooks)
+
+
+def _pngnn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return train_pngnn(split, cfg, **hooks)
+
+
+def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
+    """A model fitted in one go: no epochs, no curve, just the fit time."""
+    t0 = time.perf_counter()
+    model = build()
+    return TrainResult(model, [], 0, time.perf_counter() - t0)
+
+
+def _ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _closed_form(lambda: fit_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+                                         cfg.ease_ratings, cfg.threshold))
+
+
+def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+                                            cfg.disliked_input, cfg.disliked_score, cfg.threshold))
+
+
+def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _closed_form(lambda: fit_ials(split.train, split.n_users, split.n_items, cfg.ials_factors, cfg.ials_reg,
+                                         cfg.ials_alpha, cfg.ials_iterations, cfg.ials_ratings, cfg.threshold,
+                                         seed=cfg.seed))
+
+
+def _augmented(split: SplitData) -> Interactions:
+    if split.augmented is None or not len(split.augmented):
+        raise PngnnError(
+            f"no LLM-augmented edges loaded for {split.dataset} split {split.seed}; run the augment step "
+            "(`pngnn augment`, `pngnn run --method llm-pngnn` or the augment task) first"
+        )
+    return split.augmented
+
+
+def _llm_lightgcn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    """LightGCN on train + the LLM's 'like' edges (the positive graph gains edges; dislikes unused)."""
+    extra = _augmented(split).positive(cfg.threshold)
+    return train_lightgcn(split, cfg, extra, **hooks)
+
+
+def _llm_pngnn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    """PN-GNN on train + LLM edges: 'like' joins the positive graph, 'dislike' the negative one."""
+    return train_pngnn(split, cfg, _augmented(split), **hooks)
+
+
+class Trainer(Protocol):
+    """How every method trains: (split, cfg) and the training hooks, which the closed-form ones ignore."""
+
+    def __call__(self, split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult: ...
+
+
+METHODS: dict[str, Trainer] = {
+    "mostpop": _most_popular,
+    "lightgcn": _lightgcn,
+    "pngnn": _pngnn,
+    "llm-lightgcn": _llm_lightgcn,
+    "llm-pngnn": _llm_pngnn,
+    "ease": _ease,
+    "pn-ease": _pn_ease,
+    "ials": _ials,
+}
+NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn"})
+
+# The TrainConfig fields each method reads: what its MLflow run logs, what a tuned profile
+# saves, and what its search space may touch (so an EASE run never shows a PN-GNN's b).
+_GNN = ("dim", "layers", "lr", "batch_size", "epochs", "l2", "n_neg", "neg_exponent", "pair_sampling",
+        "eval_every", "patience", "valid_metric", "seed", "threshold")
+_PNGNN = (*_GNN, "dual_bpr", "b", "attention")
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "mostpop": ("threshold",),
+    "lightgcn": (*_GNN, "lightgcn_graph"),
+    "pngnn": _PNGNN,
+    "llm-lightgcn": (*_GNN, "lightgcn_graph", "aug_mode"),
+    "llm-pngnn": (*_PNGNN, "aug_mode"),
+    "ease": ("ease_lambda", "ease_ratings", "threshold"),
+    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "threshold"),
+    "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
+}
+
+
+def method_settings(method: str, cfg: TrainConfig) -> dict[str, object]:
+    """The settings of ``cfg`` that ``method`` uses."""
+    values = cfg.to_dict()
+    return {name: values[name] for name in METHOD_SETTINGS[check_method(method)]}
+
+
+def check_method(name: str) -> str:
+    if name not in METHODS:
+        raise PngnnError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
+    return name
+
+
+def train_method(name: str, split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return METHODS[check_method(name)](split, cfg, **hooks)
+
+
+def seen_items(split: SplitData) -> Interactions:
+    """Everything the user rated outside test (train and validation) is masked at test time.
+
+    LLM edges are not masked: they are guesses about unrated items, and the merge step
+    already dropped every edge that duplicates a rating of the split."""
+    return split.train.concat(split.valid)

@@ -1,0 +1,75 @@
+"""One method trained on one split and evaluated by full ranking on its test part: ``RunOutcome``.
+
+What ``pngnn train``, the tuned test runs, the what-if and the Prefect model task share; tracking
+(MLflow) wraps it in ``pngnn.tracking.runs``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Unpack
+
+from pngnn.core.config import TrainConfig
+from pngnn.data.split import SplitData
+from pngnn.evaluation.evaluate import evaluate
+from pngnn.models.base import GraphRecommender
+from pngnn.training.methods import seen_items, train_method
+from pngnn.training.train import TrainHooks, TrainResult
+
+
+@dataclass
+class RunOutcome:
+    method: str
+    dataset: str
+    seed: int
+    metrics: dict[str, float]
+    train: TrainResult
+    config: TrainConfig
+    eval_seconds: float
+    run_id: str | None = None  # the MLflow run, when tracked
+    edges: dict[str, int | str] = field(default_factory=dict)  # the LLM edges trained on (count, hash)
+
+    def summary(self, part: str = "") -> str:
+        """The run in one line, as ``pngnn train``, the tuned test runs (``part`` " test") and the flows print it."""
+        m, epochs = self.metrics, f"{len(self.train.history)} epochs, " if self.train.history else ""
+        return (f"{self.method} {self.dataset} seed {self.seed}{part}: P@5 {m['precision@5']:.4f} P@20 "
+                f"{m['precision@20']:.4f} R@20 {m['recall@20']:.4f} NDCG@20 {m['ndcg@20']:.4f} "
+                f"({epochs}{self.train.seconds:.0f}s)")
+
+    def record(self) -> dict[str, Any]:
+        """The results JSON; PN-GNN runs add where the attention put users and items."""
+        summary = getattr(self.train.model, "attention_summary", None)
+        record = {
+            "dataset": self.dataset,
+            "method": self.method,
+            "seed": self.seed,
+            "metrics": self.metrics,
+            "config": self.config.to_dict(),
+            "epochs_run": len(self.train.history),
+            "best_epoch": self.train.best_epoch,
+            "train_seconds": round(self.train.seconds, 2),
+            "eval_seconds": round(self.eval_seconds, 2),
+            "loss_curve": [round(e.loss, 6) for e in self.train.history],
+        }
+        record.update(self.edges)
+        if summary is not None:
+            record["attention"] = {k: round(v, 4) for k, v in summary().items()}
+        return record
+
+
+def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
+    """Full-ranking metrics on the test part, train and validation items masked, overall and by
+    segment (``<segment>/<metric>``, ``pngnn.evaluation.segments``); (metrics, seconds)."""
+    t0 = time.perf_counter()
+    metrics = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, threshold, segments=True)
+    return metrics, time.perf_counter() - t0
+
+
+def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> RunOutcome:
+    """Train one method on one split (``train_method``: test ratings are never seen) and evaluate
+    it by full ranking on the test part."""
+    result = train_method(method, split, cfg, **hooks)
+    metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
+                      edges=split.augmented_digest())

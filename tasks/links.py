@@ -1,0 +1,44 @@
+"""Prefect and MLflow, linked both ways: MLflow runs made in a flow run carry its id, name and
+URL as tags (and name the flow as their source, not Prefect's engine), and the flow run gets
+the MLflow parent run's link and metrics table as artifacts."""
+
+from __future__ import annotations
+
+import mlflow
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.runtime import flow_run
+
+from pngnn.core.settings import Settings
+
+
+def prefect_tags() -> dict[str, str]:
+    """MLflow tags naming the current flow run; empty outside one."""
+    if flow_run.id is None:
+        return {}
+    tags = {"prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
+            "prefect_flow": str(flow_run.flow_name), "mlflow.source.name": f"prefect flow {flow_run.flow_name}",
+            "mlflow.source.type": "JOB"}
+    if flow_run.ui_url:
+        tags["prefect_flow_run_url"] = str(flow_run.ui_url)
+    return tags
+
+
+def mlflow_run_url(settings: Settings, run_id: str) -> str | None:
+    """The MLflow UI page of a run, when the tracking store is a server (a sqlite file has none)."""
+    uri = settings.mlflow_uri
+    if not uri.startswith(("http://", "https://")):
+        return None
+    experiment_id = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def publish_run_links(settings: Settings, parent_run_id: str, title: str, table_markdown: str) -> None:
+    """The MLflow parent run (link, id, store) and its table as artifacts of the current flow run."""
+    url = mlflow_run_url(settings, parent_run_id)
+    where = (f"[MLflow run {parent_run_id}]({url})" if url else
+             f"MLflow run `{parent_run_id}` in `{settings.mlflow_uri}` "
+             f"(open: `mlflow ui --backend-store-uri {settings.mlflow_uri}`)")
+    create_markdown_artifact(markdown=f"# {title}\n\n{where}\n\n{table_markdown}\n",
+                             description=f"{title}: metrics and the MLflow run")
+    if url:
+        create_link_artifact(link=url, link_text=f"MLflow run {parent_run_id}", description=title)
