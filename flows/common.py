@@ -54,7 +54,7 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
     grid = GridTrainer()  # trains at once on threads; on Dask, maps every training after the loop
     for seed in seeds:
-        split_task(dataset, seed, base.test_fraction, base.valid_fraction)
+        split_task(dataset, seed, **base.split_args())
         split = load_split_task(dataset, seed)  # once a split: every task below is handed it
         tags = augment_split(split, llm, parent_run_id) if use_llm else None
         llm_split = llm_split_task(split, tags) if use_llm else None

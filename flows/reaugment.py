@@ -45,7 +45,7 @@ def reaugment(
         mlflow.log_params({"profile": profile, "dataset": ds, "split_seed": seed, "method": method})
         log_llm(llm)
         ingest_task(ds)
-        split_task(ds, seed, prof.test_fraction, prof.valid_fraction)
+        split_task(ds, seed, **prof.split_args())
         split = load_split_task(ds, seed)
         tags = augment_split(split, llm, parent_id)
         mlflow.set_tags(tags)

@@ -14,6 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from pngnn.augment.edges import EdgeSource, load_split_step, with_llm_edges
+from pngnn.core.config import SplitProtocol
 from pngnn.core.errors import PngnnError, TransientError
 from pngnn.core.settings import Settings
 from pngnn.data.prepare import ingest_step, split_step
@@ -48,9 +49,10 @@ def ingest_task(dataset: str) -> dict:
 
 
 @task(name="split", task_run_name="split-{dataset}-seed{seed}", cache_policy=SPLIT_CACHE)
-def split_task(dataset: str, seed: int, test_fraction: float = 0.2, valid_fraction: float = 0.0) -> dict:
-    """ratings -> splits(seed) in DuckDB; reused when it already exists."""
-    counts = split_step(Settings.from_env(), dataset, seed, test_fraction, valid_fraction)
+def split_task(dataset: str, seed: int, test_fraction: float = 0.2, valid_fraction: float = 0.0,
+               protocol: SplitProtocol = "random", last_n: int = 1) -> dict:
+    """ratings -> splits(seed) in DuckDB, drawn by ``protocol``; reused when it already exists."""
+    counts = split_step(Settings.from_env(), dataset, seed, test_fraction, valid_fraction, protocol, last_n)
     print(f"{dataset} seed {seed}: {counts}")
     return counts
 

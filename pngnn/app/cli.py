@@ -77,14 +77,21 @@ def split_cmd(
     seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
     test_fraction: Annotated[float, typer.Option(help="Share of the ratings held out for test.")] = 0.2,
     valid_fraction: Annotated[float, typer.Option(help="Share of train kept for early stopping.")] = 0.0,
+    split: opt.SplitProtocolOption = None,
+    last_n: opt.LastN = None,
 ) -> None:
-    """Create random train/test splits in DuckDB (deterministic per seed)."""
-    from pngnn.data.prepare import split_step
+    """Create train/test splits in DuckDB (deterministic per seed): random, or by time (--split).
 
+    A split is named by its seed: asking for other fractions or another protocol under the same
+    seed replaces the stored one (use another --seed to keep both)."""
+    from pngnn.data.prepare import split_step
+    from pngnn.data.protocols import check_protocol
+
+    protocol = check_protocol(split or "random", last_n or 1)
     settings = Settings.from_env()
     for s in check_seeds(seed):
-        counts = split_step(settings, dataset, s, test_fraction, valid_fraction)
-        typer.echo(f"{dataset} seed {s}: {counts}")
+        counts = split_step(settings, dataset, s, test_fraction, valid_fraction, protocol, last_n or 1)
+        typer.echo(f"{dataset} seed {s} ({protocol}): {counts}")
 
 
 @command("train")
@@ -97,7 +104,8 @@ def train_cmd(
     seed: opt.ProfileSeeds = None,
     epochs: opt.Epochs = None,
     lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
-    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign, graded or weighted")] = None,
+    dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign, graded, weighted or "
+                                                      "branch")] = None,
     b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
     pair_sampling: Annotated[str | None, typer.Option(help="edges (every pair once) or users (uniform user, "
@@ -126,6 +134,8 @@ def train_cmd(
     download: opt.Download = True,
     set_values: opt.SetSettings = None,
     device: opt.Device = None,
+    split: opt.SplitProtocolOption = None,
+    last_n: opt.LastN = None,
 ) -> None:
     """Ingest, split, train and evaluate one method on each split seed; write results JSON.
 
@@ -139,7 +149,7 @@ def train_cmd(
                  "dual_bpr": dual_bpr, "b": b, "attention": attention, "pair_sampling": pair_sampling,
                  "aug_mode": aug_mode, "ease_lambda": ease_lambda}
     request = TrainRequest(profile, method, dataset, seed or [], overrides, results_dir, tag, track, llm_model,
-                           prompt_version, force, checkpoint_every, resume, download)
+                           prompt_version, force, checkpoint_every, resume, download, split, last_n)
     try:
         train_seeds(Settings.from_env(device), request, typer.echo, progress=sys.stderr.isatty())
     except KeyboardInterrupt:

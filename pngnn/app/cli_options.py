@@ -42,6 +42,11 @@ ResultsDir = Annotated[Path, typer.Option(help="The results folder: runs in <dir
                                                "ones: <method>-tuned[-<profile>]/), LLM counts in "
                                                "<dir>/augmentation/<dataset>/<model>/.")]
 Force = Annotated[bool, typer.Option(help="Replace a results file of another commit or other settings.")]
+SplitProtocolOption = Annotated[str | None, typer.Option(
+    "--split", help="How ratings are split: random (the paper's 80/20, the default), temporal (one global time "
+                    "cutoff: test is the latest --test-fraction) or last (each user's last --last-n by time).")]
+LastN = Annotated[int | None, typer.Option(help="--split last: interactions per user held out for test (and as "
+                                                "many for validation); default 1.")]
 Download = Annotated[bool, typer.Option("--download/--no-download", help="Download missing MovieLens files; "
                                         "--no-download: fail, naming the file and PNGNN_DATA_DIR.")]
 LLMBaseURL = Annotated[str | None, llm_option("base_url")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pngnn.core.constants import CHECKPOINT_EVERY
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings
 from pngnn.data.prepare import ingest_step, split_step
+from pngnn.data.protocols import check_protocol
 from pngnn.evaluation.results import check_replaceable, result_path, write_result
 from pngnn.training.checkpoints import Checkpointer, check_checkpoint_options
 from pngnn.training.device import resolve_device, use_device
@@ -48,6 +49,8 @@ class TrainRequest:
     checkpoint_every: int = CHECKPOINT_EVERY
     resume: bool | None = None
     download: bool = True
+    split_protocol: str | None = None  # None: the profile's (random unless a profile says otherwise)
+    last_n: int | None = None
 
 
 def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress: bool = False) -> list[Path]:
@@ -56,10 +59,16 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
     A KeyboardInterrupt is echoed with what a rerun will do (resume or start over) and raised on."""
     training_device = resolve_device(settings.device)  # a GPU that is not there: an error before any work
     prof = get_profile(request.profile, settings)
+    if request.split_protocol is not None or request.last_n is not None:
+        prof = replace(prof, split_protocol=check_protocol(request.split_protocol or prof.split_protocol,
+                                                           request.last_n or prof.last_n),
+                       last_n=request.last_n or prof.last_n)
+    # A split by time is another experiment than the paper's random one: its records go beside, not over them.
+    tag = request.tag or ("" if prof.split_protocol == "random" else prof.split_protocol)
     method = check_method(request.method or prof.method or "lightgcn")
     ds = request.dataset or prof.dataset
     runs = {s: (prof.config_for(s).with_overrides(**request.overrides),
-                result_path(request.results_dir, ds, method, s, request.tag))
+                result_path(request.results_dir, ds, method, s, tag))
             for s in check_seeds(request.seeds or prof.seeds)}
     for cfg, path in runs.values():  # bad settings, or a result it must not replace: before any work
         check_replaceable(path, cfg.to_dict(), request.force)
@@ -78,7 +87,7 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
     ingest_step(settings, ds, allow_download=request.download)
     written = []
     for s, (cfg, path) in runs.items():
-        split_step(settings, ds, s, prof.test_fraction, prof.valid_fraction)
+        split_step(settings, ds, s, **prof.split_args())
         split = load_split_step(settings, ds, s, edges)
         checkpoint = Checkpointer.for_run(path, split, method, cfg, every=request.checkpoint_every,
                                           resume=request.resume)
@@ -91,7 +100,7 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
         except KeyboardInterrupt:
             echo(f"{method} {ds} seed {s}: {checkpoint.interrupted_hint()}", err=True)
             raise
-        path = write_result(request.results_dir, {**outcome.record(), "profile": request.profile}, request.tag,
+        path = write_result(request.results_dir, {**outcome.record(), "profile": request.profile}, tag,
                             request.force)
         checkpoint.finish()
         echo(f"{outcome.summary()} -> {path}")

@@ -115,7 +115,7 @@ def tuning_split(settings: Settings, request: TuneRequest, seed: int) -> SplitDa
     """Split ``seed`` with its validation part carved from train (written to DuckDB once)."""
     base = get_profile(request.base_profile, settings)
     dataset = request.dataset or base.dataset
-    split_step(settings, dataset, seed, base.test_fraction, request.valid_fraction)
+    split_step(settings, dataset, seed, **{**base.split_args(), "valid_fraction": request.valid_fraction})
     return load_split_step(settings, dataset, seed)
 
 
@@ -149,6 +149,7 @@ def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, Tune
     seeds = tuple(studies)
     profile = Profile(name=request.save_as, dataset=request.dataset or base.dataset, seeds=seeds,
                       train=studies[seeds[0]].best_config, test_fraction=base.test_fraction, valid_fraction=0.0,
+                      split_protocol=base.split_protocol, last_n=base.last_n,
                       method=request.method, per_seed={seed: r.best_config for seed, r in studies.items()})
     tuning = {"metric": request.metric, "valid_fraction": request.valid_fraction, "overrides": dict(request.overrides),
               "trials": request.budget.trials, "timeout_seconds": request.budget.seconds,
@@ -175,7 +176,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
     from pngnn.tracking.runs import tracked_run
 
     method = check_method(profile.method or "")
-    split_step(settings, profile.dataset, seed, profile.test_fraction, profile.valid_fraction)
+    split_step(settings, profile.dataset, seed, **profile.split_args())
     split = load_split_step(settings, profile.dataset, seed)
     run = tracked_run(settings, split, method, profile.config_for(seed), profile=profile.name,
                       parent_run_id=parent_run_id, progress=progress,

@@ -40,6 +40,9 @@ RatingSet = Literal["all", "liked"]
 RATING_SETS: tuple[str, ...] = get_args(RatingSet)
 AugMode = Literal["graph", "triples"]
 AUG_MODES: tuple[str, ...] = get_args(AugMode)
+# How a split assigns ratings to train, validation and test (pngnn.data.protocols).
+SplitProtocol = Literal["random", "temporal", "last"]
+SPLIT_PROTOCOLS: tuple[str, ...] = get_args(SplitProtocol)
 
 
 @dataclass(frozen=True)
@@ -147,9 +150,17 @@ class Profile:
     valid_fraction: float = 0.0
     method: str | None = None
     per_seed: Mapping[int, TrainConfig] = field(default_factory=dict)
+    # How its splits are drawn (pngnn.data.protocols): the paper's random 80/20 unless set.
+    split_protocol: SplitProtocol = "random"
+    last_n: int = 1
 
     def config_for(self, seed: int) -> TrainConfig:
         return self.per_seed.get(seed, self.train)
+
+    def split_args(self) -> dict[str, Any]:
+        """The split settings as ``split_step`` and ``create_split`` take them."""
+        return {"test_fraction": self.test_fraction, "valid_fraction": self.valid_fraction,
+                "protocol": self.split_protocol, "last_n": self.last_n}
 
 
 PROFILES: dict[str, Profile] = {

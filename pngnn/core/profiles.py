@@ -49,6 +49,7 @@ def load_saved_profile(path: Path) -> Profile:
     per_seed = {int(seed): _config(values, path) for seed, values in doc.get("per_seed", {}).items()}
     return Profile(name=doc["name"], dataset=doc["dataset"], seeds=tuple(doc["seeds"]),
                    train=_config(doc["train"], path), test_fraction=doc["test_fraction"],
+                   split_protocol=doc.get("split_protocol", "random"), last_n=doc.get("last_n", 1),
                    valid_fraction=doc["valid_fraction"], method=doc["method"], per_seed=per_seed)
 
 
@@ -95,6 +96,8 @@ def save_profile(profile: Profile, directory: Path, tuning: Mapping[str, Any], b
         "dataset": profile.dataset,
         "seeds": list(profile.seeds),
         "test_fraction": profile.test_fraction,
+        "split_protocol": profile.split_protocol,
+        "last_n": profile.last_n,
         "valid_fraction": profile.valid_fraction,
         "base_profile": base_profile,
         "train": profile.train.to_dict(),

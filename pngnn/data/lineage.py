@@ -40,6 +40,8 @@ def split_fields(split: SplitData) -> dict[str, str]:
     fields = {"checksum": split.checksum or "unknown", "split_seed": str(split.seed)}
     if split.fractions is not None:
         fields.update(test_fraction=f"{split.fractions[0]:g}", valid_fraction=f"{split.fractions[1]:g}")
+    if split.protocol != "random":  # a split by time is another split; random ones keep their digests
+        fields["split_protocol"] = split.protocol + (f"-{split.last_n}" if split.protocol == "last" else "")
     return fields
 
 

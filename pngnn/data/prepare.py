@@ -6,7 +6,7 @@ tasks can run it in separate processes and nothing passes between steps through 
 
 from __future__ import annotations
 
-from pngnn.core.config import check_dataset
+from pngnn.core.config import SplitProtocol, check_dataset
 from pngnn.core.settings import Settings
 from pngnn.data import datasets
 from pngnn.data.ingest import IngestResult, ingest
@@ -22,7 +22,7 @@ def ingest_step(settings: Settings, dataset: str, allow_download: bool = True) -
 
 
 def split_step(settings: Settings, dataset: str, seed: int, test_fraction: float = 0.2,
-               valid_fraction: float = 0.0) -> dict[str, int]:
-    """ratings -> splits(seed); reused when the same split already exists."""
+               valid_fraction: float = 0.0, protocol: SplitProtocol = "random", last_n: int = 1) -> dict[str, int]:
+    """ratings -> splits(seed), drawn by ``protocol``; reused when the same split already exists."""
     with Store(settings.db_path) as store:
-        return create_split(store, dataset, seed, test_fraction, valid_fraction)
+        return create_split(store, dataset, seed, test_fraction, valid_fraction, protocol=protocol, last_n=last_n)

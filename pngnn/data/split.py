@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
+from pngnn.core.config import SplitProtocol
 from pngnn.core.errors import PngnnError
+from pngnn.data.protocols import check_protocol, last_parts, temporal_parts
 from pngnn.data.store import Store
 
 
@@ -66,6 +68,9 @@ class SplitData:
     # records them as its dataset input (``pngnn.data.lineage``); None for a split built by hand.
     checksum: str | None = None
     fractions: tuple[float, float] | None = None
+    # How it was drawn (pngnn.data.protocols): "random", "temporal" or "last"; last_n for "last".
+    protocol: str = "random"
+    last_n: int | None = None
 
     def with_augmented(self, positive: Interactions, negative: Interactions) -> SplitData:
         return replace(self, augmented=positive.concat(negative))
@@ -106,8 +111,12 @@ def create_split(
     test_fraction: float = 0.2,
     valid_fraction: float = 0.0,
     force: bool = False,
+    protocol: SplitProtocol = "random",
+    last_n: int = 1,
 ) -> dict[str, int]:
-    """Create (or reuse) the split for ``seed``; returns its part sizes."""
+    """Create (or reuse) the split for ``seed`` by ``protocol`` (``pngnn.data.protocols``); returns its
+    part sizes. A stored split of the same seed made another way is replaced."""
+    check_protocol(protocol, last_n)
     meta = store.query_sql(
         "SELECT * FROM split_meta WHERE dataset = $dataset AND seed = $seed", dataset=dataset, seed=seed
     )
@@ -116,12 +125,21 @@ def create_split(
         and meta.height
         and meta["test_fraction"][0] == test_fraction
         and meta["valid_fraction"][0] == valid_fraction
+        and (meta["protocol"][0] or "random") == protocol
+        and (protocol != "last" or meta["last_n"][0] == last_n)
     ):
         return {k: int(meta[f"n_{k}"][0]) for k in ("train", "valid", "test")}
     n = store.scalar("SELECT count(*) FROM ratings WHERE dataset = $dataset", dataset=dataset)
     if not n:
         raise PngnnError(f"no ratings for dataset '{dataset}' in {store.path}; run `pngnn ingest {dataset}` first")
-    parts = draw_parts(int(n), seed, test_fraction, valid_fraction)
+    parts = draw_parts(int(n), seed, test_fraction, valid_fraction)  # checks the fractions for every protocol
+    if protocol != "random":
+        # the same (user_id, item_id) order as the draw's rn in split.sql
+        rows = store.query_sql("SELECT user_id, item_id, ts FROM ratings WHERE dataset = $dataset "
+                               "ORDER BY user_id, item_id", dataset=dataset)
+        ts = rows["ts"].to_numpy()
+        parts = (temporal_parts(ts, test_fraction, valid_fraction) if protocol == "temporal" else
+                 last_parts(rows["user_id"].to_numpy(), rows["item_id"].to_numpy(), ts, last_n, valid_fraction > 0))
     counts = {k: int((parts == k).sum()) for k in ("train", "valid", "test")}
     if counts["train"] == 0 or counts["test"] == 0:
         raise PngnnError(
@@ -138,6 +156,8 @@ def create_split(
                 seed=seed,
                 test_fraction=test_fraction,
                 valid_fraction=valid_fraction,
+                protocol=protocol,
+                last_n=last_n if protocol == "last" else None,
             )
     finally:
         store.unregister("draw")
@@ -156,8 +176,8 @@ def load_split(store: Store, dataset: str, seed: int) -> SplitData:
         raise PngnnError(
             f"split seed {seed} of '{dataset}' is not in {store.path}; run `pngnn split {dataset} --seed {seed}`"
         )
-    meta = store.query_sql("SELECT test_fraction, valid_fraction FROM split_meta WHERE dataset = $dataset "
-                           "AND seed = $seed", dataset=dataset, seed=seed)
+    meta = store.query_sql("SELECT test_fraction, valid_fraction, protocol, last_n FROM split_meta "
+                           "WHERE dataset = $dataset AND seed = $seed", dataset=dataset, seed=seed)
     parts = {}
     for part in ("train", "valid", "test"):
         sub = frame.filter(pl.col("part") == part)
@@ -174,4 +194,6 @@ def load_split(store: Store, dataset: str, seed: int) -> SplitData:
         **parts,
         checksum=str(sizes["checksum"][0]),
         fractions=(float(meta["test_fraction"][0]), float(meta["valid_fraction"][0])) if meta.height else None,
+        protocol=str(meta["protocol"][0] or "random") if meta.height else "random",
+        last_n=int(meta["last_n"][0]) if meta.height and meta["last_n"][0] is not None else None,
     )

@@ -33,7 +33,7 @@ from pngnn.data.split import SplitData
 from pngnn.training.checkpoints import Checkpointer, run_key
 from pngnn.training.device import use_device
 from pngnn.training.methods import method_settings, train_method
-from pngnn.training.outcome import RunOutcome, evaluate_step
+from pngnn.training.outcome import RunOutcome, evaluate_step, split_record
 from pngnn.training.train import EpochLog, TrainResult
 
 if TYPE_CHECKING:
@@ -402,7 +402,8 @@ def tracked_run(
             metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
         with guard.held():
             log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
-    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges)
+    return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges,
+                      split_record(split))
 
 
 class _MlflowTrialLog:

@@ -29,6 +29,7 @@ class RunOutcome:
     eval_seconds: float
     run_id: str | None = None  # the MLflow run, when tracked
     edges: dict[str, int | str] = field(default_factory=dict)  # the LLM edges trained on (count, hash)
+    split: dict[str, Any] = field(default_factory=dict)  # how a split by time was drawn; empty for random
 
     def summary(self, part: str = "") -> str:
         """The run in one line, as ``pngnn train``, the tuned test runs (``part`` " test") and the flows print it."""
@@ -53,6 +54,8 @@ class RunOutcome:
             "loss_curve": [round(e.loss, 6) for e in self.train.history],
         }
         record.update(self.edges)
+        if self.split:  # a split by time; random records stay as they always were
+            record["split"] = self.split
         if summary is not None:
             record["attention"] = {k: round(v, 4) for k, v in summary().items()}
         return record
@@ -72,4 +75,11 @@ def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks
     result = train_method(method, split, cfg, **hooks)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
-                      edges=split.augmented_digest())
+                      edges=split.augmented_digest(), split=split_record(split))
+
+
+def split_record(split: SplitData) -> dict[str, Any]:
+    """How a split by time was drawn, for its runs' records; empty for the paper's random splits."""
+    if split.protocol == "random":
+        return {}
+    return {"protocol": split.protocol, **({"last_n": split.last_n} if split.protocol == "last" else {})}

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS split_meta (
     created_at       TIMESTAMP NOT NULL,
     PRIMARY KEY (dataset, seed)
 );
+-- How the split was drawn (pngnn.data.protocols): 'random', 'temporal' or 'last' (last_n per
+-- user). Added after the first release: files made before it read NULL, which means random.
+ALTER TABLE split_meta ADD COLUMN IF NOT EXISTS protocol VARCHAR;
+ALTER TABLE split_meta ADD COLUMN IF NOT EXISTS last_n INTEGER;
 
 -- part: 'train', 'valid' (carved from train for early stopping) or 'test'.
 CREATE TABLE IF NOT EXISTS splits (

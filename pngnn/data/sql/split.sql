@@ -1,6 +1,6 @@
--- Store one random split. The draw (a seeded permutation, made in numpy so it is
--- portable across DuckDB versions) arrives as the frame `draw(rn, part)`, where rn is
--- the rating's position in (user_id, item_id) order.
+-- Store one split. The draw (made in numpy: a seeded permutation, portable across DuckDB
+-- versions, or a time protocol, pngnn.data.protocols) arrives as the frame `draw(rn, part)`,
+-- where rn is the rating's position in (user_id, item_id) order.
 DELETE FROM splits WHERE dataset = $dataset AND seed = $seed;
 DELETE FROM split_meta WHERE dataset = $dataset AND seed = $seed;
 
@@ -12,10 +12,11 @@ FROM (
 ) r
 JOIN draw d ON d.rn = r.rn;
 
-INSERT INTO split_meta
+INSERT INTO split_meta (dataset, seed, test_fraction, valid_fraction, n_train, n_valid, n_test, created_at,
+                        protocol, last_n)
 SELECT $dataset, $seed, $test_fraction, $valid_fraction,
        count(*) FILTER (WHERE part = 'train'),
        count(*) FILTER (WHERE part = 'valid'),
        count(*) FILTER (WHERE part = 'test'),
-       now()
+       now(), $protocol, $last_n
 FROM splits WHERE dataset = $dataset AND seed = $seed;
