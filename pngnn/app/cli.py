@@ -21,7 +21,7 @@ from rich.console import Console
 from pngnn.app import cli_options as opt
 from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, parse_overrides
 from pngnn.core.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
-from pngnn.core.errors import PngnnError
+from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings, quiet_environment
 
@@ -63,12 +63,53 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log per-
 
 
 @command("ingest")
-def ingest_cmd(dataset: opt.DatasetArg = DEFAULT_DATASET, download: opt.Download = True) -> None:
-    """Verify (or download) MovieLens and load it into DuckDB."""
-    from pngnn.data.prepare import ingest_step
+def ingest_cmd(
+    dataset: opt.DatasetArg = DEFAULT_DATASET,
+    download: opt.Download = True,
+    name: Annotated[str | None, typer.Option(help="Your own data: the dataset's name (lowercase letters, digits, "
+                                                  "'-', '_'), used wherever a MovieLens name is.")] = None,
+    ratings: Annotated[str | None, typer.Option(help="Your interactions: a CSV, TSV, Parquet or JSON Lines file, or "
+                                                     "a DuckDB table as file.duckdb:table.")] = None,
+    columns: Annotated[str | None, typer.Option(help="Which columns hold what: user=COL,item=COL[,rating=COL]"
+                                                     "[,time=COL]; a key left out means the column of its name; no "
+                                                     "rating: implicit data (every interaction a like).")] = None,
+    items: Annotated[str | None, typer.Option(help="Your item catalogue (same formats): titles and descriptions "
+                                                   "for the LLM step and the recommendations.")] = None,
+    item_columns: Annotated[str | None, typer.Option(help="Catalogue columns: id=COL[,title=COL][,text=COL].")]
+    = None,
+    like_threshold: Annotated[float | None, typer.Option(help="Ratings above it are likes; required unless the "
+                                                              "ratings lie on MovieLens' 0.5-5 scale (then 3.5).")]
+    = None,
+) -> None:
+    """Load MovieLens (verified, downloaded when missing) or your own interaction file into DuckDB.
+
+    `pngnn ingest ml-1m` for MovieLens; `pngnn ingest --name shop --ratings log.parquet --columns
+    user=customer_id,item=sku,rating=stars,time=ts --items catalog.csv --item-columns id=sku,title=name`
+    for your data. The same data again is a no-op; other data under the same name replaces it."""
+    from pngnn.data.prepare import ingest_step, ingest_user_data_step
 
     settings = Settings.from_env()
-    typer.echo(f"{ingest_step(settings, dataset, allow_download=download).summary()} -> {settings.db_path}")
+    if ratings is None:
+        if name is not None or columns or items or item_columns or like_threshold is not None:
+            raise UserError("--name, --columns, --items, --item-columns and --like-threshold describe your own data",
+                            "give its file with --ratings FILE (or drop them to ingest MovieLens)")
+        result = ingest_step(settings, dataset, allow_download=download)
+    else:
+        if name is None:
+            raise UserError("--ratings needs --name", "name the dataset, e.g. --name shop")
+        result = ingest_user_data_step(settings, name, ratings, columns, items, item_columns, like_threshold)
+    typer.echo(f"{result.summary()} -> {settings.db_path}")
+
+
+@command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets in DuckDB: name, source, users, items, interactions, threshold, checksum, ingested at."""
+    from pngnn.data.prepare import dataset_list
+    from pngnn.evaluation.tables import to_markdown
+
+    settings = Settings.from_env()
+    frame = dataset_list(settings)
+    typer.echo(to_markdown(frame) if frame.height else f"no datasets in {settings.db_path}; run `pngnn ingest`")
 
 
 @command("split")

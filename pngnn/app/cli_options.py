@@ -27,7 +27,7 @@ def llm_option(field: str, default: object = None) -> Any:
                              + (f", else {fallback}." if fallback is not None else "."), show_default=False)
 
 
-_NAMES = " or ".join(DATASETS)
+_NAMES = ", ".join(DATASETS) + " or your own dataset (`pngnn ingest --name`)"
 
 DatasetArg = Annotated[str, typer.Argument(help=_NAMES)]
 Dataset = Annotated[str, typer.Option(help=_NAMES)]

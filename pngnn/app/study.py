@@ -29,7 +29,7 @@ from pngnn.core.constants import METRICS, TUNE_METRIC
 from pngnn.core.errors import PngnnError
 from pngnn.data.split import Interactions, SplitData
 from pngnn.evaluation.evaluate import evaluate
-from pngnn.training.methods import METHOD_SETTINGS, check_method, train_method
+from pngnn.training.methods import METHOD_SETTINGS, check_method, for_dataset, train_method
 from pngnn.training.train import EpochLog
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def tune_split(split: SplitData, method: str, base: TrainConfig, budget: Budget,
 
             result = train_method(method, visible, cfg, on_epoch=on_epoch if is_graph else None, progress=progress)
             scores = evaluate(result.model.scorer(), visible.n_items, visible.train, visible.valid,
-                              cfg.threshold)
+                              for_dataset(cfg, visible).threshold)
             trial_log.metrics({f"valid_{k}": v for k, v in scores.items()})
             trial.set_user_attr("best_epoch", result.best_epoch)
             log.info("trial %d %s: valid %s %.5f", trial.number, params, metric, scores[metric])

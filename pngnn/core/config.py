@@ -177,8 +177,10 @@ PROFILES: dict[str, Profile] = {
 
 
 def check_dataset(name: str) -> str:
+    """A MovieLens name (the datasets whose files pngnn knows how to fetch and parse)."""
     if name not in DATASETS:
-        raise PngnnError(f"unknown dataset '{name}'; choose one of {list(DATASETS)}")
+        raise PngnnError(f"unknown dataset '{name}'; choose one of {list(DATASETS)}, or bring your own data with "
+                         f"`pngnn ingest --name {name} --ratings FILE`")
     return name
 
 

@@ -1,4 +1,4 @@
-"""Ingest a parsed MovieLens dataset into DuckDB, idempotently and atomically."""
+"""Ingest a parsed MovieLens dataset, or a user's own interactions, into DuckDB, idempotently and atomically."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import polars as pl
 from pngnn.core.errors import PngnnError
 from pngnn.data.datasets import RawDataset
 from pngnn.data.store import Store
+from pngnn.data.user_data import Interactions
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,25 @@ def ingest(store: Store, raw: RawDataset, force: bool = False) -> IngestResult:
         "SELECT n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset", dataset=raw.name
     ).row(0, named=True)
     return IngestResult(raw.name, raw.checksum, r["n_ratings"], r["n_users"], r["n_items"], False)
+
+
+def ingest_interactions(store: Store, name: str, data: Interactions, force: bool = False) -> IngestResult:
+    """Load a user's interactions (and catalogue) as dataset ``name``: a no-op when the same data
+    (same checksum) is there, else the old rows, splits included, replaced in one transaction."""
+    existing = store.query_sql("SELECT checksum, n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
+                               dataset=name)
+    if not force and existing.height and existing["checksum"][0] == data.checksum:
+        r = existing.row(0, named=True)
+        return IngestResult(name, data.checksum, r["n_ratings"], r["n_users"], r["n_items"], True)
+    store.register("raw_interactions", data.frame)
+    store.register("raw_catalog", data.catalog)
+    try:
+        with store.transaction():
+            store.run_file("ingest_interactions", dataset=name, checksum=data.checksum, source=data.source,
+                           like_threshold=data.like_threshold, implicit=data.implicit)
+    finally:
+        store.unregister("raw_interactions", "raw_catalog")
+    r = store.query_sql("SELECT n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
+                        dataset=name).row(0, named=True)
+    return IngestResult(name, data.checksum, r["n_ratings"], r["n_users"], r["n_items"], False)
+

@@ -6,19 +6,69 @@ tasks can run it in separate processes and nothing passes between steps through 
 
 from __future__ import annotations
 
-from pngnn.core.config import SplitProtocol, check_dataset
+import polars as pl
+
+from pngnn.core.config import DATASETS, SplitProtocol, check_dataset
+from pngnn.core.errors import PngnnError
 from pngnn.core.settings import Settings
 from pngnn.data import datasets
-from pngnn.data.ingest import IngestResult, ingest
+from pngnn.data.ingest import IngestResult, ingest, ingest_interactions
 from pngnn.data.split import create_split
 from pngnn.data.store import Store
+from pngnn.data.user_data import CATALOG_KEYS, RATING_KEYS, ColumnMap, check_name, read_interactions
 
 
 def ingest_step(settings: Settings, dataset: str, allow_download: bool = True) -> IngestResult:
-    """MovieLens files -> DuckDB (ratings, items, users); a no-op when already there."""
+    """MovieLens files -> DuckDB (ratings, items, users); a no-op when already there. A user's own
+    dataset is brought by ``ingest_user_data_step``: here it is only looked up, so that every
+    command and flow that starts by ingesting takes its name."""
+    if dataset not in DATASETS:
+        return stored_dataset(settings, dataset)
     raw = datasets.load(check_dataset(dataset), settings.data_dir, allow_download)
     with Store(settings.db_path) as store:
         return ingest(store, raw)
+
+
+def stored_dataset(settings: Settings, dataset: str) -> IngestResult:
+    """A user's dataset as ingested before; an error naming the command that brings it."""
+    check_name(dataset)
+    with Store(settings.db_path) as store:
+        row = store.query_sql("SELECT checksum, n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
+                              dataset=dataset)
+    if not row.height:
+        raise PngnnError(f"dataset '{dataset}' is not in {settings.db_path}; bring it with `pngnn ingest --name "
+                         f"{dataset} --ratings FILE` (or use a MovieLens name: {', '.join(DATASETS)})")
+    r = row.row(0, named=True)
+    return IngestResult(dataset, r["checksum"], r["n_ratings"], r["n_users"], r["n_items"], True)
+
+
+def ingest_user_data_step(settings: Settings, name: str, ratings: str, columns: str | None = None,
+                          items: str | None = None, item_columns: str | None = None,
+                          like_threshold: float | None = None, force: bool = False) -> IngestResult:
+    """A user's interaction file (and catalogue) -> DuckDB as dataset ``name``: read and checked
+    in full before the store is opened, so a bad file writes nothing."""
+    if name in DATASETS:
+        raise PngnnError(f"'{name}' is a MovieLens name; ingest MovieLens with `pngnn ingest {name}`, or give your "
+                         "data another --name")
+    check_name(name)
+    data = read_interactions(
+        ratings, ColumnMap.parse(columns, RATING_KEYS, ("user", "item")), like_threshold, items,
+        ColumnMap.parse(item_columns, CATALOG_KEYS, ("id",), flag="--item-columns") if items else None)
+    with Store(settings.db_path) as store:
+        return ingest_interactions(store, name, data, force=force)
+
+
+def dataset_list(settings: Settings) -> pl.DataFrame:
+    """What the store holds: name, source, users, items, interactions, threshold, checksum, when."""
+    if not settings.db_path.exists():
+        return pl.DataFrame()
+    with Store(settings.db_path, read_only=True) as store:
+        return store.query_sql(
+            "SELECT dataset AS name, coalesce(source, 'MovieLens (GroupLens)') AS source, n_users AS users, "
+            "n_items AS items, n_ratings AS interactions, "
+            "CASE WHEN implicit THEN 'implicit' ELSE CAST(coalesce(like_threshold, 3.5) AS VARCHAR) END AS threshold, "
+            "left(checksum, 12) AS checksum, strftime(ingested_at, '%Y-%m-%d %H:%M') AS ingested_at "
+            "FROM datasets ORDER BY dataset")
 
 
 def split_step(settings: Settings, dataset: str, seed: int, test_fraction: float = 0.2,

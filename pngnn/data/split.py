@@ -71,6 +71,11 @@ class SplitData:
     # How it was drawn (pngnn.data.protocols): "random", "temporal" or "last"; last_n for "last".
     protocol: str = "random"
     last_n: int | None = None
+    # A user's own dataset (pngnn.data.user_data): its like threshold (None: MovieLens, the training
+    # settings' threshold), whether it is implicit (every interaction a like), where it came from.
+    like_threshold: float | None = None
+    implicit: bool = False
+    source: str | None = None
 
     def with_augmented(self, positive: Interactions, negative: Interactions) -> SplitData:
         return replace(self, augmented=positive.concat(negative))
@@ -167,7 +172,8 @@ def create_split(
 def load_split(store: Store, dataset: str, seed: int) -> SplitData:
     """Read a stored split as dense index arrays (no per-row Python)."""
     sizes = store.query_sql(
-        "SELECT n_users, n_items, checksum FROM datasets WHERE dataset = $dataset", dataset=dataset
+        "SELECT n_users, n_items, checksum, like_threshold, implicit, source FROM datasets WHERE dataset = $dataset",
+        dataset=dataset
     )
     if not sizes.height:
         raise PngnnError(f"dataset '{dataset}' is not in {store.path}; run `pngnn ingest {dataset}` first")
@@ -196,4 +202,7 @@ def load_split(store: Store, dataset: str, seed: int) -> SplitData:
         fractions=(float(meta["test_fraction"][0]), float(meta["valid_fraction"][0])) if meta.height else None,
         protocol=str(meta["protocol"][0] or "random") if meta.height else "random",
         last_n=int(meta["last_n"][0]) if meta.height and meta["last_n"][0] is not None else None,
+        like_threshold=sizes["like_threshold"][0],
+        implicit=bool(sizes["implicit"][0]),
+        source=sizes["source"][0],
     )

@@ -32,7 +32,7 @@ from pngnn.data.lineage import log_split_input
 from pngnn.data.split import SplitData
 from pngnn.training.checkpoints import Checkpointer, run_key
 from pngnn.training.device import use_device
-from pngnn.training.methods import method_settings, train_method
+from pngnn.training.methods import check_method_fits, for_dataset, method_settings, train_method
 from pngnn.training.outcome import RunOutcome, evaluate_step, split_record
 from pngnn.training.train import EpochLog, TrainResult
 
@@ -377,6 +377,8 @@ def tracked_run(
     each one written also goes to the run's artifacts, and a resumed run says from which epoch."""
     import mlflow
 
+    check_method_fits(method, split)  # before a run is opened
+    cfg = for_dataset(cfg, split)  # the run logs the threshold it trains and scores with
     experiment_id = setup(settings, split.dataset)
     key = checkpoint.key if checkpoint is not None else run_key(split, method, cfg)
     close_stale_runs(experiment_id, key)

@@ -91,6 +91,8 @@ METHODS: dict[str, Trainer] = {
     "ials": _ials,
 }
 NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn"})
+# The methods that learn from disliked ratings: implicit data (every interaction a like) has none.
+NEEDS_DISLIKES = frozenset({"pngnn", "llm-pngnn", "pn-ease"})
 
 # The TrainConfig fields each method reads: what its MLflow run logs, what a tuned profile
 # saves, and what its search space may touch (so an EASE run never shows a PN-GNN's b).
@@ -122,7 +124,24 @@ def check_method(name: str) -> str:
 
 
 def train_method(name: str, split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
-    return METHODS[check_method(name)](split, cfg, **hooks)
+    check_method_fits(name, split)
+    return METHODS[name](split, for_dataset(cfg, split), **hooks)
+
+
+def for_dataset(cfg: TrainConfig, split: SplitData) -> TrainConfig:
+    """``cfg`` with the dataset's own like threshold: a property of a user's data (set at ingest),
+    not a training setting; MovieLens keeps the configuration's (3.5)."""
+    if split.like_threshold is None or split.like_threshold == cfg.threshold:
+        return cfg
+    return cfg.with_overrides(threshold=float(split.like_threshold))
+
+
+def check_method_fits(name: str, split: SplitData) -> None:
+    """A method that needs disliked ratings refuses implicit data in one line, not silently."""
+    if split.implicit and check_method(name) in NEEDS_DISLIKES:
+        raise PngnnError(f"{name} learns from disliked ratings and {split.dataset} is implicit (no rating column: "
+                         "every interaction is a like); train lightgcn, ease, ials or mostpop on it, or ingest it "
+                         "with a rating column")
 
 
 def seen_items(split: SplitData) -> Interactions:

@@ -14,7 +14,7 @@ from pngnn.core.config import TrainConfig
 from pngnn.data.split import SplitData
 from pngnn.evaluation.evaluate import evaluate
 from pngnn.models.base import GraphRecommender
-from pngnn.training.methods import seen_items, train_method
+from pngnn.training.methods import for_dataset, seen_items, train_method
 from pngnn.training.train import TrainHooks, TrainResult
 
 
@@ -73,6 +73,7 @@ def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks
     """Train one method on one split (``train_method``: test ratings are never seen) and evaluate
     it by full ranking on the test part."""
     result = train_method(method, split, cfg, **hooks)
+    cfg = for_dataset(cfg, split)
     metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
                       edges=split.augmented_digest(), split=split_record(split))

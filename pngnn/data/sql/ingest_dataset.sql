@@ -9,10 +9,10 @@ DELETE FROM items WHERE dataset = $dataset;
 DELETE FROM users WHERE dataset = $dataset;
 DELETE FROM datasets WHERE dataset = $dataset;
 
-INSERT INTO ratings
+INSERT INTO ratings (dataset, user_id, item_id, rating, ts)
 SELECT $dataset, user_id, item_id, rating, ts FROM raw_ratings;
 
-INSERT INTO items
+INSERT INTO items (dataset, item_id, item_idx, title, year, genres)
 WITH rated AS (
     SELECT item_id, (dense_rank() OVER (ORDER BY item_id) - 1)::INTEGER AS item_idx
     FROM (SELECT DISTINCT item_id FROM raw_ratings)
@@ -20,7 +20,7 @@ WITH rated AS (
 SELECT $dataset, coalesce(i.item_id, r.item_id), r.item_idx, i.title, i.year, i.genres
 FROM raw_items i FULL OUTER JOIN rated r ON i.item_id = r.item_id;
 
-INSERT INTO users
+INSERT INTO users (dataset, user_id, user_idx, gender, age, occupation, zip)
 WITH rated AS (
     SELECT user_id, (dense_rank() OVER (ORDER BY user_id) - 1)::INTEGER AS user_idx
     FROM (SELECT DISTINCT user_id FROM raw_ratings)
@@ -28,7 +28,7 @@ WITH rated AS (
 SELECT $dataset, coalesce(u.user_id, r.user_id), r.user_idx, u.gender, u.age, u.occupation, u.zip
 FROM raw_users u FULL OUTER JOIN rated r ON u.user_id = r.user_id;
 
-INSERT INTO datasets
+INSERT INTO datasets (dataset, checksum, n_ratings, n_users, n_items, ingested_at)
 SELECT $dataset, $checksum, (SELECT count(*) FROM raw_ratings),
        (SELECT count(DISTINCT user_id) FROM raw_ratings),
        (SELECT count(DISTINCT item_id) FROM raw_ratings), now();

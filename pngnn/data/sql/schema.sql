@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS split_meta (
 ALTER TABLE split_meta ADD COLUMN IF NOT EXISTS protocol VARCHAR;
 ALTER TABLE split_meta ADD COLUMN IF NOT EXISTS last_n INTEGER;
 
+-- A user's own data (pngnn.data.user_data): where it came from, its like threshold (NULL for
+-- MovieLens: the training settings' 3.5), whether it is implicit (no ratings: every interaction
+-- a like), and the user's own ids of users and items (NULL for MovieLens, whose ids are numbers).
+ALTER TABLE datasets ADD COLUMN IF NOT EXISTS source VARCHAR;
+ALTER TABLE datasets ADD COLUMN IF NOT EXISTS like_threshold DOUBLE;
+ALTER TABLE datasets ADD COLUMN IF NOT EXISTS implicit BOOLEAN;
+ALTER TABLE items ADD COLUMN IF NOT EXISTS external_id VARCHAR;
+ALTER TABLE items ADD COLUMN IF NOT EXISTS text VARCHAR;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS external_id VARCHAR;
+
 -- part: 'train', 'valid' (carved from train for early stopping) or 'test'.
 CREATE TABLE IF NOT EXISTS splits (
     dataset  VARCHAR NOT NULL,
