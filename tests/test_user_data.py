@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -86,7 +87,7 @@ def test_the_same_file_again_is_a_no_op_and_the_checksum_is_the_files(tmp_path):
     first = ingest_user_data_step(conf, "shop", path, COLUMNS, like_threshold=6)
     again = ingest_user_data_step(conf, "shop", path, COLUMNS, like_threshold=6)
     assert not first.skipped and again.skipped and again.checksum == first.checksum
-    file_sum = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    file_sum = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     assert first.checksum == hashlib.sha256(file_sum.encode()).hexdigest()
     assert stored_dataset(conf, "shop").checksum == first.checksum
 
@@ -165,7 +166,8 @@ def bad_cases(tmp_path):
     return {
         "missing column": (write(good, tmp_path / "g.parquet"), "user=client,item=sku,rating=stars", 6,
                            r"column 'client' \(mapped to user\) is not in .* its columns are \['customer', 'sku'"),
-        "NaN rating": (write(nan, tmp_path / "nan.parquet"), COLUMNS, 6, "ratings in column 'stars' are NaN or infinite"),
+        "NaN rating": (write(nan, tmp_path / "nan.parquet"), COLUMNS, 6,
+                       "ratings in column 'stars' are NaN or infinite"),
         "infinite rating": (write(inf, tmp_path / "inf.parquet"), COLUMNS, 6, "NaN or infinite"),
         "word rating": (write(words, tmp_path / "words.csv"), COLUMNS, 6,
                         r"1 ratings in column 'stars' are missing or not numbers \(first: 'five'"),
