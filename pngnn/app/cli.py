@@ -366,7 +366,7 @@ def report_cmd(
 
 @command("recommend")
 def recommend_cmd(
-    user: Annotated[int, typer.Option("--user", help="MovieLens user id.")],
+    user: Annotated[str, typer.Option("--user", help="The user's id: a MovieLens id, or your own id for your data.")],
     k: Annotated[int, typer.Option("--k", help="How many movies.")] = 10,
     dataset: opt.Dataset = DEFAULT_DATASET,
     method: Annotated[str | None, typer.Option(help="Registered method; default: the best one registered.")] = None,

@@ -62,14 +62,15 @@ class RecommenderModel(PythonModel):
         MLflow error, which the scoring server answers with 400 and the message; the pngnn error
         stays its ``__cause__`` for Python callers."""
         try:
-            user_ids, ks = parse_request(model_input)
+            user_ids, ks = parse_request(model_input, self.recommender.string_ids)
             return self.recommender.recommend(user_ids, ks)
         except UserError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
 
 
-def parse_request(frame: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(user ids, k per user) from a request frame: ``user_id`` required, ``k`` optional.
+def parse_request(frame: Any, string_ids: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, k per user) from a request frame: ``user_id`` required, ``k`` optional; the ids
+    are whole numbers for MovieLens, strings (the user's own) for a user's dataset.
 
     MLflow enforces the signature first when there is one; this checks again for callers of
     the Python model itself, and for the values a schema cannot rule out (nulls, k < 1)."""
@@ -78,7 +79,12 @@ def parse_request(frame: Any) -> tuple[np.ndarray, np.ndarray]:
     if "user_id" not in frame.columns:
         raise UserError(f"the request has no user_id column (columns: {list(map(str, frame.columns))})",
                         'send a frame such as {"dataframe_records": [{"user_id": 1, "k": 10}]}')
-    user_ids = _whole(frame["user_id"], "user_id", "send MovieLens user ids as integers")
+    if string_ids:
+        if frame["user_id"].isna().any():
+            raise UserError("user_id is missing in some rows", "send one of your user ids in every row")
+        user_ids = frame["user_id"].astype(str).to_numpy(object)
+    else:
+        user_ids = _whole(frame["user_id"], "user_id", "send MovieLens user ids as integers")
     if "k" not in frame.columns:
         return user_ids, np.full(len(frame), DEFAULT_K, np.int64)
     return user_ids, _whole(frame["k"], "k", f"send k as an integer >= 1, or leave it out for {DEFAULT_K}",
@@ -96,9 +102,12 @@ def _whole(column: pd.Series, name: str, fix: str, default: int | None = None) -
     return values.to_numpy(np.int64)
 
 
-def signature() -> ModelSignature:
-    inputs = Schema([ColSpec("long", "user_id"), ColSpec("long", "k", required=False)])
-    outputs = Schema([ColSpec(kind, name) for name, kind in OUTPUT_COLUMNS.items()])
+def signature(string_ids: bool = False) -> ModelSignature:
+    """Ids are numbers for MovieLens and strings for a user's own data (whatever their ids were)."""
+    ids = "string" if string_ids else "long"
+    inputs = Schema([ColSpec(ids, "user_id"), ColSpec("long", "k", required=False)])
+    outputs = Schema([ColSpec(ids if name in ("user_id", "item_id") else kind, name)
+                      for name, kind in OUTPUT_COLUMNS.items()])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -114,7 +123,10 @@ def catalog(settings: Settings, dataset: str) -> tuple[pd.DataFrame, pd.DataFram
     with Store(settings.db_path, read_only=True) as store:
         users = store.query_file("catalog_users", dataset=dataset).to_pandas()
         items = store.query_file("catalog_items", dataset=dataset).to_pandas()
-    return users, items
+    if users["external_id"].notna().any():  # a user's own data: serve and answer in its ids
+        users["user_id"] = users["external_id"].astype(object)
+        items["item_id"] = items["external_id"].astype(object)
+    return users.drop(columns="external_id"), items.drop(columns="external_id")
 
 
 def build_recommender(model: GraphRecommender, split: SplitData, settings: Settings) -> Recommender:
@@ -144,7 +156,7 @@ def log_recommender(model: GraphRecommender, split: SplitData, settings: Setting
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={ARTIFACT: str(folder)},
             code_paths=[str(Path(pngnn.__file__).parent)],
-            signature=signature(),
+            signature=signature(recommender.string_ids),
             input_example=example,
             pip_requirements=requirements(),
             metadata=metadata,

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, cast
 import pandas as pd
 import polars as pl
 
-from pngnn.core.config import check_dataset
+from pngnn.core.config import DATASETS
 from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.settings import Settings
+from pngnn.data.user_data import check_name
 from pngnn.tracking.registry import PROMOTION_METRIC, ResolvedModel, client, registered_methods, resolve
 from pngnn.tracking.serving import UnknownUsers
 
@@ -30,7 +31,7 @@ METHOD_PREFERENCE = ("pn-ease", "llm-pngnn", "pngnn", "ease", "ials", "llm-light
 
 @dataclass(frozen=True)
 class Recommendations:
-    user_id: int
+    user_id: int | str  # a MovieLens id, or a user's own id as their data spells it
     dataset: str
     model: ResolvedModel
     split_seed: int | None
@@ -40,7 +41,8 @@ class Recommendations:
     def lines(self) -> list[str]:
         head = (f"top {self.items.height} for user {self.user_id} ({self.dataset}) from {self.model.describe()}, "
                 f"{self.n_masked} rated movies masked")
-        rows = [f"{r['rank']:>3}. {r['title']}  {r['score']:.4f}" for r in self.items.iter_rows(named=True)]
+        rows = [f"{r['rank']:>3}. {r['title'] or r['item_id']}  {r['score']:.4f}"
+                for r in self.items.iter_rows(named=True)]
         return [head, *rows]
 
 
@@ -77,18 +79,32 @@ def load_served(resolved: ResolvedModel, method: str) -> PyFuncModel:
     return model
 
 
-def recommend(settings: Settings, user_id: int, k: int = 10, dataset: str = "ml-100k",
+def request_id(user_id: int | str, string_ids: bool, dataset: str) -> int | str:
+    """The id as the model takes it: a user's own id as text, a MovieLens id as a whole number."""
+    if string_ids:
+        return str(user_id)
+    try:
+        return int(user_id)
+    except ValueError:
+        raise UserError(f"user id {user_id!r} is not a number, and {dataset}'s users are MovieLens ids",
+                        "give a whole-number user id, e.g. --user 1") from None
+
+
+def recommend(settings: Settings, user_id: int | str, k: int = 10, dataset: str = "ml-100k",
               method: str | None = None) -> Recommendations:
     """The user's top-k unseen movies with scores: the registered model's ``predict``, exactly
     what ``mlflow models serve`` answers for ``{"user_id": user_id, "k": k}``."""
     from mlflow.exceptions import MlflowException
 
-    check_dataset(dataset)
+    if dataset not in DATASETS:
+        check_name(dataset)
     if k < 1:
         raise PngnnError(f"k must be at least 1, got {k}")
     method = method or pick_method(settings, dataset)
     resolved = resolve(settings, dataset, method)
     model = load_served(resolved, method)
+    served = model.unwrap_python_model().recommender
+    user_id = request_id(user_id, served.string_ids, dataset)
     try:
         ranked = model.predict(pd.DataFrame({"user_id": [user_id], "k": [k]}))
     except MlflowException as exc:
@@ -97,7 +113,6 @@ def recommend(settings: Settings, user_id: int, k: int = 10, dataset: str = "ml-
                             f"list them with `duckdb {settings.db_path} \"SELECT user_id FROM users WHERE dataset = "
                             f"'{dataset}' ORDER BY user_id\"`") from exc
         raise PngnnError(f"{resolved.describe()} could not rank user {user_id}: {exc.message}") from exc
-    served = model.unwrap_python_model().recommender
     split_seed = (model.metadata.metadata or {}).get("split_seed")
     items = pl.from_pandas(cast(pd.DataFrame, ranked)[["rank", "item_id", "title", "score"]])
     return Recommendations(user_id, dataset, resolved, split_seed, int(served.seen_counts([user_id])[0]), items)

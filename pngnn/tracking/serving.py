@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,9 +45,19 @@ class Recommender:
 
     factors: ScoreFactors
     seen: CsrRows  # per model row (user_idx): the item_idx of the items it was trained on
-    user_ids: np.ndarray  # int64 [n_users]: MovieLens id of each model row
-    item_ids: np.ndarray  # int64 [n_items]: MovieLens id of each model column
+    user_ids: np.ndarray  # [n_users]: id of each model row: int64 (MovieLens) or str objects (a user's data)
+    item_ids: np.ndarray  # [n_items]: id of each model column, the same kind
     titles: np.ndarray  # object [n_items]: title of each model column (None when unknown)
+
+    @property
+    def string_ids(self) -> bool:
+        """Whether the ids are a user's own strings (else MovieLens' numbers)."""
+        return self.user_ids.dtype == object
+
+    def ids(self, user_ids: Any) -> np.ndarray:
+        """Request ids in the kind this model's ids are."""
+        return np.asarray(user_ids, dtype=object).astype(str).astype(object) if self.string_ids else \
+            np.asarray(user_ids, dtype=np.int64)
 
     def __post_init__(self) -> None:
         n_users, n_items = self.factors.n_users, self.factors.n_items
@@ -78,7 +89,7 @@ class Recommender:
         pos = np.clip(np.searchsorted(sorted_ids, user_ids), 0, len(sorted_ids) - 1)
         known = sorted_ids[pos] == user_ids
         if not known.all():
-            unknown = list(dict.fromkeys(int(u) for u in user_ids[~known]))
+            unknown = list(dict.fromkeys(u if self.string_ids else int(u) for u in user_ids[~known]))
             shown = ", ".join(map(str, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise UnknownUsers(
                 unknown, f"unknown user{'s' if len(unknown) > 1 else ''} {shown}: the model knows "
@@ -88,13 +99,13 @@ class Recommender:
 
     def seen_counts(self, user_ids: np.ndarray) -> np.ndarray:
         """How many items are masked for each user (what they rated in the training data)."""
-        return self.seen.counts(self.rows_of(np.asarray(user_ids, dtype=np.int64)))
+        return self.seen.counts(self.rows_of(self.ids(user_ids)))
 
     def recommend(self, user_ids: np.ndarray, ks: np.ndarray) -> pd.DataFrame:
         """The top ``ks[j]`` unseen items of user ``user_ids[j]``, best first, ties by item order:
         one row per (user, rank) with ``OUTPUT_COLUMNS``, users in request order. A user with
         fewer unseen items than asked gets all of them."""
-        user_ids = np.asarray(user_ids, dtype=np.int64)
+        user_ids = self.ids(user_ids)
         ks = np.asarray(ks, dtype=np.int64)
         if len(ks) != len(user_ids):
             raise ValueError(f"{len(user_ids)} users but {len(ks)} values of k")
@@ -111,7 +122,7 @@ class Recommender:
         users = np.broadcast_to(user_ids[:, None], items.shape)
         chosen = items[keep]
         return pd.DataFrame({
-            "user_id": users[keep].astype(np.int64),
+            "user_id": users[keep].astype(user_ids.dtype),
             "rank": ranks[keep].astype(np.int64),
             "item_id": self.item_ids[chosen],
             "title": self.titles[chosen],
@@ -144,9 +155,10 @@ class Recommender:
             arrays["item_bias"] = self.factors.item_bias
         for name, array in arrays.items():
             np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-        pd.DataFrame({"user_idx": np.arange(len(self.user_ids)), "user_id": self.user_ids}).to_parquet(
-            folder / "users.parquet", index=False)
-        pd.DataFrame({"item_idx": np.arange(len(self.item_ids)), "item_id": self.item_ids,
+        kind = "string" if self.string_ids else "int64"
+        pd.DataFrame({"user_idx": np.arange(len(self.user_ids)),
+                      "user_id": pd.array(self.user_ids, dtype=kind)}).to_parquet(folder / "users.parquet", index=False)
+        pd.DataFrame({"item_idx": np.arange(len(self.item_ids)), "item_id": pd.array(self.item_ids, dtype=kind),
                       "title": pd.array(self.titles, dtype="string")}).to_parquet(folder / "items.parquet", index=False)
         layout = {"format": FORMAT_VERSION, "users": "sparse" if sparse else "dense",
                   "width": int(self.factors.item_weights.shape[0]), "n_users": self.factors.n_users,
@@ -177,8 +189,14 @@ class Recommender:
         user_frame = pd.read_parquet(folder / "users.parquet")
         item_frame = pd.read_parquet(folder / "items.parquet")
         titles = item_frame["title"].astype(object).where(item_frame["title"].notna(), None).to_numpy(object)
-        return cls(factors, seen, user_frame["user_id"].to_numpy(np.int64), item_frame["item_id"].to_numpy(np.int64),
-                   titles)
+        return cls(factors, seen, _ids(user_frame["user_id"]), _ids(item_frame["item_id"]), titles)
+
+
+def _ids(column: pd.Series) -> np.ndarray:
+    """Saved ids as int64 (MovieLens) or as str objects (a user's own ids)."""
+    if pd.api.types.is_integer_dtype(column):
+        return column.to_numpy(np.int64)
+    return column.astype(str).to_numpy(object)
 
 
 def _by_index(frame: pd.DataFrame, index: str, value: str, n: int, what: str) -> np.ndarray:
@@ -187,6 +205,7 @@ def _by_index(frame: pd.DataFrame, index: str, value: str, n: int, what: str) ->
     if len(idx) != n or not np.array_equal(np.sort(idx), np.arange(n)):
         raise UserError(f"the {what} catalogue has {len(idx)} rows for the model's {n} {what}",
                         "log the model with the DuckDB file it was trained from")
-    out = np.empty(n, dtype=np.int64)
-    out[idx] = frame[value].to_numpy(np.int64)
+    values = _ids(frame[value])
+    out = np.empty(n, dtype=values.dtype)
+    out[idx] = values
     return out
