@@ -241,3 +241,103 @@ def test_from_the_command_line_ingest_list_and_train_with_the_datasets_threshold
     assert record["config"]["threshold"] == 6.0 and record["split"] == {"protocol": "temporal"}
     missing = runner.invoke(app, ["train", "--dataset", "nosuch", "--method", "ease"])
     assert missing.exit_code == 2 and "bring it with `pngnn ingest --name nosuch --ratings FILE`" in missing.output
+
+
+def test_the_llm_step_refuses_a_users_own_data_in_one_line(tmp_path):
+    from pngnn.augment.step import augment_step, pretrain_step
+
+    conf = settings(tmp_path)
+    ingest_user_data_step(conf, "shop", write(log_frame(), tmp_path / "log.parquet"), COLUMNS, like_threshold=6)
+    for step in (pretrain_step, augment_step):
+        with pytest.raises(PngnnError, match="shop is your own data, which it does not take yet") as info:
+            step(conf, "shop", 1)
+        assert "\n" not in str(info.value)
+
+
+# -- appending new interactions (issue 29 item 4) -----------------------------------------------------
+
+
+def stored_log(conf: Settings) -> pl.DataFrame:
+    with Store(conf.db_path, read_only=True) as store:
+        return store.query_sql(
+            "SELECT u.external_id AS customer, i.external_id AS sku, r.rating AS stars, r.ts FROM ratings r "
+            "JOIN users u USING (dataset, user_id) JOIN items i USING (dataset, item_id) WHERE r.dataset = 'shop'"
+        ).sort("customer", "sku")
+
+
+def test_append_adds_only_new_rows_and_equals_ingesting_everything_at_once(tmp_path):
+    from pngnn.data.prepare import append_user_data_step, split_step
+
+    frame = log_frame(n=2_000).sort("when")  # unique pairs: fewer than 2,000 rows
+    cut = frame.height - 400
+    old, new = frame.head(cut), frame.tail(400)
+    whole, parts = settings(tmp_path / "whole"), settings(tmp_path / "parts")
+    ingest_user_data_step(whole, "shop", write(frame, tmp_path / "all.parquet"), COLUMNS, like_threshold=6)
+    ingest_user_data_step(parts, "shop", write(old, tmp_path / "old.parquet"), COLUMNS, like_threshold=6)
+    split_step(parts, "shop", 1, protocol="temporal")
+    overlap = pl.concat([old.tail(50), new])  # an export that repeats the last 50 rows of the one before
+    first = append_user_data_step(parts, "shop", write(overlap, tmp_path / "new.csv"), COLUMNS)
+    assert (first.added, first.updated, first.present) == (400, 0, 50) and first.n_ratings == frame.height
+    assert stored_log(parts).equals(stored_log(whole))
+    with Store(parts.db_path, read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM splits WHERE dataset = 'shop'") == 0  # drawn again next time
+        users, items = store.query_sql("SELECT n_users, n_items FROM datasets WHERE dataset = 'shop'").row(0)
+        idx = store.query_sql("SELECT user_idx FROM users WHERE dataset = 'shop' ORDER BY user_idx")["user_idx"]
+    assert (users, items) == (frame["customer"].n_unique(), frame["sku"].n_unique())
+    assert idx.to_list() == list(range(users))  # new users take the next model rows
+    split_step(parts, "shop", 1, protocol="temporal")
+    with Store(parts.db_path, read_only=True) as store:
+        split = load_split(store, "shop", 1)
+    assert len(split.train) + len(split.test) == frame.height and split.n_users == users
+    again = append_user_data_step(parts, "shop", str(tmp_path / "new.csv"), COLUMNS)
+    assert (again.added, again.updated, again.present) == (0, 0, 450) and again.checksum == first.checksum
+    with Store(parts.db_path, read_only=True) as store:  # nothing changed, so the split stays
+        assert store.scalar("SELECT count(*) FROM splits WHERE dataset = 'shop'") == frame.height
+
+
+def test_append_updates_a_pair_with_a_later_time_and_skips_an_earlier_one(tmp_path):
+    from pngnn.data.prepare import append_user_data_step
+
+    base = pl.DataFrame({"customer": ["a", "b"], "sku": ["x", "x"], "stars": [2.0, 9.0],
+                         "when": [START + timedelta(days=10)] * 2})
+    later = pl.DataFrame({"customer": ["a", "b"], "sku": ["x", "x"], "stars": [8.0, 1.0],
+                          "when": [START + timedelta(days=20), START + timedelta(days=5)]})
+    conf = settings(tmp_path)
+    ingest_user_data_step(conf, "shop", write(base, tmp_path / "base.csv"), COLUMNS, like_threshold=6)
+    result = append_user_data_step(conf, "shop", write(later, tmp_path / "later.csv"), COLUMNS)
+    assert (result.added, result.updated, result.present) == (0, 1, 1)
+    assert dict(zip(*stored_log(conf).select("customer", "stars"), strict=True)) == {"a": 8.0, "b": 9.0}
+
+
+def test_append_to_movielens_to_nothing_or_of_the_other_kind_is_one_line(tmp_path, ml100k_db_copy):
+    from pngnn.data.prepare import append_user_data_step
+
+    path = write(log_frame(), tmp_path / "log.parquet")
+    movielens = Settings(db_path=ml100k_db_copy, data_dir=tmp_path)
+    with pytest.raises(PngnnError, match="it is a MovieLens dataset, which is ingested whole"):
+        append_user_data_step(movielens, "ml-100k", path, COLUMNS)
+    conf = settings(tmp_path)
+    with pytest.raises(PngnnError, match="'nosuch': it is not ingested yet"):
+        append_user_data_step(conf, "nosuch", path, COLUMNS)
+    ingest_user_data_step(conf, "shop", path, COLUMNS, like_threshold=6)
+    with pytest.raises(PngnnError, match="has no rating column and the dataset it is appended to is rated"):
+        append_user_data_step(conf, "shop", write(log_frame().drop("stars"), tmp_path / "c.parquet"),
+                              "user=customer,item=sku,time=when")
+
+
+def test_append_from_the_command_line(tmp_path, monkeypatch):
+    from flows.cli import app
+
+    monkeypatch.setenv("PNGNN_DB", str(tmp_path / "pngnn.duckdb"))
+    frame = log_frame().sort("when")
+    runner = CliRunner()
+    base = ["ingest", "--name", "shop", "--columns", COLUMNS]
+    first = runner.invoke(app, [*base, "--ratings", write(frame.head(300), tmp_path / "a.parquet"),
+                                "--like-threshold", "6"])
+    assert first.exit_code == 0, first.output
+    out = runner.invoke(app, [*base, "--ratings", write(frame.tail(frame.height - 300), tmp_path / "b.parquet"),
+                              "--append"])
+    assert out.exit_code == 0, out.output
+    assert f"shop: appended {frame.height - 300} new interactions, updated 0, skipped 0" in out.output
+    fixed = runner.invoke(app, [*base, "--ratings", str(tmp_path / "b.parquet"), "--append", "--like-threshold", "5"])
+    assert fixed.exit_code == 2 and "--like-threshold is fixed at a dataset's first ingest" in fixed.output

@@ -80,23 +80,32 @@ def ingest_cmd(
     like_threshold: Annotated[float | None, typer.Option(help="Ratings above it are likes; required unless the "
                                                               "ratings lie on MovieLens' 0.5-5 scale (then 3.5).")]
     = None,
+    append: Annotated[bool, typer.Option(help="Add the file's interactions to the dataset --name: pairs it holds "
+                                              "are skipped (a later time updates them); its splits are drawn "
+                                              "again.")] = False,
 ) -> None:
     """Load MovieLens (verified, downloaded when missing) or your own interaction file into DuckDB.
 
     `pngnn ingest ml-1m` for MovieLens; `pngnn ingest --name shop --ratings log.parquet --columns
     user=customer_id,item=sku,rating=stars,time=ts --items catalog.csv --item-columns id=sku,title=name`
     for your data. The same data again is a no-op; other data under the same name replaces it."""
-    from pngnn.data.prepare import ingest_step, ingest_user_data_step
+    from pngnn.data.prepare import append_user_data_step, ingest_step, ingest_user_data_step
 
     settings = Settings.from_env()
     if ratings is None:
-        if name is not None or columns or items or item_columns or like_threshold is not None:
+        if name is not None or columns or items or item_columns or like_threshold is not None or append:
             raise UserError("--name, --columns, --items, --item-columns and --like-threshold describe your own data",
                             "give its file with --ratings FILE (or drop them to ingest MovieLens)")
         result = ingest_step(settings, dataset, allow_download=download)
     else:
         if name is None:
             raise UserError("--ratings needs --name", "name the dataset, e.g. --name shop")
+        if append:
+            if like_threshold is not None:
+                raise UserError("--like-threshold is fixed at a dataset's first ingest", "drop it with --append")
+            appended = append_user_data_step(settings, name, ratings, columns, items, item_columns)
+            typer.echo(f"{appended.summary()} -> {settings.db_path}")
+            return
         result = ingest_user_data_step(settings, name, ratings, columns, items, item_columns, like_threshold)
     typer.echo(f"{result.summary()} -> {settings.db_path}")
 

@@ -21,7 +21,7 @@ from pngnn.augment.client import BatchCounts, Feed, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.core.config import TrainConfig, check_seeds
+from pngnn.core.config import DATASETS, TrainConfig, check_seeds
 from pngnn.core.constants import LLM_USERS, UserOrder
 from pngnn.core.errors import PngnnError
 from pngnn.core.profiles import get_profile
@@ -88,6 +88,13 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
     return missing == 0
 
 
+def check_movielens(dataset: str) -> None:
+    """The prompt shows MovieLens' titles, years and genres: a user's own catalogue is not asked about yet."""
+    if dataset not in DATASETS:
+        raise PngnnError(f"the LLM step asks about MovieLens movies (title, year, genres) and {dataset} is your own "
+                         "data, which it does not take yet; train the methods without llm- on it")
+
+
 def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None = LLM_USERS, *, sample_seed: int = 0,
                   users_by: UserOrder = "sparsest", candidate_config: TrainConfig | None = None,
                   n_candidates: int = DEFAULT_CANDIDATES, progress: bool = True,
@@ -100,6 +107,7 @@ def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None
     """
     from pngnn.training.train import train_lightgcn
 
+    check_movielens(dataset)
     with Store(settings.db_path) as store:
         selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
         if _candidates_stored(store, dataset, seed, users, sample_seed, users_by):
@@ -138,6 +146,7 @@ def augment_step(
     ``check_failures``), the answers cached, nothing merged. ``split``: the split when the caller
     has loaded it; default: read here.
     """
+    check_movielens(dataset)
     llm = llm or LLMSettings()
     if llm.prompt_version not in (None, PROMPT_VERSION):
         raise PngnnError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import polars as pl
@@ -80,4 +81,38 @@ def ingest_interactions(store: Store, name: str, data: Interactions, force: bool
     r = store.query_sql("SELECT n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
                         dataset=name).row(0, named=True)
     return IngestResult(name, data.checksum, r["n_ratings"], r["n_users"], r["n_items"], False)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    dataset: str
+    checksum: str
+    added: int  # rows of pairs the dataset did not hold
+    updated: int  # rows of stored pairs with a later time: the latest wins
+    present: int  # rows the dataset already held (or held later ones of)
+    n_ratings: int
+
+    def summary(self) -> str:
+        return (f"{self.dataset}: appended {self.added} new interactions, updated {self.updated}, skipped "
+                f"{self.present} already present; {self.n_ratings} in all")
+
+
+def append_interactions(store: Store, name: str, data: Interactions) -> AppendResult:
+    """Add ``data`` to the stored user dataset ``name`` in one transaction; rows it already holds are
+    skipped, so appending the same file twice changes nothing the second time. Anything added
+    drops the dataset's splits (the next split draws them over all the interactions)."""
+    store.register("raw_interactions", data.frame)
+    store.register("raw_catalog", data.catalog)
+    try:
+        counts = store.query_file("append_counts", dataset=name).row(0, named=True)
+        old = store.scalar("SELECT checksum FROM datasets WHERE dataset = $dataset", dataset=name)
+        checksum = old
+        if counts["added"] or counts["updated"]:
+            checksum = hashlib.sha256(f"{old}+{data.checksum}".encode()).hexdigest()
+            with store.transaction():
+                store.run_file("append_interactions", dataset=name, checksum=checksum)
+    finally:
+        store.unregister("raw_interactions", "raw_catalog")
+    n = store.scalar("SELECT n_ratings FROM datasets WHERE dataset = $dataset", dataset=name)
+    return AppendResult(name, checksum, counts["added"], counts["updated"], counts["present"], int(n))
 

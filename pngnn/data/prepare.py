@@ -12,7 +12,7 @@ from pngnn.core.config import DATASETS, SplitProtocol, check_dataset
 from pngnn.core.errors import PngnnError
 from pngnn.core.settings import Settings
 from pngnn.data import datasets
-from pngnn.data.ingest import IngestResult, ingest, ingest_interactions
+from pngnn.data.ingest import AppendResult, IngestResult, append_interactions, ingest, ingest_interactions
 from pngnn.data.split import create_split
 from pngnn.data.store import Store
 from pngnn.data.user_data import CATALOG_KEYS, RATING_KEYS, ColumnMap, check_name, read_interactions
@@ -56,6 +56,25 @@ def ingest_user_data_step(settings: Settings, name: str, ratings: str, columns: 
         ColumnMap.parse(item_columns, CATALOG_KEYS, ("id",), flag="--item-columns") if items else None)
     with Store(settings.db_path) as store:
         return ingest_interactions(store, name, data, force=force)
+
+
+def append_user_data_step(settings: Settings, name: str, ratings: str, columns: str | None = None,
+                          items: str | None = None, item_columns: str | None = None) -> AppendResult:
+    """New interactions (and catalogue rows) of a user's file -> the stored dataset ``name``; read
+    and checked in full before the store is opened."""
+    with Store(settings.db_path) as store:
+        row = store.query_sql("SELECT like_threshold, implicit FROM datasets WHERE dataset = $dataset", dataset=name)
+    if not row.height or row["like_threshold"][0] is None:
+        what = "is a MovieLens dataset, which is ingested whole" if row.height else "is not ingested yet"
+        raise PngnnError(f"cannot append to '{name}': it {what}; ingest your data first with `pngnn ingest --name "
+                         f"{name} --ratings FILE`, then --append new files")
+    threshold, implicit = float(row["like_threshold"][0]), bool(row["implicit"][0])
+    data = read_interactions(
+        ratings, ColumnMap.parse(columns, RATING_KEYS, ("user", "item")), threshold, items,
+        ColumnMap.parse(item_columns, CATALOG_KEYS, ("id",), flag="--item-columns") if items else None,
+        append_to=(threshold, implicit))
+    with Store(settings.db_path) as store:
+        return append_interactions(store, name, data)
 
 
 def dataset_list(settings: Settings) -> pl.DataFrame:

@@ -161,8 +161,12 @@ def _first_bad(con: duckdb.DuckDBPyConnection, condition: str, column: str) -> t
 
 
 def read_interactions(path: str, columns: ColumnMap, like_threshold: float | None = None,
-                      catalog_path: str | None = None, catalog_columns: ColumnMap | None = None) -> Interactions:
-    """Read and check a user's interactions (and catalogue); nothing is written anywhere."""
+                      catalog_path: str | None = None, catalog_columns: ColumnMap | None = None,
+                      append_to: tuple[float, bool] | None = None) -> Interactions:
+    """Read and check a user's interactions (and catalogue); nothing is written anywhere.
+
+    ``append_to``: (threshold, implicit) of the stored dataset these rows are added to; a batch of
+    new rows keeps its dataset's threshold and need not span both sides of it."""
     con = duckdb.connect()
     try:
         name, available, types = _read(con, path)
@@ -203,7 +207,14 @@ def read_interactions(path: str, columns: ColumnMap, like_threshold: float | Non
             QUALIFY row_number() OVER (PARTITION BY ext_user, ext_item ORDER BY ts DESC NULLS LAST, row DESC) = 1
             ORDER BY row""").pl()
         n_rows = con.execute("SELECT count(*) FROM src_rows").fetchall()[0][0]
-        threshold = IMPLICIT_THRESHOLD if implicit else check_threshold(frame, like_threshold, name)
+        if append_to is not None:
+            threshold, stored_implicit = append_to
+            if implicit != stored_implicit:
+                raise PngnnError(f"{name} {'has no' if implicit else 'has a'} rating column and the dataset it is "
+                                 f"appended to is {'implicit' if stored_implicit else 'rated'}; map the columns as "
+                                 "at its first ingest")
+        else:
+            threshold = IMPLICIT_THRESHOLD if implicit else check_threshold(frame, like_threshold, name)
         catalog, counts = _catalog(con, catalog_path, catalog_columns, frame)
     finally:
         con.close()
