@@ -134,3 +134,32 @@ def test_the_docs_document_every_variable() -> None:
     section = SETTINGS_PAGE.read_text()
     documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", section, flags=re.M))
     assert documented == set(environment_names())
+
+
+def test_set_values_and_flags_merge_and_a_disagreement_is_an_error():
+    """`pngnn train --set epochs=2` trained the profile's epochs when no --epochs flag was given: the
+    flag's None replaced the --set value (issue 32). A flag left out takes nothing away now."""
+    from pngnn.core.config import merge_overrides, parse_overrides
+
+    set_values = parse_overrides(["epochs=2", "b=2", "dual_bpr=siren"])
+    flags = {"epochs": None, "b": None, "dual_bpr": None, "attention": False}
+    assert merge_overrides(set_values, flags) == {"epochs": 2, "b": 2.0, "dual_bpr": "siren", "attention": False}
+    assert merge_overrides(set_values, {"epochs": 2}) == {"epochs": 2, "b": 2.0, "dual_bpr": "siren"}
+    with pytest.raises(PngnnError, match=r"--epochs 5 and --set epochs=2 disagree; give the setting once"):
+        merge_overrides(set_values, {"epochs": 5})
+
+
+def test_train_honours_set_for_a_setting_that_also_has_a_flag(tmp_path, monkeypatch, ml100k_db_copy, data_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("PNGNN_DB", str(ml100k_db_copy))
+    monkeypatch.setenv("PNGNN_DATA_DIR", str(data_dir))
+    out = CliRunner().invoke(app, ["train", "--method", "ease", "--set", "ease_lambda=123", "--results-dir",
+                                   str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    record = json.loads((tmp_path / "ml-100k" / "ease" / "seed1.json").read_text())
+    assert record["config"]["ease_lambda"] == 123.0

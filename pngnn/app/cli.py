@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from pngnn.app import cli_options as opt
-from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, parse_overrides
+from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, merge_overrides, parse_overrides
 from pngnn.core.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
 from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.profiles import get_profile
@@ -195,9 +195,9 @@ def train_cmd(
     """
     from pngnn.app.train_runs import TrainRequest, train_seeds
 
-    overrides = {**parse_overrides(set_values or []), "epochs": epochs, "lightgcn_graph": lightgcn_graph,
-                 "dual_bpr": dual_bpr, "b": b, "attention": attention, "pair_sampling": pair_sampling,
-                 "aug_mode": aug_mode, "ease_lambda": ease_lambda}
+    overrides = merge_overrides(parse_overrides(set_values or []), {
+        "epochs": epochs, "lightgcn_graph": lightgcn_graph, "dual_bpr": dual_bpr, "b": b, "attention": attention,
+        "pair_sampling": pair_sampling, "aug_mode": aug_mode, "ease_lambda": ease_lambda})
     request = TrainRequest(profile, method, dataset, seed or [], overrides, results_dir, tag, track, llm_model,
                            prompt_version, force, checkpoint_every, resume, download, split, last_n)
     try:

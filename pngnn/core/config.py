@@ -184,6 +184,21 @@ def check_dataset(name: str) -> str:
     return name
 
 
+def merge_overrides(set_values: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """``--set`` values and the flags that name the same settings, as one set of overrides: a value
+    given either way counts (a flag left out is None and takes nothing away), and the same
+    setting given both ways with different values is an error, never a silent pick."""
+    merged = dict(set_values)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in merged and merged[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise PngnnError(f"{flag} {value} and --set {key}={merged[key]} disagree; give the setting once")
+        merged[key] = value
+    return merged
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings (``--set dim=128``) as training settings, each value read as the type
     of the setting's default (``true``/``false`` for flags)."""
