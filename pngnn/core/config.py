@@ -89,6 +89,9 @@ class TrainConfig:
     # (defaults picked on ML-1M split 1's validation part; the tuned profiles kept them, README).
     ease_lambda: float = 500.0
     ease_ratings: RatingSet = "all"
+    # EASE and PN-EASE on the N most-rated items only (0: every item): their n x n matrix is the
+    # memory bill of a big catalogue (pngnn.models.gram); the other items are never recommended.
+    ease_max_items: int = 0
     disliked_input: float = 1.0
     disliked_score: float = 0.25
     # iALS (implicit.als.AlternatingLeastSquares, Hu et al. 2008): factors, L2, confidence
@@ -118,6 +121,8 @@ class TrainConfig:
         for name in ("dim", "layers", "batch_size", "epochs", "n_neg", "ials_factors", "ials_iterations"):
             if getattr(self, name) < 1:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
+        if self.ease_max_items < 0:
+            raise PngnnError(f"training setting ease_max_items={self.ease_max_items} must be 0 (every item) or more")
         if self.lr <= 0 or self.l2 < 0 or self.b < 0:
             raise PngnnError(f"lr ({self.lr}) must be > 0, b ({self.b}) and l2 ({self.l2}) >= 0")
         if self.dual_bpr == "weighted" and self.b <= 0:

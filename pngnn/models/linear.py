@@ -39,44 +39,45 @@ from pngnn.data.split import Interactions
 from pngnn.evaluation.evaluate import csr_rows, gather_rows
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factors import CsrRows, ScoreFactors
+from pngnn.models.gram import gram_inverse
+
+# The closed forms' precision: float32 halves the n² matrix against float64 and moves no metric of
+# ML-1M (benchmarks/results/closed_form_precision.json).
+GRAM_DTYPE = np.dtype(np.float32)
+# Rows per step when weights are made from P: bounds the temporaries to WEIGHT_BLOCK x n.
+WEIGHT_BLOCK = 1024
 
 
-def gram_inverse(columns: Interactions, n_users: int, n_cols: int, lam: float) -> torch.Tensor:
-    """P = (XᵀX + λI)⁻¹ in float64 for the binary-or-weighted matrix X given as (user, column, value).
-
-    XᵀX is accumulated as a dense matrix from the sparse rows; the inverse goes through a
-    Cholesky factor (XᵀX + λI is symmetric positive definite for λ > 0)."""
-    if not lam > 0:
-        raise PngnnError(f"EASE's ridge penalty lambda must be > 0, got {lam}; try 500")
-    import scipy.sparse as sp
-
-    x = sp.csr_matrix((columns.ratings.astype(np.float64), (columns.users, columns.items)), shape=(n_users, n_cols))
-    gram = torch.from_numpy((x.T @ x).toarray())
-    gram.diagonal().add_(lam)
-    return torch.cholesky_inverse(torch.linalg.cholesky(gram))
+def ease_weights(p: np.ndarray) -> np.ndarray:
+    """EASE's B = I - P diag(1/diag P), written over P: zero diagonal, each column a constrained ridge solve."""
+    diagonal = p.diagonal().copy()
+    for start in range(0, p.shape[0], WEIGHT_BLOCK):  # row blocks: no second n x n temporary
+        rows = p[start:start + WEIGHT_BLOCK]
+        np.divide(rows, -diagonal, out=rows)
+    np.fill_diagonal(p, 0.0)
+    return p
 
 
-def ease_weights(p: torch.Tensor) -> torch.Tensor:
-    """EASE's B = I - P diag(1/diag P): zero diagonal, each column a constrained ridge solve."""
-    b = -p / p.diagonal()
-    b.diagonal().zero_()
-    return b
+def pn_ease_weights(p: np.ndarray, n_items: int, score_weight: float) -> np.ndarray:
+    """PN-EASE's scoring weights B[:, L] + score_weight · B[:, D] [2n, n], from P [2n, 2n], where
+    B = I - P blockdiag(P[S_j, S_j])⁻¹ with S_j = {j, n + j}.
 
-
-def blocked_ease_weights(p: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """B = I - P blockdiag(P[S_j, S_j])⁻¹ with S_j = {j, n + j}: (liked-target, disliked-target) columns.
-
-    Each item's 2 x 2 block is inverted in closed form, all items at once."""
-    idx = torch.arange(n_items)
-    a, c, d = p[idx, idx], p[idx, n_items + idx], p[n_items + idx, n_items + idx]
+    Each item's 2 x 2 block is inverted in closed form, all items at once; the two target blocks
+    are combined as they are made, a block of rows at a time, so only the [2n, n] result is new."""
+    idx = np.arange(n_items)
+    a, c, d = p[idx, idx].copy(), p[idx, n_items + idx].copy(), p[n_items + idx, n_items + idx].copy()
     det = a * d - c * c
     inv_ll, inv_ld, inv_dd = d / det, -c / det, a / det
-    p_l, p_d = p[:, :n_items], p[:, n_items:]
-    b_liked = -(p_l * inv_ll + p_d * inv_ld)
-    b_disliked = -(p_l * inv_ld + p_d * inv_dd)
-    b_liked[idx, idx] += 1.0
-    b_disliked[n_items + idx, idx] += 1.0
-    return b_liked, b_disliked
+    liked_coef = -(inv_ll + score_weight * inv_ld)  # what P[:, L] contributes to each scored item
+    disliked_coef = -(inv_ld + score_weight * inv_dd)  # and P[:, D]
+    out = np.empty((p.shape[0], n_items), dtype=p.dtype)
+    for start in range(0, p.shape[0], WEIGHT_BLOCK):
+        stop = start + WEIGHT_BLOCK
+        np.multiply(p[start:stop, :n_items], liked_coef, out=out[start:stop])
+        out[start:stop] += p[start:stop, n_items:] * disliked_coef
+    out[idx, idx] += 1.0
+    out[n_items + idx, idx] += score_weight
+    return out
 
 
 class ItemLinear(GraphRecommender):
@@ -88,10 +89,17 @@ class ItemLinear(GraphRecommender):
     values: torch.Tensor
     weights: torch.Tensor
 
-    def __init__(self, inputs: Interactions, n_users: int, weights: torch.Tensor) -> None:
+    kept: torch.Tensor  # the catalogue items the weights' columns score (all of them: arange)
+
+    def __init__(self, inputs: Interactions, n_users: int, weights: torch.Tensor, n_items: int | None = None,
+                 kept: np.ndarray | None = None) -> None:
+        """``kept``: the items (of ``n_items``) that the weights' columns score, when the model was
+        fitted on the most-rated ones only; the others score -inf and are never recommended."""
         super().__init__()
-        self.n_users, self.n_items = n_users, weights.shape[1]
+        self.n_users, self.n_items = n_users, n_items or weights.shape[1]
         self.n_inputs = weights.shape[0]
+        kept_items = np.arange(self.n_items) if kept is None else np.asarray(kept, dtype=np.int64)
+        self.register_buffer("kept", torch.from_numpy(kept_items))
         indptr, cols = csr_rows(inputs.users, inputs.items, n_users)
         order = np.argsort(inputs.users, kind="stable")
         self.register_buffer("indptr", torch.from_numpy(indptr))
@@ -108,12 +116,23 @@ class ItemLinear(GraphRecommender):
         rows, pos = gather_rows(self.indptr.numpy(), np.arange(len(self.cols)), users.numpy())
         x = torch.zeros(len(users), self.n_inputs)
         x[rows, self.cols[pos]] = self.values[pos]
-        return x @ self.weights
+        scores = x @ self.weights
+        if self.weights.shape[1] == self.n_items:
+            return scores
+        full = torch.full((len(users), self.n_items), -torch.inf)
+        full[:, self.kept] = scores
+        return full
 
     def score_factors(self) -> ScoreFactors:
         """The users' input rows as they are stored (CSR) and the weights."""
         rows = CsrRows(self.indptr.numpy(), self.cols.numpy(), self.values.numpy(), self.n_inputs)
-        return ScoreFactors(rows, self.weights.numpy())
+        if self.weights.shape[1] == self.n_items:
+            return ScoreFactors(rows, self.weights.numpy())
+        weights = np.zeros((self.n_inputs, self.n_items), dtype=np.float32)  # items left out: -inf, never served
+        weights[:, self.kept.numpy()] = self.weights.numpy()
+        bias = np.full(self.n_items, -np.inf, dtype=np.float32)
+        bias[self.kept.numpy()] = 0.0
+        return ScoreFactors(rows, weights, bias)
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, n_items={self.n_items}, n_inputs={self.n_inputs}"
@@ -127,10 +146,31 @@ def ease_inputs(train: Interactions, ratings: str, threshold: float) -> Interact
     return Interactions(rows.users, rows.items, np.ones(len(rows), dtype=np.float32))
 
 
+def most_rated(train: Interactions, n_items: int, max_items: int) -> np.ndarray | None:
+    """The ``max_items`` items with the most train ratings (ties by item order), sorted; None for all."""
+    if not 0 < max_items < n_items:
+        return None
+    counts = np.bincount(train.items, minlength=n_items)
+    return np.sort(np.argsort(-counts, kind="stable")[:max_items])
+
+
+def keep_items(rows: Interactions, kept: np.ndarray | None, n_items: int) -> Interactions:
+    """``rows`` on the kept items only, their item ids renumbered 0..len(kept)-1."""
+    if kept is None:
+        return rows
+    new_id = np.full(n_items, -1, dtype=np.int64)
+    new_id[kept] = np.arange(len(kept))
+    mask = new_id[rows.items] >= 0
+    return Interactions(rows.users[mask], new_id[rows.items[mask]], rows.ratings[mask])
+
+
 def fit_ease(train: Interactions, n_users: int, n_items: int, lam: float, ratings: str = "all",
-             threshold: float = LIKE_THRESHOLD) -> ItemLinear:
-    x = ease_inputs(train, ratings, threshold)
-    return ItemLinear(x, n_users, ease_weights(gram_inverse(x, n_users, n_items, lam)))
+             threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0) -> ItemLinear:
+    kept = most_rated(train, n_items, max_items)
+    x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
+    m = n_items if kept is None else len(kept)
+    p = gram_inverse(x, n_users, m, lam, np.dtype(dtype), method="EASE")
+    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
 
 
 def pn_inputs(train: Interactions, n_items: int, disliked_input: float, threshold: float) -> Interactions:
@@ -144,8 +184,12 @@ def pn_inputs(train: Interactions, n_items: int, disliked_input: float, threshol
 
 
 def fit_pn_ease(train: Interactions, n_users: int, n_items: int, lam: float, disliked_input: float = 1.0,
-                disliked_score: float = 0.25, threshold: float = LIKE_THRESHOLD) -> ItemLinear:
-    x = pn_inputs(train, n_items, disliked_input, threshold)
-    b_liked, b_disliked = blocked_ease_weights(gram_inverse(x, n_users, 2 * n_items, lam), n_items)
-    weights = b_liked + (disliked_score / disliked_input) * b_disliked
-    return ItemLinear(x, n_users, weights)
+                disliked_score: float = 0.25, threshold: float = LIKE_THRESHOLD,
+                dtype: np.dtype = GRAM_DTYPE, max_items: int = 0) -> ItemLinear:
+    kept = most_rated(train, n_items, max_items)
+    m = n_items if kept is None else len(kept)
+    x = pn_inputs(keep_items(train, kept, n_items), m, disliked_input, threshold)
+    p = gram_inverse(x, n_users, 2 * m, lam, np.dtype(dtype), method="PN-EASE", n_items=m)
+    weights = pn_ease_weights(p, m, disliked_score / disliked_input)
+    del p  # the 2m x 2m matrix goes before the model is built
+    return ItemLinear(x, n_users, torch.from_numpy(weights), n_items, kept)

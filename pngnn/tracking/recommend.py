@@ -40,7 +40,7 @@ class Recommendations:
 
     def lines(self) -> list[str]:
         head = (f"top {self.items.height} for user {self.user_id} ({self.dataset}) from {self.model.describe()}, "
-                f"{self.n_masked} rated movies masked")
+                f"{self.n_masked} rated items masked")
         rows = [f"{r['rank']:>3}. {r['title'] or r['item_id']}  {r['score']:.4f}"
                 for r in self.items.iter_rows(named=True)]
         return [head, *rows]

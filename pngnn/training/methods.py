@@ -40,12 +40,13 @@ def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
 
 def _ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
-                                         cfg.ease_ratings, cfg.threshold))
+                                         cfg.ease_ratings, cfg.threshold, max_items=cfg.ease_max_items))
 
 
 def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
-                                            cfg.disliked_input, cfg.disliked_score, cfg.threshold))
+                                            cfg.disliked_input, cfg.disliked_score, cfg.threshold,
+                                            max_items=cfg.ease_max_items))
 
 
 def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
@@ -105,8 +106,8 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "pngnn": _PNGNN,
     "llm-lightgcn": (*_GNN, "lightgcn_graph", "aug_mode"),
     "llm-pngnn": (*_PNGNN, "aug_mode"),
-    "ease": ("ease_lambda", "ease_ratings", "threshold"),
-    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "threshold"),
+    "ease": ("ease_lambda", "ease_ratings", "ease_max_items", "threshold"),
+    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "ease_max_items", "threshold"),
     "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
 }
 
