@@ -84,7 +84,7 @@ def test_the_wheel_ships_its_data_and_ingests_from_a_fresh_venv(tmp_path, data_d
     wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped_sql = {n for n in names if n.startswith("pngnn/data/sql/") and n.endswith(".sql")}
-    in_tree = {f"pngnn/data/sql/{p.name}" for p in (REPO / "pngnn" / "sql").glob("*.sql")}
+    in_tree = {f"pngnn/data/sql/{p.name}" for p in (REPO / "pngnn" / "data" / "sql").glob("*.sql")}
     assert shipped_sql == in_tree and "pngnn/data/SHA256SUMS" in names
 
     venv = _fresh_venv(tmp_path, wheel)
