@@ -367,10 +367,14 @@ def report_cmd(
         from pngnn.tracking.runs import tracked_report
 
         typer.echo(tracked_report(Settings.from_env(), dataset))
+    elif compare:
+        from pngnn.evaluation.significance import compare_report
+
+        typer.echo(compare_report(results_dir, dataset, compare))
     else:
         from pngnn.evaluation.results import results_report
 
-        typer.echo(results_report(results_dir, dataset, compare))
+        typer.echo(results_report(results_dir, dataset))
 
 
 @command("recommend")

@@ -21,7 +21,7 @@ from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings
 from pngnn.data.prepare import ingest_step, split_step
 from pngnn.data.protocols import check_protocol
-from pngnn.evaluation.results import check_replaceable, result_path, write_result
+from pngnn.evaluation.results import check_replaceable, result_path, write_per_user, write_result
 from pngnn.training.checkpoints import Checkpointer, check_checkpoint_options
 from pngnn.training.device import resolve_device, use_device
 from pngnn.training.methods import NEEDS_AUGMENTATION, check_method
@@ -102,6 +102,7 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
             raise
         path = write_result(request.results_dir, {**outcome.record(), "profile": request.profile}, tag,
                             request.force)
+        write_per_user(path, outcome.per_user)
         checkpoint.finish()
         echo(f"{outcome.summary()} -> {path}")
         written.append(path)

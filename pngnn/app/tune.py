@@ -29,7 +29,7 @@ from pngnn.core.profiles import check_new_name, get_profile, save_profile
 from pngnn.core.settings import Settings
 from pngnn.data.prepare import ingest_step, split_step
 from pngnn.data.split import SplitData
-from pngnn.evaluation.results import check_replaceable, result_path, write_result
+from pngnn.evaluation.results import check_replaceable, result_path, write_per_user, write_result
 from pngnn.tracking.registry import model_name, promote_if_better
 from pngnn.training.device import use_device
 from pngnn.training.methods import METHOD_SETTINGS, check_method
@@ -186,7 +186,9 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
     if results_dir is not None:
         record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
         tag = results_tag(profile.name, method, profile.dataset)
-        where = f" -> {write_result(results_dir, record, tag, force=True)}"  # checked when the study began
+        path = write_result(results_dir, record, tag, force=True)  # checked when the study began
+        write_per_user(path, run.per_user)
+        where = f" -> {path}"
     return run.metrics, f"{run.summary(' test')}{where}; {promotion.describe()}"
 
 

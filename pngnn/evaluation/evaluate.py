@@ -24,7 +24,7 @@ import torch
 
 from pngnn.core.constants import KS, LIKE_THRESHOLD
 from pngnn.data.split import Interactions
-from pngnn.evaluation.metrics import ranking_metrics
+from pngnn.evaluation.metrics import per_user_metrics, ranking_metrics
 from pngnn.evaluation.segments import segment_metrics
 
 # Score cells (users x items) of one block: 2,048 users x 4,096 items, 32 MiB as float32.
@@ -111,6 +111,7 @@ def evaluate(
     block: int = 2048,
     segments: bool = False,
     max_cells: int = MAX_SCORE_CELLS,
+    per_user: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """P/R/NDCG@K over users that have at least one test rating above ``threshold``.
 
@@ -118,7 +119,8 @@ def evaluate(
     ``<segment>/<metric>`` (e.g. ``users_q1/recall@20``: MLflow groups such names in its charts);
     activity and item degrees are counted on ``seen``, the ratings the model was trained on.
     ``block``, ``max_cells``: the most users and score cells of one block (see the module's
-    "Memory"); they change the peak, never the metrics."""
+    "Memory"); they change the peak, never the metrics. ``per_user``: a dict filled with ``user``
+    (the evaluated users' indices) and each metric per user, from the same ranked lists."""
     ks = sorted(ks)
     truth = test.select(test.ratings > threshold)
     users = np.unique(truth.users)
@@ -127,6 +129,8 @@ def evaluate(
     top, hits, n_relevant = top_k_hits(score_fn, users, n_items, seen, truth, ks[-1], block, max_cells)
     metrics = ranking_metrics(hits, n_relevant, ks)
     metrics["n_eval_users"] = float(users.size)
+    if per_user is not None:
+        per_user.update(user=users, **per_user_metrics(hits, n_relevant, ks))
     if segments:
         n_users = int(max(users.max(), seen.users.max(initial=0))) + 1
         by_segment = segment_metrics(users, top, hits, n_relevant, truth.users, truth.items,

@@ -43,6 +43,16 @@ def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return dcg / idcg
 
 
+def per_user_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Iterable[int]) -> dict[str, np.ndarray]:
+    """Precision, recall and NDCG at each k, one value per user (what paired tests compare)."""
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        out[f"precision@{k}"] = precision_at_k(hits, k)
+        out[f"recall@{k}"] = recall_at_k(hits, n_relevant, k)
+        out[f"ndcg@{k}"] = ndcg_at_k(hits, n_relevant, k)
+    return out
+
+
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
     """Mean precision, recall and NDCG at each k over the users given."""
     out: dict[str, float] = {}

@@ -40,6 +40,28 @@ def write_result(results_dir: Path, record: dict[str, Any], tag: str = "", force
     return write_json_atomic(path, record)
 
 
+def per_user_path(record_path: Path) -> Path:
+    """The per-user metrics beside a run's record: ``seedN.json`` -> ``seedN.users.parquet``."""
+    return record_path.with_suffix(".users.parquet")
+
+
+def write_per_user(record_path: Path, frame: pl.DataFrame | None) -> Path | None:
+    """Each evaluated user's metrics beside the record (what ``paired_tests`` compares), written
+    whole or not at all."""
+    if frame is None or frame.is_empty():
+        return None
+    path = per_user_path(record_path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def check_replaceable(path: Path, config: Mapping[str, Any] | None = None, force: bool = False) -> None:
     """A result file is replaced only by a rerun of the same thing: the same commit and (when
     given) the same settings. Anything else, such as a short debug run over a committed
@@ -194,19 +216,9 @@ def summary_table(summary: Mapping[str, Mapping[str, float]]) -> pl.DataFrame:
     return pl.DataFrame(list(rows.values()))
 
 
-def results_report(results_dir: Path, dataset: str, compare: list[str] | None = None) -> str:
-    """``pngnn report``'s text from the results JSON: the same-split differences of each
-    ``METHOD:BASELINE`` in ``compare`` when asked, else the table next to the paper's and the LLM
-    edges' hit rates."""
-    parts = []
-    for pair in compare or []:
-        method, _, baseline = pair.partition(":")
-        if not baseline:
-            raise PngnnError(f"--compare takes METHOD:BASELINE, got '{pair}'; e.g. --compare pn-ease-tuned:ease-tuned")
-        parts += [f"\n{method} - {baseline}, same splits:\n",
-                  to_markdown(paired_differences(results_dir, dataset, method, baseline))]
-    if compare:
-        return "\n".join(parts)
+def results_report(results_dir: Path, dataset: str) -> str:
+    """``pngnn report``'s text from the results JSON: the table next to the paper's and the LLM
+    edges' hit rates (``--compare``: ``pngnn.evaluation.significance.compare_report``)."""
     table = results_table(results_dir, dataset)
     if table.is_empty():
         raise PngnnError(f"no results for {dataset} in {results_dir}; run `pngnn train` first")

@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+import numpy as np
+
 from pngnn.core.config import TrainConfig
 from pngnn.core.constants import KS, METRIC_NAMES
 from pngnn.core.errors import PngnnError
@@ -33,7 +35,7 @@ from pngnn.data.split import SplitData
 from pngnn.training.checkpoints import Checkpointer, run_key
 from pngnn.training.device import use_device
 from pngnn.training.methods import check_method_fits, for_dataset, method_settings, train_method
-from pngnn.training.outcome import RunOutcome, evaluate_step, split_record
+from pngnn.training.outcome import RunOutcome, evaluate_step, per_user_frame, split_record
 from pngnn.training.train import EpochLog, TrainResult
 
 if TYPE_CHECKING:
@@ -401,11 +403,12 @@ def tracked_run(
                                   checkpoint=saving)
             with guard.held():
                 log_training(result, method, split, settings, log_model=log_model, registered_name=registered_name)
-            metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
+            per_user: dict[str, np.ndarray] = {}
+            metrics, seconds = evaluate_step(result.model, split, cfg.threshold, per_user)
         with guard.held():
             log_evaluation(metrics, seconds, f"{method} {split.dataset} seed {split.seed}", cfg.to_dict())
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds, run.info.run_id, edges,
-                      split_record(split))
+                      split_record(split), per_user_frame(per_user))
 
 
 class _MlflowTrialLog:

@@ -10,6 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
+import numpy as np
+import polars as pl
+
 from pngnn.core.config import TrainConfig
 from pngnn.data.split import SplitData
 from pngnn.evaluation.evaluate import evaluate
@@ -30,6 +33,7 @@ class RunOutcome:
     run_id: str | None = None  # the MLflow run, when tracked
     edges: dict[str, int | str] = field(default_factory=dict)  # the LLM edges trained on (count, hash)
     split: dict[str, Any] = field(default_factory=dict)  # how a split by time was drawn; empty for random
+    per_user: pl.DataFrame | None = None  # each evaluated user's metrics (paired tests: pngnn report --compare)
 
     def summary(self, part: str = "") -> str:
         """The run in one line, as ``pngnn train``, the tuned test runs (``part`` " test") and the flows print it."""
@@ -61,12 +65,21 @@ class RunOutcome:
         return record
 
 
-def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float) -> tuple[dict[str, float], float]:
+def evaluate_step(model: GraphRecommender, split: SplitData, threshold: float,
+                  per_user: dict[str, np.ndarray] | None = None) -> tuple[dict[str, float], float]:
     """Full-ranking metrics on the test part, train and validation items masked, overall and by
-    segment (``<segment>/<metric>``, ``pngnn.evaluation.segments``); (metrics, seconds)."""
+    segment (``<segment>/<metric>``, ``pngnn.evaluation.segments``); (metrics, seconds).
+    ``per_user``: filled with each evaluated user's metrics (``evaluate``)."""
     t0 = time.perf_counter()
-    metrics = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, threshold, segments=True)
+    metrics = evaluate(model.scorer(), split.n_items, seen_items(split), split.test, threshold, segments=True,
+                       per_user=per_user)
     return metrics, time.perf_counter() - t0
+
+
+def per_user_frame(per_user: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The per-user metrics as a table: ``user`` (the model row) and one float32 column a metric."""
+    return pl.DataFrame({name: values.astype(np.int32 if name == "user" else np.float32)
+                         for name, values in per_user.items()})
 
 
 def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> RunOutcome:
@@ -74,9 +87,10 @@ def train_evaluate_step(split: SplitData, method: str, cfg: TrainConfig, **hooks
     it by full ranking on the test part."""
     result = train_method(method, split, cfg, **hooks)
     cfg = for_dataset(cfg, split)
-    metrics, seconds = evaluate_step(result.model, split, cfg.threshold)
+    per_user: dict[str, np.ndarray] = {}
+    metrics, seconds = evaluate_step(result.model, split, cfg.threshold, per_user)
     return RunOutcome(method, split.dataset, split.seed, metrics, result, cfg, seconds,
-                      edges=split.augmented_digest(), split=split_record(split))
+                      edges=split.augmented_digest(), split=split_record(split), per_user=per_user_frame(per_user))
 
 
 def split_record(split: SplitData) -> dict[str, Any]:
