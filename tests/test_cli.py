@@ -252,7 +252,8 @@ def test_a_result_of_another_commit_or_other_settings_is_never_replaced_by_accid
     assert json.loads(target.read_text()) == committed  # untouched
     assert run_cli([*args, "--force"], tmp_path, **env).returncode == 0
     assert json.loads(target.read_text())["commit"] != "0000000"
-    assert sorted(p.name for p in target.parent.iterdir()) == ["seed1.json"]  # no temporary file left
+    # no temporary file left (the run's per-user metrics sit beside its record)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["seed1.json", "seed1.users.parquet"]
 
 
 def by_prompt(body: dict) -> str:

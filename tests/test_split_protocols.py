@@ -69,12 +69,12 @@ def interactions_store(path, with_times: bool = True) -> Store:
     store = Store(path)
     store.register("r", ratings)
     store.run_sql("INSERT INTO ratings SELECT 'toy', user_id, item_id, rating, ts FROM r")
-    store.run_sql("INSERT INTO users SELECT 'toy', user_id, (dense_rank() OVER (ORDER BY user_id)) - 1, NULL, NULL, "
-                  "NULL, NULL FROM (SELECT DISTINCT user_id FROM r)")
-    store.run_sql("INSERT INTO items SELECT 'toy', item_id, (dense_rank() OVER (ORDER BY item_id)) - 1, NULL, NULL, "
-                  "NULL FROM (SELECT DISTINCT item_id FROM r)")
-    store.run_sql("INSERT INTO datasets SELECT 'toy', 'sum', count(*), count(DISTINCT user_id), "
-                  "count(DISTINCT item_id), now() FROM r")
+    store.run_sql("INSERT INTO users (dataset, user_id, user_idx) SELECT 'toy', user_id, "
+                  "(dense_rank() OVER (ORDER BY user_id)) - 1 FROM (SELECT DISTINCT user_id FROM r)")
+    store.run_sql("INSERT INTO items (dataset, item_id, item_idx) SELECT 'toy', item_id, "
+                  "(dense_rank() OVER (ORDER BY item_id)) - 1 FROM (SELECT DISTINCT item_id FROM r)")
+    store.run_sql("INSERT INTO datasets (dataset, checksum, n_ratings, n_users, n_items, ingested_at) SELECT 'toy', "
+                  "'sum', count(*), count(DISTINCT user_id), count(DISTINCT item_id), now() FROM r")
     store.unregister("r")
     return store
 

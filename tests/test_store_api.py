@@ -88,10 +88,12 @@ def test_a_typo_in_a_parameter_fails_before_running(ml100k_store):
 def test_run_file_and_run_sql_write_in_a_transaction(tmp_path):
     with Store(tmp_path / "t.duckdb") as store:
         with pytest.raises(RuntimeError), store.transaction():
-            store.run_sql("INSERT INTO datasets VALUES ($d, 'c', 1, 1, 1, now())", d="a")
+            store.run_sql("INSERT INTO datasets (dataset, checksum, n_ratings, n_users, n_items, ingested_at) "
+                          "VALUES ($d, 'c', 1, 1, 1, now())", d="a")
             raise RuntimeError("crash")
         assert store.scalar("SELECT count(*) FROM datasets") == 0
-        store.run_sql("INSERT INTO datasets VALUES ($d, 'c', 1, 1, 1, now())", d="a")
+        store.run_sql("INSERT INTO datasets (dataset, checksum, n_ratings, n_users, n_items, ingested_at) "
+                      "VALUES ($d, 'c', 1, 1, 1, now())", d="a")
         assert store.scalar("SELECT dataset FROM datasets") == "a"
 
 

@@ -240,7 +240,8 @@ def test_from_the_command_line_ingest_list_and_train_with_the_datasets_threshold
     record = json.loads((tmp_path / "results" / "shop" / "ease-temporal" / "seed1.json").read_text())
     assert record["config"]["threshold"] == 6.0 and record["split"] == {"protocol": "temporal"}
     missing = runner.invoke(app, ["train", "--dataset", "nosuch", "--method", "ease"])
-    assert missing.exit_code == 2 and "bring it with `pngnn ingest --name nosuch --ratings FILE`" in missing.output
+    assert missing.exit_code == 2 and "unknown dataset 'nosuch'" in missing.output
+    assert "bring it with `pngnn ingest --name nosuch --ratings FILE`" in missing.output
 
 
 def test_the_llm_step_refuses_a_users_own_data_in_one_line(tmp_path):

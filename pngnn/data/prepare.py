@@ -36,8 +36,8 @@ def stored_dataset(settings: Settings, dataset: str) -> IngestResult:
         row = store.query_sql("SELECT checksum, n_ratings, n_users, n_items FROM datasets WHERE dataset = $dataset",
                               dataset=dataset)
     if not row.height:
-        raise PngnnError(f"dataset '{dataset}' is not in {settings.db_path}; bring it with `pngnn ingest --name "
-                         f"{dataset} --ratings FILE` (or use a MovieLens name: {', '.join(DATASETS)})")
+        raise PngnnError(f"unknown dataset '{dataset}': not a MovieLens name ({', '.join(DATASETS)}) and not in "
+                         f"{settings.db_path}; bring it with `pngnn ingest --name {dataset} --ratings FILE`")
     r = row.row(0, named=True)
     return IngestResult(dataset, r["checksum"], r["n_ratings"], r["n_users"], r["n_items"], True)
 
