@@ -30,6 +30,7 @@ import polars as pl
 
 from pngnn.core.constants import LIKE_THRESHOLD
 from pngnn.core.errors import PngnnError
+from pngnn.data.datasets import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -271,19 +272,11 @@ def files_checksum(path: str, catalog_path: str | None, frame: pl.DataFrame) -> 
     for item in filter(None, (path, catalog_path)):
         file = Path(item)
         if file.is_file():
-            digest.update(_sha256_file(file).encode())
+            digest.update(sha256_file(file).encode())
         else:
             digest.update(hashlib.sha256(frame.sort(["ext_user", "ext_item"]).write_ipc(None).getvalue()).hexdigest()
                           .encode())
     return digest.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_name(name: str) -> str:
