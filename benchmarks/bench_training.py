@@ -28,6 +28,7 @@ from pngnn.core.settings import Settings
 from pngnn.data.prepare import ingest_step, split_step
 from pngnn.data.split import SplitData
 from pngnn.models.graph import propagate, propagate_autograd
+from pngnn.training.device import use_device
 from pngnn.training.outcome import evaluate_step
 from pngnn.training.train import PairPlan, build_lightgcn, build_pngnn, fit, lightgcn_edges, pngnn_pair_plan
 
@@ -74,11 +75,17 @@ def bench_method(method: str, split: SplitData, epochs: int, device: torch.devic
     prop_custom = timed(custom, 10)
     prop_builtin = timed(builtin, 5)
     epoch_times: list[float] = []
-    fit(model, pairs, split.train, split.n_users, split.n_items, cfg, pair_features=plan.pair_features,
-        epoch_features=plan.epoch_features, on_epoch=lambda e: epoch_times.append(e.seconds), progress=False)
+    # fit trains on the device of use_device (it moves the model there), not on the model's own: without
+    # the block it would train on the CPU and time CPU epochs under a CUDA label.
+    with use_device(device):
+        fit(model, pairs, split.train, split.n_users, split.n_items, cfg, pair_features=plan.pair_features,
+            epoch_features=plan.epoch_features, on_epoch=lambda e: epoch_times.append(e.seconds), progress=False)
+        trained_on = next(model.parameters()).device
+        _, eval_seconds = evaluate_step(model, split, cfg.threshold)
+    if trained_on.type != device.type:
+        raise RuntimeError(f"asked for {device}, trained on {trained_on}")
     n_batches = -(-len(pairs) // cfg.batch_size)
     products_per_epoch = n_batches * 2 * cfg.layers
-    _, eval_seconds = evaluate_step(model, split, cfg.threshold)
     bound = products_per_epoch * product["median_ms"] / 1000
     return {
         "graph": {"nodes": adj.shape[0], "nnz": int(adj.values().numel()), "train_pairs": len(pairs)},
