@@ -88,6 +88,23 @@ def prefect_server(home: Path, database_url: str | None = None, timeout: float =
 
 
 @contextmanager
+def prefect_api_in_process(home: Path) -> Iterator[str]:
+    """A real Prefect server that flows run in this process report to: its API URL set for the
+    block. Before the server stops, this process's Prefect log and event workers are drained:
+    left running, they retry a dead server at interpreter exit and hold pytest open for minutes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with prefect_server(home) as api, temporary_settings({PREFECT_API_URL: api}):
+        try:
+            yield api
+        finally:
+            for worker in (APILogWorker, EventsWorker):
+                worker.drain_all(timeout=60)
+
+
+@contextmanager
 def mlflow_server(root: Path, backend_store_uri: str | None = None, timeout: float = 180) -> Iterator[str]:
     """A real MLflow tracking server (sqlite backend, or ``backend_store_uri``: postgresql://...)
     serving the artifacts it stores under ``root/artifacts`` (proxied); yields its URL."""

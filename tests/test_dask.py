@@ -34,7 +34,7 @@ from tests.dask_fanout import (
     responder,
     run_fanout,
 )
-from tests.servers import prefect_server
+from tests.servers import prefect_api_in_process
 
 
 def dead_address() -> str:
@@ -160,9 +160,7 @@ def test_chunked_client_sends_chunks_and_waits_while_prompts_are_held_elsewhere(
 
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory) -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with prefect_server(tmp_path_factory.mktemp("prefect")) as api, temporary_settings({PREFECT_API_URL: api}):
+    with prefect_api_in_process(tmp_path_factory.mktemp("prefect")) as api:
         yield api
 
 

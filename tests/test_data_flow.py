@@ -13,16 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from pngnn.data import split as split_module
-from tests.servers import prefect_server
+from tests.servers import prefect_api_in_process
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory) -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with prefect_server(tmp_path_factory.mktemp("prefect")) as api, temporary_settings({PREFECT_API_URL: api}):
+    with prefect_api_in_process(tmp_path_factory.mktemp("prefect")) as api:
         yield api
 
 
