@@ -163,3 +163,23 @@ def test_train_honours_set_for_a_setting_that_also_has_a_flag(tmp_path, monkeypa
     assert out.exit_code == 0, out.output
     record = json.loads((tmp_path / "ml-100k" / "ease" / "seed1.json").read_text())
     assert record["config"]["ease_lambda"] == 123.0
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    (["lr=nan"], "training setting lr=nan must be a finite number"),
+    (["l2=inf"], "training setting l2=inf must be a finite number"),
+    (["seed=-1"], "training setting seed=-1 is out of range; use a seed from 0 to 4294967295"),
+])
+def test_non_finite_and_out_of_range_settings_are_one_line_before_any_work(tmp_path, monkeypatch, overrides,
+                                                                           needle):
+    """`--set lr=nan` trained with a NaN step, `--set seed=-1` died in numpy (issue 32)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("PNGNN_DB", str(tmp_path / "db.duckdb"))
+    args = ["train", "--method", "lightgcn"] + [a for o in overrides for a in ("--set", o)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2 and needle in out.output
+    assert out.output.strip().count("\n") == 0
+    assert not (tmp_path / "db.duckdb").exists()  # refused before the store was created

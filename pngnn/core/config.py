@@ -11,6 +11,7 @@ is derived from it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
@@ -22,6 +23,8 @@ DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m")
 # The dataset of every command and flow not told otherwise: the quick profile's, so `pngnn
 # train`, `run`, `report` and `recommend` without --dataset all speak of the same data.
 DEFAULT_DATASET = "ml-100k"
+# torch and numpy take seeds up to 2**32 - 1
+MAX_TRAIN_SEED = 2**32 - 1
 # The paper's three random splits: the paper profile's, and what `pngnn split` and `pngnn
 # augment` draw without --seed.
 SPLIT_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -121,6 +124,13 @@ class TrainConfig:
         for name in ("dim", "layers", "batch_size", "epochs", "n_neg", "ials_factors", "ials_iterations"):
             if getattr(self, name) < 1:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PngnnError(f"training setting {name}={value} must be a finite number (e.g. "
+                                 f"{getattr(TrainConfig, name)})")
+        if not 0 <= self.seed <= MAX_TRAIN_SEED:
+            raise PngnnError(f"training setting seed={self.seed} is out of range; use a seed from 0 to "
+                             f"{MAX_TRAIN_SEED} (e.g. --set seed=0)")
         if self.ease_max_items < 0:
             raise PngnnError(f"training setting ease_max_items={self.ease_max_items} must be 0 (every item) or more")
         if self.lr <= 0 or self.l2 < 0 or self.b < 0:
