@@ -8,7 +8,7 @@ from typing import Any
 import mlflow
 
 from pngnn.app.parent_records import log_augment_counts, log_llm, log_summary
-from pngnn.augment.edges import EdgeSource
+from pngnn.augment.edges import EdgeSource, dataset_wording
 from pngnn.augment.step import edges_line
 from pngnn.core.config import Profile, TrainConfig, check_seeds
 from pngnn.core.profiles import get_profile, method_profiles
@@ -50,7 +50,7 @@ def run_grid(dataset: str, seeds: list[int], base: Profile, profiles: dict[str, 
     overrides), a method with a tuned profile with that profile's settings for the seed."""
     use_llm = any(m in NEEDS_AUGMENTATION for m in profiles)
     if use_llm:
-        log_llm(llm)
+        log_llm(llm, dataset_wording(Settings.from_env(), dataset))
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in profiles}
     grid = GridTrainer()  # trains at once on threads; on Dask, maps every training after the loop
     for seed in seeds:

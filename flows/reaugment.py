@@ -13,6 +13,7 @@ from prefect import flow
 
 from flows.common import augment_split
 from pngnn.app.parent_records import log_llm
+from pngnn.augment.edges import dataset_wording
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import LLMSettings, Settings
 from pngnn.tracking.registry import PROMOTION_METRIC
@@ -43,8 +44,8 @@ def reaugment(
     settings = Settings.from_env()
     with parent_run(settings, ds, f"reaugment-{method}", tags={"profile": profile, "flow": "reaugment"}) as parent_id:
         mlflow.log_params({"profile": profile, "dataset": ds, "split_seed": seed, "method": method})
-        log_llm(llm)
         ingest_task(ds)
+        log_llm(llm, dataset_wording(settings, ds))
         split_task(ds, seed, **prof.split_args())
         split = load_split_task(ds, seed)
         tags = augment_split(split, llm, parent_id)

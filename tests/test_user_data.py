@@ -244,17 +244,6 @@ def test_from_the_command_line_ingest_list_and_train_with_the_datasets_threshold
     assert "bring it with `pngnn ingest --name nosuch --ratings FILE`" in missing.output
 
 
-def test_the_llm_step_refuses_a_users_own_data_in_one_line(tmp_path):
-    from pngnn.augment.step import augment_step, pretrain_step
-
-    conf = settings(tmp_path)
-    ingest_user_data_step(conf, "shop", write(log_frame(), tmp_path / "log.parquet"), COLUMNS, like_threshold=6)
-    for step in (pretrain_step, augment_step):
-        with pytest.raises(PngnnError, match="shop is your own data, which it does not take yet") as info:
-            step(conf, "shop", 1)
-        assert "\n" not in str(info.value)
-
-
 # -- appending new interactions (issue 29 item 4) -----------------------------------------------------
 
 

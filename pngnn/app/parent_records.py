@@ -16,18 +16,19 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric
 
-from pngnn.augment.prompts import PROMPT_TEMPLATE, PROMPT_VERSION
+from pngnn.augment.wording import Wording
 from pngnn.core.settings import LLMSettings
 from pngnn.evaluation.metrics import aggregate
 from pngnn.evaluation.report import write_report
 from pngnn.tracking.runs import metric_key
 
 
-def log_llm(llm: LLMSettings) -> None:
-    """The LLM, its server, how many users it is asked about, and the prompt, on the active run."""
+def log_llm(llm: LLMSettings, wording: Wording) -> None:
+    """The LLM, its server, how many users it is asked about, and the prompt (the dataset's
+    wording), on the active run."""
     mlflow.log_params({"llm_model": llm.model, "llm_base_url": llm.base_url or "embedded",
-                       "llm_users": llm.users if llm.users is not None else "all", "prompt_version": PROMPT_VERSION})
-    mlflow.log_text(PROMPT_TEMPLATE, "augmentation/prompt_template.txt")
+                       "llm_users": llm.users if llm.users is not None else "all", "prompt_version": wording.version})
+    mlflow.log_text(wording.template(), "augmentation/prompt_template.txt")
 
 
 def log_augment_counts(run_id: str, seed: int, counts: Mapping[str, Any]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pngnn.augment.edges import EdgeSource, load_split_step
+from pngnn.augment.edges import EdgeSource, dataset_prompt_version, load_split_step
 from pngnn.core.config import check_seeds
 from pngnn.core.constants import CHECKPOINT_EVERY
 from pngnn.core.profiles import get_profile
@@ -73,8 +73,6 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
     for cfg, path in runs.values():  # bad settings, or a result it must not replace: before any work
         check_replaceable(path, cfg.to_dict(), request.force)
         check_checkpoint_options(path, request.checkpoint_every, request.resume)
-    edges = (EdgeSource.of(llm_settings(model=request.llm_model, prompt_version=request.prompt_version))
-             if method in NEEDS_AUGMENTATION else None)
     train: Callable[..., RunOutcome] = train_evaluate_step
     if request.track:
         from pngnn.core.preflight import check_mlflow
@@ -85,6 +83,9 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
         train = functools.partial(tracked_run, settings, profile=request.profile,
                                   registered_name=model_name(ds, method))
     ingest_step(settings, ds, allow_download=request.download)
+    edges = (EdgeSource.of(llm_settings(model=request.llm_model, prompt_version=request.prompt_version),
+                           default_version=dataset_prompt_version(settings, ds))
+             if method in NEEDS_AUGMENTATION else None)
     written = []
     for s, (cfg, path) in runs.items():
         split_step(settings, ds, s, **prof.split_args())

@@ -29,7 +29,7 @@ from pngnn.augment.edges import EdgeSource, load_split_step
 from pngnn.augment.oracle import OracleServer, candidate_base_rates, oracle_answers
 from pngnn.augment.prompts import PROMPT_VERSION, build_prompts
 from pngnn.augment.step import augment_step, pretrain_step
-from pngnn.core.config import TrainConfig
+from pngnn.core.config import DATASETS, TrainConfig
 from pngnn.core.constants import USER_ORDERS, UserOrder
 from pngnn.core.errors import PngnnError
 from pngnn.core.provenance import git_commit
@@ -66,6 +66,9 @@ class WhatIfPlan:
     dislikes: bool = True
 
     def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise PngnnError(f"what-if simulates an LLM on a MovieLens split and {self.dataset} is not one",
+                             "run it on ml-100k or ml-1m; ask a real LLM about your data with `pngnn augment`")
         if not 0.0 < self.holdout < 1.0:
             raise PngnnError(f"--holdout must lie strictly between 0 and 1 (e.g. 0.1), got {self.holdout}")
         bad = [p for p in self.ps if not 0.0 <= p <= 1.0]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pngnn.augment.merge import load_augmented
-from pngnn.augment.prompts import PROMPT_VERSION
+from pngnn.augment.wording import PROMPT_VERSION, Wording, prompt_version_for, wording_for
 from pngnn.core.errors import PngnnError
 from pngnn.core.settings import LLMSettings, Settings
 from pngnn.data.split import SplitData, load_split
@@ -32,12 +32,14 @@ class EdgeSource:
     prompt_version: str
 
     @classmethod
-    def of(cls, llm: LLMSettings | Mapping[str, Any], counts: Mapping[str, Any] | None = None) -> EdgeSource:
-        """The edges an augmentation with ``llm`` merged: its model and prompt version (the current
-        one unless set), or those its ``counts`` record (the name a server answered under)."""
+    def of(cls, llm: LLMSettings | Mapping[str, Any], counts: Mapping[str, Any] | None = None,
+           default_version: str = PROMPT_VERSION) -> EdgeSource:
+        """The edges an augmentation with ``llm`` merged: its model and prompt version (unless set,
+        ``default_version``: the dataset's, see ``dataset_prompt_version``), or those its ``counts``
+        record (the name a server answered under)."""
         llm, counts = LLMSettings.model_validate(llm), counts or {}
         return cls(str(counts.get("model") or llm.model),
-                   str(counts.get("prompt_version") or llm.prompt_version or PROMPT_VERSION))
+                   str(counts.get("prompt_version") or llm.prompt_version or default_version))
 
     def tags(self) -> dict[str, str]:
         """The MLflow tags of a run trained on these edges (read back by ``from_tags``)."""
@@ -51,6 +53,18 @@ class EdgeSource:
             raise PngnnError("an llm- method needs to know which LLM edges to train on (tags llm_model and "
                              f"prompt_version), got {dict(tags)}; run it through a flow that augments first")
         return cls(tags["llm_model"], tags["prompt_version"])
+
+
+def dataset_prompt_version(settings: Settings, dataset: str) -> str:
+    """The prompt version this code asks ``dataset`` with: MovieLens' or a user catalogue's."""
+    with Store(settings.db_path) as store:
+        return prompt_version_for(store, dataset)
+
+
+def dataset_wording(settings: Settings, dataset: str) -> Wording:
+    """The wording ``dataset``'s prompts are asked with (refused in one line when it cannot be asked)."""
+    with Store(settings.db_path) as store:
+        return wording_for(store, dataset)
 
 
 def load_split_step(settings: Settings, dataset: str, seed: int, edges: EdgeSource | None = None) -> SplitData:

@@ -24,8 +24,8 @@ from typing import Any
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.client import BatchCounts, Elsewhere, Feed, LLMClient, Request, ResponseForm
 from pngnn.augment.pipeline import augment, check_failures
-from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.augment.throttle import Throttle, no_throttle
+from pngnn.augment.wording import check_prompt_version
 from pngnn.core.errors import PngnnError
 from pngnn.core.settings import LLMSettings, Settings
 from pngnn.data.split import SplitData
@@ -144,11 +144,8 @@ def augment_chunked(settings: Settings, dataset: str, seed: int, llm: LLMSetting
     step (the same users ``augment_step`` selects), then ``check_failures``; the counts, as
     ``augment_step(merge=False)`` returns them. The DuckDB file is written here only. ``split``:
     the split when the caller has loaded it; default: read here."""
-    if llm.prompt_version not in (None, PROMPT_VERSION):
-        raise PngnnError(
-            f"prompt version '{llm.prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
-        )
     with Store(settings.db_path) as store:
+        check_prompt_version(store, dataset, llm)
         summary = augment(store, dataset, seed, None, llm, sample=llm.users, sample_seed=sample_seed,
                           users_by=llm.users_by, client=client, progress=False, split=split)  # type: ignore[arg-type]
     check_failures(summary, llm.max_failed_share)

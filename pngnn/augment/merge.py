@@ -28,11 +28,10 @@ from pngnn.augment.prompts import PROMPT_VERSION
 from pngnn.core.constants import LIKE_THRESHOLD
 from pngnn.core.errors import PngnnError
 from pngnn.core.settings import Scoring
+from pngnn.data.scale import rating_scale
 from pngnn.data.split import Interactions
 from pngnn.data.store import Store
 
-POSITIVE_RATING = 5.0  # the rating an LLM 'like' stands for (above any like threshold)
-NEGATIVE_RATING = 1.0  # the rating an LLM 'dislike' stands for
 SCORINGS: tuple[Scoring, ...] = get_args(Scoring)
 
 
@@ -97,9 +96,10 @@ def load_augmented(
     model: str | None = None,
     prompt_version: str | None = None,
 ) -> tuple[Interactions, Interactions]:
-    """(positive, negative) augmented edges of a split as dense indices, ratings 5.0 and
-    1.0, so they pass every like threshold test the way a real rating would. ``model``
-    and ``prompt_version`` filter by provenance (None: all)."""
+    """(positive, negative) augmented edges of a split as dense indices, rated on the dataset's own
+    scale (``RatingScale.edge_ratings``: 5 and 1 on MovieLens), so they pass every like threshold
+    test the way a real rating would. ``model`` and ``prompt_version`` filter by provenance (None: all)."""
+    like, dislike = rating_scale(store, dataset).edge_ratings
     frame = store.query_file("load_augmented", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
 
     def part(kind: str, rating: float) -> Interactions:
@@ -110,7 +110,7 @@ def load_augmented(
             np.full(sub.height, rating, dtype=np.float32),
         )
 
-    return part("positive", POSITIVE_RATING), part("negative", NEGATIVE_RATING)
+    return part("positive", like), part("negative", dislike)
 
 
 def edge_precision(store: Store, dataset: str, seed: int, model: str, prompt_version: str = PROMPT_VERSION,

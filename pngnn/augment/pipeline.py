@@ -35,7 +35,8 @@ from pngnn.augment.candidates import (
     select_users,
 )
 from pngnn.augment.client import BatchCounts, Elsewhere, LLMClient, Request
-from pngnn.augment.prompts import DEFAULT_HISTORY, PROMPT_VERSION, build_prompts, messages
+from pngnn.augment.prompts import DEFAULT_HISTORY, build_prompts, messages
+from pngnn.augment.wording import wording_for
 from pngnn.core.constants import DEFAULT_MAX_FAILED_SHARE, UserOrder
 from pngnn.core.errors import TransientError, UserError
 from pngnn.core.settings import LLMSettings
@@ -133,14 +134,15 @@ def claimed_requests(requests: list[Request], claims: PromptClaims, chunk: int, 
         yield from mine
 
 
-def _save_prompts(store: Store, dataset: str, seed: int, model: str, prompts: pl.DataFrame) -> None:
+def _save_prompts(store: Store, dataset: str, seed: int, model: str, prompt_version: str,
+                  prompts: pl.DataFrame) -> None:
     """Replace the (user, variant) -> cache key links of these users for this model and
     prompt version, in one transaction."""
     frame = prompts.select("user_id", "variant", "key", "items")
     store.register("new_prompts", frame)
     try:
         with store.transaction():
-            store.run_file("save_prompts", dataset=dataset, seed=seed, model=model, prompt_version=PROMPT_VERSION)
+            store.run_file("save_prompts", dataset=dataset, seed=seed, model=model, prompt_version=prompt_version)
     finally:
         store.unregister("new_prompts")
 
@@ -175,6 +177,7 @@ def augment(
     """
     t0 = time.perf_counter()
     settings = settings or (client.settings if client is not None else LLMSettings())
+    wording = wording_for(store, dataset)  # a user's dataset without titles: refused before any work
     selected = select_users(store, dataset, users, sample, sample_seed, by=users_by, seed=seed)
     if model is not None:
         split = split if split is not None else load_split(store, dataset, seed)
@@ -183,18 +186,19 @@ def augment(
     else:
         candidates = load_candidates(store, dataset, seed, selected)
     prompts = build_prompts(
-        store, dataset, seed, candidates, history_size, prompt_seed, variants=2 if self_consistency else 1
+        store, dataset, seed, candidates, history_size, prompt_seed, variants=2 if self_consistency else 1,
+        wording=wording,
     )
     params = settings.sampling_params()
-    chats = [messages(c) for c in prompts["content"]]
-    keys = [cache_key(settings.model, PROMPT_VERSION, m, params) for m in chats]
+    chats = [messages(c, wording) for c in prompts["content"]]
+    keys = [cache_key(settings.model, wording.version, m, params) for m in chats]
     prompts = prompts.with_columns(key=pl.Series(keys, dtype=pl.String))
-    _save_prompts(store, dataset, seed, settings.model, prompts)
+    _save_prompts(store, dataset, seed, settings.model, wording.version, prompts)
 
     cache = LLMCache(store)
     unique: dict[str, Request] = {}
     for key, chat, n in zip(keys, chats, prompts["n"], strict=True):
-        unique.setdefault(key, Request(key, chat, int(n), PROMPT_VERSION))
+        unique.setdefault(key, Request(key, chat, int(n), wording.version))
     since = store.scalar("SELECT CAST(now() AS TIMESTAMP)")  # as llm_cache.created is written
     to_send = cache.to_send(list(unique), settings.retry_failed)
     requests = [r for k, r in unique.items() if k in to_send]
@@ -221,7 +225,7 @@ def augment(
         dataset=dataset,
         seed=seed,
         model=settings.model,
-        prompt_version=PROMPT_VERSION,
+        prompt_version=wording.version,
         schema_mode=schema_mode,
         users=selected.height,
         prompts=len(unique),

@@ -1,9 +1,10 @@
-"""Versioned prompts: a user's sampled rating history and numbered candidate movies.
+"""Versioned prompts: a user's sampled rating history and numbered candidate items.
 
 Why each choice:
 
-* ``PROMPT_VERSION`` is part of every cache key and of every augmented edge's
-  provenance: changing the wording must bump it, so old answers are never mixed with new.
+* The wording (``pngnn.augment.wording``) depends on the dataset: MovieLens' movies or a user's
+  catalogue. Its version is part of every cache key and of every augmented edge's provenance:
+  changing a wording must bump it, so old answers are never mixed with new.
 * The history is drawn from the *train* part only (never valid/test) and holds both liked
   and disliked movies (half each when the user has enough), so the model sees what the
   user dislikes too.
@@ -22,33 +23,18 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from pngnn.augment.wording import PROMPT_VERSION, QUESTION_PREFIX, Wording, movielens_wording
 from pngnn.core.constants import LIKE_THRESHOLD
 from pngnn.core.errors import PngnnError
 from pngnn.data.store import Store
 
-PROMPT_VERSION = "v1"
+__all__ = ["DEFAULT_HISTORY", "PROMPT_TEMPLATE", "PROMPT_VERSION", "build_prompts", "hash_keys", "history_rows",
+           "history_texts", "messages"]
+
 DEFAULT_HISTORY = 10
+# MovieLens' template, for logging next to PROMPT_VERSION (MLflow param/artifact).
+PROMPT_TEMPLATE = movielens_wording(LIKE_THRESHOLD).template()
 
-SYSTEM_PROMPT = (
-    "You are a movie recommender. You predict a user's taste from the movies they rated. "
-    "You answer only with a JSON object."
-)
-HISTORY_HEADER = "Here are movies a user has rated from 1 (hated it) to 5 (loved it):"
-EMPTY_HISTORY = "(this user has not rated any movie yet)"
-CANDIDATE_HEADER = "Candidate movies the user has not rated yet:"
-QUESTION_PREFIX = (
-    "Which candidate will this user like most, and which will they like least? "
-    'Answer with JSON only, in the form {"like": <number>, "dislike": <number>}, '
-    "using two different candidate numbers from 1 to "
-)
-QUESTION = QUESTION_PREFIX + "<n>."
-# The whole template, for logging next to PROMPT_VERSION (MLflow param/artifact).
-PROMPT_TEMPLATE = (
-    f"[system]\n{SYSTEM_PROMPT}\n[user]\n{HISTORY_HEADER}\n- <title> (<year>); <genres>; rated <r>\n...\n\n"
-    f"{CANDIDATE_HEADER}\n1. <title> (<year>); <genres>\n...\n\n{QUESTION}"
-)
-
-_YEAR_SUFFIX = r"\s*\(\d{4}\)\s*$"
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -71,24 +57,16 @@ def hash_keys(user_id: np.ndarray, item_id: np.ndarray, *salt: int) -> np.ndarra
     return _splitmix64(h ^ item_id.astype(np.int64).astype(np.uint64))
 
 
-def _movie_label(genres_sep: str = ", ") -> pl.Expr:
-    """'Title (year); Genre, Genre' with the year taken from the year column (titles in
-    MovieLens repeat it in parentheses, which is stripped to avoid 'Heat (1995) (1995)')."""
-    title = pl.col("title").fill_null("Unknown title").str.replace(_YEAR_SUFFIX, "")
-    year = pl.when(pl.col("year").is_not_null()).then(pl.format(" ({})", pl.col("year"))).otherwise(pl.lit(""))
-    genres = pl.col("genres").list.join(genres_sep).fill_null("")
-    genres = pl.when(genres == "").then(pl.lit("genre unknown")).otherwise(genres)
-    return pl.concat_str([title, year, pl.lit("; "), genres])
-
-
 def history_rows(store: Store, dataset: str, seed: int, user_ids: pl.Series, history_size: int = DEFAULT_HISTORY,
-                 prompt_seed: int = 0, threshold: float = LIKE_THRESHOLD) -> pl.DataFrame:
+                 prompt_seed: int = 0, wording: Wording | None = None) -> pl.DataFrame:
     """The sampled train ratings (user_id, item_id, rating, line), in display order.
 
-    Up to ``history_size`` ratings per user: half liked (rating > threshold) and half
-    disliked, topped up from the other side when one side is short; a user with fewer
-    ratings than ``history_size`` shows them all.
+    Up to ``history_size`` ratings per user: half liked (rating > the wording's threshold) and
+    half disliked, topped up from the other side when one side is short; a user with fewer
+    ratings than ``history_size`` shows them all. ``wording``: MovieLens' by default.
     """
+    wording = wording or movielens_wording(LIKE_THRESHOLD)
+    threshold = wording.threshold
     if history_size < 0:
         raise PngnnError(f"history size must be 0 or more, got {history_size}")
     store.register("prompt_users", pl.DataFrame({"user_id": user_ids}))
@@ -121,32 +99,32 @@ def history_rows(store: Store, dataset: str, seed: int, user_ids: pl.Series, his
         .with_columns(pos=pl.col("key").rank("ordinal").over("user_id", "liked"))
         .filter(keep)
         .sort("user_id", "key")
-        .with_columns(
-            line=pl.concat_str(
-                [pl.lit("- "), _movie_label(), pl.lit("; rated "), pl.col("rating").round(0).cast(pl.Int32)]
-            )
-        )
+        .with_columns(line=pl.concat_str(
+            [pl.lit("- "), wording.label] + ([] if wording.rating is None else [pl.lit("; rated "), wording.rating])
+        ))
         .select("user_id", "item_id", "rating", "line")
     )
 
 
-def history_texts(rows: pl.DataFrame, user_ids: pl.Series) -> pl.DataFrame:
+def history_texts(rows: pl.DataFrame, user_ids: pl.Series, empty: str | None = None) -> pl.DataFrame:
     """(user_id, text): each user's sampled history (``history_rows``) as prompt lines; users
-    without any train rating get a placeholder line."""
+    without any train rating get the placeholder line ``empty`` (MovieLens' by default)."""
     texts = rows.group_by("user_id", maintain_order=True).agg(text=pl.col("line").str.join("\n"))
     everyone = pl.DataFrame({"user_id": user_ids}).unique(maintain_order=True)
     return everyone.join(
         texts.with_columns(pl.col("user_id").cast(user_ids.dtype)), on="user_id", how="left"
-    ).with_columns(pl.col("text").fill_null(EMPTY_HISTORY))
+    ).with_columns(
+        pl.col("text").fill_null(empty or movielens_wording(LIKE_THRESHOLD).empty_history))
 
 
 def build_prompts(store: Store, dataset: str, seed: int, candidates: pl.DataFrame,
                   history_size: int = DEFAULT_HISTORY, prompt_seed: int = 0, variants: int = 1,
-                  threshold: float = LIKE_THRESHOLD) -> pl.DataFrame:
+                  wording: Wording | None = None) -> pl.DataFrame:
     """One row per (user, variant): user_id, variant, items (candidate ids in shown
     order, ``items[i-1]`` is number i), n (number of candidates), content (user message).
 
-    ``candidates`` holds (user_id, rank, item_id), e.g. from ``candidates_frame``. A user
+    ``candidates`` holds (user_id, rank, item_id), e.g. from ``candidates_frame``; ``wording``:
+    the dataset's (``pngnn.augment.wording.wording_for``), MovieLens' by default. A user
     with fewer than two candidates cannot answer "like one, dislike another": that is an
     error naming the users, not a silent skip.
     """
@@ -164,9 +142,10 @@ def build_prompts(store: Store, dataset: str, seed: int, candidates: pl.DataFram
         )
     if variants < 1:
         raise PngnnError(f"number of prompt variants must be at least 1, got {variants}")
+    wording = wording or movielens_wording(LIKE_THRESHOLD)
     labels = store.query_sql(
-        "SELECT item_id, title, year, genres FROM items WHERE dataset = $dataset", dataset=dataset
-    ).with_columns(label=_movie_label()).select("item_id", "label")
+        "SELECT item_id, title, year, genres, text, external_id FROM items WHERE dataset = $dataset", dataset=dataset
+    ).with_columns(label=wording.label).select("item_id", "label")
     cand = candidates.select("user_id", "item_id").join(
         labels.with_columns(pl.col("item_id").cast(candidates.schema["item_id"])), on="item_id", how="left"
     )
@@ -183,13 +162,14 @@ def build_prompts(store: Store, dataset: str, seed: int, candidates: pl.DataFram
         )
     shown = pl.concat(frames).with_columns(n=pl.col("items").list.len().cast(pl.Int32))
     users = shown["user_id"].unique().sort()
-    history = history_texts(history_rows(store, dataset, seed, users, history_size, prompt_seed, threshold), users)
+    history = history_texts(history_rows(store, dataset, seed, users, history_size, prompt_seed, wording), users,
+                            wording.empty_history)
     prompts = shown.join(history, on="user_id", how="left").with_columns(
         content=pl.concat_str(
             [
-                pl.lit(HISTORY_HEADER + "\n"),
+                pl.lit(wording.history_header + "\n"),
                 pl.col("text"),
-                pl.lit("\n\n" + CANDIDATE_HEADER + "\n"),
+                pl.lit("\n\n" + wording.candidate_header + "\n"),
                 pl.col("cand_text"),
                 pl.lit("\n\n"),
                 pl.lit(QUESTION_PREFIX),
@@ -201,6 +181,7 @@ def build_prompts(store: Store, dataset: str, seed: int, candidates: pl.DataFram
     return prompts.select("user_id", "variant", "items", "n", "content").sort("user_id", "variant")
 
 
-def messages(content: str) -> list[dict[str, str]]:
-    """The chat messages of one prompt (system instruction + the user's content)."""
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+def messages(content: str, wording: Wording | None = None) -> list[dict[str, str]]:
+    """The chat messages of one prompt (the wording's system instruction + the user's content)."""
+    system = (wording or movielens_wording(LIKE_THRESHOLD)).system
+    return [{"role": "system", "content": system}, {"role": "user", "content": content}]

@@ -20,15 +20,16 @@ from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_
 from pngnn.augment.client import BatchCounts, Feed, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
-from pngnn.augment.prompts import PROMPT_VERSION
-from pngnn.core.config import DATASETS, TrainConfig, check_seeds
+from pngnn.augment.wording import check_prompt_version, wording_for
+from pngnn.core.config import TrainConfig, check_seeds
 from pngnn.core.constants import LLM_USERS, UserOrder
-from pngnn.core.errors import PngnnError
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import LLMSettings, Scoring, Settings
+from pngnn.data.scale import rating_scale
 from pngnn.data.split import SplitData, load_split
 from pngnn.data.store import Store
 from pngnn.training.device import use_device
+from pngnn.training.methods import for_dataset
 
 if TYPE_CHECKING:
     from pngnn.augment.local_server import LocalServer
@@ -88,13 +89,6 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
     return missing == 0
 
 
-def check_movielens(dataset: str) -> None:
-    """The prompt shows MovieLens' titles, years and genres: a user's own catalogue is not asked about yet."""
-    if dataset not in DATASETS:
-        raise PngnnError(f"the LLM step asks about MovieLens movies (title, year, genres) and {dataset} is your own "
-                         "data, which it does not take yet; train the methods without llm- on it")
-
-
 def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None = LLM_USERS, *, sample_seed: int = 0,
                   users_by: UserOrder = "sparsest", candidate_config: TrainConfig | None = None,
                   n_candidates: int = DEFAULT_CANDIDATES, progress: bool = True,
@@ -107,13 +101,13 @@ def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None
     """
     from pngnn.training.train import train_lightgcn
 
-    check_movielens(dataset)
     with Store(settings.db_path) as store:
+        wording_for(store, dataset)  # a dataset the LLM cannot be asked about: refused before training
         selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
         if _candidates_stored(store, dataset, seed, users, sample_seed, users_by):
             return {"trained": False, "users": selected.height}
         split = split if split is not None else load_split(store, dataset, seed)
-        cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
+        cfg = for_dataset(candidate_config or get_profile("quick").train.with_overrides(seed=seed), split)
         log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
         with use_device(settings.device):
             model = train_lightgcn(split, cfg, progress=progress).model
@@ -146,12 +140,9 @@ def augment_step(
     ``check_failures``), the answers cached, nothing merged. ``split``: the split when the caller
     has loaded it; default: read here.
     """
-    check_movielens(dataset)
     llm = llm or LLMSettings()
-    if llm.prompt_version not in (None, PROMPT_VERSION):
-        raise PngnnError(
-            f"prompt version '{llm.prompt_version}' cannot be asked: this code has prompt version '{PROMPT_VERSION}'"
-        )
+    with Store(settings.db_path) as store:
+        check_prompt_version(store, dataset, llm)
     base_url, users = llm.base_url, llm.users
     if base_url is None:
         client: Any = _LocalServerClient(llm, settings.db_path.parent / "llama-server.log")
@@ -169,7 +160,7 @@ def augment_step(
 
             if base_url is not None:
                 client.check()  # a fresh run will ask: fail on a dead server before training
-            cfg = candidate_config or get_profile("quick").train.with_overrides(seed=seed)
+            cfg = for_dataset(candidate_config or get_profile("quick").train.with_overrides(seed=seed), split)
             log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
             lightgcn = train_lightgcn(split, cfg, progress=progress).model
         with Store(settings.db_path) as store:
@@ -199,13 +190,15 @@ def edges_line(dataset: str, seed: int, counts: dict[str, Any]) -> str:
 def merge_into_graph(store: Store, dataset: str, seed: int, model: str, run_id: str | None = None,
                      scoring: Scoring = "answer") -> dict[str, Any]:
     """Cached answers -> ``augmented_edges`` (likes positive, dislikes negative; the likes chosen
-    by ``scoring``), plus the edges' own precision against held-out ratings when there are any."""
-    edges = merge_augmented(store, dataset, seed, model, PROMPT_VERSION, run_id, scoring=scoring)
+    by ``scoring``), plus the edges' own precision against held-out ratings (liked: above the
+    dataset's threshold) when there are any."""
+    version, threshold = wording_for(store, dataset).version, rating_scale(store, dataset).threshold
+    edges = merge_augmented(store, dataset, seed, model, version, run_id, scoring=scoring)
     result: dict[str, Any] = {"positive_edges": edges["positive"], "negative_edges": edges["negative"],
                               "dropped_rated": edges["dropped_rated"], "scoring": scoring,
                               "scored_likes": edges["scored"]}
     if edges["positive"] or edges["negative"]:
-        precision = edge_precision(store, dataset, seed, model, PROMPT_VERSION, scoring=scoring)
+        precision = edge_precision(store, dataset, seed, model, version, threshold=threshold, scoring=scoring)
         result.update({k: v for k, v in precision.items() if k not in ("n_answers", "n_candidates")})
         result["answers"] = int(precision["n_answers"])  # usable answers, cached or new
     return result
