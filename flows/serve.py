@@ -39,7 +39,8 @@ def deployments(settings: Settings | None = None) -> list:
         ),
         reaugment.to_deployment(
             name="weekly", tags=["pngnn", "llm"], schedule=Cron(settings.reaugment_cron, timezone=settings.timezone),
-            description="Re-run LLM augmentation, retrain, promote over production when better on recall@20",
+            description="Append new data (source), ask the LLM about new and changed users within llm_budget, retrain "
+                        "when the inputs changed, promote over production when better on the validation part",
         ),
     ]
 

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pngnn.augment.incremental import reaugment_split
 from pngnn.augment.step import augment_step, merge_step, pretrain_step
 from pngnn.core.settings import LLMSettings, Scoring, Settings
 from pngnn.data.split import SplitData
@@ -60,4 +61,17 @@ def merge_task(dataset: str, seed: int, model: str, run_id: str | None = None,
     likes chosen by ``scoring`` (``LLMSettings.scoring``); counts out."""
     counts = merge_step(Settings.from_env(), dataset, seed, model, run_id, scoring=scoring)
     print(f"{dataset} seed {seed}: merged {counts}")
+    return counts
+
+
+@task(name="reaugment", task_run_name="reaugment-{split.dataset}-seed{split.seed}",
+      retries=len(AUGMENT_RETRY_DELAYS), retry_delay_seconds=list(AUGMENT_RETRY_DELAYS),
+      retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
+def reaugment_task(split: SplitData, llm: LLMSettings, budget: int, run_id: str | None = None) -> dict[str, Any]:
+    """Ask the new and changed users (at most ``budget`` prompts), drop the answers of changed users
+    who wait, merge (``pngnn.augment.incremental``); counts out."""
+    counts = reaugment_split(task_settings(), split, LLMSettings.model_validate(llm), budget, run_id=run_id)
+    print(f"{split.dataset} seed {split.seed}: asked {counts['asked_users']} of {counts['new_users']} new and "
+          f"{counts['changed_users']} changed users (budget {budget}); {counts['unchanged_users']} unchanged keep "
+          f"their answers, {counts['waiting_users']} wait for the next run")
     return counts

@@ -17,7 +17,7 @@ from pngnn.augment.edges import EdgeSource, load_split_step, with_llm_edges
 from pngnn.core.config import SplitProtocol
 from pngnn.core.errors import PngnnError, TransientError
 from pngnn.core.settings import Settings
-from pngnn.data.prepare import ingest_step, split_step
+from pngnn.data.prepare import append_user_data_step, ingest_step, split_step
 from pngnn.data.split import SplitData
 from tasks.cache import INGEST_CACHE, SPLIT_CACHE
 
@@ -46,6 +46,17 @@ def ingest_task(dataset: str) -> dict:
     print(res.summary())
     return {"dataset": res.dataset, "checksum": res.checksum, "n_ratings": res.n_ratings,
             "n_users": res.n_users, "n_items": res.n_items, "skipped": res.skipped}
+
+
+@task(name="append", task_run_name="append-{dataset}", cache_policy=NO_CACHE)
+def append_task(dataset: str, source: str, columns: str | None = None, items: str | None = None,
+                item_columns: str | None = None) -> dict:
+    """New interactions of ``source`` (a file, a glob or a DuckDB table) -> the stored dataset; rows
+    already ingested are skipped, so pointing it at a growing export adds what arrived since."""
+    result = append_user_data_step(Settings.from_env(), dataset, source, columns, items, item_columns)
+    print(result.summary())
+    return {"added": result.added, "updated": result.updated, "present": result.present,
+            "n_ratings": result.n_ratings, "checksum": result.checksum}
 
 
 @task(name="split", task_run_name="split-{dataset}-seed{seed}", cache_policy=SPLIT_CACHE)

@@ -171,7 +171,7 @@ def test_an_old_file_gets_the_scores_column_and_scores_round_trip(tmp_path: Path
 def _prompted(store: Store, rows: list[tuple[int, list[int], str, int, int, list[float]]]) -> None:
     """Prompts (user, items shown, key) and their cached answers (like, dislike, scores)."""
     for user, items, key, like, dislike, scores in rows:
-        store.run_sql("INSERT INTO llm_prompts VALUES ('d', 1, $u, 0, 'm', $v, $k, $items, now())",
+        store.run_sql("INSERT INTO llm_prompts VALUES ('d', 1, $u, 0, 'm', $v, $k, $items, now(), NULL)",
                       u=user, v=PROMPT_VERSION, k=key, items=items)
         LLMCache(store).put(CacheEntry(key=key, model="m", prompt_version=PROMPT_VERSION, request="{}", status="ok",
                                        like_idx=like, dislike_idx=dislike, scores=canonical_json(scores)))

@@ -8,8 +8,8 @@ end. The deployments of flows/serve.py are run the way docs/orchestration.md say
 2. pipeline/quick again      -> ingest and split end Cached
 3. DuckDB file deleted, pipeline/quick (mostpop only) -> ingest and split run again
 4. experiment/table1 (quick, 2 splits, lightgcn + pngnn, 1 epoch) -> parent + 4 children, table, chart
-5. reaugment/weekly (method llm-pngnn, 3 users) -> augments with the embedded SmolLM2 server,
-   retrains, becomes the first production model
+5. reaugment/weekly (method llm-pngnn, a budget of 3 prompts) -> asks 3 new users with the embedded
+   SmolLM2 server, retrains, becomes the first production model (decided on validation)
 
 Then the servers' REST APIs are read back, and ``pngnn recommend`` runs against them.
 """
@@ -106,7 +106,7 @@ def runs(stack):
     out["tune"] = stack.deployment_run("tune/pn-ease", TUNE_PARAMS, "tune-ease")
     # the augmentation is real (3 users, embedded SmolLM2) and PN-GNN trains on its edges
     out["reaugment"] = None if LLM_MISSING else stack.deployment_run(
-        "reaugment/weekly", {"method": "llm-pngnn", "epochs": 1, "llm": {"users": 3}}, "reaugment-now")
+        "reaugment/weekly", {"method": "llm-pngnn", "epochs": 1, "llm_budget": 3}, "reaugment-now")
     return out
 
 
@@ -292,17 +292,17 @@ def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs
     run = stack.flow_run("reaugment-now")
     assert run["state"]["type"] == "COMPLETED"
     tasks = stack.task_runs(run["id"])
-    assert tasks["split-ml-100k-seed1"]["state"]["name"] == "Cached"
-    for name in ("pretrain-lightgcn-ml-100k-seed1", "augment-ml-100k-seed1", "merge-ml-100k-seed1",
-                 "train-llm-pngnn-ml-100k-seed1", "promote-llm-pngnn-ml-100k-if-better"):
+    for name in ("reaugment-ml-100k-seed1", "train-llm-pngnn-ml-100k-seed1", "promote-llm-pngnn-ml-100k-on-holdout"):
         assert tasks[name]["state"]["name"] == "Completed", name
     exp_id = stack.mlflow_api("GET", "experiments/get-by-name",
                               params={"experiment_name": "pngnn-ml-100k"})["experiment"]["experiment_id"]
     parent = stack.mlflow_api("POST", "runs/search", json={
         "experiment_ids": [exp_id], "filter": "tags.flow = 'reaugment'"})["runs"][0]
     metrics = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
-    # the augmentation counts are metrics of the parent run, named as the pipeline names them
-    assert metrics["augment_seed1_users"] == 3
+    # the augmentation counts are metrics of the parent run, named as the pipeline names them; the
+    # budget of 3 prompts asked 3 of the users not asked before
+    assert metrics["augment_seed1_asked_users"] == metrics["augment_seed1_prompts"] == 3
+    assert metrics["augment_seed1_new_users"] >= 3
     assert {"augment_seed1_prompts", "augment_seed1_positive_edges", "augment_seed1_negative_edges"} <= set(metrics)
     child = stack.mlflow_api("POST", "runs/search", json={
         "experiment_ids": [exp_id], "filter": f"tags.mlflow.parentRunId = '{parent['info']['run_id']}'"})["runs"]
@@ -313,10 +313,16 @@ def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs
     params = {p["key"]: p["value"] for p in child[0]["data"]["params"]}
     edges = metrics["augment_seed1_positive_edges"] + metrics["augment_seed1_negative_edges"]
     assert int(params["llm_edges"]) == edges >= 1 and len(params["llm_edges_sha256"]) == 16
-    # no production model before: this one became production
+    # no production model before: this one became production, measured on the validation part
     alias = stack.mlflow_api("GET", "registered-models/alias",
                              params={"name": "pngnn-ml-100k-llm-pngnn", "alias": "production"})
     assert alias["model_version"]["run_id"] == child[0]["info"]["run_id"]
+    child_metrics = {m["key"]: m["value"] for m in child[0]["data"]["metrics"]}
+    assert 0.0 <= child_metrics["holdout_recall_at_20"] <= 1.0
+    # what changed is the flow run's artifact, under the key that keeps its history
+    artifacts = httpx.post(f"{stack.api}/artifacts/filter", timeout=60,
+                           json={"artifacts": {"key": {"any_": ["reaugment-ml-100k-llm-pngnn"]}}}).json()
+    assert len(artifacts) == 1 and "3 asked (budget 3)" in artifacts[0]["data"]
 
 
 def test_recommend_cli_against_the_registry(stack, runs):

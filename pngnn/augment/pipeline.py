@@ -35,6 +35,7 @@ from pngnn.augment.candidates import (
     select_users,
 )
 from pngnn.augment.client import BatchCounts, Elsewhere, LLMClient, Request
+from pngnn.augment.history import train_fingerprints
 from pngnn.augment.prompts import DEFAULT_HISTORY, build_prompts, messages
 from pngnn.augment.wording import wording_for
 from pngnn.core.constants import DEFAULT_MAX_FAILED_SHARE, UserOrder
@@ -137,8 +138,10 @@ def claimed_requests(requests: list[Request], claims: PromptClaims, chunk: int, 
 def _save_prompts(store: Store, dataset: str, seed: int, model: str, prompt_version: str,
                   prompts: pl.DataFrame) -> None:
     """Replace the (user, variant) -> cache key links of these users for this model and
-    prompt version, in one transaction."""
-    frame = prompts.select("user_id", "variant", "key", "items")
+    prompt version, with the fingerprint of the train history each prompt shows, in one transaction."""
+    history = train_fingerprints(store, dataset, seed).select("user_id", "history_fp")
+    frame = prompts.select("user_id", "variant", "key", "items").join(
+        history.with_columns(pl.col("user_id").cast(prompts.schema["user_id"])), on="user_id", how="left")
     store.register("new_prompts", frame)
     try:
         with store.transaction():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,8 +79,9 @@ class _LocalServerClient:
 
 
 def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None, sample_seed: int,
-                       users_by: UserOrder) -> bool:
-    selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
+                       users_by: UserOrder, user_ids: Sequence[int] | None = None) -> bool:
+    selected = select_users(store, dataset, user_ids, None if user_ids is not None else users, sample_seed,
+                            by=users_by, seed=seed)
     store.register("step_users", selected.select("user_id"))
     try:
         missing = store.query_file("missing_candidates", dataset=dataset, seed=seed)["missing"][0]
@@ -129,6 +130,8 @@ def augment_step(
     run_id: str | None = None,
     merge: bool = True,
     split: SplitData | None = None,
+    user_ids: Sequence[int] | None = None,
+    fresh_candidates: bool = False,
 ) -> dict[str, Any]:
     """Augment ``llm.users`` users (None: all; chosen by ``llm.users_by``) of split ``seed`` and merge the
     edges; returns counts (numbers) plus ``model``, ``prompt_version``, ``schema_mode``.
@@ -138,7 +141,9 @@ def augment_step(
     trained, uses ``candidate_config`` (default: the quick profile's settings with the split's seed).
     More than ``llm.max_failed_share`` of the prompts without a usable answer: a PngnnError (see
     ``check_failures``), the answers cached, nothing merged. ``split``: the split when the caller
-    has loaded it; default: read here.
+    has loaded it; default: read here. ``user_ids``: exactly these users instead of ``llm.users``
+    (a re-augmentation's plan); ``fresh_candidates``: rank their candidates with a LightGCN trained
+    on this split even when some are stored (stored ones came from an older split).
     """
     llm = llm or LLMSettings()
     with Store(settings.db_path) as store:
@@ -153,7 +158,8 @@ def augment_step(
     try:
         with Store(settings.db_path) as store:
             split = split if split is not None else load_split(store, dataset, seed)
-            stored = _candidates_stored(store, dataset, seed, users, sample_seed, llm.users_by)
+            stored = not fresh_candidates and _candidates_stored(store, dataset, seed, users, sample_seed,
+                                                                 llm.users_by, user_ids)
         lightgcn = None
         if not stored:
             from pngnn.training.train import train_lightgcn
@@ -164,7 +170,8 @@ def augment_step(
             log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
             lightgcn = train_lightgcn(split, cfg, progress=progress).model
         with Store(settings.db_path) as store:
-            summary = augment(store, dataset, seed, lightgcn, client.settings, sample=users,
+            summary = augment(store, dataset, seed, lightgcn, client.settings, users=user_ids,
+                              sample=users if user_ids is None else None,
                               sample_seed=sample_seed, users_by=llm.users_by, split=split,
                               self_consistency=self_consistency, client=client, progress=progress)
             result: dict[str, Any] = summary.to_dict()

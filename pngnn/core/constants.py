@@ -42,6 +42,11 @@ DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "l
 LLM_USERS = 50
 RUN_LLM_USERS = 20
 AUGMENT_LLM_USERS = 600
+# Prompts one scheduled re-augmentation may send (pngnn.augment.incremental): coverage grows by this
+# much a run at most, at a cost known in advance.
+REAUGMENT_LLM_BUDGET = 100
+# The validation part a re-augmentation carves when its profile has none: promotion is decided there.
+REAUGMENT_VALID_FRACTION = 0.1
 # Which users come first when only some are asked: the fewest train ratings (the sparsity the
 # LLM step is meant to relieve), or a seeded random sample (the same users on every split).
 UserOrder = Literal["sparsest", "random"]

@@ -51,12 +51,12 @@ class ResolvedModel:
         return f"{self.name} v{self.version} ({how})"
 
 
-def _latest(mlf: Any, name: str):
+def latest_version(mlf: Any, name: str):
     versions = mlf.search_model_versions(f"name = '{name}'")
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _production(mlf: Any, name: str):
+def production_version(mlf: Any, name: str):
     from mlflow.exceptions import MlflowException
 
     try:
@@ -69,10 +69,10 @@ def resolve(settings: Settings, dataset: str, method: str) -> ResolvedModel:
     """The ``production`` version of a registered model, else its latest version."""
     name = model_name(dataset, method)
     mlf = client(settings)
-    version = _production(mlf, name)
+    version = production_version(mlf, name)
     alias = PRODUCTION if version is not None else None
     if version is None:
-        version = _latest(mlf, name)
+        version = latest_version(mlf, name)
     if version is None:
         raise PngnnError(
             f"no registered model '{name}' in {settings.mlflow_uri}; train one first "
@@ -132,7 +132,7 @@ def promote_if_better(settings: Settings, dataset: str, method: str, run_id: str
     value = mlf.get_run(run_id).data.metrics.get(metric)
     if value is None:
         raise PngnnError(f"run {run_id} has no metric '{metric}'; evaluate it before comparing")
-    current = _production(mlf, name)
+    current = production_version(mlf, name)
     current_value = None
     if current is not None:
         current_value = mlf.get_run(current.run_id).data.metrics.get(metric, float("-inf"))
@@ -148,6 +148,6 @@ def promote_if_none(settings: Settings, dataset: str, method: str, run_id: str,
     """Give the run's model version the ``production`` alias if the model has no production
     version yet (the promotion of a first model); None, changing nothing, when it has one:
     replacing it is ``promote_if_better``'s decision, on the metric."""
-    if _production(client(settings), model_name(dataset, method)) is not None:
+    if production_version(client(settings), model_name(dataset, method)) is not None:
         return None
     return promote_if_better(settings, dataset, method, run_id, metric)

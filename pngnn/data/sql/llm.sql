@@ -76,6 +76,9 @@ CREATE TABLE IF NOT EXISTS llm_prompts (
     items           INTEGER[] NOT NULL,
     created         TIMESTAMP NOT NULL
 );
+-- The fingerprint of the user's train history when the prompt was built (pngnn.augment.history):
+-- a re-augmentation asks again the users whose history changed since. NULL: asked before it was kept.
+ALTER TABLE llm_prompts ADD COLUMN IF NOT EXISTS history_fp BIGINT;
 
 -- The top-N unseen items per user from the pretrained LightGCN (rank 1 = best score).
 CREATE TABLE IF NOT EXISTS llm_candidates (
