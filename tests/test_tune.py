@@ -191,6 +191,36 @@ def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_pat
     assert more.best_value == max(t["value"] for t in more.trials)
 
 
+def test_a_study_killed_during_its_base_trial_runs_the_base_configuration_again(split_with_valid, tmp_path):
+    """A process killed during trial 0 leaves it RUNNING in the journal; the rerun must run the base
+    configuration again, not sample its first trial at random."""
+    import optuna
+
+    from pngnn.app.study import SEARCH_SPACES, base_values, journal_storage
+
+    journal = tmp_path / "studies" / "ease.log"
+    journal.parent.mkdir()
+    base = TrainConfig(ease_lambda=123.0)
+    killed = optuna.create_study(direction="maximize", study_name="ease-seed1", storage=journal_storage(journal))
+    killed.enqueue_trial(base_values(base, SEARCH_SPACES["ease"]))
+    killed.ask()  # trial 0 started, never told: what kill -9 leaves
+    seen: list[dict] = []
+
+    from contextlib import contextmanager
+
+    from pngnn.app.study import untracked_trial
+
+    @contextmanager
+    def recording(number, params):
+        seen.append(params)
+        with untracked_trial(number, params) as log:
+            yield log
+
+    tune_split(split_with_valid, "ease", base, Budget(trials=2), trial_context=recording, journal=journal,
+               study_name="ease-seed1")
+    assert len(seen) == 2 and seen[0]["ease_lambda"] == 123.0 and seen[1]["ease_lambda"] != 123.0
+
+
 def test_trial_runs_end_finished_when_pruned_and_failed_when_broken(tmp_path, ml100k_split):
     import mlflow
     import optuna

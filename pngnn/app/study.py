@@ -249,8 +249,12 @@ def tune_split(split: SplitData, method: str, base: TrainConfig, budget: Budget,
                                     study_name=study_name or f"{method}-{split.dataset}-seed{split.seed}",
                                     storage=journal_storage(journal), load_if_exists=True)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    if not study.trials:
-        study.enqueue_trial(base_values(base, space))
+    start = base_values(base, space)
+    # The base configuration is the first trial. A study killed during it left it RUNNING (or FAIL):
+    # enqueue it again, else the resumed study would sample its "first" trial at random.
+    if not any(t.system_attrs.get("fixed_params") == start and t.state in (*finished, optuna.trial.TrialState.WAITING)
+               for t in study.trials):
+        study.enqueue_trial(start)
     remaining = budget.trials - sum(t.state in finished for t in study.trials)
     if study.trials:
         log.info("study %s resumes with %d of %d trials done", study.study_name, budget.trials - remaining,
