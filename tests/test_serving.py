@@ -8,6 +8,7 @@ in the test's temporary folder, never in the checkout.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -120,8 +121,6 @@ def test_k_is_optional_and_defaults_to_ten(logged):
 
 @pytest.mark.parametrize(("frame", "needle"), [
     (pd.DataFrame({"user": [1]}), "missing inputs ['user_id']"),
-    (pd.DataFrame({"user_id": [1, 424242, 999999]}), "unknown users 424242, 999999: the model knows 943 user ids, "
-                                                     "from 1 to 943"),
     (pd.DataFrame({"user_id": [1], "k": [0]}), "k must be a whole number >= 1"),
 ])
 def test_a_bad_request_is_a_clear_invalid_parameter_error(logged, frame, needle):
@@ -132,6 +131,28 @@ def test_a_bad_request_is_a_clear_invalid_parameter_error(logged, frame, needle)
         model.predict(frame)
     assert needle in err.value.message
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_unknown_users_in_a_batch_get_the_most_rated_items_unless_refused(logged):
+    from mlflow.exceptions import MlflowException
+
+    model = load(logged, "ease")
+    served = model.unwrap_python_model().recommender
+    answer = model.predict(pd.DataFrame({"user_id": [1, 424242, 2]}), params={"k": 3})
+    assert answer.groupby("user_id", sort=False).size().to_dict() == {1: 3, 424242: 3, 2: 3}
+    counts = np.bincount(served.seen.cols, minlength=served.factors.n_items)  # the training ratings per item
+    top = np.argsort(-counts, kind="stable")[:3]
+    cold = answer[answer["user_id"] == 424242]
+    assert cold["item_id"].tolist() == served.item_ids[top].tolist()
+    np.testing.assert_allclose(cold["score"], counts[top] / counts.sum(), rtol=1e-6)
+    known = model.predict(pd.DataFrame({"user_id": [1, 2]}), params={"k": 3})
+    pd.testing.assert_frame_equal(answer[answer["user_id"] != 424242].reset_index(drop=True), known)
+    with pytest.raises(MlflowException) as err:
+        model.predict(pd.DataFrame({"user_id": [1, 424242, 999999]}), params={"unknown_users": "error"})
+    assert "unknown users 424242, 999999: the model knows 943 user ids, from 1 to 943" in err.value.message
+    with pytest.raises(MlflowException) as err:
+        model.predict(pd.DataFrame({"user_id": [1]}), params={"unknown_users": "maybe"})
+    assert "unknown_users must be one of popular, error, got 'maybe'" in err.value.message
 
 
 def test_the_registered_model_is_arrays_and_tables_with_its_own_code(logged):
@@ -163,6 +184,9 @@ def test_recommender_never_returns_seen_items_and_stops_at_the_unseen_ones():
     assert rec.seen_counts(np.array([10, 20])).tolist() == [2, 4]
     with pytest.raises(UnknownUsers, match="unknown user 30: the model knows 2 user ids, from 10 to 20"):
         rec.recommend(np.array([30]), np.array([1]))
+    cold = rec.recommend(np.array([30, 10]), np.array([2, 1]), unknown="popular")  # most rated: 0 (2x), 2 (2x)
+    assert cold["user_id"].tolist() == [30, 30, 10] and cold["item_id"].tolist() == [100, 102, 101]
+    np.testing.assert_allclose(cold["score"].to_numpy()[:2], [2 / 6, 2 / 6], rtol=1e-6)  # their share of ratings
     with pytest.raises(UserError, match="k must be a whole number >= 1"):
         rec.recommend(np.array([10]), np.array([0]))
 
@@ -247,14 +271,32 @@ def test_mlflow_models_serve_answers_top_k_with_titles_as_pngnn_recommend(served
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("records", "needle"), [
-    ([{"user": 1}], "missing inputs ['user_id']"),
-    ([{"user_id": 424242}], "unknown user 424242"),
+@pytest.mark.parametrize(("request_body", "needle"), [
+    ({"dataframe_records": [{"user": 1}]}, "missing inputs ['user_id']"),
+    ({"dataframe_records": [{"user_id": 424242}], "params": {"unknown_users": "error"}}, "unknown user 424242"),
 ])
-def test_mlflow_models_serve_rejects_a_bad_request_with_400_and_why(served, records, needle):
-    reply = httpx.post(f"{served}/invocations", json={"dataframe_records": records}, timeout=60)
+def test_mlflow_models_serve_rejects_a_bad_request_with_400_and_why(served, request_body, needle):
+    reply = httpx.post(f"{served}/invocations", json=request_body, timeout=60)
     assert reply.status_code == 400
     assert needle in reply.json()["message"]
+
+
+@pytest.mark.slow
+def test_the_documented_requests_answer_as_documented(served):
+    """docs/serving.md's requests, as written there: 5 and 10 rows; k for the whole request; a new
+    user among known ones."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    bodies = [json.loads(b) for b in re.findall(r"-d '(\{.*?\})'", doc)]
+    assert len(bodies) >= 3, bodies
+    sizes = []
+    for body in bodies:
+        reply = httpx.post(f"{served}/invocations", json=body, timeout=60)
+        assert reply.status_code == 200, (body, reply.text)
+        answer = pd.DataFrame(reply.json()["predictions"])
+        sizes.append(answer.groupby("user_id", sort=False).size().to_dict())
+    assert sizes[0] == {1: 5, 42: 10} and sizes[1] == {1: 5, 42: 5} and sizes[2] == {1: 10, 999999: 10}
 
 
 @pytest.mark.slow

@@ -60,8 +60,10 @@ def test_the_model_takes_and_answers_the_users_own_ids(shop):
     assert answer["title"].str.startswith("Thing ").all()  # the catalogue's titles
     rated = set(seen.filter(seen["user"] == "cust-007")["item"].to_list())
     assert not rated & set(answer[answer["user_id"] == "cust-007"]["item_id"])
+    cold = model.predict(pd.DataFrame({"user_id": ["nobody"], "k": [3]}))  # new since training: the most rated
+    assert cold["user_id"].tolist() == ["nobody"] * 3 and cold["item_id"].str.startswith("SKU").all()
     with pytest.raises(Exception, match="unknown user nobody"):
-        model.predict(pd.DataFrame({"user_id": ["nobody"]}))
+        model.predict(pd.DataFrame({"user_id": ["nobody"]}), params={"unknown_users": "error"})
 
 
 def test_pngnn_recommend_speaks_the_users_ids(shop):

@@ -2,9 +2,13 @@
 
 ``mlflow models serve -m models:/pngnn-ml-100k-lightgcn@production --env-manager local``
 answers ``POST /invocations`` with a frame of ``user_id`` (MovieLens ids) and an optional
-``k`` (default 10): one row per recommendation, ``user_id, rank, item_id, title, score``,
-best first, the user's training items left out. ``pngnn recommend`` loads the same model
-through ``mlflow.pyfunc.load_model`` and calls the same ``predict``: one scoring path.
+``k`` column (in every row or in none: MLflow types a column with gaps as floats and refuses it),
+or ``k`` as an inference parameter for the whole request (default 10): one row per
+recommendation, ``user_id, rank, item_id, title, score``, best first, the user's training items
+left out. A user the model does not know gets the most rated items (parameter ``unknown_users``,
+``popular``), so one new user does not fail a batch; ``unknown_users: error`` refuses them.
+``pngnn recommend`` loads the same model through ``mlflow.pyfunc.load_model`` and calls the same
+``predict``: one scoring path.
 
 What is logged: the model's score arrays, seen-item index, id maps and titles as NumPy and
 Parquet files (``pngnn.tracking.serving``), a signature and an input example, the ``pngnn`` package
@@ -32,11 +36,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 import pngnn
 from pngnn.core.errors import UserError
-from pngnn.tracking.serving import DEFAULT_K, FORMAT_VERSION, OUTPUT_COLUMNS, Recommender
+from pngnn.tracking.serving import DEFAULT_K, FORMAT_VERSION, OUTPUT_COLUMNS, UNKNOWN_POLICIES, Recommender
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -58,19 +62,22 @@ class RecommenderModel(PythonModel):
         self.recommender = Recommender.load(Path(context.artifacts[ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """A bad request (no ``user_id``, an unknown user, k < 1) is an ``INVALID_PARAMETER_VALUE``
-        MLflow error, which the scoring server answers with 400 and the message; the pngnn error
-        stays its ``__cause__`` for Python callers."""
+        """A bad request (no ``user_id``, k < 1, an unknown user under ``unknown_users: error``) is an
+        ``INVALID_PARAMETER_VALUE`` MLflow error, which the scoring server answers with 400 and the
+        message; the pngnn error stays its ``__cause__`` for Python callers."""
+        params = params or {}
         try:
-            user_ids, ks = parse_request(model_input, self.recommender.string_ids)
-            return self.recommender.recommend(user_ids, ks)
+            k = _whole(pd.Series([params.get("k", DEFAULT_K)]), "k", f"send k as an integer >= 1, or leave it "
+                       f"out for {DEFAULT_K}")[0]
+            user_ids, ks = parse_request(model_input, self.recommender.string_ids, default_k=int(k))
+            return self.recommender.recommend(user_ids, ks, params.get("unknown_users", UNKNOWN_POLICIES[0]))
         except UserError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
 
 
-def parse_request(frame: Any, string_ids: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(user ids, k per user) from a request frame: ``user_id`` required, ``k`` optional; the ids
-    are whole numbers for MovieLens, strings (the user's own) for a user's dataset.
+def parse_request(frame: Any, string_ids: bool = False, default_k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, k per user) from a request frame: ``user_id`` required, ``k`` optional (missing:
+    ``default_k``); the ids are whole numbers for MovieLens, strings (the user's own) for a user's dataset.
 
     MLflow enforces the signature first when there is one; this checks again for callers of
     the Python model itself, and for the values a schema cannot rule out (nulls, k < 1)."""
@@ -86,9 +93,9 @@ def parse_request(frame: Any, string_ids: bool = False) -> tuple[np.ndarray, np.
     else:
         user_ids = _whole(frame["user_id"], "user_id", "send MovieLens user ids as integers")
     if "k" not in frame.columns:
-        return user_ids, np.full(len(frame), DEFAULT_K, np.int64)
-    return user_ids, _whole(frame["k"], "k", f"send k as an integer >= 1, or leave it out for {DEFAULT_K}",
-                            default=DEFAULT_K)
+        return user_ids, np.full(len(frame), default_k, np.int64)
+    return user_ids, _whole(frame["k"], "k", f"send k as an integer >= 1, or leave it out for {default_k}",
+                            default=default_k)
 
 
 def _whole(column: pd.Series, name: str, fix: str, default: int | None = None) -> np.ndarray:
@@ -108,7 +115,8 @@ def signature(string_ids: bool = False) -> ModelSignature:
     inputs = Schema([ColSpec(ids, "user_id"), ColSpec("long", "k", required=False)])
     outputs = Schema([ColSpec(ids if name in ("user_id", "item_id") else kind, name)
                       for name, kind in OUTPUT_COLUMNS.items()])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    params = ParamSchema([ParamSpec("k", "long", DEFAULT_K), ParamSpec("unknown_users", "string", UNKNOWN_POLICIES[0])])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def requirements() -> list[str]:

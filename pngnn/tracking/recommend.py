@@ -106,7 +106,8 @@ def recommend(settings: Settings, user_id: int | str, k: int = 10, dataset: str 
     served = model.unwrap_python_model().recommender
     user_id = request_id(user_id, served.string_ids, dataset)
     try:
-        ranked = model.predict(pd.DataFrame({"user_id": [user_id], "k": [k]}))
+        # one user asked by name: an unknown one is an error, not the popular items a batch gets
+        ranked = model.predict(pd.DataFrame({"user_id": [user_id], "k": [k]}), params={"unknown_users": "error"})
     except MlflowException as exc:
         if isinstance(exc.__cause__, UnknownUsers):
             raise UserError(f"{exc.__cause__.problem} ({resolved.describe()})",

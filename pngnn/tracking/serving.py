@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,10 @@ DEFAULT_K = 10
 BLOCK = 1024
 # The answer's columns and their MLflow types (the model signature's outputs).
 OUTPUT_COLUMNS = {"user_id": "long", "rank": "long", "item_id": "long", "title": "string", "score": "double"}
+
+
+UnknownPolicy = Literal["popular", "error"]
+UNKNOWN_POLICIES: tuple[str, ...] = ("popular", "error")
 
 
 class UnknownUsers(UserError):
@@ -82,29 +86,37 @@ class Recommender:
 
     # -- ranking --------------------------------------------------------------------------------
 
-    def rows_of(self, user_ids: np.ndarray) -> np.ndarray:
-        """Model rows of MovieLens user ids; ``UnknownUsers`` names the ids it does not know."""
+    def lookup(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(model row, known) of each id; the row of an unknown id is meaningless."""
         order = np.argsort(self.user_ids, kind="stable")
         sorted_ids = self.user_ids[order]
         pos = np.clip(np.searchsorted(sorted_ids, user_ids), 0, len(sorted_ids) - 1)
-        known = sorted_ids[pos] == user_ids
+        return order[pos], sorted_ids[pos] == user_ids
+
+    def rows_of(self, user_ids: np.ndarray) -> np.ndarray:
+        """Model rows of MovieLens user ids; ``UnknownUsers`` names the ids it does not know."""
+        rows, known = self.lookup(user_ids)
         if not known.all():
+            sorted_ids = np.sort(self.user_ids, kind="stable")
             unknown = list(dict.fromkeys(u if self.string_ids else int(u) for u in user_ids[~known]))
             shown = ", ".join(map(str, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise UnknownUsers(
                 unknown, f"unknown user{'s' if len(unknown) > 1 else ''} {shown}: the model knows "
                 f"{len(self.user_ids)} user ids, from {sorted_ids[0]} to {sorted_ids[-1]}",
                 "ask for users it was trained on (its users.parquet artifact lists them)")
-        return order[pos]
+        return rows
 
     def seen_counts(self, user_ids: np.ndarray) -> np.ndarray:
         """How many items are masked for each user (what they rated in the training data)."""
         return self.seen.counts(self.rows_of(self.ids(user_ids)))
 
-    def recommend(self, user_ids: np.ndarray, ks: np.ndarray) -> pd.DataFrame:
+    def recommend(self, user_ids: np.ndarray, ks: np.ndarray, unknown: UnknownPolicy = "error") -> pd.DataFrame:
         """The top ``ks[j]`` unseen items of user ``user_ids[j]``, best first, ties by item order:
         one row per (user, rank) with ``OUTPUT_COLUMNS``, users in request order. A user with
-        fewer unseen items than asked gets all of them."""
+        fewer unseen items than asked gets all of them. Users the model does not know: an
+        ``UnknownUsers`` error naming them (``unknown="error"``), or the items most rated in the
+        model's training data, scored by their share of its ratings (``"popular"``: a new user
+        of a served model gets an answer, the rest of the batch is not refused for them)."""
         user_ids = self.ids(user_ids)
         ks = np.asarray(ks, dtype=np.int64)
         if len(ks) != len(user_ids):
@@ -112,11 +124,23 @@ class Recommender:
         if (ks < 1).any():
             raise UserError(f"k must be a whole number >= 1 for every user, got {sorted(set(ks.tolist()))[:5]}",
                             f"leave k out for the top {DEFAULT_K}")
-        rows = self.rows_of(user_ids)
+        if unknown not in UNKNOWN_POLICIES:
+            raise UserError(f"unknown_users must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown!r}",
+                            "leave it out for the popular items")
+        if unknown == "error":
+            rows, known = self.rows_of(user_ids), np.ones(len(user_ids), dtype=bool)
+        else:
+            rows, known = self.lookup(user_ids)
         kmax = int(min(ks.max(initial=1), self.factors.n_items))
-        parts = [self._rank_block(rows[s:s + BLOCK], kmax) for s in range(0, len(rows), BLOCK)]
-        items = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, kmax), np.int64)
-        scores = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, kmax), np.float32)
+        scored = rows[known]
+        parts = [self._rank_block(scored[s:s + BLOCK], kmax) for s in range(0, len(scored), BLOCK)]
+        items = np.zeros((len(user_ids), kmax), np.int64)
+        scores = np.zeros((len(user_ids), kmax), np.float32)
+        if parts:
+            items[known] = np.concatenate([p[0] for p in parts])
+            scores[known] = np.concatenate([p[1] for p in parts])
+        if not known.all():
+            items[~known], scores[~known] = self._popular(kmax)
         ranks = np.broadcast_to(np.arange(1, kmax + 1), items.shape)
         keep = (ranks <= ks[:, None]) & np.isfinite(scores)
         users = np.broadcast_to(user_ids[:, None], items.shape)
@@ -128,6 +152,12 @@ class Recommender:
             "title": self.titles[chosen],
             "score": scores[keep].astype(np.float64),
         })
+
+    def _popular(self, kmax: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item_idx, share of the training ratings) of the ``kmax`` most rated items, ties by item order."""
+        counts = np.bincount(self.seen.cols, minlength=self.factors.n_items)
+        top = np.argsort(-counts, kind="stable")[:kmax]
+        return top, (counts[top] / max(int(counts.sum()), 1)).astype(np.float32)
 
     def _rank_block(self, rows: np.ndarray, kmax: int) -> tuple[np.ndarray, np.ndarray]:
         """(item_idx, score) [len(rows), kmax] of the best unseen items; seen ones score -inf."""
