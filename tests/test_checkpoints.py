@@ -7,6 +7,7 @@ checkpoint file appear, and then kill it (SIGKILL, SIGINT, SIGTERM)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -233,6 +234,64 @@ def test_an_interrupted_tracked_run_ends_killed(tmp_path, mlflow_db, ml100k_db_c
     if signum == signal.SIGINT:
         assert proc.stderr.strip().splitlines()[-1].endswith(f"the same command continues from the checkpoint "
                                                              f"{checkpoint_path(record)}")
+
+
+def start_mlflow(root: Path, port: int) -> subprocess.Popen:
+    """A real MLflow tracking server on ``port`` over ``root``'s store, in its own process group."""
+    from tests.servers import wait_http
+
+    log = root / f"mlflow-{time.monotonic_ns()}.log"
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts",
+                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                            env={**os.environ, **QUIET_ENV}, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/health", proc, 180, log)
+    return proc
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_stops_ends_training_in_one_line_and_the_rerun_resumes(tmp_path, ml100k_db_copy,
+                                                                                       ml100k_split):
+    """The server killed during a tracked training: the command ends with exit 2 and one line in well
+    under 90 s, its checkpoint kept; with the server back, the same command resumes to the metrics of
+    an uninterrupted training."""
+    from tests.servers import free_port
+
+    port, store = free_port(), tmp_path / "tracking"
+    store.mkdir()
+    server = start_mlflow(store, port)
+    results = tmp_path / "results"
+    record = result_path(results, "ml-100k", "lightgcn", 1)
+    env = {**cli_env(tmp_path, ml100k_db_copy), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    args = [str(BIN / "pngnn"), *train_args(results, "--checkpoint-every", "1")]
+    try:
+        proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 180
+        while not checkpoint_path(record).exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        stopped = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        waited = time.monotonic() - stopped
+        assert proc.returncode == 2, err[-3000:]
+        assert waited < 90, f"the training ran {waited:.0f} s after its tracking server stopped"
+        assert "Traceback" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith(
+            f"error: the MLflow tracking server http://127.0.0.1:{port} stopped answering during the run; start it")
+        assert checkpoint_path(record).exists() and not record.exists()
+        server = start_mlflow(store, port)
+        rerun = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert "resuming after epoch" in rerun.stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+    whole = train_evaluate_step(ml100k_split, "lightgcn", PROFILES["quick"].train.with_overrides(epochs=EPOCHS),
+                                progress=False)
+    assert json.loads(record.read_text())["metrics"] == pytest.approx(whole.metrics, rel=1e-6)
 
 
 def test_bad_checkpoint_options_fail_before_any_work(tmp_path):

@@ -121,6 +121,13 @@ class Settings(_EnvSettings):
     mlflow_uri: str = Field("sqlite:///pngnn-data/mlflow.db", validation_alias=AliasChoices("MLFLOW_TRACKING_URI"),
                             description="The MLflow tracking store (a sqlite file, a PostgreSQL database, or "
                                         "an http(s) server).")
+    # MLflow's own HTTP defaults (120 s a request, 7 retries with backoff) turn a stopped tracking
+    # server into minutes of silence; these bound it (``pngnn.tracking.runs.bound_tracking_requests``,
+    # unless MLFLOW_HTTP_REQUEST_TIMEOUT / _MAX_RETRIES are set).
+    mlflow_request_timeout_s: float = Field(10.0, gt=0, description="Seconds one request to an MLflow tracking "
+                                                                     "server may take.")
+    mlflow_request_retries: int = Field(2, ge=0, description="Retries of a failed request to an MLflow tracking "
+                                                             "server (backoff 1 s, 2 s, ...).")
     prefect_api_url: str | None = Field(None, validation_alias=AliasChoices("PREFECT_API_URL"),
                                         description="A Prefect server; unset: a temporary local one.")
     # Tuned profiles (`pngnn tune --save-as NAME` writes NAME.json here; the committed ones live in

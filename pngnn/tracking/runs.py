@@ -26,7 +26,7 @@ import numpy as np
 
 from pngnn.core.config import TrainConfig
 from pngnn.core.constants import KS, METRIC_NAMES
-from pngnn.core.errors import PngnnError
+from pngnn.core.errors import PngnnError, TransientError
 from pngnn.core.preflight import check_database, check_mlflow, is_postgres_url
 from pngnn.core.runtime import torch_threads
 from pngnn.core.settings import Settings
@@ -60,12 +60,53 @@ def artifact_location(settings: Settings) -> str | None:
     return (settings.db_path.parent / "mlartifacts").resolve().as_uri()
 
 
+def bound_tracking_requests(settings: Settings) -> None:
+    """MLflow's HTTP timeout and retries from the settings, unless the user set MLflow's own variables:
+    a stopped tracking server then fails a run in seconds, not minutes."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(settings.mlflow_request_timeout_s))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_request_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+
+
+def tracking_outage(settings: Settings, exc: BaseException) -> TransientError | None:
+    """One line for a tracking server that stopped answering (``exc`` or its causes), else None."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout) or (
+                isinstance(seen, MlflowException) and "API request to" in seen.message
+                and ("failed with exception" in seen.message or "Max retries exceeded" in seen.message)):
+            return TransientError(
+                f"the MLflow tracking server {settings.mlflow_uri} stopped answering during the run",
+                "start it again (or point MLFLOW_TRACKING_URI at one that answers) and rerun the same command: a "
+                "training with checkpoints resumes from its last one")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextmanager
+def outage_in_words(settings: Settings) -> Iterator[None]:
+    """A tracking server that stops answering inside the block ends it with ``tracking_outage``'s one
+    line (a ``TransientError``: a Prefect task retries it), not MLflow's traceback."""
+    try:
+        yield
+    except Exception as exc:
+        outage = tracking_outage(settings, exc) if settings.mlflow_uri.startswith(("http://", "https://")) else None
+        if outage is None:
+            raise
+        raise outage from None
+
+
 def setup(settings: Settings, dataset: str) -> str:
     """Point MLflow at the configured store and select the dataset's experiment, creating it
     (artifacts beside the data, tagged as a model-training experiment) the first time."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    bound_tracking_requests(settings)
     if settings.mlflow_uri.startswith("sqlite:///"):
         Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if is_postgres_url(settings.mlflow_uri):  # else MLflow retries a dead database for minutes, then a traceback
@@ -390,8 +431,9 @@ def tracked_run(
     if checkpoint is not None and checkpoint.restored is not None:
         process["resumed_from_epoch"] = str(checkpoint.restored["epoch"])
     guard = InterruptGuard()
-    with mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
-                          tags={**run_tags(split, method, profile, cfg), **process, **(tags or {})}) as run, \
+    with outage_in_words(settings), \
+            mlflow.start_run(run_name=f"{method}-seed{split.seed}", parent_run_id=parent_run_id, nested=True,
+                             tags={**run_tags(split, method, profile, cfg), **process, **(tags or {})}) as run, \
             guard.ending_killed():
         with guard.held():
             mlflow.log_params(run_params(split, method, cfg, {**edges, **(extra_params or {})}))
