@@ -312,3 +312,62 @@ def test_resume_of_a_checkpoint_of_other_settings_is_one_line(tmp_path, ml100k_d
     proc = run_cli(train_args(results, "--resume"), tmp_path, PNGNN_DB=str(ml100k_db_copy))
     assert_one_line_error(proc, f"checkpoint {path} is of other settings (epochs)", "--no-resume")
     assert not (tmp_path / "mlflow.db").exists()  # refused before MLflow was touched
+
+
+@pytest.mark.slow
+def test_kill_9_during_tune_then_the_rerun_closes_the_killed_parent_and_trial_runs(tmp_path, mlflow_db,
+                                                                                  ml100k_db_copy):
+    args = [str(BIN / "pngnn"), "tune", "--method", "lightgcn", "--profile", "quick", "--seed", "1", "--trials", "2",
+            "--epochs", "4", "--no-test", "--save-as", "killed-study"]
+    env = {**cli_env(tmp_path, ml100k_db_copy), "PNGNN_PROFILES_DIR": str(tmp_path / "profiles")}
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def trial_running() -> bool:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        return bool(experiments and client.search_runs(experiments, "tags.kind = 'trial'"))
+
+    deadline = time.monotonic() + 240
+    while not trial_running() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    killed = {r.data.tags["kind"]: r for r in runs(tmp_path)}
+    assert {k: r.info.status for k, r in killed.items()} == {"parent": "RUNNING", "trial": "RUNNING"}
+
+    rerun = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = {r.info.run_id: r for r in runs(tmp_path)}
+    for run in killed.values():  # what kill -9 left RUNNING, closed by the next start of the study
+        assert after[run.info.run_id].info.status == "KILLED"
+        assert after[run.info.run_id].data.tags["ended_by"].startswith("gone")
+    assert not [r for r in after.values() if r.info.status == "RUNNING"]
+
+
+def test_a_run_key_held_by_a_live_process_is_refused_in_one_line(tmp_path, ml100k_split):
+    from pngnn.core.settings import Settings
+    from pngnn.tracking.runs import setup, tracked_run
+
+    settings = Settings(mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = SMALL.with_overrides(epochs=1)
+    experiment_id = setup(settings, "ml-100k")
+    from pngnn.training.checkpoints import run_key
+
+    other = subprocess.Popen(["sleep", "60"])  # the live process another start of the key would be
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, tags={"run_key": run_key(ml100k_split, "lightgcn", cfg),
+                                                                 "host": __import__("socket").gethostname(),
+                                                                 "pid": str(other.pid)}):
+            pass
+        client = mlflow.MlflowClient(settings.mlflow_uri)
+        [held] = client.search_runs([experiment_id])
+        client.update_run(held.info.run_id, "RUNNING")
+        with pytest.raises(PngnnError, match=rf"is being trained now by process {other.pid}") as info:
+            tracked_run(settings, ml100k_split, "lightgcn", cfg, progress=False)
+        assert "\n" not in str(info.value)
+        other.kill()
+        other.wait()
+        tracked_run(settings, ml100k_split, "lightgcn", cfg, progress=False, log_model=False)  # gone: closed, trained
+        assert client.get_run(held.info.run_id).info.status == "KILLED"
+    finally:
+        other.kill()

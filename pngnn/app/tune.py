@@ -238,7 +238,8 @@ def tune_profile(
         for seed in seeds:  # a study of an hour must not end on a file it may not replace
             check_replaceable(result_path(results_dir, dataset, request.method, seed, tag))
     run_tags = {"flow": "tune", "profile": request.save_as, "method": request.method, **(tags or {})}
-    with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=run_tags) as parent_id:
+    with parent_run(settings, dataset, f"tune-{request.method}-{request.save_as}", tags=run_tags,
+                    run_key=f"tune-{request.method}-{dataset}-{request.save_as}") as parent_id:
         mlflow.log_params(parent_params(request, dataset, seeds, steps.ingest(dataset)))
         studies: dict[int, TuneResult] = {}
         for seed, result in steps.studies(request, seeds, parent_id):

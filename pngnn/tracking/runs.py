@@ -122,12 +122,20 @@ def setup(settings: Settings, dataset: str) -> str:
 
 
 @contextmanager
-def parent_run(settings: Settings, dataset: str, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-    """A parent run (one pipeline or experiment invocation); yields its run id."""
+def parent_run(settings: Settings, dataset: str, name: str, tags: Mapping[str, str] | None = None,
+               run_key: str | None = None) -> Iterator[str]:
+    """A parent run (one pipeline or experiment invocation); yields its run id. ``run_key``: what a
+    resumable invocation is (``pngnn tune --save-as NAME``): its start closes the runs a killed
+    earlier start of the key left RUNNING, its own and its children's (tagged ``<key>/child``)."""
     import mlflow
 
-    setup(settings, dataset)
-    with mlflow.start_run(run_name=name, tags={"kind": "parent", **(tags or {})}) as run:
+    experiment_id = setup(settings, dataset)
+    process = {"host": socket.gethostname(), "pid": str(os.getpid())}
+    if run_key is not None:
+        close_stale_runs(experiment_id, run_key, refuse_live=True)
+        close_stale_runs(experiment_id, f"{run_key}/child")
+        process["run_key"] = run_key
+    with mlflow.start_run(run_name=name, tags={"kind": "parent", **process, **(tags or {})}) as run:
         yield run.info.run_id
 
 
@@ -300,9 +308,11 @@ def process_alive(host: str | None, pid: str | None) -> bool:
         return True
 
 
-def close_stale_runs(experiment_id: str, key: str) -> list[str]:
+def close_stale_runs(experiment_id: str, key: str, refuse_live: bool = False) -> list[str]:
     """End as KILLED every RUNNING run of this run key whose process is gone (``kill -9``, a
-    lost machine): nothing else would ever close it. Returns their ids."""
+    lost machine): nothing else would ever close it. Returns their ids. ``refuse_live``: a run of
+    the key still held by another live process is an error (the same training twice at once would
+    train in full twice and register two versions)."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -312,6 +322,13 @@ def close_stale_runs(experiment_id: str, key: str) -> list[str]:
     for r in stale:
         client.set_tag(r.info.run_id, "ended_by", "gone (closed by the next start of its run key)")
         client.set_terminated(r.info.run_id, "KILLED")
+    me = (socket.gethostname(), str(os.getpid()))
+    live = [r for r in runs if r not in stale and (r.data.tags.get("host"), r.data.tags.get("pid")) != me]
+    if refuse_live and live:
+        other = live[0].data.tags
+        raise PngnnError(f"run key {key} is being trained now by process {other.get('pid')} on "
+                         f"{other.get('host')} (MLflow run {live[0].info.run_id})",
+                         "wait for it to finish, or stop it; its result is the one this command would make")
     return [r.info.run_id for r in stale]
 
 
@@ -424,7 +441,7 @@ def tracked_run(
     cfg = for_dataset(cfg, split)  # the run logs the threshold it trains and scores with
     experiment_id = setup(settings, split.dataset)
     key = checkpoint.key if checkpoint is not None else run_key(split, method, cfg)
-    close_stale_runs(experiment_id, key)
+    close_stale_runs(experiment_id, key, refuse_live=True)
     edges = split.augmented_digest()
     process = {"run_key": key, "host": socket.gethostname(), "pid": str(os.getpid()),
                "torch_threads": str(torch_threads())}  # train_seconds compare only at equal threads
@@ -480,6 +497,9 @@ def trial_runs(parent_run_id: str, split: SplitData, method: str,
         tags = {"kind": "trial", "method": method, "split": str(split.seed), "dataset": split.dataset,
                 "trial": str(number), "host": socket.gethostname(), "pid": str(os.getpid()),  # which worker
                 **(extra_tags or {})}
+        parent_key = mlflow.MlflowClient().get_run(parent_run_id).data.tags.get("run_key")
+        if parent_key:  # a killed study's trial run is closed by the next start of the study
+            tags["run_key"] = f"{parent_key}/child"
         mlflow.start_run(run_name=f"trial-{number}-{method}-seed{split.seed}", parent_run_id=parent_run_id,
                          nested=True, tags=tags)
         try:
