@@ -1,6 +1,6 @@
 """Validation-only tuning as a flow (``pngnn.app.tune``'s steps as tasks): a study per split seed
 whose trials are child runs of one parent run, the saved profile, one test evaluation each
-(registered, promoted when better). The same steps without Prefect: ``pngnn tune``.
+(registered; production only when the model has none). The same steps without Prefect: ``pngnn tune``.
 """
 
 from __future__ import annotations

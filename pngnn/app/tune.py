@@ -6,7 +6,8 @@
 2. The best configuration of every seed is saved as a named profile (``pngnn.core.profiles``).
 3. Optionally, each seed's configuration is trained on train + validation (the plain 80/20
    split) and evaluated once on test, as child runs of the same parent; the models are
-   registered and take the ``production`` alias when they beat it.
+   registered, and the first version of a model takes the ``production`` alias. A later one
+   does not take it for its test metrics: that would choose the served model on test.
 
 Nothing in steps 1-2 reads a test part (``pngnn.app.study.validation_only`` drops it), so the
 choice of configuration cannot depend on test.
@@ -30,7 +31,7 @@ from pngnn.core.settings import Settings
 from pngnn.data.prepare import ingest_step, split_step
 from pngnn.data.split import SplitData
 from pngnn.evaluation.results import check_replaceable, result_path, write_per_user, write_result
-from pngnn.tracking.registry import model_name, promote_if_better
+from pngnn.tracking.registry import model_name, promote_if_none
 from pngnn.training.device import use_device
 from pngnn.training.methods import METHOD_SETTINGS, check_method
 
@@ -172,7 +173,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
                results_dir: Path | None = None, progress: bool = False,
                tags: Mapping[str, str] | None = None) -> tuple[dict[str, float], str]:
     """Train the profile's configuration for ``seed`` on train + validation, evaluate it once on
-    test (a registered child run), promote it if it beats production; (test metrics, one-line summary)."""
+    test (a registered child run), production when the model has none; (test metrics, one-line summary)."""
     from pngnn.tracking.runs import tracked_run
 
     method = check_method(profile.method or "")
@@ -181,7 +182,9 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
     run = tracked_run(settings, split, method, profile.config_for(seed), profile=profile.name,
                       parent_run_id=parent_run_id, progress=progress,
                       registered_name=model_name(profile.dataset, method), tags={"kind": "test", **(tags or {})})
-    promotion = promote_if_better(settings, profile.dataset, method, run.run_id or "")
+    promotion = promote_if_none(settings, profile.dataset, method, run.run_id or "")
+    said = promotion.describe() if promotion is not None else (
+        "production unchanged (a test metric never moves it; the reaugment deployment decides on validation)")
     where = ""
     if results_dir is not None:
         record = {**run.record(), "profile": profile.name, "tuning_parent_run_id": parent_run_id}
@@ -189,7 +192,7 @@ def test_tuned(settings: Settings, profile: Profile, seed: int, parent_run_id: s
         path = write_result(results_dir, record, tag, force=True)  # checked when the study began
         write_per_user(path, run.per_user)
         where = f" -> {path}"
-    return run.metrics, f"{run.summary(' test')}{where}; {promotion.describe()}"
+    return run.metrics, f"{run.summary(' test')}{where}; {said}"
 
 
 def parent_params(request: TuneRequest, dataset: str, seeds: tuple[int, ...], checksum: str) -> dict[str, Any]:
