@@ -171,6 +171,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     from pngnn.data.split import Interactions, SplitData
     from pngnn.models.sampling import EpochPairOrder, NegativeSampler
     from pngnn.training.device import resolve_device, use_device
+    from pngnn.training.schedule import batch_schedule
     from pngnn.training.train import (
         PairPlan,
         build_lightgcn,
@@ -198,9 +199,9 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     del g
     empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     split = SplitData("synthetic", args.seed, out["n_users"], out["n_items"], train, empty, empty)
-    cfg = get_profile("paper").train.with_overrides(epochs=1)
-    out["settings"] = {k: getattr(cfg, k) for k in ("dim", "layers", "batch_size", "n_neg", "pair_sampling",
-                                                     "lightgcn_graph", "dual_bpr", "b", "threshold")}
+    cfg = get_profile("paper").train.with_overrides(epochs=1, max_batches=args.max_batches)
+    out["settings"] = {k: getattr(cfg, k) for k in ("dim", "layers", "batch_size", "max_batches", "n_neg",
+                                                     "pair_sampling", "lightgcn_graph", "dual_bpr", "b", "threshold")}
 
     def build() -> tuple[torch.nn.Module, PairPlan]:
         if args.model == "lightgcn":
@@ -213,8 +214,10 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
         model = model.to(device)
         out["build_s"] = round(time.perf_counter() - t0, 2)
     pairs = plan.pairs
-    n_batches = -(-len(pairs) // cfg.batch_size)
-    out.update(n_pairs=len(pairs), batches_per_epoch=n_batches,
+    schedule = batch_schedule(cfg, len(pairs))  # --max-batches 0: the paper's fixed batch at any size
+    batch = schedule.batch_size
+    n_batches = -(-len(pairs) // batch)
+    out.update(n_pairs=len(pairs), batches_per_epoch=n_batches, batch_size=batch, lr=schedule.lr,
                adjacency_nnz=int(sum(b._nnz() for _, b in model.named_buffers() if b.layout != torch.strided)),
                epoch_negatives_mb=round(len(pairs) * cfg.n_neg * 4 / 2**20, 1))
 
@@ -224,23 +227,22 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
                                   seed=cfg.seed)
         order = EpochPairOrder(pairs.users, split.n_users, cfg.pair_sampling).draw(rng)
         warm, timed = 2, min(args.batches, max(1, n_batches - 2))
-        rows = order[: (warm + timed) * cfg.batch_size]
+        rows = order[: (warm + timed) * batch]
         t0 = time.perf_counter()
         negatives = sampler.sample(pairs.users[rows], cfg.n_neg)
         sample_s = time.perf_counter() - t0
         feats = {**(plan.pair_features or {}), **(plan.epoch_features() if plan.epoch_features else {})}
         feats_t = {k: torch.from_numpy(v).to(device) for k, v in feats.items()}
         users_t, items_t = torch.from_numpy(pairs.users).to(device), torch.from_numpy(pairs.items).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        w = warm * cfg.batch_size
-        train_epoch(model, opt, users_t, items_t, rows[:w], negatives[:w], feats_t, cfg.batch_size, "warm-up",
-                    False)
+        opt = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+        w = warm * batch
+        train_epoch(model, opt, users_t, items_t, rows[:w], negatives[:w], feats_t, batch, "warm-up", False)
         sync()
         t0 = time.perf_counter()
-        train_epoch(model, opt, users_t, items_t, rows[w:], negatives[w:], feats_t, cfg.batch_size, "timed", False)
+        train_epoch(model, opt, users_t, items_t, rows[w:], negatives[w:], feats_t, batch, "timed", False)
         sync()
         train_s = time.perf_counter() - t0
-    n_timed = -(-len(rows[w:]) // cfg.batch_size)
+    n_timed = -(-len(rows[w:]) // batch)
     per_batch = train_s / n_timed
     sample_per_batch = sample_s / (warm + n_timed)
     out.update(batches_timed=n_timed, train_s_per_batch=round(per_batch, 4),
@@ -313,6 +315,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-batches", type=int, default=0,
+                        help="steps an epoch at most (the batch grows above it: pngnn.training.schedule); 0: the "
+                             "paper's fixed batch, as scaling.json was measured; 256: the default of training")
     parser.add_argument("--data-dir", default=os.environ.get("PNGNN_DATA_DIR", "../shared/data"),
                         help="the folder holding ml-1m/ (its degrees are sampled)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
@@ -347,7 +352,8 @@ def main() -> None:
         for model in args.models.split(","):
             cmd = [sys.executable, __file__, "--child", "--size", str(size), "--model", model, "--batches",
                    str(args.batches), "--full-epoch-max-s", str(args.full_epoch_max_s), "--device", args.device,
-                   "--threads", str(args.threads), "--seed", str(args.seed), "--data-dir", args.data_dir]
+                   "--threads", str(args.threads), "--seed", str(args.seed), "--data-dir", args.data_dir,
+                   "--max-batches", str(args.max_batches)]
             t0, load = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:

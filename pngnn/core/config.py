@@ -57,6 +57,12 @@ class TrainConfig:
     layers: int = 4
     lr: float = 5e-3
     batch_size: int = 4096
+    # Graph models: at most this many optimiser steps an epoch (0: no cap, batch_size at any size).
+    # Each step propagates the whole graph, so with a fixed batch an epoch costs steps x graph size:
+    # quadratic in the ratings. Above max_batches x batch_size pairs the batch grows instead (the
+    # learning rate by the square root of the growth, warmed up over the first epoch:
+    # pngnn.training.schedule); below it, as on ML-1M, nothing changes.
+    max_batches: int = 256
     epochs: int = 60
     l2: float = 0.05
     n_neg: int = 40
@@ -131,6 +137,8 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_TRAIN_SEED:
             raise PngnnError(f"training setting seed={self.seed} is out of range; use a seed from 0 to "
                              f"{MAX_TRAIN_SEED} (e.g. --set seed=0)")
+        if self.max_batches < 0:
+            raise PngnnError(f"training setting max_batches={self.max_batches} must be 0 (no cap) or more")
         if self.ease_max_items < 0:
             raise PngnnError(f"training setting ease_max_items={self.ease_max_items} must be 0 (every item) or more")
         if self.lr <= 0 or self.l2 < 0 or self.b < 0:

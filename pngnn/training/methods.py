@@ -97,7 +97,7 @@ NEEDS_DISLIKES = frozenset({"pngnn", "llm-pngnn", "pn-ease"})
 
 # The TrainConfig fields each method reads: what its MLflow run logs, what a tuned profile
 # saves, and what its search space may touch (so an EASE run never shows a PN-GNN's b).
-_GNN = ("dim", "layers", "lr", "batch_size", "epochs", "l2", "n_neg", "neg_exponent", "pair_sampling",
+_GNN = ("dim", "layers", "lr", "batch_size", "max_batches", "epochs", "l2", "n_neg", "neg_exponent", "pair_sampling",
         "eval_every", "patience", "valid_metric", "seed", "threshold")
 _PNGNN = (*_GNN, "dual_bpr", "b", "attention")
 METHOD_SETTINGS: dict[str, tuple[str, ...]] = {

@@ -30,6 +30,7 @@ from pngnn.models.pngnn import PNGNN
 from pngnn.models.sampling import DislikedSampler, EpochPairOrder, NegativeSampler
 from pngnn.training.checkpoints import restore_rng_states, rng_states
 from pngnn.training.device import training_device
+from pngnn.training.schedule import BatchSchedule, batch_schedule
 
 if TYPE_CHECKING:
     from pngnn.training.checkpoints import Checkpointer
@@ -197,8 +198,10 @@ def restore_state(state: Mapping[str, Any], model: GraphRecommender, opt: torch.
 
 def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torch.Tensor, items: torch.Tensor,
                 order: np.ndarray, negatives: np.ndarray, features: Mapping[str, torch.Tensor], batch_size: int,
-                label: str, progress: bool) -> tuple[float, dict[str, float]]:
-    """One pass over the epoch's pair order in batches; the mean loss and loss parts per pair."""
+                label: str, progress: bool, schedule: BatchSchedule | None = None,
+                first_step: int = 0) -> tuple[float, dict[str, float]]:
+    """One pass over the epoch's pair order in batches; the mean loss and loss parts per pair.
+    ``schedule``: each step's learning rate (its warm-up), steps counted from ``first_step``."""
     model.train()
     device = users.device
     perm, neg_all = torch.from_numpy(order).to(device), torch.from_numpy(negatives).to(device)
@@ -209,6 +212,9 @@ def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torc
         idx = perm[rows]
         extra = {k: v[idx] for k, v in features.items()}
         loss, parts = model.calculate_loss(users[idx], items[idx], neg_all[rows].long(), **extra)
+        if schedule is not None and schedule.scaled:
+            for group in opt.param_groups:
+                group["lr"] = schedule.lr_at(first_step + b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -246,7 +252,11 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     sampler = NegativeSampler(rated.users, rated.items, n_users, n_items, cfg.neg_exponent, seed=cfg.seed)
     pair_order = EpochPairOrder(pairs.users, n_users, cfg.pair_sampling)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = batch_schedule(cfg, len(pairs))
+    if schedule.scaled:
+        log.info("%d pairs an epoch: batches of %d (at most %d steps an epoch), learning rate %.4g warmed up over "
+                 "%d steps", len(pairs), schedule.batch_size, cfg.max_batches, schedule.lr, schedule.warmup_steps)
+    opt = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     streams = {"pair_order": rng, "negatives": sampler.rng, **(generators or {})}
     users_t = torch.from_numpy(pairs.users).to(device)
     items_t = torch.from_numpy(pairs.items).to(device)
@@ -269,8 +279,9 @@ def fit(
         negatives = sampler.sample(pairs.users[order], cfg.n_neg)
         if epoch_features is not None:
             feats_t.update({k: torch.from_numpy(v).to(device) for k, v in epoch_features().items()})
-        loss, parts = train_epoch(model, opt, users_t, items_t, order, negatives, feats_t, cfg.batch_size,
-                                  f"epoch {epoch}", progress)
+        steps = -(-len(order) // schedule.batch_size)
+        loss, parts = train_epoch(model, opt, users_t, items_t, order, negatives, feats_t, schedule.batch_size,
+                                  f"epoch {epoch}", progress, schedule, first_step=(epoch - 1) * steps)
         entry = EpochLog(epoch=epoch, loss=loss, seconds=time.perf_counter() - t0, parts=parts)
         if valid_set is not None and epoch % cfg.eval_every == 0:
             entry.valid = evaluate(model.scorer(), n_items, rated, valid_set, cfg.threshold)
