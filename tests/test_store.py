@@ -270,3 +270,39 @@ def test_a_file_that_is_no_duckdb_file_is_named_damaged(tmp_path):
     bad.write_text("not a database\n" * 100)
     with pytest.raises(UserError, match=r"damaged or truncated.*move the file away"):
         Store(bad)
+
+
+# The file layout of DuckDB's storage: three 4 KiB headers, then blocks of 256 KiB (a checksum first).
+HEADERS, BLOCK = 3 * 4096, 262_144
+
+
+def damage_a_block_of(db, table: str, column: str) -> None:
+    """Overwrite the middle of a block that holds ``table.column``'s data (its checksum no longer matches)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        blocks = [b for (b,) in con.sql(f"SELECT DISTINCT block_id FROM pragma_storage_info('{table}') WHERE "
+                                        f"block_id >= 0 AND column_name = '{column}' ORDER BY block_id").fetchall()]
+    finally:
+        con.close()
+    assert blocks, f"{table} has no persistent block"
+    with open(db, "r+b") as f:
+        f.seek(HEADERS + blocks[0] * BLOCK + BLOCK // 2)
+        f.write(np.random.default_rng(0).bytes(4096))
+
+
+def test_a_damaged_block_is_one_line_when_read_and_pngnn_doctor_finds_it(ml100k_db_copy, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("PNGNN_DB", str(ml100k_db_copy))
+    healthy = CliRunner().invoke(app, ["doctor"])
+    assert healthy.exit_code == 0 and "tables read end to end" in healthy.output and "no damage" in healthy.output
+    damage_a_block_of(ml100k_db_copy, "ratings", "rating")
+    damaged = r"is damaged or truncated \(DuckDB says: Corrupt database file"
+    # the file opens fine (the damage is in a data block); reading the block is the one line
+    with Store(ml100k_db_copy, read_only=True) as store, pytest.raises(UserError, match=damaged) as info:
+        store.query_sql("SELECT sum(rating) FROM ratings")
+    assert "\n" not in str(info.value) and "run `pngnn ingest` again" in str(info.value)
+    found = CliRunner().invoke(app, ["doctor"])
+    assert found.exit_code == 2 and "is damaged or truncated" in found.output and "Traceback" not in found.output
