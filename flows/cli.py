@@ -42,6 +42,7 @@ def run_cmd(
     llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
     settings = Settings.from_env()
     prof = get_profile(profile, settings)
+    prof.train.with_overrides(epochs=epochs)  # --epochs 0: one line now, not after Prefect has started
     methods = [check_method(name) for name in method] if method else None
     seeds = check_seeds(seed) if seed else None
     if not download:

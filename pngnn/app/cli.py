@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from pngnn.app import cli_options as opt
-from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seeds, merge_overrides, parse_overrides
+from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seed, check_seeds, merge_overrides, parse_overrides
 from pngnn.core.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
 from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.profiles import get_profile
@@ -251,6 +251,7 @@ def tune_cmd(
     from pngnn.core.profiles import new_profile_name
     from pngnn.training.device import resolve_device
 
+    check_seed(sampler_seed, "--sampler-seed")
     settings = Settings.from_env(device)
     resolve_device(settings.device)
     save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
@@ -291,6 +292,7 @@ def augment_cmd(
     """
     from pngnn.augment.step import augment_seeds
 
+    check_seed(sample_seed, "--sample-seed")
     llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, users_by=users_by, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
                        max_failed_share=max_failed_share)
@@ -329,6 +331,7 @@ def whatif_cmd(
     """
     from pngnn.app.whatif import WhatIfPlan, parse_user_counts, sweep_to_files
 
+    check_seeds([seed])
     settings = Settings.from_env(device)
     plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
                       parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes)

@@ -18,6 +18,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from pngnn.core.config import PROFILES, Profile, TrainConfig
 from pngnn.core.errors import PngnnError
 from pngnn.core.settings import Settings
@@ -38,19 +40,52 @@ def _config(values: Mapping[str, Any], path: Path) -> TrainConfig:
     return TrainConfig(**values)
 
 
+class ProfileFile(BaseModel):
+    """The fields of a saved profile, typed: a file that parses but is not a profile (a list, a
+    missing key, a seed that is not a number) is one line naming the field, not a traceback."""
+
+    model_config = ConfigDict(extra="allow")  # the tuning record, creation time, commit: kept, not checked
+
+    format: int
+    name: str
+    dataset: str
+    seeds: list[int] = Field(min_length=1)
+    train: dict[str, Any]
+    test_fraction: float
+    valid_fraction: float
+    method: str | None = None
+    split_protocol: str = "random"
+    last_n: int = 1
+    per_seed: dict[int, dict[str, Any]] = {}
+
+
 def load_saved_profile(path: Path) -> Profile:
+    fix = "fix the file, or delete it and re-run `pngnn tune --save-as` to make it again"
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PngnnError(f"cannot read profile {path}: {exc}; fix or delete the file") from None
-    if doc.get("format") != FORMAT_VERSION:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise PngnnError(f"cannot read profile {path}: {exc.strerror or exc}", fix) from None
+    except UnicodeDecodeError:
+        raise PngnnError(f"profile {path} is not UTF-8 text", fix) from None
+    except json.JSONDecodeError as exc:
+        raise PngnnError(f"profile {path} is not JSON ({exc.msg} at line {exc.lineno})", fix) from None
+    if not isinstance(doc, dict):
+        raise PngnnError(f"profile {path} is not a profile: it holds a JSON {type(doc).__name__}, not an object", fix)
+    if doc.get("format") not in (None, FORMAT_VERSION):
         raise PngnnError(f"profile {path} has format {doc.get('format')!r}, this pngnn reads format "
                          f"{FORMAT_VERSION}; re-run `pngnn tune` to make it again")
-    per_seed = {int(seed): _config(values, path) for seed, values in doc.get("per_seed", {}).items()}
-    return Profile(name=doc["name"], dataset=doc["dataset"], seeds=tuple(doc["seeds"]),
-                   train=_config(doc["train"], path), test_fraction=doc["test_fraction"],
-                   split_protocol=doc.get("split_protocol", "random"), last_n=doc.get("last_n", 1),
-                   valid_fraction=doc["valid_fraction"], method=doc["method"], per_seed=per_seed)
+    try:
+        checked = ProfileFile.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the file"
+        raise PngnnError(f"profile {path} is not a profile: {where}: {first['msg']} "
+                         f"({len(exc.errors())} problem(s))", fix) from None
+    per_seed = {seed: _config(values, path) for seed, values in checked.per_seed.items()}
+    return Profile(name=checked.name, dataset=checked.dataset, seeds=tuple(checked.seeds),
+                   train=_config(checked.train, path), test_fraction=checked.test_fraction,
+                   split_protocol=checked.split_protocol, last_n=checked.last_n,  # type: ignore[arg-type]
+                   valid_fraction=checked.valid_fraction, method=checked.method, per_seed=per_seed)
 
 
 def get_profile(name: str, settings: Settings | None = None) -> Profile:
@@ -58,6 +93,7 @@ def get_profile(name: str, settings: Settings | None = None) -> Profile:
     if name in PROFILES:
         return PROFILES[name]
     settings = settings or Settings()
+    check_profile_name(name, "--profile")  # a name, never a path: ../elsewhere/x is refused
     path = settings.profiles_dir / f"{name}.json"
     if path.is_file():
         return load_saved_profile(path)
@@ -71,10 +107,23 @@ def new_profile_name(method: str, dataset: str) -> str:
     return f"{method}-{dataset}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
 
+MAX_PROFILE_NAME = 100  # a file name, with room for .json under every file system's 255
+
+
+def check_profile_name(name: str, flag: str = "--save-as") -> str:
+    """A profile name: letters, digits, '-', '_' and '.', not starting with '.', at most 100 characters."""
+    shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+    if not name or name.startswith(".") or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise PngnnError(f"{flag} '{shown}' is not a profile name", "use letters, digits, '-', '_' and '.' (not "
+                                                                    "first), e.g. pn-ease-ml-1m")
+    if len(name) > MAX_PROFILE_NAME:
+        raise PngnnError(f"{flag} '{shown}' is too long", f"use at most {MAX_PROFILE_NAME} characters")
+    return name
+
+
 def check_new_name(name: str, directory: Path) -> Path:
     """The path a new profile ``name`` would take; an error if the name is taken."""
-    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise PngnnError(f"profile name '{name}' must be letters, digits, '-', '_' or '.'; e.g. pn-ease-ml-1m")
+    check_profile_name(name)
     if name in PROFILES:
         raise PngnnError(f"profile '{name}' is built in; choose another --save-as name")
     path = directory / f"{name}.json"
