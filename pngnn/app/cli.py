@@ -7,16 +7,20 @@ and is printed as one line (no traceback) with exit code 2.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
+import typer._click.exceptions as click_errors  # typer's own copy of click raises these
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from pngnn.app import cli_options as opt
 from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seed, check_seeds, merge_overrides, parse_overrides
@@ -25,15 +29,64 @@ from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings, quiet_environment
 
+
+class OneLineUsageErrors(TyperGroup):
+    """Click's usage errors (a value that is not a number, an unknown option) in the project's form:
+    one line on stderr naming the problem and where to look, exit code 2; not a usage box."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # `pngnn` alone: the help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "pngnn"
+            console.print(f"[bold red]error:[/] {escape(one_line(exc.format_message()))}; see `{where} --help`",
+                          highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            console.print(f"[bold red]error:[/] {escape(one_line(exc.format_message()))}", highlight=False,
+                          soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            console.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(help="LLM-augmented PN-GNN recommendations on MovieLens.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=OneLineUsageErrors)
 console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def one_line(text: object) -> str:
+    """``text`` for the terminal on one line: a value echoed back from the input (a newline, a
+    Unicode line separator, a control character) is shown escaped, never as a break."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def storage_error(exc: OSError) -> PngnnError:
+    """A file that cannot be made or written (a path under a file, no permission, a full disk) in one
+    line naming the path; what was written before stays whole (every writer writes atomically)."""
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    if exc.errno == errno.ENOSPC:
+        return PngnnError(f"no space left on the device of {where}",
+                          "free space there, or point the path (PNGNN_DB, MLFLOW_TRACKING_URI, --results-dir) at "
+                          "another disk, and rerun: the work resumes")
+    return PngnnError(f"cannot use {where}: {exc.strerror or exc}",
+                      "check the path and its permissions (PNGNN_DB, MLFLOW_TRACKING_URI, PNGNN_DATA_DIR, "
+                      "PNGNN_PROFILES_DIR, --results-dir)")
+
+
 def command(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Register a function as ``pngnn <name>``; a PngnnError it raises is one line and exit code 2."""
+    """Register a function as ``pngnn <name>``; a PngnnError it raises, or a file it cannot make or
+    write, is one line and exit code 2."""
 
     def register(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
@@ -41,7 +94,13 @@ def command(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 return fn(*args, **kwargs)
             except PngnnError as exc:
-                console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                console.print(f"[bold red]error:[/] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            except OSError as exc:
+                if exc.filename is None:  # not a file's fault: a bug or a network error, shown whole
+                    raise
+                console.print(f"[bold red]error:[/] {escape(one_line(storage_error(exc)))}", highlight=False,
+                              soft_wrap=True)
                 raise typer.Exit(2) from None
 
         app.command(name, help=unwrapped(inspect.getdoc(fn) or ""))(friendly)
