@@ -83,8 +83,9 @@ def test_the_training_task_pins_torch_threads(flow_run):
 @pytest.mark.slow
 def test_each_epoch_is_one_line_in_the_task_runs_prefect_logs(flow_run):
     epochs = [log for log in flow_run["logs"] if log["name"] == "pngnn.training.train"]
-    assert [re.match(r"epoch (\d)/2 loss \d+\.\d{5} \d+\.\ds valid recall@20 0\.\d{4}$", e["message"]).group(1)
-            for e in epochs] == ["1", "2"], [e["message"] for e in epochs]
+    # each line names its model: a flow that trains several at once says which line is which
+    assert [re.match(r"lightgcn ml-100k seed 2: epoch (\d)/2 loss \d+\.\d{5} \d+\.\ds valid recall@20 0\.\d{4}$",
+                     e["message"]).group(1) for e in epochs] == ["1", "2"], [e["message"] for e in epochs]
     assert {flow_run["task_runs"][e["task_run_id"]] for e in epochs} == {"train-lightgcn-ml-100k-seed2"}
 
 
@@ -93,7 +94,7 @@ def test_no_progress_bars_in_the_flow_runs_output(flow_run):
     """Neither tqdm's epoch bar nor MLflow's artifact bars (the model is logged, registered and
     loaded back for its input example): the worker's terminal holds log lines only."""
     err = flow_run["proc"].stderr
-    assert "pngnn.training.train - epoch 1/2" in err  # the same lines on the console, through Prefect's handler
+    assert "pngnn.training.train - lightgcn ml-100k seed 2: epoch 1/2" in err  # the same lines on the console, through Prefect's handler
     assert "Downloading artifacts" not in err and "Uploading artifacts" not in err
     assert not re.search(r"\d+%\|", err), err[-2000:]  # no tqdm bar of any kind
 

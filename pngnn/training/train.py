@@ -132,9 +132,10 @@ def train_pngnn(split: SplitData, cfg: TrainConfig, extra_ratings: Interactions 
         graph = train if cfg.aug_mode == "graph" else split.train
     model = build_pngnn(split, cfg, graph)
     plan = pngnn_pair_plan(train, split.n_users, cfg)
+    method = "llm-pngnn" if extra_ratings is not None and len(extra_ratings) else "pngnn"
     return fit(model, plan.pairs, train, split.n_users, split.n_items, cfg, split.valid,
                pair_features=plan.pair_features, epoch_features=plan.epoch_features, generators=plan.generators,
-               **hooks)
+               label=f"{method} {split.dataset} seed {split.seed}", **hooks)
 
 
 def build_most_popular(split: SplitData, cfg: TrainConfig) -> MostPopular:
@@ -238,8 +239,12 @@ def fit(
     epoch_features: Callable[[], dict[str, np.ndarray]] | None = None,
     generators: Mapping[str, np.random.Generator] | None = None,
     checkpoint: Checkpointer | None = None,
+    label: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``pairs`` with negatives never among ``rated`` (the user's train items).
+
+    ``label``: what every epoch line names (method, dataset, split), so a flow's log that trains
+    several models at once says which model each line is about; default: the model's class.
 
     ``pair_features``: fixed per-pair arrays passed to ``calculate_loss`` by name;
     ``epoch_features``: the same, drawn afresh at the start of every epoch from the random
@@ -289,7 +294,8 @@ def fit(
         done.epoch = epoch
         done.history.append(entry)
         epochs.set_postfix(loss=f"{entry.loss:.4f}", s=f"{entry.seconds:.1f}")
-        log.info("epoch %d/%d loss %.5f %.1fs%s", epoch, cfg.epochs, entry.loss, entry.seconds,
+        log.info("%s: epoch %d/%d loss %.5f %.1fs%s", label or type(model).__name__, epoch, cfg.epochs, entry.loss,
+                 entry.seconds,
                  f" valid {cfg.valid_metric} {entry.valid[cfg.valid_metric]:.4f}" if entry.valid else "")
         if on_epoch is not None:
             on_epoch(entry)
@@ -322,4 +328,6 @@ def train_lightgcn(split: SplitData, cfg: TrainConfig, extra_edges: Interactions
         edges, rated = edges.concat(extra_edges), rated.concat(extra_edges)
         graph = edges if cfg.aug_mode == "graph" else graph
     model = build_lightgcn(split, cfg, graph)
-    return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid, **hooks)
+    method = "llm-lightgcn" if extra_edges is not None and len(extra_edges) else "lightgcn"
+    return fit(model, edges, rated, split.n_users, split.n_items, cfg, split.valid,
+               label=f"{method} {split.dataset} seed {split.seed}", **hooks)
