@@ -21,7 +21,7 @@ from pngnn.training.methods import NEEDS_AUGMENTATION, check_method
 from tasks.augment import augment_task, merge_task, pretrain_task
 from tasks.data import ingest_task, llm_split_task, load_split_task, split_task
 from tasks.grid import GridTrainer
-from tasks.links import prefect_tags, publish_run_links
+from tasks.links import artifact_key, prefect_tags, publish_run_links
 from tasks.llm_fanout import fanout_augment, fans_out
 
 
@@ -90,5 +90,6 @@ def grid_flow_body(flow_name: str, profile: str, dataset: str | None, seeds: lis
         runs = run_grid(ds, seeds, base, profiles, cfg, llm, parent_id)
         summary = log_summary(runs)
     table = to_markdown(summary_table(summary))
-    publish_run_links(settings, parent_id, f"{flow_name} {profile}: {ds}, splits {seeds}", table)
+    publish_run_links(settings, parent_id, f"{flow_name} {profile}: {ds}, splits {seeds}", table,
+                      key=artifact_key(flow_name, profile, ds))
     return {"parent_run_id": parent_id, "dataset": ds, "runs": runs, "summary": summary, "table": table}

@@ -20,7 +20,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from pngnn.app.parent_records import log_augment_counts, log_llm
-from pngnn.app.reaugment_report import artifact_key, reaugment_markdown
+from pngnn.app.reaugment_report import reaugment_markdown
 from pngnn.augment.edges import EdgeSource, dataset_wording
 from pngnn.core.constants import REAUGMENT_LLM_BUDGET, REAUGMENT_VALID_FRACTION
 from pngnn.core.errors import PngnnError
@@ -33,6 +33,7 @@ from pngnn.tracking.runs import parent_run
 from pngnn.training.methods import NEEDS_AUGMENTATION, check_method
 from tasks.augment import reaugment_task
 from tasks.data import append_task, ingest_task, llm_split_task, load_split_task, split_task
+from tasks.links import artifact_key
 from tasks.model import train_evaluate_task
 from tasks.registry import holdout_promote_task
 
@@ -118,7 +119,7 @@ def reaugment(
                                     out["metrics"] if out else None)
         mlflow.log_text(report, "reaugment.md")
     print(report)
-    create_markdown_artifact(key=artifact_key(ds, method), markdown=report,
+    create_markdown_artifact(key=artifact_key("reaugment", ds, method), markdown=report,
                              description=f"what reaugment {method} changed on {ds}")
     return {"parent_run_id": parent_id, "run_id": out["run_id"] if out else None,
             "metrics": out["metrics"] if out else None, "promotion": decision, "appended": appended,

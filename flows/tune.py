@@ -13,7 +13,7 @@ from pngnn.app.tune import TuneRequest, studies_table, tune_profile
 from pngnn.core.constants import TUNE_METRIC
 from pngnn.core.profiles import get_profile, new_profile_name
 from pngnn.core.settings import Settings
-from tasks.links import prefect_tags, publish_run_links
+from tasks.links import artifact_key, prefect_tags, publish_run_links
 from tasks.runners import SettingsTaskRunner
 from tasks.tune import TASK_STEPS
 
@@ -43,7 +43,8 @@ def tune(
                                     valid_fraction=valid_fraction, max_epochs=max_epochs)
     out = tune_profile(settings, request, evaluate_on_test=test, steps=TASK_STEPS, tags=prefect_tags())
     publish_run_links(settings, out.parent_run_id, f"tune {method} -> profile {save_as}",
-                      studies_table(out.studies, out.tests))
+                      studies_table(out.studies, out.tests),
+                      key=artifact_key("tune", method, dataset or get_profile(profile, settings).dataset))
     return {"parent_run_id": out.parent_run_id, "profile_path": str(out.profile_path),
             "best": {seed: s.best_params for seed, s in out.studies.items()}, "test": out.tests}
 

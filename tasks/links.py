@@ -4,6 +4,8 @@ the MLflow parent run's link and metrics table as artifacts."""
 
 from __future__ import annotations
 
+import re
+
 import mlflow
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
@@ -32,13 +34,22 @@ def mlflow_run_url(settings: Settings, run_id: str) -> str | None:
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def publish_run_links(settings: Settings, parent_run_id: str, title: str, table_markdown: str) -> None:
-    """The MLflow parent run (link, id, store) and its table as artifacts of the current flow run."""
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from its parts (lowercase letters, digits and dashes, as Prefect
+    requires): one key per deployment and dataset, so the Artifacts page keeps their history."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def publish_run_links(settings: Settings, parent_run_id: str, title: str, table_markdown: str,
+                      key: str | None = None) -> None:
+    """The MLflow parent run (link, id, store) and its table as artifacts of the current flow run,
+    and as the flow's last log line: where the metrics are, for whoever watches the run end."""
     url = mlflow_run_url(settings, parent_run_id)
     where = (f"[MLflow run {parent_run_id}]({url})" if url else
              f"MLflow run `{parent_run_id}` in `{settings.mlflow_uri}` "
              f"(open: `mlflow ui --backend-store-uri {settings.mlflow_uri}`)")
-    create_markdown_artifact(markdown=f"# {title}\n\n{where}\n\n{table_markdown}\n",
+    print(f"{title}: metrics in {url or where}\n{table_markdown}")
+    create_markdown_artifact(key=key, markdown=f"# {title}\n\n{where}\n\n{table_markdown}\n",
                              description=f"{title}: metrics and the MLflow run")
     if url:
         create_link_artifact(link=url, link_text=f"MLflow run {parent_run_id}", description=title)

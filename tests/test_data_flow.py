@@ -56,6 +56,12 @@ def test_the_pipeline_reads_each_split_once_for_all_its_methods(prefect_api, tmp
         assert any(key.startswith(method) for key in out["summary"]), sorted(out["summary"])[:5]
     # three methods on two splits: two reads, not six
     assert sorted(reads) == [("ml-100k", 1), ("ml-100k", 2)], reads
+    # the flow run's table is an artifact under the key that keeps the deployment's history
+    import httpx
+
+    found = httpx.post(f"{prefect_api}/artifacts/filter", timeout=60,
+                       json={"artifacts": {"key": {"any_": ["pipeline-quick-ml-100k"]}}}).json()
+    assert len(found) == 1 and out["table"] in found[0]["data"]
 
 
 def test_the_pipeline_runs_on_a_users_own_dataset_and_registers_models_in_its_ids(prefect_api, tmp_path,

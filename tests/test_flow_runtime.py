@@ -94,7 +94,8 @@ def test_no_progress_bars_in_the_flow_runs_output(flow_run):
     """Neither tqdm's epoch bar nor MLflow's artifact bars (the model is logged, registered and
     loaded back for its input example): the worker's terminal holds log lines only."""
     err = flow_run["proc"].stderr
-    assert "pngnn.training.train - lightgcn ml-100k seed 2: epoch 1/2" in err  # the same lines on the console, through Prefect's handler
+    # the same lines on the console, through Prefect's handler
+    assert "pngnn.training.train - lightgcn ml-100k seed 2: epoch 1/2" in err
     assert "Downloading artifacts" not in err and "Uploading artifacts" not in err
     assert not re.search(r"\d+%\|", err), err[-2000:]  # no tqdm bar of any kind
 

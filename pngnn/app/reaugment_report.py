@@ -1,18 +1,12 @@
-"""What one scheduled re-augmentation changed, as the Markdown its Prefect run publishes (and the
-flow prints): new interactions, users asked against the budget, edges, whether a model version was
-registered, and the holdout comparison with production. Prefect-free so a test reads it directly."""
+"""What one scheduled re-augmentation changed, as the Markdown its Prefect run publishes (key
+``reaugment-<dataset>-<method>``) and the flow prints: new interactions, users asked against the
+budget, edges, whether a model version was registered, and the holdout comparison with production.
+Prefect-free so a test reads it directly."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
-
-
-def artifact_key(dataset: str, method: str) -> str:
-    """The run's artifact key (lowercase letters, digits and dashes, as Prefect requires): one key per
-    dataset and method, so the Artifacts page keeps one history a week long per model line."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"reaugment-{dataset}-{method}".lower()).strip("-")
 
 
 def _appended(appended: Mapping[str, Any] | None) -> str:
