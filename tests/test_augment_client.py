@@ -359,3 +359,30 @@ def test_retry_after_header_forms() -> None:
     assert retry_after_seconds(Exc({"retry-after-ms": "inf", "retry-after": "2"})) == 2.0
     assert retry_after_seconds(Exc({})) is None
     assert retry_after_seconds(ValueError()) is None
+
+
+def test_without_a_terminal_the_llm_step_logs_progress_lines():
+    """A flow's log has no progress bar: every ``every`` seconds a line says how far the step is."""
+    from pngnn.augment.client import BatchCounts, ProgressLines
+
+    counts = BatchCounts(total=600, cached=100)
+    lines = ProgressLines(counts, start=0.0, every=30.0)
+    for _ in range(48):
+        counts.add("ok")
+    counts.add("invalid")
+    counts.add("failed")  # 50 sent in 25 s: 2 requests/s
+    assert lines.maybe(now=25.0) is None  # not yet 30 s
+    assert lines.maybe(now=25.0 + 5.0) == ("LLM: 150 of 600 prompts done (48 answered, 2 failed, 100 cached, 0 by "
+                                           "another run), 1.67 requests/s, about 4 min left")
+    assert lines.maybe(now=40.0) is None  # the next one 30 s after
+
+
+def test_run_batch_logs_its_progress_lines_when_it_shows_no_bar(caplog, monkeypatch):
+    from pngnn.augment import client as client_module
+
+    monkeypatch.setattr(client_module, "PROGRESS_EVERY_S", 0.0)  # a line per answer, to see them
+    with FaultLLMServer() as server, caplog.at_level("INFO", logger="pngnn.augment.client"):
+        client = LLMClient(settings(server))
+        client.run_batch(requests(3), lambda entry: None, progress=False)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LLM: ")]
+    assert [s.split(" prompts done")[0] for s in said] == ["LLM: 1 of 3", "LLM: 2 of 3", "LLM: 3 of 3"], said

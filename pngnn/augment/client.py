@@ -126,6 +126,35 @@ class BatchCounts:
         setattr(self, status, getattr(self, status) + 1)
 
 
+PROGRESS_EVERY_S = 30.0  # a flow's log gets an LLM progress line at most this often
+
+
+class ProgressLines:
+    """What a progress bar says, as a log line every ``every`` seconds: where there is no
+    terminal (a Prefect flow's log), a long LLM step is not silent for an hour."""
+
+    def __init__(self, counts: BatchCounts, start: float, every: float | None = None) -> None:
+        self.counts, self.start = counts, start
+        self.every = PROGRESS_EVERY_S if every is None else every
+        self.last = start
+
+    def maybe(self, now: float | None = None) -> str | None:
+        """Log (and return) a line when ``every`` seconds passed since the last one."""
+        now = time.perf_counter() if now is None else now
+        if now - self.last < self.every:
+            return None
+        self.last = now
+        c = self.counts
+        done = c.cached + c.shared + c.sent
+        rate = c.sent / max(now - self.start, 1e-9)
+        left = max(c.total - done, 0)
+        eta = f"about {left / rate / 60:.0f} min left" if rate > 0 else "time left unknown"
+        line = (f"LLM: {done} of {c.total} prompts done ({c.ok} answered, {c.failures} failed, {c.cached} cached, "
+                f"{c.shared} by another run), {rate:.2f} requests/s, {eta}")
+        log.info(line)
+        return line
+
+
 def _finite_seconds(text: str, scale: float = 1.0) -> float | None:
     """``text`` as a finite, non-negative number of seconds, or None: a header saying
     ``inf``, ``nan``, ``-1`` or ``1e400`` is no wait at all, not a reason to hang or crash."""
@@ -459,6 +488,7 @@ class LLMClient:
         counts = BatchCounts(total=size + cached, cached=cached)
         start = time.perf_counter()
         bar = tqdm(total=counts.total, initial=cached, desc="LLM", unit="req", disable=not progress)
+        lines = None if progress else ProgressLines(counts, start)  # no terminal (a flow's log): a line now and then
         streak = 0
 
         def record(entry: CacheEntry) -> None:
@@ -468,6 +498,8 @@ class LLMClient:
             streak = streak + 1 if entry.status == UNREACHABLE else 0
             bar.update(1)
             bar.set_postfix(cached=counts.cached, sent=counts.sent, failed=counts.failures, refresh=False)
+            if lines is not None:
+                lines.maybe()
             if streak >= self.settings.abort_after_unreachable:
                 raise PngnnError(
                     f"LLM server at {self.settings.base_url} stopped answering ({streak} requests in a row could "
