@@ -164,19 +164,24 @@ def test_the_experiment_flow_trains_each_method_with_its_tuned_profile(tmp_path)
         method_profiles(["ease"], "ml-100k", quick, {"ease": "missing"}, settings)
 
 
-def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_path):
+def recorded_trials(seen: list, what: str = "number"):
+    """The in-process trial context, also noting each trial's number (or its params) in ``seen``."""
     from contextlib import contextmanager
 
     from pngnn.app.study import untracked_trial
 
-    started: list[int] = []
-
     @contextmanager
-    def counting(number, params):
-        started.append(number)
+    def context(number, params):
+        seen.append(number if what == "number" else params)
         with untracked_trial(number, params) as log:
             yield log
 
+    return context
+
+
+def test_an_interrupted_study_resumes_from_its_journal(split_with_valid, tmp_path):
+    started: list[int] = []
+    counting = recorded_trials(started)
     journal = tmp_path / "studies" / "ease.log"
     first = tune_split(split_with_valid, "ease", TrainConfig(), Budget(trials=2), trial_context=counting,
                        journal=journal, study_name="ease-seed1")
@@ -205,19 +210,8 @@ def test_a_study_killed_during_its_base_trial_runs_the_base_configuration_again(
     killed.enqueue_trial(base_values(base, SEARCH_SPACES["ease"]))
     killed.ask()  # trial 0 started, never told: what kill -9 leaves
     seen: list[dict] = []
-
-    from contextlib import contextmanager
-
-    from pngnn.app.study import untracked_trial
-
-    @contextmanager
-    def recording(number, params):
-        seen.append(params)
-        with untracked_trial(number, params) as log:
-            yield log
-
-    tune_split(split_with_valid, "ease", base, Budget(trials=2), trial_context=recording, journal=journal,
-               study_name="ease-seed1")
+    tune_split(split_with_valid, "ease", base, Budget(trials=2), trial_context=recorded_trials(seen, "params"),
+               journal=journal, study_name="ease-seed1")
     assert len(seen) == 2 and seen[0]["ease_lambda"] == 123.0 and seen[1]["ease_lambda"] != 123.0
 
 
