@@ -71,20 +71,21 @@ def test_the_pipeline_runs_on_a_users_own_dataset_and_registers_models_in_its_id
     from flows.pipeline import pipeline
     from pngnn.core.settings import Settings
     from pngnn.data.prepare import ingest_user_data_step
+    from tests.servers import mlflow_server
     from tests.test_user_data import COLUMNS, log_frame, write
 
     db = tmp_path / "pngnn.duckdb"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ingest_user_data_step(Settings(db_path=db, data_dir=tmp_path), "shop",
                           write(log_frame(n=3_000), tmp_path / "log.parquet"), COLUMNS, like_threshold=6)
     monkeypatch.setenv("PNGNN_DB", str(db))
     monkeypatch.setenv("PNGNN_PROFILES_DIR", str(tmp_path / "profiles"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    out = pipeline(profile="quick", dataset="shop", methods=["mostpop", "ease", "pngnn"], epochs=1)
-    assert out["dataset"] == "shop"
-    for method in ("mostpop", "ease", "pngnn"):
-        assert any(key.startswith(method) for key in out["summary"])
-    mlflow.set_tracking_uri(uri)
-    served = mlflow.pyfunc.load_model("models:/pngnn-shop-ease@production")
-    answer = served.predict({"user_id": ["cust-003"], "k": [3]})
+    with mlflow_server(tmp_path / "tracking") as uri:  # a real tracking server, its artifacts proxied
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        out = pipeline(profile="quick", dataset="shop", methods=["mostpop", "ease", "pngnn"], epochs=1)
+        assert out["dataset"] == "shop"
+        for method in ("mostpop", "ease", "pngnn"):
+            assert any(key.startswith(method) for key in out["summary"])
+        mlflow.set_tracking_uri(uri)
+        served = mlflow.pyfunc.load_model("models:/pngnn-shop-ease@production")
+        answer = served.predict({"user_id": ["cust-003"], "k": [3]})
     assert answer["user_id"].tolist() == ["cust-003"] * 3 and answer["item_id"].str.startswith("SKU").all()
