@@ -44,3 +44,23 @@ def test_a_tracking_server_decides_where_artifacts_go(uri):
     from pngnn.tracking.runs import artifact_location
 
     assert artifact_location(Settings(mlflow_uri=uri)) is None
+
+
+@pytest.mark.slow
+def test_processes_opening_a_fresh_sqlite_store_at_once_all_get_in(tmp_path):
+    """Four processes open the same new MLflow sqlite store at once (two `pngnn train --track` started
+    together): without the lock, all but one failed inside MLflow's schema migrations."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    probe = ("import sys; from pngnn.core.settings import Settings; from pngnn.tracking.runs import setup; "
+             "print(setup(Settings(mlflow_uri=sys.argv[1]), 'ml-100k'))")
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(root), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    procs = [subprocess.Popen([sys.executable, "-c", probe, uri], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-1500:] for _, err in outs]
+    assert len({out.strip().splitlines()[-1] for out, _ in outs}) == 1  # one experiment, the same for all

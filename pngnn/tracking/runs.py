@@ -100,6 +100,26 @@ def outage_in_words(settings: Settings) -> Iterator[None]:
         raise outage from None
 
 
+@contextmanager
+def one_store_creator(settings: Settings) -> Iterator[None]:
+    """Processes that open a fresh MLflow sqlite store at once run its schema migrations at once,
+    and all but one fail inside alembic: a file lock beside the store lets one in at a time (the
+    migrations then find the schema made). Other stores need none."""
+    if not settings.mlflow_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(settings.mlflow_uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def setup(settings: Settings, dataset: str) -> str:
     """Point MLflow at the configured store and select the dataset's experiment, creating it
     (artifacts beside the data, tagged as a model-training experiment) the first time."""
@@ -107,16 +127,15 @@ def setup(settings: Settings, dataset: str) -> str:
     from mlflow.exceptions import MlflowException
 
     bound_tracking_requests(settings)
-    if settings.mlflow_uri.startswith("sqlite:///"):
-        Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if is_postgres_url(settings.mlflow_uri):  # else MLflow retries a dead database for minutes, then a traceback
         check_database(settings.mlflow_uri, "MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.mlflow_uri)
-    client = mlflow.MlflowClient()
     name = experiment_name(dataset)
-    if client.get_experiment_by_name(name) is None:
-        with contextlib.suppress(MlflowException):  # another process may create it in the meantime
-            client.create_experiment(name, artifact_location=artifact_location(settings), tags=EXPERIMENT_KIND)
+    with one_store_creator(settings):  # the client opens (and, for a fresh file, creates) the store
+        client = mlflow.MlflowClient()
+        if client.get_experiment_by_name(name) is None:
+            with contextlib.suppress(MlflowException):  # another process may create it in the meantime
+                client.create_experiment(name, artifact_location=artifact_location(settings), tags=EXPERIMENT_KIND)
     exp = mlflow.set_experiment(name)
     return exp.experiment_id
 
