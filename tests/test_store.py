@@ -306,3 +306,47 @@ def test_a_damaged_block_is_one_line_when_read_and_pngnn_doctor_finds_it(ml100k_
     assert "\n" not in str(info.value) and "run `pngnn ingest` again" in str(info.value)
     found = CliRunner().invoke(app, ["doctor"])
     assert found.exit_code == 2 and "is damaged or truncated" in found.output and "Traceback" not in found.output
+
+
+def test_a_full_disk_is_named_as_such():
+    from pngnn.data.store import disk_full_error
+
+    full = disk_full_error("x.duckdb", duckdb.Error('TransactionContext Error: Failed to commit: Could not write file '
+                                                    '"/data/x.duckdb.wal": No space left on device'))
+    assert isinstance(full, OSError) and full.errno == 28 and full.filename == "/data/x.duckdb.wal"
+    assert disk_full_error("x.duckdb", duckdb.Error("Catalog Error: Table with name nope does not exist")) is None
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB tmpfs (a full disk soon), where this machine lets the tests mount one."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_ingest_on_a_full_disk_is_one_line_and_leaves_no_dataset(tiny_disk, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    db = tiny_disk / "pngnn.duckdb"
+    monkeypatch.setenv("PNGNN_DB", str(db))
+    out = CliRunner().invoke(app, ["ingest", "ml-100k"])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: no space left on the device of {db}"), out.output
+    if db.exists():  # the transaction was rolled back: no half dataset
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            assert con.sql("SELECT count(*) FROM ratings").fetchall() == [(0,)]
+        finally:
+            con.close()

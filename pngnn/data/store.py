@@ -12,6 +12,9 @@ the caller says which, nothing is guessed from the text.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +43,16 @@ def damaged_error(path: Path | str, exc: duckdb.Error) -> UserError | None:
     if any(marker in first for marker in _DAMAGED):
         return UserError(f"DuckDB file {path} is damaged or truncated (DuckDB says: {first})", _DAMAGED_FIX)
     return None
+
+
+def disk_full_error(path: Path | str, exc: duckdb.Error) -> OSError | None:
+    """A write that failed for lack of space, as the OSError a file write would raise (the command
+    line says it in one line, naming the file); None if ``exc`` says something else."""
+    first = str(exc).splitlines()[0]
+    if "No space left on device" not in first:
+        return None
+    written = re.search(r'file "([^"]+)"', first)
+    return OSError(errno.ENOSPC, "No space left on device", written.group(1) if written else str(path))
 
 
 def open_error(path: Path | str, exc: duckdb.Error) -> PngnnError:
@@ -122,7 +135,7 @@ class Store:
         try:
             yield
         except duckdb.Error as exc:  # a bad block's checksum is a bare duckdb.Error, not an IOException
-            error = damaged_error(self.path, exc)
+            error = damaged_error(self.path, exc) or disk_full_error(self.path, exc)
             if error is None:
                 raise
             raise error from None
@@ -193,7 +206,15 @@ class Store:
         except BaseException:
             self.con.rollback()
             raise
-        self.con.commit()
+        try:
+            self.con.commit()
+        except duckdb.Error as exc:  # a full disk fails the commit: the transaction is rolled back
+            full = disk_full_error(self.path, exc)
+            if full is None:
+                raise
+            with contextlib.suppress(duckdb.Error):
+                self.con.rollback()
+            raise full from None
 
     def register(self, name: str, frame: pl.DataFrame) -> None:
         self.con.register(name, frame.to_arrow())

@@ -6,6 +6,7 @@ rebuilt from whatever files exist (``pngnn report``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -57,6 +58,10 @@ def write_per_user(record_path: Path, frame: pl.DataFrame | None) -> Path | None
         frame.write_parquet(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except pl.exceptions.ComputeError as exc:  # Polars reports a full disk as a compute error
+        if "os error 28" not in str(exc) and "No space left" not in str(exc):
+            raise
+        raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
