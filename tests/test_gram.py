@@ -12,7 +12,7 @@ import torch
 from pngnn.core.errors import PngnnError
 from pngnn.data.split import Interactions
 from pngnn.models import gram as gram_module
-from pngnn.models.gram import check_memory, dense_gram, fit_bytes, invert_in_place
+from pngnn.models.gram import check_memory, dense_gram, fit_bytes, gram_inverse, invert_in_place, lower_gram
 from pngnn.models.linear import ease_weights, pn_ease_weights
 
 
@@ -41,6 +41,18 @@ def test_the_inverse_is_written_over_the_gram_and_is_the_inverse(monkeypatch, dt
     assert np.shares_memory(p, g) and p.dtype == dtype and p.flags.c_contiguous
     np.testing.assert_allclose(p, p.T, rtol=0, atol=0)  # exactly symmetric
     np.testing.assert_allclose(p, expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+def test_one_triangle_is_enough_from_gram_to_inverse(monkeypatch):
+    """The fit accumulates and inverts one triangle only (BLAS syrk, LAPACK potrf/potri): the other
+    stays zero until the inverse is mirrored, and the result is the full inverse."""
+    monkeypatch.setattr(gram_module, "BLOCK", 16)
+    x = random_interactions(120, 25, 900, 7)
+    lower = lower_gram(x, 120, 25, np.dtype(np.float64))
+    assert not np.triu(lower.T, 1).any() and np.tril(lower.T).any()
+    m = sp.csr_matrix((x.ratings.astype(np.float64), (x.users, x.items)), shape=(120, 25))
+    expected = np.linalg.inv((m.T @ m).toarray() + 4.0 * np.eye(25))
+    np.testing.assert_allclose(gram_inverse(x, 120, 25, 4.0, np.dtype(np.float64)), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_a_singular_gram_is_one_line_naming_the_penalty():

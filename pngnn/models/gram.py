@@ -2,9 +2,11 @@
 
 Why it is done this way: at a catalogue of n columns the dense n x n matrix is the whole memory
 bill (26,744 ML-20M items: 2.9 GB in float32, 5.7 GB in float64; PN-EASE's 2n columns four times
-that). So the Gram XᵀX is accumulated densely from blocks of user rows (BLAS products, no sparse
-product turned dense), the ridge added on its diagonal, and LAPACK's Cholesky factorisation and
-inverse (``potrf``, ``potri``) overwrite that same buffer: one n x n matrix from first to last.
+that). So the Gram XᵀX is accumulated densely from blocks of user rows by BLAS' symmetric
+rank-k update (``syrk``: half a general product's work, and it adds into the Gram itself, where
+``gram += block.T @ block`` would make a second n x n temporary), the ridge added on its diagonal,
+and LAPACK's Cholesky factorisation and inverse (``potrf``, ``potri``) overwrite that same buffer,
+all three on one triangle: one n x n matrix from first to last.
 The caller derives the weights in place too. Before anything is allocated, ``check_memory``
 compares what the fit will hold with what the machine has free and refuses in one line that
 names the need and the setting that fits (``ease_max_items``).
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from pngnn.core.errors import PngnnError
 from pngnn.data.split import Interactions
@@ -66,20 +68,44 @@ def check_memory(method: str, n_cols: int, n_items: int, dtype: np.dtype, availa
                      "it on the most-rated items")
 
 
-def dense_gram(columns: Interactions, n_users: int, n_cols: int, dtype: np.dtype) -> np.ndarray:
-    """XᵀX as one dense C-ordered [n_cols, n_cols] array, accumulated over blocks of user rows."""
+def lower_gram(columns: Interactions, n_users: int, n_cols: int, dtype: np.dtype) -> np.ndarray:
+    """XᵀX in one C-ordered [n_cols, n_cols] array whose Fortran view's lower triangle (what LAPACK
+    reads with ``lower=True``) holds the product; the other triangle stays zero."""
     x = sp.csr_matrix((columns.ratings.astype(dtype), (columns.users, columns.items)), shape=(n_users, n_cols))
     gram = np.zeros((n_cols, n_cols), dtype=dtype)
+    f = gram.T  # Fortran order: BLAS adds into it without a copy
+    (syrk,) = blas.get_blas_funcs(("syrk",), (f,))
     for start in range(0, n_users, BLOCK):
         block = x[start:start + BLOCK]
         if block.nnz:
-            dense = block.toarray()
-            gram += dense.T @ dense
+            rows_t = block.toarray().T  # [n_cols, rows], Fortran-contiguous: C += A Aᵀ
+            updated = syrk(1.0, rows_t, trans=0, beta=1.0, c=f, overwrite_c=1, lower=1)
+            if not np.shares_memory(updated, gram):  # a BLAS that copied would drop the update
+                raise RuntimeError("syrk did not update the Gram in place")
+    return gram
+
+
+def mirror_lower(f: np.ndarray) -> np.ndarray:
+    """Copy the lower triangle of the square ``f`` onto its upper one, a block of columns at a time."""
+    n = f.shape[0]
+    for start in range(0, n, SYMMETRIZE_BLOCK):
+        stop = min(start + SYMMETRIZE_BLOCK, n)
+        f[start:stop, stop:] = f[stop:, start:stop].T
+        block = f[start:stop, start:stop]
+        block[np.triu_indices(stop - start, 1)] = block.T[np.triu_indices(stop - start, 1)]
+    return f
+
+
+def dense_gram(columns: Interactions, n_users: int, n_cols: int, dtype: np.dtype) -> np.ndarray:
+    """XᵀX as one dense, symmetric, C-ordered [n_cols, n_cols] array."""
+    gram = lower_gram(columns, n_users, n_cols, dtype)
+    mirror_lower(gram.T)
     return gram
 
 
 def invert_in_place(gram: np.ndarray, lam: float) -> np.ndarray:
-    """(gram + λI)⁻¹, written over ``gram`` (symmetric, C-ordered): the same memory is returned."""
+    """(gram + λI)⁻¹, written over ``gram`` (C-ordered; only its Fortran view's lower triangle is
+    read): the same memory is returned, symmetric."""
     gram[np.diag_indices_from(gram)] += lam
     f = gram.T  # the same memory in Fortran order, which LAPACK overwrites without a copy
     potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (f,))
@@ -90,12 +116,7 @@ def invert_in_place(gram: np.ndarray, lam: float) -> np.ndarray:
     inverse, info = potri(factor, lower=True, overwrite_c=True)
     if info != 0 or not np.shares_memory(inverse, gram):
         raise PngnnError(f"the closed form's inverse failed (LAPACK potri info {info}); raise ease_lambda")
-    n = f.shape[0]
-    for start in range(0, n, SYMMETRIZE_BLOCK):  # the lower triangle holds the inverse: mirror it up
-        stop = min(start + SYMMETRIZE_BLOCK, n)
-        f[start:stop, stop:] = f[stop:, start:stop].T
-        block = f[start:stop, start:stop]
-        block[np.triu_indices(stop - start, 1)] = block.T[np.triu_indices(stop - start, 1)]
+    mirror_lower(f)  # the lower triangle holds the inverse
     return gram
 
 
@@ -106,4 +127,4 @@ def gram_inverse(columns: Interactions, n_users: int, n_cols: int, lam: float,
     if not lam > 0:
         raise PngnnError(f"EASE's ridge penalty lambda must be > 0, got {lam}; try 500")
     check_memory(method, n_cols, n_items or n_cols, dtype)
-    return invert_in_place(dense_gram(columns, n_users, n_cols, dtype), lam)
+    return invert_in_place(lower_gram(columns, n_users, n_cols, dtype), lam)
