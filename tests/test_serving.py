@@ -274,6 +274,8 @@ def test_mlflow_models_serve_answers_top_k_with_titles_as_pngnn_recommend(served
 @pytest.mark.parametrize(("request_body", "needle"), [
     ({"dataframe_records": [{"user": 1}]}, "missing inputs ['user_id']"),
     ({"dataframe_records": [{"user_id": 424242}], "params": {"unknown_users": "error"}}, "unknown user 424242"),
+    ({"dataframe_records": [{"user_id": 1.5}]}, "user_id must be a whole number, got [1.5]"),
+    ({"dataframe_records": [{"user_id": 1}, {"user_id": "one"}]}, "user_id must be a whole number, got ['one']"),
 ])
 def test_mlflow_models_serve_rejects_a_bad_request_with_400_and_why(served, request_body, needle):
     reply = httpx.post(f"{served}/invocations", json=request_body, timeout=60)

@@ -37,6 +37,7 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import AnyType
 
 import pngnn
 from pngnn.core.errors import UserError
@@ -110,9 +111,14 @@ def _whole(column: pd.Series, name: str, fix: str, default: int | None = None) -
 
 
 def signature(string_ids: bool = False) -> ModelSignature:
-    """Ids are numbers for MovieLens and strings for a user's own data (whatever their ids were)."""
+    """Ids are numbers for MovieLens and strings for a user's own data (whatever their ids were).
+
+    MovieLens' input ``user_id`` is declared ``any``, not ``long``: MLflow's scoring server casts a
+    JSON body to the declared type before ``predict`` runs, and its cast to int64 truncates, so a
+    ``long`` column turned ``1.5`` into user 1. Under ``any`` the value arrives as sent and
+    ``parse_request`` refuses what is not a whole number."""
     ids = "string" if string_ids else "long"
-    inputs = Schema([ColSpec(ids, "user_id"), ColSpec("long", "k", required=False)])
+    inputs = Schema([ColSpec("string" if string_ids else AnyType(), "user_id"), ColSpec("long", "k", required=False)])
     outputs = Schema([ColSpec(ids if name in ("user_id", "item_id") else kind, name)
                       for name, kind in OUTPUT_COLUMNS.items()])
     params = ParamSchema([ParamSpec("k", "long", DEFAULT_K), ParamSpec("unknown_users", "string", UNKNOWN_POLICIES[0])])
