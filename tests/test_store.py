@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -344,6 +346,7 @@ def test_ingest_on_a_full_disk_is_one_line_and_leaves_no_dataset(tiny_disk, monk
     assert out.exit_code == 2, out.output
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: no space left on the device of {db}"), out.output
+    assert re.search(r"\(now \d+\.\d MB free of 2 MB\)", lines[0]), lines[0]
     if db.exists():  # the transaction was rolled back: no half dataset
         con = duckdb.connect(str(db), read_only=True)
         try:

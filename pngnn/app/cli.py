@@ -11,6 +11,7 @@ import errno
 import functools
 import inspect
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,12 +72,28 @@ def one_line(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+def free_space(path: str | None) -> str:
+    """" (now N MB free of M MB)" for the disk that holds ``path`` (its nearest existing folder), once
+    the failed write was rolled back: how much room there is to make; empty where the disk cannot
+    be asked."""
+    if not path:
+        return ""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError:
+        return ""
+    return f" (now {usage.free / 2**20:,.1f} MB free of {usage.total / 2**20:,.0f} MB)"
+
+
 def storage_error(exc: OSError) -> PngnnError:
     """A file that cannot be made or written (a path under a file, no permission, a full disk) in one
     line naming the path; what was written before stays whole (every writer writes atomically)."""
     where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
     if exc.errno == errno.ENOSPC:
-        return PngnnError(f"no space left on the device of {where}",
+        return PngnnError(f"no space left on the device of {where}{free_space(exc.filename)}",
                           "free space there, or point the path (PNGNN_DB, MLFLOW_TRACKING_URI, --results-dir) at "
                           "another disk, and rerun: the work resumes")
     return PngnnError(f"cannot use {where}: {exc.strerror or exc}",
