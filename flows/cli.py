@@ -10,7 +10,6 @@ import typer
 
 from pngnn.app import cli_options as opt
 from pngnn.app.cli import app, command
-from pngnn.core.config import check_seeds
 from pngnn.core.constants import DEFAULT_METHODS, RUN_LLM_USERS
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings, quiet_environment
@@ -44,7 +43,6 @@ def run_cmd(
     prof = get_profile(profile, settings)
     prof.train.with_overrides(epochs=epochs)  # --epochs 0: one line now, not after Prefect has started
     methods = [check_method(name) for name in method] if method else None
-    seeds = check_seeds(seed) if seed else None
     if not download:
         ensure_files(dataset or prof.dataset, settings.data_dir, allow_download=False)
     check_prefect_api()
@@ -53,7 +51,7 @@ def run_cmd(
         check_dask_scheduler(settings.dask_address)
     from flows.pipeline import pipeline
 
-    out = pipeline(profile=profile, dataset=dataset, seeds=seeds, methods=methods, epochs=epochs, llm=llm)
+    out = pipeline(profile=profile, dataset=dataset, seeds=seed or None, methods=methods, epochs=epochs, llm=llm)
     typer.echo(out["table"])
     typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
                f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")

@@ -24,7 +24,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from pngnn.app import cli_options as opt
-from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, check_seed, check_seeds, merge_overrides, parse_overrides
+from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, merge_overrides, parse_overrides
 from pngnn.core.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
 from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.profiles import get_profile
@@ -153,7 +153,8 @@ def ingest_cmd(
                                                    "for the LLM step and the recommendations.")] = None,
     item_columns: Annotated[str | None, typer.Option(help="Catalogue columns: id=COL[,title=COL][,text=COL].")]
     = None,
-    like_threshold: Annotated[float | None, typer.Option(help="Ratings above it are likes; required unless the "
+    like_threshold: Annotated[float | None, typer.Option(parser=opt.real,
+                                                         help="Ratings above it are likes; required unless the "
                                                               "ratings lie on MovieLens' 0.5-5 scale (then 3.5).")]
     = None,
     append: Annotated[bool, typer.Option(help="Add the file's interactions to the dataset --name: pairs it holds "
@@ -215,8 +216,10 @@ def doctor_cmd() -> None:
 def split_cmd(
     dataset: opt.DatasetArg = DEFAULT_DATASET,
     seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
-    test_fraction: Annotated[float, typer.Option(help="Share of the ratings held out for test.")] = 0.2,
-    valid_fraction: Annotated[float, typer.Option(help="Share of train kept for early stopping.")] = 0.0,
+    test_fraction: Annotated[float, typer.Option(parser=opt.share,
+                                                 help="Share of the ratings held out for test.")] = 0.2,
+    valid_fraction: Annotated[float, typer.Option(parser=opt.share,
+                                                  help="Share of train kept for early stopping.")] = 0.0,
     split: opt.SplitProtocolOption = None,
     last_n: opt.LastN = None,
 ) -> None:
@@ -229,7 +232,7 @@ def split_cmd(
 
     protocol = check_protocol(split or "random", last_n or 1)
     settings = Settings.from_env()
-    for s in check_seeds(seed):
+    for s in seed:  # opt.split_seed checked each while the command line was read
         counts = split_step(settings, dataset, s, test_fraction, valid_fraction, protocol, last_n or 1)
         typer.echo(f"{dataset} seed {s} ({protocol}): {counts}")
 
@@ -246,11 +249,12 @@ def train_cmd(
     lightgcn_graph: Annotated[str | None, typer.Option(help="positive or all")] = None,
     dual_bpr: Annotated[str | None, typer.Option(help="PN-GNN loss: ordered, siren, sign, graded, weighted or "
                                                       "branch")] = None,
-    b: Annotated[float | None, typer.Option(help="PN-GNN feedback-aware coefficient b")] = None,
+    b: Annotated[float | None, typer.Option(parser=opt.real, help="PN-GNN feedback-aware coefficient b")] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="PN-GNN fusion")] = None,
     pair_sampling: Annotated[str | None, typer.Option(help="edges (every pair once) or users (uniform user, "
                                                            "then one of their pairs)")] = None,
-    ease_lambda: Annotated[float | None, typer.Option(help="EASE / PN-EASE ridge penalty (> 0)")] = None,
+    ease_lambda: Annotated[float | None, typer.Option(parser=opt.real,
+                                                      help="EASE / PN-EASE ridge penalty (> 0)")] = None,
     aug_mode: Annotated[str | None, typer.Option(help="llm- methods: graph (LLM edges in the graphs and the "
                                                       "training pairs) or triples (training pairs only)")] = None,
     results_dir: opt.ResultsDir = Path("results"),
@@ -262,7 +266,8 @@ def train_cmd(
     prompt_version: Annotated[str | None, typer.Option(help="llm- methods: the edges of this prompt version; "
                                                             "default: the current one.")] = None,
     force: opt.Force = False,
-    checkpoint_every: Annotated[int, typer.Option(help="Graph models: every N epochs (0: never) save the training "
+    checkpoint_every: Annotated[int, typer.Option(parser=opt.count_or_zero,
+                                                  help="Graph models: every N epochs (0: never) save the training "
                                                        "state next to the results file (seedN.ckpt; with --track also "
                                                        "as a run artifact); it goes once the results file is written.")]
     = CHECKPOINT_EVERY,
@@ -304,12 +309,15 @@ def tune_cmd(
     profile: Annotated[str, typer.Option(help="Base profile: dataset, seeds, fixed settings, max epochs.")] = "paper",
     dataset: opt.ProfileDataset = None,
     seed: opt.ProfileSeeds = None,
-    trials: Annotated[int, typer.Option(help="Trials per split seed.")] = 20,
-    timeout: Annotated[float | None, typer.Option(help="Wall-time budget per split seed, seconds.")] = None,
+    trials: Annotated[int, typer.Option(parser=opt.count, help="Trials per split seed.")] = 20,
+    timeout: Annotated[float | None, typer.Option(parser=opt.seconds,
+                                                  help="Wall-time budget per split seed, seconds.")] = None,
     metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = TUNE_METRIC,
-    valid_fraction: Annotated[float, typer.Option(help="Share of train held out for validation.")] = 0.1,
-    epochs: Annotated[int | None, typer.Option(help="Graph models: most epochs a trial trains.")] = None,
-    sampler_seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    valid_fraction: Annotated[float, typer.Option(parser=opt.share,
+                                                  help="Share of train held out for validation.")] = 0.1,
+    epochs: Annotated[int | None, typer.Option(parser=opt.count,
+                                               help="Graph models: most epochs a trial trains.")] = None,
+    sampler_seed: Annotated[int, typer.Option(parser=opt.random_seed, help="Seed of the TPE sampler.")] = 0,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
     results_dir: opt.ResultsDir = Path("results"),
@@ -327,12 +335,11 @@ def tune_cmd(
     from pngnn.core.profiles import new_profile_name
     from pngnn.training.device import resolve_device
 
-    check_seed(sampler_seed, "--sampler-seed")
     settings = Settings.from_env(device)
     resolve_device(settings.device)
     save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
     request = TuneRequest.from_flat(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
-                                    seeds=check_seeds(seed or []), trials=trials, timeout_seconds=timeout,
+                                    seeds=seed or [], trials=trials, timeout_seconds=timeout,
                                     sampler_seed=sampler_seed, metric=metric, valid_fraction=valid_fraction,
                                     max_epochs=epochs, overrides=parse_overrides(set_values or []))
     check_mlflow(settings.mlflow_uri)
@@ -346,7 +353,8 @@ def augment_cmd(
     seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
     users: Annotated[int | None, opt.llm_option("users", AUGMENT_LLM_USERS)] = None,
     users_by: Annotated[str | None, opt.llm_option("users_by")] = None,
-    sample_seed: Annotated[int, typer.Option(help="Seed of the random sample (the same users on every split) "
+    sample_seed: Annotated[int, typer.Option(parser=opt.random_seed,
+                                             help="Seed of the random sample (the same users on every split) "
                                                   "and of the tie-break among equally sparse users.")] = 0,
     base_url: opt.LLMBaseURL = None,
     model: opt.LLMModel = None,
@@ -368,7 +376,6 @@ def augment_cmd(
     """
     from pngnn.augment.step import augment_seeds
 
-    check_seed(sample_seed, "--sample-seed")
     llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, users_by=users_by, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
                        max_failed_share=max_failed_share)
@@ -380,13 +387,16 @@ def augment_cmd(
 @command("whatif")
 def whatif_cmd(
     dataset: opt.Dataset = DEFAULT_DATASET,
-    seed: Annotated[int, typer.Option(help="The split seed.")] = 1,
-    p: Annotated[list[float] | None, typer.Option("--p", help="Accuracy of the simulated answerer, repeatable; "
-                                                              "default 0, 0.25, 0.5, 0.75, 1.")] = None,
-    users: Annotated[list[int] | None, typer.Option("--users", help="Users asked, repeatable; 0: all; default "
-                                                                     "600, 2000, 0.")] = None,
+    seed: opt.SplitSeed = 1,
+    p: Annotated[list[float] | None, typer.Option("--p", parser=opt.real,
+                                                  help="Accuracy of the simulated answerer, repeatable; "
+                                                       "default 0, 0.25, 0.5, 0.75, 1.")] = None,
+    users: Annotated[list[int] | None, typer.Option("--users", parser=opt.count_or_zero,
+                                                    help="Users asked, repeatable; 0: all; default "
+                                                         "600, 2000, 0.")] = None,
     users_by: Annotated[str, opt.llm_option("users_by")] = "sparsest",
-    holdout: Annotated[float, typer.Option(help="Share of train the answerer knows (moved out of train).")] = 0.1,
+    holdout: Annotated[float, typer.Option(parser=opt.share,
+                                           help="Share of train the answerer knows (moved out of train).")] = 0.1,
     aug_mode: Annotated[str, typer.Option(help="How the edges enter LLM-PN-GNN: graph or triples.")] = "graph",
     dislikes: Annotated[bool, typer.Option("--dislikes/--no-dislikes", help="Train on the answerer's dislikes too, "
                                                                             "or on its likes only.")] = True,
@@ -407,7 +417,6 @@ def whatif_cmd(
     """
     from pngnn.app.whatif import WhatIfPlan, parse_user_counts, sweep_to_files
 
-    check_seeds([seed])
     settings = Settings.from_env(device)
     plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
                       parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes)
@@ -473,7 +482,7 @@ def report_cmd(
 @command("recommend")
 def recommend_cmd(
     user: Annotated[str, typer.Option("--user", help="The user's id: a MovieLens id, or your own id for your data.")],
-    k: Annotated[int, typer.Option("--k", help="How many movies.")] = 10,
+    k: Annotated[int, typer.Option("--k", parser=opt.count, help="How many movies.")] = 10,
     dataset: opt.Dataset = DEFAULT_DATASET,
     method: Annotated[str | None, typer.Option(help="Registered method; default: the best one registered.")] = None,
 ) -> None:

@@ -244,15 +244,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             what = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a name")
             raise PngnnError(f"--set {item!r}: {key} takes {what}, e.g. {key}={defaults[key]}") from None
     return out
+
+
 MAX_SEED = 2**31 - 1  # split seeds are stored as DuckDB INTEGER
-
-
-def check_seed(value: int, flag: str) -> int:
-    """A random seed given as an option (a sample's, a sampler's): 0 to 2**32 - 1, what NumPy and
-    Optuna take; outside it a one-line error before any work, not their traceback after some."""
-    if not 0 <= value <= MAX_TRAIN_SEED:
-        raise PngnnError(f"{flag} {value} is out of range", f"use a seed from 0 to {MAX_TRAIN_SEED} (e.g. {flag} 0)")
-    return value
 
 
 def check_seeds(seeds: Iterable[int]) -> list[int]:
