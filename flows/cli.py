@@ -13,6 +13,7 @@ from pngnn.app.cli import app, command
 from pngnn.core.constants import DEFAULT_METHODS, RUN_LLM_USERS
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings, quiet_environment
+from pngnn.tracking.urls import where_to_open
 
 
 @command("run")
@@ -53,8 +54,7 @@ def run_cmd(
 
     out = pipeline(profile=profile, dataset=dataset, seeds=seed or None, methods=methods, epochs=epochs, llm=llm)
     typer.echo(out["table"])
-    typer.echo(f"MLflow parent run {out['parent_run_id']} in {settings.mlflow_uri} "
-               f"(open: mlflow ui --backend-store-uri {settings.mlflow_uri})")
+    typer.echo(f"MLflow parent run: {where_to_open(settings, out['parent_run_id'])}")
 
 
 if __name__ == "__main__":

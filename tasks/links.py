@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 
-import mlflow
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
 
 from pngnn.core.settings import Settings
+from pngnn.tracking.urls import mlflow_run_url, where_to_open
 
 
 def prefect_tags() -> dict[str, str]:
@@ -25,15 +25,6 @@ def prefect_tags() -> dict[str, str]:
     return tags
 
 
-def mlflow_run_url(settings: Settings, run_id: str) -> str | None:
-    """The MLflow UI page of a run, when the tracking store is a server (a sqlite file has none)."""
-    uri = settings.mlflow_uri
-    if not uri.startswith(("http://", "https://")):
-        return None
-    experiment_id = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def artifact_key(*parts: str) -> str:
     """A Prefect artifact key from its parts (lowercase letters, digits and dashes, as Prefect
     requires): one key per deployment and dataset, so the Artifacts page keeps their history."""
@@ -45,9 +36,7 @@ def publish_run_links(settings: Settings, parent_run_id: str, title: str, table_
     """The MLflow parent run (link, id, store) and its table as artifacts of the current flow run,
     and as the flow's last log line: where the metrics are, for whoever watches the run end."""
     url = mlflow_run_url(settings, parent_run_id)
-    where = (f"[MLflow run {parent_run_id}]({url})" if url else
-             f"MLflow run `{parent_run_id}` in `{settings.mlflow_uri}` "
-             f"(open: `mlflow ui --backend-store-uri {settings.mlflow_uri}`)")
+    where = f"[MLflow run {parent_run_id}]({url})" if url else where_to_open(settings, parent_run_id)
     print(f"{title}: metrics in {url or where}\n{table_markdown}")
     create_markdown_artifact(key=key, markdown=f"# {title}\n\n{where}\n\n{table_markdown}\n",
                              description=f"{title}: metrics and the MLflow run")

@@ -70,6 +70,12 @@ class Stack:
         resp.raise_for_status()
         return resp.json()
 
+    def mlflow_artifact_json(self, run_id: str, path: str) -> dict:
+        """A run's JSON artifact as the UI fetches it from the server."""
+        resp = httpx.get(f"{self.mlflow}/get-artifact", params={"path": path, "run_uuid": run_id}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, data_dir):
@@ -257,7 +263,7 @@ def test_prefect_and_mlflow_runs_name_each_other(stack, runs):
     assert all(tags_of(r)["mlflow.source.name"] == "prefect flow experiment" for r in linked)
     assert tags_of(parent[0])["prefect_flow_run_url"].endswith(flow_run["id"])
     artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
-    run_url = f"{stack.mlflow}/#/experiments/{exp_id}/runs/{parent[0]['info']['run_id']}"
+    run_url = f"{stack.mlflow}/#/experiments/{exp_id}/runs/{parent[0]['info']['run_id']}?workflowType=machine_learning"
     # the report (the run's link and its table) and the link itself (Prefect stores a link artifact
     # as Markdown: "[text](url)")
     linking = sorted((a["data"] for a in artifacts if run_url in a["data"]), key=len)
@@ -298,12 +304,12 @@ def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs
                               params={"experiment_name": "pngnn-ml-100k"})["experiment"]["experiment_id"]
     parent = stack.mlflow_api("POST", "runs/search", json={
         "experiment_ids": [exp_id], "filter": "tags.flow = 'reaugment'"})["runs"][0]
-    metrics = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
-    # the augmentation counts are metrics of the parent run, named as the pipeline names them; the
+    # the augmentation counts are a JSON record of the parent run, as the pipeline writes them; the
     # budget of 3 prompts asked 3 of the users not asked before
-    assert metrics["augment_seed1_asked_users"] == metrics["augment_seed1_prompts"] == 3
-    assert metrics["augment_seed1_new_users"] >= 3
-    assert {"augment_seed1_prompts", "augment_seed1_positive_edges", "augment_seed1_negative_edges"} <= set(metrics)
+    counts = stack.mlflow_artifact_json(parent["info"]["run_id"], "augmentation/seed1_counts.json")
+    assert counts["asked_users"] == counts["prompts"] == 3
+    assert counts["new_users"] >= 3
+    assert {"prompts", "positive_edges", "negative_edges"} <= set(counts)
     child = stack.mlflow_api("POST", "runs/search", json={
         "experiment_ids": [exp_id], "filter": f"tags.mlflow.parentRunId = '{parent['info']['run_id']}'"})["runs"]
     assert len(child) == 1
@@ -311,7 +317,7 @@ def test_reaugment_augments_with_the_local_llm_retrains_and_promotes(stack, runs
     assert tags["llm_model"] == "smollm2-135m-instruct" and tags["prompt_version"]
     # the run records which edges it trained on: as many as the merge step made
     params = {p["key"]: p["value"] for p in child[0]["data"]["params"]}
-    edges = metrics["augment_seed1_positive_edges"] + metrics["augment_seed1_negative_edges"]
+    edges = counts["positive_edges"] + counts["negative_edges"]
     assert int(params["llm_edges"]) == edges >= 1 and len(params["llm_edges_sha256"]) == 16
     # no production model before: this one became production, measured on the validation part
     alias = stack.mlflow_api("GET", "registered-models/alias",

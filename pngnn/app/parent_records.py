@@ -1,5 +1,6 @@
 """What a flow's parent MLflow run records besides its child runs: the LLM and prompt that made
-the edges, each split's augmentation counts, and the mean and std over splits of every metric.
+the edges, each split's augmentation counts (as JSON), the mean and std over splits of every metric (a
+few headline ones as metrics, all of them in summary.json).
 
 Prefect-free, so every flow (pipeline, experiment, reaugment) writes the same record and a
 test can read it back without a flow run.
@@ -8,13 +9,11 @@ test can read it back without a flow run.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric
 
 from pngnn.augment.wording import Wording
 from pngnn.core.settings import LLMSettings
@@ -32,22 +31,30 @@ def log_llm(llm: LLMSettings, wording: Wording) -> None:
 
 
 def log_augment_counts(run_id: str, seed: int, counts: Mapping[str, Any]) -> None:
-    """A split's augment and merge counts as ``augment_seed<N>_*`` metrics of ``run_id``."""
-    now = int(time.time() * 1000)
-    mlflow.MlflowClient().log_batch(run_id, metrics=[
-        Metric(f"augment_seed{seed}_{k}", float(v), now, 0) for k, v in counts.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)])
+    """A split's augment and merge counts as ``augmentation/seed<N>_counts.json`` of ``run_id``: a
+    record to read, not metrics (as metrics, ten a split crowded the runs table's columns)."""
+    numbers = {k: v for k, v in counts.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    mlflow.MlflowClient().log_dict(run_id, numbers, f"augmentation/seed{seed}_counts.json")
+
+
+# What the parent run shows per method as metrics, to sort the methods by in the runs table: the
+# headline columns' means, and recall@20's spread when there are splits to spread over. Every
+# other mean and std is in summary.json and the report table beside it.
+SUMMARY_METRICS = ("precision@5", "recall@20", "ndcg@20")
+SPREAD_METRIC = "recall@20"
 
 
 def log_summary(results: Mapping[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Mean and std over splits of every metric of every method, as metrics and summary.json
-    of the active (parent) run."""
+    """Mean and std over splits of every metric of every method into summary.json of the active
+    (parent) run; the headline means (and recall@20's std over two or more splits) as metrics."""
     summary: dict[str, dict[str, float]] = {}
     for method, runs in results.items():
         for name, (mean, std) in aggregate(runs).items():
             summary[f"{method}/{name}"] = {"mean": mean, "std": std}
-            mlflow.log_metric(f"{method}_{metric_key(name)}_mean", mean)
-            mlflow.log_metric(f"{method}_{metric_key(name)}_std", std)
+            if name in SUMMARY_METRICS:
+                mlflow.log_metric(f"{method}_{metric_key(name)}_mean", mean)
+            if name == SPREAD_METRIC and len(runs) > 1:
+                mlflow.log_metric(f"{method}_{metric_key(name)}_std", std)
     mlflow.log_dict(summary, "summary.json")
     return summary
 

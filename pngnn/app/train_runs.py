@@ -18,7 +18,7 @@ from pngnn.augment.edges import EdgeSource, dataset_prompt_version, load_split_s
 from pngnn.core.config import check_seeds
 from pngnn.core.constants import CHECKPOINT_EVERY
 from pngnn.core.profiles import get_profile
-from pngnn.core.settings import Settings, llm_settings
+from pngnn.core.settings import Settings, llm_settings, quiet_environment
 from pngnn.data.prepare import ingest_step, split_step
 from pngnn.data.protocols import check_protocol
 from pngnn.evaluation.results import check_replaceable, result_path, write_per_user, write_result
@@ -79,6 +79,7 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
         from pngnn.tracking.registry import model_name
         from pngnn.tracking.runs import tracked_run
 
+        quiet_environment()  # MLflow's own "View experiment at" line opens the GenAI overview: ours is printed
         check_mlflow(settings.mlflow_uri)
         train = functools.partial(tracked_run, settings, profile=request.profile,
                                   registered_name=model_name(ds, method))
@@ -106,5 +107,9 @@ def train_seeds(settings: Settings, request: TrainRequest, echo: Echo, progress:
         write_per_user(path, outcome.per_user)
         checkpoint.finish()
         echo(f"{outcome.summary()} -> {path}")
+        if outcome.run_id is not None:
+            from pngnn.tracking.urls import where_to_open
+
+            echo(f"MLflow: {where_to_open(settings, outcome.run_id)}")
         written.append(path)
     return written

@@ -32,6 +32,7 @@ from pngnn.core.runtime import torch_threads
 from pngnn.core.settings import Settings
 from pngnn.data.lineage import log_split_input
 from pngnn.data.split import SplitData
+from pngnn.evaluation.segments import LONG_TAIL, SPARSEST
 from pngnn.training.checkpoints import Checkpointer, run_key
 from pngnn.training.device import use_device
 from pngnn.training.methods import check_method_fits, for_dataset, method_settings, train_method
@@ -231,8 +232,10 @@ def log_training(result: TrainResult, method: str, split: SplitData, settings: S
 
     mlflow.log_metrics({"train_seconds": result.seconds, "best_epoch": result.best_epoch})
     summary = getattr(result.model, "attention_summary", None)
-    if summary is not None:
-        mlflow.log_metrics(summary())
+    if summary is not None:  # the two means as metrics (to compare runs by), the spreads beside them
+        attention = summary()
+        mlflow.log_metrics({k.removesuffix("_mean"): v for k, v in attention.items() if k.endswith("_mean")})
+        mlflow.log_dict(attention, "attention.json")
     with tempfile.TemporaryDirectory() as tmp:
         if result.history:
             title = f"{method} {split.dataset} seed {split.seed}"
@@ -244,11 +247,40 @@ def log_training(result: TrainResult, method: str, split: SplitData, settings: S
         log_recommender(result.model, split, settings, method, registered_name)
 
 
+# The segment metrics a run shows as metrics (the rest of the segment table is a logged table):
+# the two a practitioner sorts by, the sparsest 10% of users' and the long tail's recall@20.
+HEADLINE_SEGMENTS = (f"{SPARSEST}/recall@20", f"{LONG_TAIL}/recall@20")
+
+
+def segment_metric_key(name: str) -> str:
+    """A segment metric's MLflow name, without '/': MLflow's charts make a section of every prefix
+    before a '/', so "long_tail/recall@20" opened the run page on one-bar sections."""
+    segment, _, metric = name.partition("/")
+    return f"segment_{segment}_{metric_key(metric)}"
+
+
+def segment_frame(metrics: Mapping[str, float]) -> Any:
+    """The segment table: one row per segment, one column per metric (n_users first)."""
+    import pandas as pd
+
+    rows: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        segment, slash, metric = name.partition("/")
+        if slash:
+            rows.setdefault(segment, {})[metric] = value
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "segment"
+    return frame.reset_index()
+
+
 def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, config: Mapping[str, Any]) -> None:
-    """Final P/R/NDCG@K, a P/R/NDCG-by-K plot, the metrics and config as JSON: into the active run."""
+    """Final P/R/NDCG@K and the headline segments as metrics; the whole segment table as an MLflow
+    table (``segments.json``: the Artifacts and Evaluation views show it) and a plot; a
+    P/R/NDCG-by-K plot, the metrics and config as JSON: into the active run."""
     import mlflow
 
-    mlflow.log_metrics({metric_key(k): v for k, v in metrics.items()})
+    mlflow.log_metrics({metric_key(k): v for k, v in metrics.items() if "/" not in k})
+    mlflow.log_metrics({segment_metric_key(k): metrics[k] for k in HEADLINE_SEGMENTS if k in metrics})
     mlflow.log_metric("eval_seconds", seconds)
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
@@ -257,6 +289,7 @@ def log_evaluation(metrics: Mapping[str, float], seconds: float, title: str, con
         mlflow.log_artifacts(str(tmpd))
         mlflow.log_artifact(str(metrics_plot(metrics, title, tmpd / "metrics_at_k.png")), "plots")
         if any("/" in k for k in metrics):
+            mlflow.log_table(segment_frame(metrics), "segments.json")
             mlflow.log_artifact(str(segments_plot(metrics, title, tmpd / "metrics_by_segment.png")), "plots")
 
 
@@ -284,20 +317,38 @@ def metric_name(key: str) -> str:
     return f"{base}@{int(k)}"
 
 
+def part_key(part: str) -> str:
+    """A loss part's MLflow name. The models report the L2 penalty unweighted (the embeddings'
+    squared norm, ~20 where the loss is ~0.2); as ``loss_l2`` it read as a loss term, so it is
+    ``l2_norm``; the ranking parts keep ``loss_<part>``."""
+    return "l2_norm" if part == "l2" else f"loss_{part}"
+
+
 def epoch_logger() -> Callable[[EpochLog], None]:
     """Per-epoch loss (and validation metrics) into the active run, with the epoch as step."""
     import mlflow
 
     def on_epoch(e: EpochLog) -> None:
-        metrics = {"loss": e.loss, "epoch_seconds": e.seconds, **{f"loss_{k}": v for k, v in e.parts.items()}}
+        metrics = {"loss": e.loss, "epoch_seconds": e.seconds, **{part_key(k): v for k, v in e.parts.items()}}
         metrics.update({f"valid_{metric_key(k)}": v for k, v in e.valid.items()})
         mlflow.log_metrics(metrics, step=e.epoch)
 
     return on_epoch
 
 
+# Settings that only act when the split has a validation part (early stopping).
+VALIDATION_SETTINGS = ("valid_metric", "patience", "eval_every")
+
+
 def run_params(split: SplitData, method: str, cfg: TrainConfig, extra: Mapping[str, Any] | None = None) -> dict:
-    return {**method_settings(method, cfg), "method": method, "dataset": split.dataset, "split_seed": split.seed,
+    """The settings the run used: the training seed as ``train_seed`` (beside ``split_seed``, a bare
+    ``seed`` read as either), validation settings only where there is a validation part."""
+    settings = method_settings(method, cfg)
+    if "seed" in settings:
+        settings["train_seed"] = settings.pop("seed")
+    if len(split.valid) == 0:
+        settings = {k: v for k, v in settings.items() if k not in VALIDATION_SETTINGS}
+    return {**settings, "method": method, "dataset": split.dataset, "split_seed": split.seed,
             "n_users": split.n_users, "n_items": split.n_items, "n_train": len(split.train),
             "n_test": len(split.test), **(extra or {})}
 
