@@ -300,7 +300,7 @@ def test_bad_checkpoint_options_fail_before_any_work(tmp_path):
     assert_one_line_error(run_cli(train_args(results, "--resume"), tmp_path), "no checkpoint to resume at",
                           str(missing), "without --resume")
     assert_one_line_error(run_cli(train_args(results, "--checkpoint-every", "-1"), tmp_path),
-                          "--checkpoint-every must be >= 0")
+                          "'--checkpoint-every': -1 is negative; use 0 or more")
     assert not (tmp_path / "db.duckdb").exists()
 
 
