@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from pngnn.models import losses
 from pngnn.models.losses import bpr_loss, l2_penalty, pair_scores, sampled_scores
 
 
@@ -101,7 +102,11 @@ def gather_scores(u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) ->
     return torch.bmm(torch.nn.functional.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
 
 
-def test_sampled_scores_match_the_gather_form_in_value_and_gradient():
+@pytest.mark.parametrize("sort_rows", [False, True], ids=["as drawn (CPU)", "rows sorted (CUDA's path)"])
+def test_sampled_scores_match_the_gather_form_in_value_and_gradient(monkeypatch, sort_rows):
+    """With the rows as drawn (the CPU's path) and sorted (CUDA's, forced here on the CPU): the
+    scores come back in the draw's order and the gradients are the gather form's."""
+    monkeypatch.setattr(losses, "sorted_rows", lambda device: sort_rows)
     gen = torch.Generator().manual_seed(5)
     u = torch.randn(6, 8, generator=gen, dtype=torch.float64, requires_grad=True)
     items = torch.randn(9, 8, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -119,6 +124,13 @@ def test_sampled_scores_match_the_gather_form_in_value_and_gradient():
     torch.testing.assert_close(grads[1], items.grad)
     assert float(grads[1][5].abs().sum()) == 0.0  # never drawn: no gradient
     assert torch.autograd.gradcheck(sampled_scores, (u.detach().requires_grad_(), items.detach().requires_grad_(), neg))
+
+
+def test_counts_of_is_bincount_without_sizing_from_the_data():
+    gen = torch.Generator().manual_seed(7)
+    index = torch.randint(0, 50, (13, 7), generator=gen)
+    torch.testing.assert_close(losses.counts_of(index, 60), torch.bincount(index.reshape(-1), minlength=60))
+    assert losses.counts_of(torch.zeros(0, dtype=torch.int64), 4).tolist() == [0, 0, 0, 0]
 
 
 def test_sampled_scores_with_more_draws_a_row_than_items():

@@ -40,13 +40,27 @@ def l2_penalty(table0: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg
     """
     batch, n_neg = neg.shape
     size = table0.shape[0] // tables
-    counts = (
-        torch.bincount(neg.reshape(-1), minlength=size)
-        + torch.bincount(users, minlength=size)
-        + torch.bincount(pos, minlength=size)
-    ).to(table0.dtype)
+    counts = (counts_of(neg, size) + counts_of(users, size) + counts_of(pos, size)).to(table0.dtype)
     squares = table0.pow(2).sum(1).view(tables, size).sum(0)
     return (counts * squares).sum() / (batch * n_neg)
+
+
+def counts_of(index: torch.Tensor, size: int) -> torch.Tensor:
+    """How often each of 0..size-1 occurs in ``index`` (int64 [size]).
+
+    Not ``torch.bincount``: it sizes its output from the largest value, which on a GPU is a host
+    sync every call (the step waits for the device); a scatter into a tensor of known size is
+    not, and costs the same on a CPU."""
+    flat = index.reshape(-1)
+    return torch.zeros(size, dtype=torch.int64, device=index.device).index_add_(
+        0, flat, torch.ones(flat.shape[0], dtype=torch.int64, device=index.device))
+
+
+def sorted_rows(device: torch.device) -> bool:
+    """Whether the SDDMM's pattern gets each row's columns sorted: on CUDA, whose cuSPARSE
+    kernels take CSR with sorted column indices (MKL on the CPU takes any order, so the CPU path
+    skips the sort and stays what it was)."""
+    return device.type == "cuda"
 
 
 class SampledScores(torch.autograd.Function):
@@ -62,27 +76,39 @@ class SampledScores(torch.autograd.Function):
     - backward: with G the same pattern holding dL/dy, dL/du = G @ E and dL/dE = G^T @ u, two
       sparse-dense products; G^T's CSR comes from a stable argsort of the sampled items.
 
-    The values and gradients are those of the gather form (tests/test_losses.py checks both).
+    On CUDA each row's columns are sorted first (``sorted_rows``) and the scores put back in the
+    draw's order; repeated columns stay repeated.
+
+    The values and gradients are those of the gather form (tests/test_losses.py checks both, with
+    and without the sort).
     """
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, item_emb: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         batch, n_neg = neg.shape
-        ctx.save_for_backward(u, item_emb, neg)
         if n_neg > item_emb.shape[0]:
             # More draws a row than items (toy graphs only): torch's SDDMM then merges a row's
             # repeated columns, so take the gather form, which is cheap at that size.
+            ctx.save_for_backward(u, item_emb, neg, None)
             return torch.bmm(F.embedding(neg, item_emb), u.unsqueeze(2)).squeeze(2)
+        order = None
+        if sorted_rows(u.device):
+            neg, order = torch.sort(neg, dim=1, stable=True)
+        ctx.save_for_backward(u, item_emb, neg, order)
         pattern = _sample_pattern(neg, item_emb.shape[0], torch.zeros(batch * n_neg, dtype=u.dtype,
                                                                      device=u.device))
         scores = torch.sparse.sampled_addmm(pattern, u, item_emb.T, beta=0.0).values().view(batch, n_neg)
+        if order is not None:  # back to the draw's order
+            scores = torch.empty_like(scores).scatter_(1, order, scores)
         return scores
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        u, item_emb, neg = ctx.saved_tensors
+        u, item_emb, neg, order = ctx.saved_tensors
         n_items = item_emb.shape[0]
         batch, n_neg = neg.shape
+        if order is not None:  # the gradient in the sorted pattern's order
+            grad = grad.gather(1, order)
         flat_grad = grad.reshape(-1).contiguous()
         grad_u = grad_items = None
         if ctx.needs_input_grad[0]:
@@ -92,7 +118,7 @@ class SampledScores(torch.autograd.Function):
             flat = neg.reshape(-1).to(indices)  # a 32-bit sort is twice as fast as a 64-bit one
             order = torch.argsort(flat, stable=True)
             crow = torch.zeros(n_items + 1, dtype=indices, device=neg.device)
-            torch.cumsum(torch.bincount(flat, minlength=n_items), 0, out=crow[1:])
+            torch.cumsum(counts_of(flat, n_items), 0, out=crow[1:])
             rows = torch.div(order, n_neg, rounding_mode="floor").to(indices)
             transposed = csr_tensor(crow, rows, flat_grad[order], (n_items, batch))
             grad_items = torch.sparse.mm(transposed, u)

@@ -206,8 +206,10 @@ def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torc
     model.train()
     device = users.device
     perm, neg_all = torch.from_numpy(order).to(device), torch.from_numpy(negatives).to(device)
-    n, total = len(order), 0.0
-    parts_sum: dict[str, float] = {}
+    # The sums stay where the loss is (the device) and are read once, at the end: on a GPU each
+    # float() of a step's loss is a host sync that waits for the step before the next is queued.
+    n, total = len(order), torch.zeros((), dtype=torch.float64)
+    parts_sum: dict[str, torch.Tensor] = {}
     for b in tqdm(range((n + batch_size - 1) // batch_size), desc=label, leave=False, disable=not progress):
         rows = slice(b * batch_size, (b + 1) * batch_size)
         idx = perm[rows]
@@ -219,10 +221,10 @@ def train_epoch(model: GraphRecommender, opt: torch.optim.Optimizer, users: torc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += float(loss.detach()) * len(idx)
+        total = total.to(loss.device) + loss.detach().double() * len(idx)
         for k, v in parts.items():
-            parts_sum[k] = parts_sum.get(k, 0.0) + float(v) * len(idx)
-    return total / n, {k: v / n for k, v in parts_sum.items()}
+            parts_sum[k] = parts_sum.get(k, 0) + v.detach().double() * len(idx)
+    return float(total) / n, {k: float(v) / n for k, v in parts_sum.items()}
 
 
 def fit(
