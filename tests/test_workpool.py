@@ -94,3 +94,56 @@ def test_a_dead_prefect_server_is_one_line_before_anything_is_deployed():
 def test_an_unknown_command_prints_the_usage():
     proc = workpool(["start"])
     assert proc.returncode == 1 and proc.stderr.startswith("usage: python -m flows.workpool")
+
+
+@pytest.mark.slow
+def test_the_documented_order_serve_then_pool_completes_a_run(tmp_path):
+    """docs/orchestration.md's order as a user follows it (issue 33 item 3): `python -m flows.serve`
+    first (it registers the four deployments, then stops), then the pool: `prefect work-pool create`,
+    `python -m flows.workpool deploy` over the served deployments of the same names, a worker,
+    `prefect deployment run 'pipeline/quick'`: the run is pulled by the pool's worker, its pull
+    step changes into the checkout, and it completes."""
+    import signal
+    import time
+
+    from tests.servers import BIN, prefect_server
+
+    home = tmp_path / "prefect-home"
+    with prefect_server(home) as api:
+        env = {k: v for k, v in {**os.environ, **QUIET_ENV}.items() if k != CODE_DIR_VAR}
+        env.update(PREFECT_API_URL=api, PREFECT_HOME=str(home), PNGNN_DB=str(tmp_path / "pngnn.duckdb"),
+                   MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+        def prefect(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+            return subprocess.run([str(BIN / "prefect"), *args], env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+
+        with (tmp_path / "serve.log").open("w") as log:
+            serve = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=ROOT, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while "pipeline/quick" not in prefect("deployment", "ls").stdout:
+                assert serve.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(2)
+        finally:
+            os.killpg(serve.pid, signal.SIGTERM)
+            serve.wait(timeout=60)
+        assert prefect("work-pool", "create", "pngnn", "--type", "process").returncode == 0
+        deployed = subprocess.run([sys.executable, "-m", "flows.workpool", "deploy"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=300)
+        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+        inspected = prefect("deployment", "inspect", "pipeline/quick").stdout
+        assert "'work_pool_name': 'pngnn'" in inspected and "set_working_directory" in inspected, inspected[:3000]
+        with (tmp_path / "worker.log").open("w") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "flows.workpool", "worker"], cwd=ROOT, env=env,
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            run = prefect("deployment", "run", "pipeline/quick", "--param", 'methods=["mostpop"]', "--watch",
+                          "--watch-timeout", "900", timeout=960)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+        worker_log = (tmp_path / "worker.log").read_text()
+        assert run.returncode == 0 and "Completed" in run.stdout, run.stdout[-3000:] + worker_log[-3000:]
+        assert "Deployment step 'set_working_directory' completed successfully" in worker_log, worker_log[-3000:]
