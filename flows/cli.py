@@ -10,10 +10,9 @@ import typer
 
 from pngnn.app import cli_options as opt
 from pngnn.app.cli import app, command
-from pngnn.core.constants import DEFAULT_METHODS, RUN_LLM_USERS
+from pngnn.core.constants import DEFAULT_METHODS
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings, quiet_environment
-from pngnn.tracking.urls import where_to_open
 
 
 @command("run")
@@ -24,7 +23,7 @@ def run_cmd(
     method: Annotated[list[str] | None, typer.Option(help="Methods, repeatable; default: "
                                                           f"{', '.join(DEFAULT_METHODS)}.")] = None,
     epochs: opt.Epochs = None,
-    llm_users: Annotated[int | None, opt.llm_option("users", RUN_LLM_USERS)] = None,
+    llm_users: Annotated[int | None, opt.llm_option("users")] = None,
     llm_base_url: opt.LLMBaseURL = None,
     llm_model: opt.LLMModel = None,
     download: opt.Download = True,
@@ -39,7 +38,7 @@ def run_cmd(
     from pngnn.training.methods import check_method
 
     quiet_environment()  # before a Prefect server is started for nothing: the arguments, the data, both servers
-    llm = llm_settings({"users": RUN_LLM_USERS}, users=llm_users, base_url=llm_base_url, model=llm_model)
+    llm = llm_settings(users=llm_users, base_url=llm_base_url, model=llm_model)
     settings = Settings.from_env()
     prof = get_profile(profile, settings)
     prof.train.with_overrides(epochs=epochs)  # --epochs 0: one line now, not after Prefect has started
@@ -51,6 +50,7 @@ def run_cmd(
     if settings.dask_address:  # before Prefect starts: one line, no flow run to crash
         check_dask_scheduler(settings.dask_address)
     from flows.pipeline import pipeline
+    from pngnn.tracking.urls import where_to_open
 
     out = pipeline(profile=profile, dataset=dataset, seeds=seed or None, methods=methods, epochs=epochs, llm=llm)
     typer.echo(out["table"])
