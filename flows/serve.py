@@ -14,7 +14,7 @@ from flows.experiment import experiment
 from flows.pipeline import pipeline
 from flows.reaugment import reaugment
 from flows.tune import tune
-from pngnn.core.constants import RUN_LLM_USERS
+from pngnn.core.constants import LLM_USERS
 from pngnn.core.errors import PngnnError
 from pngnn.core.runtime import prepare_worker
 from pngnn.core.settings import Settings
@@ -24,9 +24,9 @@ def deployments(settings: Settings | None = None) -> list:
     settings = settings or Settings()
     return [
         pipeline.to_deployment(
-            name="quick", tags=["pngnn"], parameters={"profile": "quick", "llm": {"users": RUN_LLM_USERS}},
+            name="quick", tags=["pngnn"], parameters={"profile": "quick", "llm": {"users": LLM_USERS}},
             description="ingest -> split -> augment -> merge -> train -> evaluate (quick profile, ML-100K, "
-                        f"{RUN_LLM_USERS} users asked), tracked in MLflow",
+                        f"{LLM_USERS} users asked), tracked in MLflow",
         ),
         experiment.to_deployment(
             name="table1", tags=["pngnn"], parameters={"profile": "paper"},

@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 
 from pngnn.app import cli_options as opt
 from pngnn.core.config import DEFAULT_DATASET, SPLIT_SEEDS, merge_overrides, parse_overrides
-from pngnn.core.constants import AUGMENT_LLM_USERS, CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
+from pngnn.core.constants import CHECKPOINT_EVERY, TUNE_METRIC, UserOrder
 from pngnn.core.errors import PngnnError, UserError
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import Settings, llm_settings, quiet_environment
@@ -351,7 +351,7 @@ def tune_cmd(
 def augment_cmd(
     dataset: opt.Dataset = DEFAULT_DATASET,
     seed: opt.Seeds = list(SPLIT_SEEDS),  # noqa: B006
-    users: Annotated[int | None, opt.llm_option("users", AUGMENT_LLM_USERS)] = None,
+    users: Annotated[int | None, opt.llm_option("users")] = None,
     users_by: Annotated[str | None, opt.llm_option("users_by")] = None,
     sample_seed: Annotated[int, typer.Option(parser=opt.random_seed,
                                              help="Seed of the random sample (the same users on every split) "
@@ -376,7 +376,7 @@ def augment_cmd(
     """
     from pngnn.augment.step import augment_seeds
 
-    llm = llm_settings({"users": AUGMENT_LLM_USERS}, users=users, users_by=users_by, base_url=base_url, model=model,
+    llm = llm_settings(users=users, users_by=users_by, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
                        max_failed_share=max_failed_share)
     augment_seeds(Settings.from_env(), dataset, seed, llm, results_dir, sample_seed=sample_seed,

@@ -97,12 +97,12 @@ def seconds(value: str | float) -> float:
     return x
 
 
-def llm_option(field: str, default: object = None) -> Any:
+def llm_option(field: str) -> Any:
     """The option that sets ``LLMSettings.<field>``: the field's own description (one text for the
-    setting and its flags), then where the default comes from: PNGNN_LLM_<FIELD>, else ``default``
-    (the command's own, e.g. how many users it asks), else the field's."""
+    setting and its flags), then where the default comes from: PNGNN_LLM_<FIELD>, else the
+    field's (one default for every command)."""
     info = LLMSettings.model_fields[field]
-    fallback = default if default is not None else info.default
+    fallback = info.default
     return typer.Option(help=f"{info.description} Default: PNGNN_LLM_{field.upper()}"
                              + (f", else {fallback}." if fallback is not None else "."), show_default=False)
 

@@ -36,12 +36,11 @@ LOCAL_LLM_MODEL = "smollm2-135m-instruct"
 # models (PN-EASE, PN-GNN), and PN-GNN on LLM-augmented graphs.
 DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "llm-pngnn")
 
-# Users the LLM is asked about per split, by default. The flows ask a sample cheap enough
-# for the embedded CPU model; `pngnn run` (the quick main job) fewer; `pngnn augment`, the
-# command that produces the LLM rows of the results, enough users for their edges to matter.
-LLM_USERS = 50
-RUN_LLM_USERS = 20
-AUGMENT_LLM_USERS = 600
+# Users the LLM is asked about per split, by default: one number for every command, flow and
+# deployment (PNGNN_LLM_USERS or --users / --llm-users change it), small enough for the embedded
+# CPU model to answer in a couple of minutes. The results' LLM rows ask for more, explicitly
+# (`pngnn augment --users 600`).
+LLM_USERS = 20
 # Prompts one scheduled re-augmentation may send (pngnn.augment.incremental): coverage grows by this
 # much a run at most, at a cost known in advance.
 REAUGMENT_LLM_BUDGET = 100
