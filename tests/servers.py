@@ -115,3 +115,26 @@ def mlflow_server(root: Path, backend_store_uri: str | None = None, timeout: flo
            "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
     with running(cmd, f"{url}/health", {}, root / "mlflow-server.log", timeout=timeout):
         yield url
+
+
+@contextmanager
+def files_over_http(folder: Path) -> Iterator[str]:
+    """A real HTTP server on a free loopback port serving ``folder`` (as GroupLens serves its
+    zips); yields its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # no request lines on the test's stderr
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

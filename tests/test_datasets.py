@@ -12,6 +12,7 @@ import pytest
 from pngnn.core import config
 from pngnn.core.errors import PngnnError
 from pngnn.data import datasets
+from tests.servers import files_over_http, free_port
 
 ML100K_FILES = ["u.data", "u.item", "u.user", "u.genre"]
 
@@ -226,9 +227,10 @@ def _zip_ml100k(data_dir: Path, target: Path, truncate: str | None = None) -> Pa
 
 def test_download_from_local_zip(tmp_path, data_dir, monkeypatch):
     _zip_ml100k(data_dir, tmp_path / "ml-100k.zip")
-    monkeypatch.setattr(datasets, "GROUPLENS_URL", f"file://{tmp_path}/{{name}}.zip")
     cache = tmp_path / "cache"
-    paths = datasets.ensure_files("ml-100k", cache, allow_download=True)
+    with files_over_http(tmp_path) as base:
+        monkeypatch.setattr(datasets, "GROUPLENS_URL", f"{base}/{{name}}.zip")
+        paths = datasets.ensure_files("ml-100k", cache, allow_download=True)
     assert paths["ratings"] == cache / "ml-100k" / "u.data"
     for name in ML100K_FILES:
         assert (cache / "ml-100k" / name).read_bytes() == (data_dir / "ml-100k" / name).read_bytes()
@@ -237,13 +239,16 @@ def test_download_from_local_zip(tmp_path, data_dir, monkeypatch):
 def test_corrupt_download_leaves_no_cache(tmp_path, data_dir):
     _zip_ml100k(data_dir, tmp_path / "bad.zip", truncate="u.item")
     cache = tmp_path / "cache"
-    with pytest.raises(PngnnError, match="checksum") as exc:
-        datasets.download("ml-100k", cache, url=f"file://{tmp_path}/bad.zip")
+    with pytest.raises(PngnnError, match="checksum") as exc, files_over_http(tmp_path) as base:
+        datasets.download("ml-100k", cache, url=f"{base}/bad.zip")
     assert "u.item" in one_line(exc)
     assert not (cache / "ml-100k").exists()
 
 
 def test_unreachable_download(tmp_path):
     with pytest.raises(PngnnError, match="cannot download") as exc:
-        datasets.download("ml-100k", tmp_path, url=f"file://{tmp_path}/does-not-exist.zip")
+        datasets.download("ml-100k", tmp_path, url=f"http://127.0.0.1:{free_port()}/does-not-exist.zip")
+    one_line(exc)
+    with pytest.raises(PngnnError, match="cannot download") as exc, files_over_http(tmp_path) as base:
+        datasets.download("ml-100k", tmp_path, url=f"{base}/does-not-exist.zip")  # HTTP 404
     one_line(exc)

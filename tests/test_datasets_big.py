@@ -21,6 +21,7 @@ from pngnn.data.ingest import ingest
 from pngnn.data.split import Interactions, create_split, load_split
 from pngnn.data.store import Store
 from pngnn.evaluation.evaluate import evaluate
+from tests.servers import files_over_http, free_port
 
 # ML-10M's files: "::"-separated, half stars, UTF-8 titles, one film without genres.
 ML10M_RATINGS = [
@@ -198,9 +199,10 @@ def zip_like_grouplens(src: Path, zip_path: Path, member_folder: str, md5: str |
 def test_download_checks_the_md5_and_pins_what_it_extracted(tmp_path, monkeypatch):
     src = write_ml10m(tmp_path / "src")
     zip_like_grouplens(src, tmp_path / "ml-10m.zip", "ml-10M100K")
-    monkeypatch.setattr(datasets, "GROUPLENS_URL", f"file://{tmp_path}/{{name}}.zip")
     cache = tmp_path / "cache"
-    raw = datasets.load("ml-10m", cache, allow_download=True)
+    with files_over_http(tmp_path) as base:
+        monkeypatch.setattr(datasets, "GROUPLENS_URL", f"{base}/{{name}}.zip")
+        raw = datasets.load("ml-10m", cache, allow_download=True)
     assert raw.ratings.height == len(ML10M_RATINGS)
     pinned = datasets.pinned_sums("ml-10m", cache)
     assert pinned == {f"ml-10M100K/{f}": hashlib.sha256((src / f).read_bytes()).hexdigest()
@@ -212,15 +214,15 @@ def test_a_download_that_fails_its_md5_leaves_no_cache(tmp_path):
     src = write_ml20m(tmp_path / "src")
     zip_like_grouplens(src, tmp_path / "ml-20m.zip", "ml-20m", md5="0" * 32)
     cache = tmp_path / "cache"
-    with pytest.raises(PngnnError, match="MD5 mismatch") as exc:
-        datasets.download("ml-20m", cache, url=f"file://{tmp_path}/ml-20m.zip")
+    with pytest.raises(PngnnError, match="MD5 mismatch") as exc, files_over_http(tmp_path) as base:
+        datasets.download("ml-20m", cache, url=f"{base}/ml-20m.zip")
     one_line(exc)
     assert not (cache / "ml-20m").exists()
 
 
 def test_an_unreachable_download_names_the_folder_and_the_setting(tmp_path):
     with pytest.raises(PngnnError, match="cannot download ml-25m") as exc:
-        datasets.download("ml-25m", tmp_path, url=f"file://{tmp_path}/nothing.zip")
+        datasets.download("ml-25m", tmp_path, url=f"http://127.0.0.1:{free_port()}/nothing.zip")
     msg = one_line(exc)
     assert str(tmp_path / "ml-25m") in msg and "PNGNN_DATA_DIR" in msg
 

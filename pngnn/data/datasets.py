@@ -3,8 +3,8 @@
 Files live in a cache folder (``PNGNN_DATA_DIR``) laid out as GroupLens' zips unpack
 (``ml-1m/ratings.dat``, ``ml-100k/u.data``, ``ml-10M100K/ratings.dat``, ``ml-20m/ratings.csv``
 ...). A file already in the cache is used without network; a missing one is fetched from
-GroupLens. Either way every file is checked against a SHA-256 sum before it reaches DuckDB,
-so a truncated or tampered file is caught.
+GroupLens with pooch (streamed to disk, hash-checked). Either way every file is checked against a
+SHA-256 sum before it reaches DuckDB, so a truncated or tampered file is caught.
 
 Where the sums come from (the checksum policy):
 
@@ -33,7 +33,6 @@ import hashlib
 import io
 import shutil
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,53 +164,69 @@ def verify_file(path: Path, rel: str, sums: dict[str, str] | None = None,
     return got
 
 
-def _fetch(url: str, name: str, target: Path) -> bytes:
+def _fetch(url: str, name: str, target: Path, into: Path, known_hash: str | None = None) -> Path:
+    """``url`` downloaded into the folder ``into`` by pooch (streamed to disk, checked against
+    ``known_hash``, ``md5:<hex>``, when given); a network failure is a TransientError."""
+    import pooch
+    import requests
+
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
-            return bytes(resp.read())
-    except OSError as exc:
+        return Path(pooch.retrieve(url, known_hash=known_hash, fname=url.rsplit("/", 1)[-1], path=into,
+                                   progressbar=False))
+    except (OSError, requests.RequestException) as exc:
         raise TransientError(f"cannot download {name} from {url} ({exc})",
                              f"put the files in {target} or set PNGNN_DATA_DIR (the download needs internet)"
                              ) from None
+    except ValueError as exc:  # pooch: the file's hash is not the known one
+        if "hash" not in str(exc).lower():
+            raise
+        raise PngnnError(f"MD5 mismatch for {url} (against the {url}.md5 GroupLens publishes): the download is "
+                         "truncated or altered", "download it again") from None
 
 
-def _check_md5(payload: bytes, md5_text: bytes, url: str) -> None:
-    """The zip against GroupLens' published ``<zip>.md5`` (``MD5 (ml-20m.zip) = <hex>`` or
-    ``<hex>  ml-20m.zip``): the hex digest is the one 32-character hex word."""
-    words = [w for w in md5_text.decode("ascii", "replace").replace("=", " ").split()
+def published_md5(md5_text: str, url: str) -> str:
+    """The digest in GroupLens' ``<zip>.md5`` (``MD5 (ml-20m.zip) = <hex>`` or ``<hex>  ml-20m.zip``):
+    the one 32-character hex word."""
+    words = [w for w in md5_text.replace("=", " ").split()
              if len(w) == 32 and all(c in "0123456789abcdefABCDEF" for c in w)]
     if not words:
         raise PngnnError(f"{url}.md5 holds no MD5 digest", "download again later, or put the files in place by hand")
-    got = hashlib.md5(payload).hexdigest()
-    if got != words[0].lower():
-        raise PngnnError(f"MD5 mismatch for {url} (md5 {got[:12]}..., GroupLens publishes {words[0][:12]}...): "
-                         "the download is truncated or altered", "download it again")
+    return words[0].lower()
 
 
 def download(name: str, data_dir: Path, url: str | None = None) -> None:
-    """Fetch the GroupLens zip and extract the dataset's files into the cache.
+    """Fetch the GroupLens zip (pooch) and extract the dataset's files into the cache.
 
     Files are extracted to a temporary folder and verified before they are moved
     into the cache, so a failed or corrupt download never leaves a bad cache behind. A
     dataset without shipped sums is checked against the MD5 GroupLens publishes next to the
-    zip, and the SHA-256 of what was extracted is pinned beside the files (``SHA256SUMS``)."""
+    zip (pooch's known hash), and the SHA-256 of what was extracted is pinned beside the files
+    (``SHA256SUMS``)."""
     url = url or GROUPLENS_URL.format(name=name)
     target = data_dir / folder(name)
-    payload = _fetch(url, name, target)
-    if name not in SHIPPED:
-        _check_md5(payload, _fetch(f"{url}.md5", name, target), url)
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(io.BytesIO(payload)) as zf:
+    with tempfile.TemporaryDirectory() as tmp:
+        known = None
+        if name not in SHIPPED:
+            md5_file = _fetch(f"{url}.md5", name, target, Path(tmp))
+            known = "md5:" + published_md5(md5_file.read_text("ascii", "replace"), url)
+        archive = _fetch(url, name, target, Path(tmp), known)
+        try:
+            zf = zipfile.ZipFile(archive)
+        except zipfile.BadZipFile:
+            raise PngnnError(f"{url} is not a zip archive", "download it again, or put the files in place by "
+                             "hand") from None
         pins = []
-        for fname in FILES[name].values():
-            member = f"{folder(name)}/{fname}"
-            try:
-                (Path(tmp) / fname).write_bytes(zf.read(member))
-            except KeyError:
-                raise PngnnError(f"{url} holds no {member}", f"put the files in {target} by hand") from None
-            if name in SHIPPED:
-                verify_file(Path(tmp) / fname, member)
-            else:
-                pins.append(f"{sha256_file(Path(tmp) / fname)}  {fname}\n")
+        with zf:
+            for fname in FILES[name].values():
+                member = f"{folder(name)}/{fname}"
+                try:
+                    (Path(tmp) / fname).write_bytes(zf.read(member))
+                except KeyError:
+                    raise PngnnError(f"{url} holds no {member}", f"put the files in {target} by hand") from None
+                if name in SHIPPED:
+                    verify_file(Path(tmp) / fname, member)
+                else:
+                    pins.append(f"{sha256_file(Path(tmp) / fname)}  {fname}\n")
         if pins:
             (Path(tmp) / PIN_FILE).write_text("".join(pins))
         target.mkdir(parents=True, exist_ok=True)
