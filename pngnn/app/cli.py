@@ -239,8 +239,9 @@ def split_cmd(
 
 @command("train")
 def train_cmd(
-    method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, pn-ease, ials, llm-lightgcn or "
-                                                    "llm-pngnn (the llm- ones need `pngnn augment` first); default: "
+    method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, edlae, gf-cf, pn-ease, ials, "
+                                                    "llm-lightgcn or llm-pngnn (the llm- ones need `pngnn augment` "
+                                                    "first); default: "
                                                     "the tuned profile's method, else lightgcn")] = None,
     profile: opt.ProfileName = "quick",
     dataset: opt.ProfileDataset = None,
@@ -303,7 +304,8 @@ def train_cmd(
 
 @command("tune")
 def tune_cmd(
-    method: Annotated[str, typer.Option(help="ease, pn-ease, ials, lightgcn, pngnn (or an llm- method)")],
+    method: Annotated[str, typer.Option(help="ease, edlae, gf-cf, pn-ease, ials, lightgcn, pngnn (or an llm- "
+                                             "method)")],
     save_as: Annotated[str | None, typer.Option(help="Name of the tuned profile to save (must be new); default: "
                                                      "<method>-<dataset>-<UTC time>.")] = None,
     profile: Annotated[str, typer.Option(help="Base profile: dataset, seeds, fixed settings, max epochs.")] = "paper",

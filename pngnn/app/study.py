@@ -42,6 +42,18 @@ def ease_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
             "ease_ratings": trial.suggest_categorical("ease_ratings", ["all", "liked"])}
 
 
+def edlae_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {"ease_lambda": trial.suggest_float("ease_lambda", 1.0, 20000.0, log=True),
+            "edlae_dropout": trial.suggest_float("edlae_dropout", 0.05, 0.9),
+            "ease_ratings": trial.suggest_categorical("ease_ratings", ["all", "liked"])}
+
+
+def gf_cf_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
+    return {"gfcf_alpha": trial.suggest_float("gfcf_alpha", 0.0, 1.5),
+            "gfcf_k": trial.suggest_int("gfcf_k", 16, 1024, log=True),
+            "ease_ratings": trial.suggest_categorical("ease_ratings", ["all", "liked"])}
+
+
 def pn_ease_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
     return {"ease_lambda": trial.suggest_float("ease_lambda", 20.0, 20000.0, log=True),
             "disliked_input": trial.suggest_float("disliked_input", 0.1, 3.0, log=True),
@@ -70,6 +82,8 @@ def pngnn_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
 
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "ease": ease_space,
+    "edlae": edlae_space,
+    "gf-cf": gf_cf_space,
     "pn-ease": pn_ease_space,
     "ials": ials_space,
     "lightgcn": graph_space,

@@ -103,6 +103,13 @@ class TrainConfig:
     ease_max_items: int = 0
     disliked_input: float = 1.0
     disliked_score: float = 0.25
+    # EDLAE (pngnn.models.linear): the dropout probability p of its denoising, the ridge growing
+    # by p/(1-p) x each item's own mass (ease_lambda is its constant part).
+    edlae_dropout: float = 0.25
+    # GF-CF (pngnn.models.graph_filter): the ideal low-pass filter's weight alpha beside the linear
+    # one, and how many singular vectors it keeps (the paper's defaults).
+    gfcf_alpha: float = 0.3
+    gfcf_k: int = 256
     # iALS (implicit.als.AlternatingLeastSquares, Hu et al. 2008): factors, L2, confidence
     # weight alpha (c = 1 + alpha), sweeps, and which ratings are the observed entries. Defaults:
     # the ML-1M studies' choice on validation, rounded (profiles/ials-ml-1m.json); implicit's own
@@ -127,7 +134,9 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be > 0 (e.g. "
                                  f"{getattr(TrainConfig, name)})")
-        for name in ("dim", "layers", "batch_size", "epochs", "n_neg", "ials_factors", "ials_iterations"):
+        if not 0 < self.edlae_dropout < 1:
+            raise PngnnError(f"training setting edlae_dropout={self.edlae_dropout} must lie in (0, 1) (e.g. 0.25)")
+        for name in ("dim", "layers", "batch_size", "epochs", "n_neg", "ials_factors", "ials_iterations", "gfcf_k"):
             if getattr(self, name) < 1:
                 raise PngnnError(f"training setting {name}={getattr(self, name)} must be at least 1")
         for name, value in asdict(self).items():

@@ -44,23 +44,25 @@ def available_bytes() -> int | None:
         return None
 
 
-def fit_bytes(n_cols: int, n_items: int, dtype: np.dtype) -> int:
-    """What a fit holds at its peak: the n_cols² matrix, the [n_cols, n_items] weights when they are
-    a second array (PN-EASE; EASE's are made in place), and one block of user rows."""
+def fit_bytes(n_cols: int, n_items: int, dtype: np.dtype, squares: int = 1) -> int:
+    """What a fit holds at its peak: ``squares`` n_cols² matrices (GF-CF's eigensolver works on a
+    copy: 2), the [n_cols, n_items] weights when they are a second array (PN-EASE; EASE's are made
+    in place), and one block of user rows."""
     size = np.dtype(dtype).itemsize
     weights = n_cols * n_items * size if n_cols != n_items else 0
-    return n_cols * n_cols * size + weights + BLOCK * n_cols * size
+    return squares * n_cols * n_cols * size + weights + BLOCK * n_cols * size
 
 
-def check_memory(method: str, n_cols: int, n_items: int, dtype: np.dtype, available: int | None = None) -> None:
+def check_memory(method: str, n_cols: int, n_items: int, dtype: np.dtype, available: int | None = None,
+                 squares: int = 1) -> None:
     """Refuse, before any allocation, a fit that cannot fit in the memory free now."""
-    need = fit_bytes(n_cols, n_items, dtype)
+    need = fit_bytes(n_cols, n_items, dtype, squares)
     free = available_bytes() if available is None else available
     if free is None or need <= free:
         return
     # the largest catalogue that fits: solve the quadratic need(n) = free for n (EASE: n² s; PN-EASE: 6 n² s)
     size = np.dtype(dtype).itemsize
-    per_item = size * (1 if n_cols == n_items else 6)
+    per_item = size * (squares if n_cols == n_items else 6)
     fits = int((free / per_item) ** 0.5 * 0.9)
     raise PngnnError(f"{method} on {n_items:,} items needs about {need / 2**30:.1f} GB ({n_cols:,} x {n_cols:,} "
                      f"{np.dtype(dtype).name} matrix{' and its weights' if n_cols != n_items else ''}) and "
@@ -103,9 +105,10 @@ def dense_gram(columns: Interactions, n_users: int, n_cols: int, dtype: np.dtype
     return gram
 
 
-def invert_in_place(gram: np.ndarray, lam: float) -> np.ndarray:
-    """(gram + λI)⁻¹, written over ``gram`` (C-ordered; only its Fortran view's lower triangle is
-    read): the same memory is returned, symmetric."""
+def invert_in_place(gram: np.ndarray, lam: float | np.ndarray) -> np.ndarray:
+    """(gram + Λ)⁻¹, written over ``gram`` (C-ordered; only its Fortran view's lower triangle is
+    read): the same memory is returned, symmetric. ``lam``: the ridge, one number (Λ = λI) or one
+    per column (Λ = diag(lam), EDLAE's)."""
     gram[np.diag_indices_from(gram)] += lam
     f = gram.T  # the same memory in Fortran order, which LAPACK overwrites without a copy
     potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (f,))
@@ -121,10 +124,14 @@ def invert_in_place(gram: np.ndarray, lam: float) -> np.ndarray:
 
 
 def gram_inverse(columns: Interactions, n_users: int, n_cols: int, lam: float,
-                 dtype: np.dtype = FLOAT32, method: str = "EASE", n_items: int | None = None) -> np.ndarray:
-    """P = (XᵀX + λI)⁻¹ for the binary-or-weighted matrix X given as (user, column, value): one
-    dense n_cols² array from start to end, checked against the free memory first."""
+                 dtype: np.dtype = FLOAT32, method: str = "EASE", n_items: int | None = None,
+                 diagonal_weight: float = 0.0) -> np.ndarray:
+    """P = (XᵀX + Λ)⁻¹ for the binary-or-weighted matrix X given as (user, column, value): one
+    dense n_cols² array from start to end, checked against the free memory first. Λ = λI, plus
+    ``diagonal_weight`` x diag(XᵀX) (EDLAE's dropout penalty: each column's own mass)."""
     if not lam > 0:
         raise PngnnError(f"EASE's ridge penalty lambda must be > 0, got {lam}; try 500")
     check_memory(method, n_cols, n_items or n_cols, dtype)
-    return invert_in_place(lower_gram(columns, n_users, n_cols, dtype), lam)
+    gram = lower_gram(columns, n_users, n_cols, dtype)
+    ridge = lam + diagonal_weight * gram.diagonal() if diagonal_weight else lam
+    return invert_in_place(gram, ridge)

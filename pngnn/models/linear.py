@@ -1,4 +1,5 @@
-"""Closed-form item-item models: EASE (Steck 2019) and PN-EASE, its positive/negative form.
+"""Closed-form item-item models: EASE (Steck 2019), EDLAE (Steck 2020) and PN-EASE, the
+positive/negative form.
 
 EASE regresses every item column of the user x item matrix X on all the other columns,
 
@@ -7,6 +8,15 @@ EASE regresses every item column of the user x item matrix X on all the other co
 
 and scores a user by x_u B. Which ratings form X is a choice (``ease_ratings``): all of them
 (a 2-star rating still says "watched") or only the liked ones.
+
+EDLAE, the emphasized denoising linear autoencoder (Steck, "Autoencoders that don't overfit
+towards the identity", NeurIPS 2020), trains X B to reconstruct X from X with each input dropped
+with probability p, the dropped entries' errors emphasized. Its full-rank closed form is EASE's with
+a ridge that grows with each item's own mass,
+
+    B = I - P · diag(1 / diag(P)),   P = (XᵀX + Λ)⁻¹,   Λ = p/(1-p) · diag(XᵀX) + λI,
+
+so popular items, whose columns would otherwise explain themselves, are penalised more (p → 0 is EASE).
 
 PN-EASE keeps the two kinds apart, as PN-GNN's two graphs do: X₂ = [L, w·D] stacks the liked
 (r > threshold) and the disliked ratings side by side, 2n columns. The model predicts both blocks
@@ -170,6 +180,18 @@ def fit_ease(train: Interactions, n_users: int, n_items: int, lam: float, rating
     x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
     m = n_items if kept is None else len(kept)
     p = gram_inverse(x, n_users, m, lam, np.dtype(dtype), method="EASE")
+    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
+
+
+def fit_edlae(train: Interactions, n_users: int, n_items: int, lam: float, dropout: float, ratings: str = "all",
+              threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0) -> ItemLinear:
+    """EDLAE's full-rank closed form (module docstring): EASE's fit with Λ = p/(1-p) diag(XᵀX) + λI."""
+    if not 0 < dropout < 1:
+        raise PngnnError(f"EDLAE's dropout probability must lie in (0, 1), got {dropout}; try 0.25")
+    kept = most_rated(train, n_items, max_items)
+    x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
+    m = n_items if kept is None else len(kept)
+    p = gram_inverse(x, n_users, m, lam, np.dtype(dtype), method="EDLAE", diagonal_weight=dropout / (1 - dropout))
     return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
 
 

@@ -15,7 +15,8 @@ from pngnn.core.errors import PngnnError
 from pngnn.data.split import Interactions, SplitData
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factorization import fit_ials
-from pngnn.models.linear import fit_ease, fit_pn_ease
+from pngnn.models.graph_filter import fit_gf_cf
+from pngnn.models.linear import fit_ease, fit_edlae, fit_pn_ease
 from pngnn.training.train import TrainHooks, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
 
@@ -41,6 +42,17 @@ def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
 def _ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                          cfg.ease_ratings, cfg.threshold, max_items=cfg.ease_max_items))
+
+
+def _edlae(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _closed_form(lambda: fit_edlae(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+                                          cfg.edlae_dropout, cfg.ease_ratings, cfg.threshold,
+                                          max_items=cfg.ease_max_items))
+
+
+def _gf_cf(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _closed_form(lambda: fit_gf_cf(split.train, split.n_users, split.n_items, cfg.gfcf_alpha, cfg.gfcf_k,
+                                          cfg.ease_ratings, cfg.threshold, max_items=cfg.ease_max_items))
 
 
 def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
@@ -88,6 +100,8 @@ METHODS: dict[str, Trainer] = {
     "llm-lightgcn": _llm_lightgcn,
     "llm-pngnn": _llm_pngnn,
     "ease": _ease,
+    "edlae": _edlae,
+    "gf-cf": _gf_cf,
     "pn-ease": _pn_ease,
     "ials": _ials,
 }
@@ -107,6 +121,8 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "llm-lightgcn": (*_GNN, "lightgcn_graph", "aug_mode"),
     "llm-pngnn": (*_PNGNN, "aug_mode"),
     "ease": ("ease_lambda", "ease_ratings", "ease_max_items", "threshold"),
+    "edlae": ("ease_lambda", "edlae_dropout", "ease_ratings", "ease_max_items", "threshold"),
+    "gf-cf": ("gfcf_alpha", "gfcf_k", "ease_ratings", "ease_max_items", "threshold"),
     "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "ease_max_items", "threshold"),
     "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
 }
