@@ -50,6 +50,7 @@ from pngnn.evaluation.evaluate import csr_rows, gather_rows
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factors import CsrRows, ScoreFactors
 from pngnn.models.gram import gram_inverse
+from pngnn.models.graph import csr_tensor
 
 # The closed forms' precision: float32 halves the n² matrix against float64 and moves no metric of
 # ML-1M (benchmarks/results/closed_form_precision.json).
@@ -122,11 +123,16 @@ class ItemLinear(GraphRecommender):
 
     @torch.no_grad()
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        # The block's entries by position in the CSR arrays, then their columns and values.
-        rows, pos = gather_rows(self.indptr.numpy(), np.arange(len(self.cols)), users.numpy())
-        x = torch.zeros(len(users), self.n_inputs)
-        x[rows, self.cols[pos]] = self.values[pos]
-        scores = x @ self.weights
+        # The block's input rows as a CSR matrix times the weights: each stored entry reads one row
+        # of W, where a dense block would multiply every zero of the users' rows too (at ML-1M's
+        # density the sparse product is already faster; at a 20k-item catalogue, ~3x).
+        ids = users.numpy()
+        _, pos = gather_rows(self.indptr.numpy(), np.arange(len(self.cols)), ids)
+        lengths = self.indptr[1:][ids] - self.indptr[:-1][ids]
+        crow = torch.zeros(len(ids) + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=crow[1:])
+        block = csr_tensor(crow, self.cols[pos], self.values[pos], (len(ids), self.n_inputs))
+        scores = torch.sparse.mm(block, self.weights)
         if self.weights.shape[1] == self.n_items:
             return scores
         full = torch.full((len(users), self.n_items), -torch.inf)
