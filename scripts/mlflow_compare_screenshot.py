@@ -22,6 +22,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -194,9 +195,20 @@ class Browser:
         out.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:
+        """Stop the browser's whole process group: Debian's ``chromium-headless-shell`` is a shell
+        script that runs the browser as its child, so stopping the script alone left the browser
+        (and its zygotes and renderer) running after every use."""
         self.ws.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=30)
+                time.sleep(0.5)  # the group's other members go after the script
+            except subprocess.TimeoutExpired:
+                continue
         shutil.rmtree(self.profile, ignore_errors=True)
 
 

@@ -40,6 +40,19 @@ def browser_class():
     return module.Browser
 
 
+def live_members(group: int) -> list[int]:
+    """The running processes of a process group (zombies left for the init process to reap do not count)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def page_text(browser, url: str, needle: str, timeout: float = 90) -> str:
     """The page's text once ``needle`` shows (the UI renders after its API calls return)."""
     browser.call("Page.navigate", url=url)
@@ -81,3 +94,4 @@ def test_every_printed_address_opens_the_runs_view_in_a_browser(tmp_path):
             assert "Observability" in bare  # what MLflow does without the view: the reason for all this
         finally:
             browser.close()
+        assert live_members(browser.proc.pid) == []  # the whole browser is gone, not only its wrapper script
