@@ -104,7 +104,7 @@ def test_a_fit_too_big_for_the_free_memory_is_refused_before_any_allocation():
     check_memory("EASE", 26_744, 26_744, np.dtype(np.float32), available=need)  # exactly enough: fits
 
 
-def test_ease_max_items_fits_the_most_rated_items_and_never_recommends_the_rest():
+def test_ease_max_items_fits_the_most_rated_items_and_never_recommends_the_rest(tmp_path):
     from pngnn.core.config import TrainConfig
     from pngnn.data.split import SplitData
     from pngnn.models.linear import fit_ease, fit_pn_ease
@@ -123,8 +123,19 @@ def test_ease_max_items_fits_the_most_rated_items_and_never_recommends_the_rest(
         scores = pruned.full_sort_predict(users).numpy()
         assert np.isneginf(np.delete(scores, kept, axis=1)).all()
         assert np.isfinite(scores[:, kept]).all()
-        served = pruned.score_factors().scores(np.arange(n_users))  # what the registered model serves
+        factors = pruned.score_factors()  # what the registered model serves: the kept columns only
+        assert factors.item_weights.shape[1] == 10 and factors.n_items == n_items
+        served = factors.scores(np.arange(n_users))
         np.testing.assert_allclose(served, scores, rtol=1e-5, atol=1e-5)
+        from pngnn.models.factors import CsrRows
+        from pngnn.tracking.serving import Recommender
+
+        seen = CsrRows(np.zeros(n_users + 1, np.int64), np.zeros(0, np.int64), None, n_items)
+        saved = Recommender(factors, seen, np.arange(n_users), np.arange(n_items),
+                            np.array([None] * n_items, object)).save(tmp_path / f"model{pruned.n_inputs}")
+        loaded = Recommender.load(saved).factors  # stored compact, loaded as it was
+        assert loaded.item_weights.shape[1] == 10 and loaded.n_items == n_items
+        np.testing.assert_allclose(loaded.scores(np.arange(n_users)), scores, rtol=1e-5, atol=1e-5)
         # the kept columns are the model fitted on those items' ratings alone
         mask = np.isin(train.items, kept)
         remap = np.searchsorted(kept, train.items[mask])

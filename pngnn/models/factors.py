@@ -71,8 +71,13 @@ class ScoreFactors:
     """s(u, ·) = x_u W + b for every user u (see the module docstring)."""
 
     users: np.ndarray | CsrRows  # x: dense [n_users, d] or sparse rows of width d
-    item_weights: np.ndarray  # W: float32 [d, n_items]
-    item_bias: np.ndarray | None = None  # b: float32 [n_items]
+    item_weights: np.ndarray  # W: float32 [d, n_items], or [d, len(item_index)]
+    item_bias: np.ndarray | None = None  # b: float32, one per column of W
+    # A model fitted on some items only (``ease_max_items``): the catalogue item of each column of W,
+    # and the catalogue's size; the other items score -inf. Kept compact because the full
+    # [d, n_items] matrix is mostly zeros at scale (20k kept of 74k items: 5.9 GB of them).
+    item_index: np.ndarray | None = None
+    catalogue_size: int | None = None
 
     @property
     def n_users(self) -> int:
@@ -80,6 +85,8 @@ class ScoreFactors:
 
     @property
     def n_items(self) -> int:
+        if self.item_index is not None and self.catalogue_size is not None:
+            return self.catalogue_size
         return self.item_weights.shape[1]
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
@@ -88,4 +95,8 @@ class ScoreFactors:
         out = x @ self.item_weights
         if self.item_bias is not None:
             out += self.item_bias
-        return out
+        if self.item_index is None:
+            return out
+        full = np.full((len(out), self.n_items), -np.inf, dtype=np.float32)
+        full[:, self.item_index] = out
+        return full

@@ -144,11 +144,8 @@ class ItemLinear(GraphRecommender):
         rows = CsrRows(self.indptr.numpy(), self.cols.numpy(), self.values.numpy(), self.n_inputs)
         if self.weights.shape[1] == self.n_items:
             return ScoreFactors(rows, self.weights.numpy())
-        weights = np.zeros((self.n_inputs, self.n_items), dtype=np.float32)  # items left out: -inf, never served
-        weights[:, self.kept.numpy()] = self.weights.numpy()
-        bias = np.full(self.n_items, -np.inf, dtype=np.float32)
-        bias[self.kept.numpy()] = 0.0
-        return ScoreFactors(rows, weights, bias)
+        # the kept items' columns only; the items left out score -inf and are never served
+        return ScoreFactors(rows, self.weights.numpy(), item_index=self.kept.numpy(), catalogue_size=self.n_items)
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, n_items={self.n_items}, n_inputs={self.n_inputs}"

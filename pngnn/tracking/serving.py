@@ -183,6 +183,8 @@ class Recommender:
             arrays["user_vectors"] = users
         if self.factors.item_bias is not None:
             arrays["item_bias"] = self.factors.item_bias
+        if self.factors.item_index is not None:
+            arrays["item_index"] = self.factors.item_index
         for name, array in arrays.items():
             np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         kind = "string" if self.string_ids else "int64"
@@ -192,7 +194,8 @@ class Recommender:
                       "title": pd.array(self.titles, dtype="string")}).to_parquet(folder / "items.parquet", index=False)
         layout = {"format": FORMAT_VERSION, "users": "sparse" if sparse else "dense",
                   "width": int(self.factors.item_weights.shape[0]), "n_users": self.factors.n_users,
-                  "n_items": self.factors.n_items, "item_bias": self.factors.item_bias is not None}
+                  "n_items": self.factors.n_items, "item_bias": self.factors.item_bias is not None,
+                  "item_index": self.factors.item_index is not None}
         (folder / "recommender.json").write_text(json.dumps(layout, indent=2))
         return folder
 
@@ -214,7 +217,9 @@ class Recommender:
                                                   width)
         else:
             users = array("user_vectors")
-        factors = ScoreFactors(users, array("item_weights"), array("item_bias") if layout["item_bias"] else None)
+        compact = bool(layout.get("item_index"))  # models logged before it have every item's column
+        factors = ScoreFactors(users, array("item_weights"), array("item_bias") if layout["item_bias"] else None,
+                               array("item_index") if compact else None, n_items if compact else None)
         seen = CsrRows(array("seen_indptr"), array("seen_items"), None, n_items)
         user_frame = pd.read_parquet(folder / "users.parquet")
         item_frame = pd.read_parquet(folder / "items.parquet")
