@@ -184,9 +184,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax_t.plot(xs, [s["wall_s"] / 60 for r in runs for s in r["steps"] if s["step"] == name], "o-", label=name)
         ax_m.plot(xs, [s["peak_rss_mb"] / 1024 for r in runs for s in r["steps"] if s["step"] == name], "o-",
                   label=name)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     for ax, label in ((ax_t, "wall time (min)"), (ax_m, "peak RSS (GB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks([r["n_ratings"] / 1e6 for r in runs])
         ax.set_xlabel("ratings (millions)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
