@@ -128,6 +128,10 @@ def run_size(size: int, args: argparse.Namespace, before: dict[str, Any] | None 
             steps.append(timed(name, cmd, work, env, log))
         elif name in kept:
             steps.append(kept[name])
+        elif (work / f".{name}.time").is_file():  # a run that stopped before its record: its step's timing
+            wall, max_kb = (work / f".{name}.time").read_text().split()[-2:]
+            steps.append({"step": name, "wall_s": float(wall), "peak_rss_mb": round(int(max_kb) / 1024, 1),
+                          "rc": 0, "command": " ".join(cmd), "from": "the folder's timing file"})
 
     step("generate", [*me, "--generate", str(size), "--to", str(parquet)])
     step("ingest", [pngnn, "ingest", "--name", dataset, "--ratings", str(parquet),
