@@ -170,6 +170,10 @@ def _fetch(url: str, name: str, target: Path, into: Path, known_hash: str | None
     import pooch
     import requests
 
+    # pooch logs each download at INFO on a stderr handler of its own, made at import: under a
+    # command line (or a test's captured stderr) that is a second, unasked-for channel; errors
+    # still reach the user as the one line below.
+    pooch.get_logger().setLevel("WARNING")
     try:
         return Path(pooch.retrieve(url, known_hash=known_hash, fname=url.rsplit("/", 1)[-1], path=into,
                                    progressbar=False))
