@@ -271,6 +271,24 @@ def test_prefect_and_mlflow_runs_name_each_other(stack, runs):
     assert "| lightgcn |" in linking[1] and "| pngnn |" in linking[1]
 
 
+def test_each_flow_keeps_its_artifact_history_under_one_key(stack, runs):
+    """What `prefect artifact ls` lists (issue 33 item 2): the pipeline's three runs (first, second,
+    after the DuckDB file was deleted) are three versions of one key, the experiment's run is its
+    own key, the re-augmentation's too; asked by key through the REST API."""
+    from tasks.links import artifact_key
+
+    def versions(key: str) -> list[dict]:
+        return stack.post("/artifacts/filter", {"artifacts": {"key": {"any_": [key]}}})
+
+    for name in ("first", "second", "after-delete", "experiment"):
+        assert runs[name] is not None and runs[name].returncode == 0, name
+    pipeline = versions(artifact_key("pipeline", "quick", "ml-100k"))
+    assert len(pipeline) == 3 and all(a["type"] == "markdown" for a in pipeline), pipeline
+    assert len(versions(artifact_key("experiment", "quick", "ml-100k"))) == 1
+    if runs["reaugment"] is not None:
+        assert len(versions(artifact_key("reaugment", "ml-100k", "llm-pngnn"))) == 1
+
+
 def test_report_from_mlflow_matches_the_flow_summary(stack, runs):
     """`pngnn report --from mlflow` tabulates the newest run per (method, profile, split): here
     the experiment's two splits, with the means the experiment logged on its parent run."""
