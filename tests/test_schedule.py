@@ -25,6 +25,17 @@ def test_below_the_cap_the_paper_batch_and_learning_rate_are_kept():
     assert batch_schedule(paper.with_overrides(max_batches=0), 50_000_000).batch_size == 4096  # 0: no cap
 
 
+def test_the_default_caps_ml1m_at_32_steps_and_the_paper_profile_does_not():
+    """The default (32) was measured on ML-1M's three splits against the paper profile, whose own 256
+    keeps it the paper's 4,096 batch there; ML-100K's quick profile stays under 32 as well."""
+    assert TrainConfig().max_batches == 32 and PROFILES["paper"].train.max_batches == 256
+    capped = batch_schedule(TrainConfig(), 460_300)  # ML-1M split 1's liked pairs
+    assert (capped.batch_size, -(-460_300 // capped.batch_size)) == (14_385, 32)
+    quick = PROFILES["quick"].train
+    for ml100k_liked_pairs in (44_000, 46_000):  # ML-100K split 1's liked pairs, with the LLM's likes
+        assert batch_schedule(quick, ml100k_liked_pairs).batch_size == quick.batch_size
+
+
 def test_above_the_cap_the_batch_grows_the_rate_by_its_square_root_after_a_warm_up():
     cfg = TrainConfig(batch_size=4096, lr=5e-3, max_batches=256)
     pairs = 11_500_000  # about 20M ratings
