@@ -155,3 +155,16 @@ def ml100k_lightgcn(ml100k_split: SplitData):
 
     cfg = TrainConfig(epochs=2, batch_size=2048, n_neg=5, l2=1e-3)
     return train_lightgcn(ml100k_split, cfg, progress=False).model
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the temporary Prefect servers a test started in this process (a flow run without
+    PREFECT_API_URL starts one) while pytest's streams are still open: left to Prefect's exit
+    hook, their "Stopping temporary server" line goes to a closed stream and prints a logging
+    traceback after the summary."""
+    import sys
+
+    module = sys.modules.get("prefect.server.api.server")
+    if module is not None:
+        for server in list(module.SubprocessASGIServer._instances.values()):
+            server.stop()

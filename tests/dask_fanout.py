@@ -14,8 +14,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import logging
 import shutil
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +35,19 @@ from pngnn.data.split import create_split
 from pngnn.data.store import Store
 
 DATASET, SEED, MODEL = "ml-100k", 1, "fault-model"
+WORKER_TTL = "60s"
 CACHE_COLUMNS = "key, model, prompt_version, status, raw_answer, like_idx, dislike_idx, failure"
+
+
+def prompt_of(body: dict[str, Any]) -> str:
+    """A chat request's prompt, as one string."""
+    return json.dumps(body.get("messages", []), sort_keys=True)
 
 
 def responder(body: dict[str, Any]) -> str:
     """A deterministic "model": like and dislike picked from a hash of the prompt, so every user
     gets their own edges and two runs over the same prompts get the same answers."""
-    text = json.dumps(body.get("messages", []), sort_keys=True)
+    text = prompt_of(body)
     digest = hashlib.sha256(text.encode()).digest()
     like = digest[0] % 10 + 1
     dislike = (like + digest[1] % 9) % 10 + 1
@@ -74,6 +84,8 @@ class FanoutRun:
     cache: list[tuple[Any, ...]]
     edges: list[tuple[Any, ...]]
     max_inflight: int
+    prompts_asked: Counter[str]  # each distinct prompt -> how many times the server got it
+    lost_workers: list[str]  # the scheduler's lines about a worker it removed (their chunks ran again)
 
     def max_in_window(self, width: float = 1.0) -> int:
         """Most requests that arrived within any half-open window [t, t + width)."""
@@ -97,9 +109,45 @@ def read_cache_and_edges(db: Path) -> tuple[list[tuple[Any, ...]], list[tuple[An
     return cache, edges
 
 
+class SchedulerLines(logging.Handler):
+    """Keeps the local scheduler's (this process's) lines about workers it lost: a worker that
+    stopped heartbeating is restarted, a worker that died is removed, and their chunks run again
+    elsewhere, which a test must tell apart from a prompt sent twice by mistake. Removals once the
+    cluster is being closed ("Retire worker addresses", then "Remove worker" per worker) are not
+    losses."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.closing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.closing = self.closing or message.startswith(("Retire worker", "Closing scheduler"))
+        if "failed to heartbeat" in message or (message.startswith("Remove worker") and not self.closing):
+            self.lines.append(message)
+
+
+@contextmanager
+def scheduler_lines() -> Iterator[SchedulerLines]:
+    logger = logging.getLogger("distributed.scheduler")
+    handler, level = SchedulerLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run_fanout(base_db: Path, work: Path, latency: float, workers: int, users: int, chunk_size: int,
                concurrency: int, rate: float | None = None) -> FanoutRun:
-    """Augment a copy of ``base_db`` on a local Dask cluster of ``workers`` processes."""
+    """Augment a copy of ``base_db`` on a local Dask cluster of ``workers`` processes.
+
+    The scheduler restarts a worker after ``WORKER_TTL`` without a heartbeat (distributed's
+    default is 5 minutes): a worker process that stalls costs a minute, not ten."""
+    import dask
     from prefect import flow, unmapped
 
     from tasks.llm_fanout import fanout_augment, llm_chunk_task
@@ -126,8 +174,11 @@ def run_fanout(base_db: Path, work: Path, latency: float, workers: int, users: i
             return seconds, counts
 
         first = len(server.chat_requests())
-        seconds, counts = fanout_flow.with_options(task_runner=task_runner(settings))()
-        times = [r.start for r in server.chat_requests()[first:]]
+        with dask.config.set({"distributed.scheduler.worker-ttl": WORKER_TTL}), scheduler_lines() as lost:
+            seconds, counts = fanout_flow.with_options(task_runner=task_runner(settings))()
+        requests = server.chat_requests()[first:]
         inflight = server.max_inflight
     cache, edges = read_cache_and_edges(db)
-    return FanoutRun(workers, seconds, counts, times, cache, edges, inflight)
+    asked = Counter(prompt_of(r.body) for r in requests)
+    return FanoutRun(workers, seconds, counts, [r.start for r in requests], cache, edges, inflight, asked,
+                     lost.lines)

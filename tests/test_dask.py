@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,7 +185,14 @@ def test_fanout_on_two_workers_gives_the_thread_path_cache_and_edges_and_holds_t
     assert len(want_cache) == users and len(want_edges) > users  # a like and a dislike per user, minus drops
     assert run.cache == want_cache and run.edges == want_edges
     assert run.counts["chunks"] == 4 and run.counts["sent"] == users
-    assert len(run.request_times) == users
+    # Every prompt reached the server, and once: unless the scheduler removed a worker that stopped
+    # heartbeating (a stalled process on a loaded machine), whose chunk then ran again elsewhere.
+    assert len(run.prompts_asked) == users
+    repeated = sum(n - 1 for n in run.prompts_asked.values())
+    assert repeated == 0 or run.lost_workers, f"{repeated} prompts sent twice with no worker lost"
+    if run.lost_workers:
+        warnings.warn(f"the scheduler lost a worker and {repeated} prompts were asked again: {run.lost_workers}",
+                      stacklevel=1)
     # What the server saw, with margins for a loaded machine (a grant 1.00 s after another can reach the
     # server 0.98 s after it, and a limiter may let a first burst through): unlimited, the 24 requests
     # arrive within half a second; limited to `rate` a second they span seconds, and no 2 s window holds
