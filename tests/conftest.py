@@ -158,13 +158,21 @@ def ml100k_lightgcn(ml100k_split: SplitData):
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the temporary Prefect servers a test started in this process (a flow run without
-    PREFECT_API_URL starts one) while pytest's streams are still open: left to Prefect's exit
-    hook, their "Stopping temporary server" line goes to a closed stream and prints a logging
-    traceback after the summary."""
+    """Stop the temporary Prefect server a test started in this process (a flow run without
+    PREFECT_API_URL starts one) while pytest's streams are still open, after this process's log
+    and event workers have sent what they hold to it: left to Prefect's exit hooks, the server
+    stops first, and the workers' complaints and its "Stopping temporary server" line go to a
+    closed stream as logging tracebacks after the summary."""
     import sys
 
     module = sys.modules.get("prefect.server.api.server")
-    if module is not None:
-        for server in list(module.SubprocessASGIServer._instances.values()):
-            server.stop()
+    servers = list(module.SubprocessASGIServer._instances.values()) if module is not None else []
+    if not any(server.server_process is not None for server in servers):
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=60)
+    for server in servers:
+        server.stop()
