@@ -74,12 +74,16 @@ def require_checkpoint(path: Path) -> None:
                          "(checkpoints are written every --checkpoint-every epochs)")
 
 
-def rng_states(streams: Mapping[str, np.random.Generator]) -> dict[str, Any]:
-    """The state of every random stream training draws from, in a form ``torch.load(weights_only=True)`` reads."""
+def rng_states(streams: Mapping[str, np.random.Generator],
+               stream_states: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The state of every random stream training draws from, in a form ``torch.load(weights_only=True)`` reads.
+    ``stream_states``: the named streams' states to save instead of their current ones (while the
+    next epoch is drawn ahead, ``pngnn.training.draw_ahead``)."""
     legacy = np.random.get_state(legacy=False)
     legacy["state"]["key"] = legacy["state"]["key"].tolist()
-    return {"torch": torch.get_rng_state(), "numpy": legacy,
-            "streams": {name: g.bit_generator.state for name, g in streams.items()}}
+    states = dict(stream_states) if stream_states is not None else {name: g.bit_generator.state
+                                                                   for name, g in streams.items()}
+    return {"torch": torch.get_rng_state(), "numpy": legacy, "streams": states}
 
 
 def restore_rng_states(states: Mapping[str, Any], streams: Mapping[str, np.random.Generator]) -> None:

@@ -30,6 +30,7 @@ from pngnn.models.pngnn import PNGNN
 from pngnn.models.sampling import DislikedSampler, EpochPairOrder, NegativeSampler
 from pngnn.training.checkpoints import restore_rng_states, rng_states
 from pngnn.training.device import training_device
+from pngnn.training.draw_ahead import DrawAhead, EpochDraw
 from pngnn.training.schedule import BatchSchedule, batch_schedule
 
 if TYPE_CHECKING:
@@ -63,11 +64,13 @@ class TrainHooks(TypedDict, total=False):
     ``train_pngnn``, ``pngnn.training.methods.train_method``, ``pngnn.training.outcome.train_evaluate_step``) and
     handed on to ``fit``, which holds the defaults: ``on_epoch`` (called after each epoch, e.g.
     the MLflow logger; none), ``progress`` (a progress bar; on), ``checkpoint`` (saved every few
-    epochs and continued from; none). A closed-form method has no epochs and ignores them."""
+    epochs and continued from; none), ``draw_ahead`` (the next epoch's draws made while one trains;
+    on). A closed-form method has no epochs and ignores them."""
 
     on_epoch: EpochCallback | None
     progress: bool
     checkpoint: Checkpointer | None
+    draw_ahead: bool
 
 
 def seed_everything(seed: int) -> None:
@@ -176,14 +179,17 @@ class FitProgress:
 
 
 def checkpoint_state(progress: FitProgress, model: GraphRecommender, opt: torch.optim.Optimizer,
-                     streams: Mapping[str, np.random.Generator]) -> dict[str, Any]:
-    """Everything the next epoch depends on, as plain tensors and containers."""
+                     streams: Mapping[str, np.random.Generator],
+                     stream_states: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the next epoch depends on, as plain tensors and containers (``stream_states``:
+    the streams' states before the next epoch's draws, when those are under way)."""
     watch = progress.watch
     return {"epoch": progress.epoch, "seconds": progress.seconds, "stopped": progress.stopped,
             "history": [asdict(e) for e in progress.history],
             "early_stopping": {"best": watch.best, "best_epoch": watch.best_epoch, "best_state": watch.best_state,
                                "stale": watch.stale},
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_states(streams)}
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "rng": rng_states(streams, stream_states)}
 
 
 def restore_state(state: Mapping[str, Any], model: GraphRecommender, opt: torch.optim.Optimizer,
@@ -242,6 +248,7 @@ def fit(
     generators: Mapping[str, np.random.Generator] | None = None,
     checkpoint: Checkpointer | None = None,
     label: str | None = None,
+    draw_ahead: bool = True,
 ) -> TrainResult:
     """Train ``model`` on ``pairs`` with negatives never among ``rated`` (the user's train items).
 
@@ -252,7 +259,9 @@ def fit(
     ``epoch_features``: the same, drawn afresh at the start of every epoch from the random
     ``generators`` (named, so a checkpoint can save and restore them). ``checkpoint``: written
     every few epochs, and continued from when it holds this run; ``on_epoch`` then first sees
-    the restored epochs, so a tracker's curve is whole."""
+    the restored epochs, so a tracker's curve is whole. ``draw_ahead``: each epoch's pair order,
+    negatives and features are drawn while the epoch before trains (``pngnn.training.draw_ahead``;
+    the same draws as in line)."""
     seed_everything(cfg.seed)
     device = training_device()
     model.to(device)
@@ -280,34 +289,42 @@ def fit(
     spent_before, start_all = done.seconds, time.perf_counter()
     first = cfg.epochs + 1 if done.stopped else done.epoch + 1
     epochs = tqdm(range(first, cfg.epochs + 1), desc="epochs", disable=not progress, unit="ep")
-    for epoch in epochs:
-        t0 = time.perf_counter()
+
+    def draw_epoch() -> EpochDraw:  # in this order, from these streams only: what the checkpoint restores
         order = pair_order.draw(rng)
         negatives = sampler.sample(pairs.users[order], cfg.n_neg)
-        if epoch_features is not None:
-            feats_t.update({k: torch.from_numpy(v).to(device) for k, v in epoch_features().items()})
-        steps = -(-len(order) // schedule.batch_size)
-        loss, parts = train_epoch(model, opt, users_t, items_t, order, negatives, feats_t, schedule.batch_size,
-                                  f"epoch {epoch}", progress, schedule, first_step=(epoch - 1) * steps)
-        entry = EpochLog(epoch=epoch, loss=loss, seconds=time.perf_counter() - t0, parts=parts)
-        if valid_set is not None and epoch % cfg.eval_every == 0:
-            entry.valid = evaluate(model.scorer(), n_items, rated, valid_set, cfg.threshold)
-            done.watch.observe(entry.valid[cfg.valid_metric], epoch, model)
-        done.epoch = epoch
-        done.history.append(entry)
-        epochs.set_postfix(loss=f"{entry.loss:.4f}", s=f"{entry.seconds:.1f}")
-        log.info("%s: epoch %d/%d loss %.5f %.1fs%s", label or type(model).__name__, epoch, cfg.epochs, entry.loss,
-                 entry.seconds,
-                 f" valid {cfg.valid_metric} {entry.valid[cfg.valid_metric]:.4f}" if entry.valid else "")
-        if on_epoch is not None:
-            on_epoch(entry)
-        done.stopped = bool(use_valid and cfg.patience and done.watch.stale >= cfg.patience)
-        if checkpoint is not None and checkpoint.due(epoch, last=done.stopped or epoch == cfg.epochs):
-            done.seconds = spent_before + time.perf_counter() - start_all
-            checkpoint.save(checkpoint_state(done, model, opt, streams))
-        if done.stopped:
-            log.info("early stop at epoch %d: no validation gain for %d evaluations", epoch, done.watch.stale)
-            break
+        return EpochDraw(order, negatives, epoch_features() if epoch_features is not None else {})
+
+    with DrawAhead(draw_epoch, streams, ahead=draw_ahead) as draws:
+        for epoch in epochs:
+            t0 = time.perf_counter()
+            draw = draws.take()
+            if epoch < cfg.epochs:
+                draws.start_next()
+            feats_t.update({k: torch.from_numpy(v).to(device) for k, v in draw.features.items()})
+            steps = -(-len(draw.order) // schedule.batch_size)
+            loss, parts = train_epoch(model, opt, users_t, items_t, draw.order, draw.negatives, feats_t,
+                                      schedule.batch_size, f"epoch {epoch}", progress, schedule,
+                                      first_step=(epoch - 1) * steps)
+            entry = EpochLog(epoch=epoch, loss=loss, seconds=time.perf_counter() - t0, parts=parts)
+            if valid_set is not None and epoch % cfg.eval_every == 0:
+                entry.valid = evaluate(model.scorer(), n_items, rated, valid_set, cfg.threshold)
+                done.watch.observe(entry.valid[cfg.valid_metric], epoch, model)
+            done.epoch = epoch
+            done.history.append(entry)
+            epochs.set_postfix(loss=f"{entry.loss:.4f}", s=f"{entry.seconds:.1f}")
+            log.info("%s: epoch %d/%d loss %.5f %.1fs%s", label or type(model).__name__, epoch, cfg.epochs, entry.loss,
+                     entry.seconds,
+                     f" valid {cfg.valid_metric} {entry.valid[cfg.valid_metric]:.4f}" if entry.valid else "")
+            if on_epoch is not None:
+                on_epoch(entry)
+            done.stopped = bool(use_valid and cfg.patience and done.watch.stale >= cfg.patience)
+            if checkpoint is not None and checkpoint.due(epoch, last=done.stopped or epoch == cfg.epochs):
+                done.seconds = spent_before + time.perf_counter() - start_all
+                checkpoint.save(checkpoint_state(done, model, opt, streams, draws.stream_states()))
+            if done.stopped:
+                log.info("early stop at epoch %d: no validation gain for %d evaluations", epoch, done.watch.stale)
+                break
     if done.watch.best_state is not None:
         model.load_state_dict(done.watch.best_state)
         best_epoch = done.watch.best_epoch
