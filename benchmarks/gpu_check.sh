@@ -13,4 +13,5 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_device.py --junitxml "$OUT/cuda_tests.xml" | tail -3
 timeout 90 "$PY" benchmarks/bench_training.py --device cuda --epochs 2 --out "$OUT/training_speed_cuda.json" | tail -3
 timeout 90 "$PY" benchmarks/bench_scaling.py --device cuda --sizes 1000000,5000000 --batches 10 --out "$OUT/scaling_cuda.json" | tail -3
+timeout 90 "$PY" benchmarks/bench_closed_form.py --device cuda --methods ease,pn-ease --out "$OUT/closed_form_cuda.json" | tail -3
 echo "gpu check done: $(ls "$OUT")"

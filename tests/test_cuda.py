@@ -53,3 +53,14 @@ def test_a_short_training_on_cuda_follows_the_cpus_loss_curve(ml100k_split, trai
     gpu = [e.loss for e in result.history]
     assert next(result.model.parameters()).device.type == "cuda"
     np.testing.assert_allclose(gpu, cpu, rtol=2e-3)
+
+
+@pytest.mark.parametrize("fit", ["ease", "pn-ease"])
+def test_closed_forms_on_cuda_give_the_cpus_weights(ml100k_split, fit):
+    from pngnn.models.linear import fit_ease, fit_pn_ease
+
+    train = ml100k_split.train
+    args = (train, ml100k_split.n_users, ml100k_split.n_items, 500.0)
+    make = fit_ease if fit == "ease" else fit_pn_ease
+    on_gpu, on_cpu = make(*args, device=CUDA), make(*args)
+    torch.testing.assert_close(on_gpu.weights, on_cpu.weights, rtol=1e-3, atol=1e-5)

@@ -70,6 +70,11 @@ def check_memory(method: str, n_cols: int, n_items: int, dtype: np.dtype, availa
                      "it on the most-rated items")
 
 
+def check_ridge(lam: float) -> None:
+    if not lam > 0:
+        raise PngnnError(f"EASE's ridge penalty lambda must be > 0, got {lam}; try 500")
+
+
 def lower_gram(columns: Interactions, n_users: int, n_cols: int, dtype: np.dtype) -> np.ndarray:
     """XᵀX in one C-ordered [n_cols, n_cols] array whose Fortran view's lower triangle (what LAPACK
     reads with ``lower=True``) holds the product; the other triangle stays zero."""
@@ -129,8 +134,7 @@ def gram_inverse(columns: Interactions, n_users: int, n_cols: int, lam: float,
     """P = (XᵀX + Λ)⁻¹ for the binary-or-weighted matrix X given as (user, column, value): one
     dense n_cols² array from start to end, checked against the free memory first. Λ = λI, plus
     ``diagonal_weight`` x diag(XᵀX) (EDLAE's dropout penalty: each column's own mass)."""
-    if not lam > 0:
-        raise PngnnError(f"EASE's ridge penalty lambda must be > 0, got {lam}; try 500")
+    check_ridge(lam)
     check_memory(method, n_cols, n_items or n_cols, dtype)
     gram = lower_gram(columns, n_users, n_cols, dtype)
     ridge = lam + diagonal_weight * gram.diagonal() if diagonal_weight else lam

@@ -50,6 +50,7 @@ from pngnn.evaluation.evaluate import csr_rows, gather_rows
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factors import CsrRows, ScoreFactors
 from pngnn.models.gram import gram_inverse
+from pngnn.models.gram_device import gram_inverse_on
 from pngnn.models.graph import csr_tensor
 
 # The closed forms' precision: float32 halves the n² matrix against float64 and moves no metric of
@@ -57,6 +58,16 @@ from pngnn.models.graph import csr_tensor
 GRAM_DTYPE = np.dtype(np.float32)
 # Rows per step when weights are made from P: bounds the temporaries to WEIGHT_BLOCK x n.
 WEIGHT_BLOCK = 1024
+
+
+def inverse(columns: Interactions, n_users: int, n_cols: int, lam: float, dtype: np.dtype, method: str,
+            n_items: int | None = None, diagonal_weight: float = 0.0, device: torch.device | None = None
+            ) -> np.ndarray:
+    """P = (XᵀX + Λ)⁻¹ by LAPACK on the CPU (``pngnn.models.gram``), or on ``device`` when it is an
+    accelerator (``pngnn.models.gram_device``)."""
+    if device is not None and device.type != "cpu":
+        return gram_inverse_on(device, columns, n_users, n_cols, lam, diagonal_weight, dtype, method, n_items)
+    return gram_inverse(columns, n_users, n_cols, lam, dtype, method, n_items, diagonal_weight)
 
 
 def ease_weights(p: np.ndarray) -> np.ndarray:
@@ -178,23 +189,25 @@ def keep_items(rows: Interactions, kept: np.ndarray | None, n_items: int) -> Int
 
 
 def fit_ease(train: Interactions, n_users: int, n_items: int, lam: float, ratings: str = "all",
-             threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0) -> ItemLinear:
+             threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0,
+             device: torch.device | None = None) -> ItemLinear:
     kept = most_rated(train, n_items, max_items)
     x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
     m = n_items if kept is None else len(kept)
-    p = gram_inverse(x, n_users, m, lam, np.dtype(dtype), method="EASE")
+    p = inverse(x, n_users, m, lam, np.dtype(dtype), "EASE", device=device)
     return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
 
 
 def fit_edlae(train: Interactions, n_users: int, n_items: int, lam: float, dropout: float, ratings: str = "all",
-              threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0) -> ItemLinear:
+              threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0,
+              device: torch.device | None = None) -> ItemLinear:
     """EDLAE's full-rank closed form (module docstring): EASE's fit with Λ = p/(1-p) diag(XᵀX) + λI."""
     if not 0 < dropout < 1:
         raise PngnnError(f"EDLAE's dropout probability must lie in (0, 1), got {dropout}; try 0.25")
     kept = most_rated(train, n_items, max_items)
     x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
     m = n_items if kept is None else len(kept)
-    p = gram_inverse(x, n_users, m, lam, np.dtype(dtype), method="EDLAE", diagonal_weight=dropout / (1 - dropout))
+    p = inverse(x, n_users, m, lam, np.dtype(dtype), "EDLAE", diagonal_weight=dropout / (1 - dropout), device=device)
     return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
 
 
@@ -210,11 +223,11 @@ def pn_inputs(train: Interactions, n_items: int, disliked_input: float, threshol
 
 def fit_pn_ease(train: Interactions, n_users: int, n_items: int, lam: float, disliked_input: float = 1.0,
                 disliked_score: float = 0.25, threshold: float = LIKE_THRESHOLD,
-                dtype: np.dtype = GRAM_DTYPE, max_items: int = 0) -> ItemLinear:
+                dtype: np.dtype = GRAM_DTYPE, max_items: int = 0, device: torch.device | None = None) -> ItemLinear:
     kept = most_rated(train, n_items, max_items)
     m = n_items if kept is None else len(kept)
     x = pn_inputs(keep_items(train, kept, n_items), m, disliked_input, threshold)
-    p = gram_inverse(x, n_users, 2 * m, lam, np.dtype(dtype), method="PN-EASE", n_items=m)
+    p = inverse(x, n_users, 2 * m, lam, np.dtype(dtype), "PN-EASE", n_items=m, device=device)
     weights = pn_ease_weights(p, m, disliked_score / disliked_input)
     del p  # the 2m x 2m matrix goes before the model is built
     return ItemLinear(x, n_users, torch.from_numpy(weights), n_items, kept)

@@ -17,6 +17,7 @@ from pngnn.models.base import GraphRecommender
 from pngnn.models.factorization import fit_ials
 from pngnn.models.graph_filter import fit_gf_cf
 from pngnn.models.linear import fit_ease, fit_edlae, fit_pn_ease
+from pngnn.training.device import training_device
 from pngnn.training.train import TrainHooks, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
 
@@ -41,13 +42,14 @@ def _closed_form(build: Callable[[], GraphRecommender]) -> TrainResult:
 
 def _ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
-                                         cfg.ease_ratings, cfg.threshold, max_items=cfg.ease_max_items))
+                                         cfg.ease_ratings, cfg.threshold, max_items=cfg.ease_max_items,
+                                         device=training_device()))
 
 
 def _edlae(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_edlae(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                           cfg.edlae_dropout, cfg.ease_ratings, cfg.threshold,
-                                          max_items=cfg.ease_max_items))
+                                          max_items=cfg.ease_max_items, device=training_device()))
 
 
 def _gf_cf(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
@@ -58,7 +60,7 @@ def _gf_cf(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> T
 def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold,
-                                            max_items=cfg.ease_max_items))
+                                            max_items=cfg.ease_max_items, device=training_device()))
 
 
 def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
