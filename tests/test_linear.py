@@ -116,3 +116,20 @@ def test_ease_and_pn_ease_through_the_method_table_rank_unseen_items():
         result = train_method(method, split, TrainConfig(ease_lambda=1.0), progress=False)
         assert result.history == [] and result.seconds >= 0
         assert result.model.full_sort_predict(torch.arange(5)).shape == (5, 4)
+
+
+def test_llm_pn_ease_is_pn_ease_on_train_plus_the_edges(ml100k_split):
+    """A like joins the liked input and a dislike the disliked one: the same fit as PN-EASE on a
+    train part that holds the edges as ratings."""
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, ml100k_split.n_users, 200)
+    likes = Interactions(users[:100], rng.integers(0, ml100k_split.n_items, 100), np.full(100, 5.0, np.float32))
+    dislikes = Interactions(users[100:], rng.integers(0, ml100k_split.n_items, 100), np.full(100, 1.0, np.float32))
+    cfg = TrainConfig(ease_lambda=300.0)
+    augmented = ml100k_split.with_augmented(likes, dislikes)
+    llm = train_method("llm-pn-ease", augmented, cfg, progress=False).model
+    by_hand = fit_pn_ease(ml100k_split.train.concat(likes, dislikes), ml100k_split.n_users, ml100k_split.n_items,
+                          300.0, cfg.disliked_input, cfg.disliked_score)
+    plain = train_method("pn-ease", ml100k_split, cfg, progress=False).model
+    torch.testing.assert_close(llm.weights, by_hand.weights)
+    assert not torch.allclose(llm.weights, plain.weights)

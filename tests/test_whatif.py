@@ -60,7 +60,8 @@ def test_accuracy_p_informs_that_share_of_the_answers(seed: int) -> None:
 def test_bad_plans_are_one_line_errors() -> None:
     for kwargs, needle in (({"ps": (1.5,)}, "every --p must lie in [0, 1]"), ({"holdout": 0.0}, "--holdout"),
                            ({"users": (0,)}, "every --users must be at least 1"),
-                           ({"users_by": "densest"}, "unknown user order 'densest'")):
+                           ({"users_by": "densest"}, "unknown user order 'densest'"),
+                           ({"method": "lightgcn"}, "not 'lightgcn'")):
         with pytest.raises(PngnnError, match=needle.replace("[", r"\[").replace("]", r"\]")) as info:
             WhatIfPlan(**{"dataset": "ml-100k", "seed": 1, "ps": (0.5,), "users": (10,), **kwargs})
         assert "\n" not in str(info.value)
@@ -234,3 +235,28 @@ def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path
     assert row["above spread 0.0707 "] is False  # sparse: 0.02 < std(0.2, 0.3) = 0.0707
     with pytest.raises(PngnnError, match="no what-if sweeps for ml-1m"):
         load_sweeps(tmp_path, "ml-1m")
+
+
+def test_a_pn_ease_sweep_compares_pn_ease_with_llm_pn_ease(ml100k_db: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same sweep with the closed form: the baseline is PN-EASE on the what-if train part, each
+    cell LLM-PN-EASE on it plus the answerer's edges (likes in the liked input, dislikes in the
+    disliked one), and the record says which model it compared."""
+    from pngnn.app.whatif import masked_held_out
+    from pngnn.augment.edges import load_split_step
+    from pngnn.training.outcome import train_evaluate_step
+
+    monkeypatch.setattr("pngnn.app.whatif.ingest_step", lambda *a, **k: None)
+    db = tmp_path / "whatif.duckdb"
+    shutil.copyfile(ml100k_db, db)
+    settings = _settings(tmp_path, db)
+    plan = WhatIfPlan("ml-100k", 1, (1.0,), (80,), method="pn-ease")
+    cfg = TINY.with_overrides(ease_lambda=200.0)
+    record = run_whatif(settings, plan, cfg, tmp_path / "pn-ease.json", echo=lambda _: None, candidate_config=TINY)
+    assert record["method"] == "pn-ease"
+    split = masked_held_out(settings, plan, load_split_step(settings, "ml-100k", 1))
+    assert record["baseline"] == train_evaluate_step(split, "pn-ease", cfg, progress=False).metrics
+    (cell,) = record["cells"]
+    assert cell["edges_trained_on"] == cell["positive_edges"] + cell["negative_edges"] > 0
+    assert cell["metrics"] != record["baseline"]  # the edges changed the model
+    assert cell["lift"]["recall@20"] == pytest.approx(cell["metrics"]["recall@20"] - record["baseline"]["recall@20"],
+                                                      abs=1e-6)

@@ -240,8 +240,8 @@ def split_cmd(
 @command("train")
 def train_cmd(
     method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, edlae, gf-cf, pn-ease, ials, "
-                                                    "llm-lightgcn or llm-pngnn (the llm- ones need `pngnn augment` "
-                                                    "first); default: "
+                                                    "llm-lightgcn, llm-pngnn or llm-pn-ease (the llm- ones need "
+                                                    "`pngnn augment` first); default: "
                                                     "the tuned profile's method, else lightgcn")] = None,
     profile: opt.ProfileName = "quick",
     dataset: opt.ProfileDataset = None,
@@ -402,16 +402,21 @@ def whatif_cmd(
     aug_mode: Annotated[str, typer.Option(help="How the edges enter LLM-PN-GNN: graph or triples.")] = "graph",
     dislikes: Annotated[bool, typer.Option("--dislikes/--no-dislikes", help="Train on the answerer's dislikes too, "
                                                                             "or on its likes only.")] = True,
+    method: Annotated[str, typer.Option(help="The model without and with the edges: pngnn (PN-GNN against "
+                                             "LLM-PN-GNN) or pn-ease (PN-EASE against LLM-PN-EASE).")] = "pngnn",
     profile: opt.ProfileName = "quick",
     epochs: opt.Epochs = None,
     out: Annotated[Path | None, typer.Option(help="The sweep's JSON (and a .png beside it); default: "
-                                                  "results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json.")]
+                                                  "results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json "
+                                                  "(pn-ease: .../pn-ease-<users-by>[-likes]/...).")]
     = None,
     device: opt.Device = None,
-    baseline_only: Annotated[bool, typer.Option(help="Train only PN-GNN on this split's what-if train part: "
-                                                     "the split spread for a sweep run on another split.")] = False,
+    baseline_only: Annotated[bool, typer.Option(help="Train only the base model (--method) on this split's what-if "
+                                                     "train part: the split spread for a sweep run on another "
+                                                     "split.")] = False,
 ) -> None:
-    """What-if, not an LLM: the lift of LLM-PN-GNN over PN-GNN when the answers are right with probability p.
+    """What-if, not an LLM: the lift of LLM-PN-GNN over PN-GNN (or LLM-PN-EASE over PN-EASE) when the answers are
+    right with probability p.
 
     A simulated answerer that knows a held-out share of train (never test) answers over the
     OpenAI-compatible API; everything else is the real augmentation and training. Runs on its
@@ -421,7 +426,8 @@ def whatif_cmd(
 
     settings = Settings.from_env(device)
     plan = WhatIfPlan(dataset, seed, tuple(p or (0.0, 0.25, 0.5, 0.75, 1.0)),
-                      parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes)
+                      parse_user_counts(users or [600, 2000, 0]), holdout, cast(UserOrder, users_by), dislikes=dislikes,
+                      method=method)
     cfg = get_profile(profile, settings).config_for(seed).with_overrides(epochs=epochs, aug_mode=aug_mode)
     sweep_to_files(settings, plan, cfg, out, echo=typer.echo, progress=sys.stderr.isatty(), baseline_only=baseline_only)
 

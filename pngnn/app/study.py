@@ -85,6 +85,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "edlae": edlae_space,
     "gf-cf": gf_cf_space,
     "pn-ease": pn_ease_space,
+    "llm-pn-ease": pn_ease_space,
     "ials": ials_space,
     "lightgcn": graph_space,
     "llm-lightgcn": graph_space,

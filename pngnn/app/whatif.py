@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIFT_METRICS = ("precision@20", "recall@20", "ndcg@20")
+# The models a what-if can compare with their llm- variant, and their names on plots.
+WHATIF_METHODS = {"pngnn": "PN-GNN", "pn-ease": "PN-EASE"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class WhatIfPlan:
     # False: LLM-PN-GNN trains on the answerer's likes only. Few top candidates are held-out
     # dislikes, so even a perfect answerer's dislike is mostly a guess: this separates the two.
     dislikes: bool = True
+    # the model without the edges, against the same model with them ("llm-" + method)
+    method: str = "pngnn"
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -76,6 +80,9 @@ class WhatIfPlan:
             raise PngnnError(f"every --p must lie in [0, 1] (e.g. --p 0 --p 0.5 --p 1), got {list(self.ps)}")
         if self.users_by not in USER_ORDERS:
             raise PngnnError(f"unknown user order '{self.users_by}'; choose one of: {', '.join(USER_ORDERS)}")
+        if self.method not in WHATIF_METHODS:
+            raise PngnnError(f"what-if compares {' or '.join(WHATIF_METHODS)} with its llm- variant, not "
+                             f"'{self.method}'", "pass --method pngnn or --method pn-ease")
         if not self.users or any(u is not None and u < 1 for u in self.users):
             raise PngnnError(f"every --users must be at least 1, or 0 for all users; got {list(self.users)}")
 
@@ -147,7 +154,7 @@ def run_cell(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, p: float, u
     if not plan.dislikes and split.augmented is not None:
         likes = split.augmented.positive(cfg.threshold)
         split = split.with_augmented(likes, likes.select(np.zeros(len(likes), dtype=bool)))
-    outcome = train_evaluate_step(split, "llm-pngnn", cfg, progress=progress)
+    outcome = train_evaluate_step(split, f"llm-{plan.method}", cfg, progress=progress)
     return {"p": p, "users": users or 0, "model": model, "prompts": answers.height,
             "informed_likes": _share(answers["like_true"]), "informed_dislikes": _share(answers["dislike_true"]),
             "like_precision": _share(answers["like_hit"]), "dislike_precision": _share(answers["dislike_hit"]),
@@ -169,7 +176,7 @@ def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path
     hold_out(settings, plan)
     if "baseline" not in record:
         split = masked_held_out(settings, plan, load_split_step(settings, plan.dataset, plan.seed))
-        outcome = train_evaluate_step(split, "pngnn", cfg, progress=progress)
+        outcome = train_evaluate_step(split, plan.method, cfg, progress=progress)
         record["baseline"] = outcome.metrics
         write_json_atomic(out, record)
         echo(outcome.summary(" (what-if train part)"))
@@ -195,9 +202,9 @@ def run_whatif(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: Path
 def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
     header = {"dataset": plan.dataset, "seed": plan.seed, "holdout": plan.holdout, "users_by": plan.users_by,
               "answer_seed": plan.answer_seed, "dislikes": plan.dislikes, "held_out_masked": True,
-              "config": cfg.to_dict(), "prompt_version": PROMPT_VERSION}
+              "config": cfg.to_dict(), "prompt_version": PROMPT_VERSION, "method": plan.method}
     if out.is_file():
-        old = json.loads(out.read_text())
+        old = {"method": "pngnn", **json.loads(out.read_text())}  # a sweep from before the choice: PN-GNN's
         if {k: old.get(k) for k in header} == json.loads(json.dumps(header)):
             return old
         raise PngnnError(f"{out} holds a what-if sweep of other settings; pass another --out or delete it")
@@ -206,14 +213,15 @@ def _load(out: Path, plan: WhatIfPlan, cfg: TrainConfig) -> dict[str, Any]:
 
 def sweep_figure(record: dict[str, Any], metric: str = "recall@20",
                  spreads: tuple[float, float] | None = None) -> Figure:
-    """Lift of LLM-PN-GNN over PN-GNN against the answerer's accuracy, one line per user count,
-    overall and on the sparsest 10% of users; ``spreads`` (PN-GNN's std over splits, overall and
-    sparse) as a dotted line: a lift below it is within split noise."""
+    """Lift of the llm- model over its base (PN-GNN or PN-EASE) against the answerer's accuracy,
+    one line per user count, overall and on the sparsest 10% of users; ``spreads`` (the base's std
+    over splits, overall and sparse) as a dotted line: a lift below it is within split noise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    name = WHATIF_METHODS[record.get("method", "pngnn")]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.9), sharey=True)
     cells = sorted(record["cells"], key=lambda c: (c["users"], c["p"]))
     for users in sorted({c["users"] for c in cells}, key=lambda u: (u == 0, u)):  # as the table: all last
@@ -224,10 +232,10 @@ def sweep_figure(record: dict[str, Any], metric: str = "recall@20",
     for i, (ax, title) in enumerate(zip(axes, ("all users", "sparsest 10% of users"), strict=True)):
         ax.axhline(0.0, color="grey", lw=0.8)
         if spreads is not None and np.isfinite(spreads[i]):
-            ax.axhline(spreads[i], color="black", ls=":", lw=1.0, label="PN-GNN split spread")
+            ax.axhline(spreads[i], color="black", ls=":", lw=1.0, label=f"{name} split spread")
         ax.set_title(f"{title}: {metric} lift")
         ax.set_xlabel("answerer accuracy p")
-    axes[0].set_ylabel("LLM-PN-GNN - PN-GNN (test)")
+    axes[0].set_ylabel(f"LLM-{name} - {name} (test)")
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)  # below: covers no point
     fig.suptitle(f"What-if on {record['dataset']} split {record['seed']} (simulated answerer, not an LLM)")
@@ -254,7 +262,8 @@ def sweep_to_files(settings: Settings, plan: WhatIfPlan, cfg: TrainConfig, out: 
     with the split spread of the baselines of the same settings in that folder."""
     resolve_device(settings.device)  # a GPU that is not there: an error before any work
     settings = settings.model_copy(update={"db_path": settings.db_path.with_name(f"whatif-{plan.dataset}.duckdb")})
-    variant = f"{plan.users_by}-{cfg.aug_mode}" + ("" if plan.dislikes else "-likes")
+    variant = (f"{plan.users_by}-{cfg.aug_mode}" if plan.method == "pngnn" else f"{plan.method}-{plan.users_by}") + (
+        "" if plan.dislikes else "-likes")
     out = out or Path("results") / "whatif" / plan.dataset / variant / f"seed{plan.seed}.json"
     with use_device(settings.device):
         record = run_whatif(settings, plan, cfg, out, echo=echo, progress=progress, baseline_only=baseline_only)
@@ -275,8 +284,8 @@ def parse_user_counts(values: Sequence[int]) -> tuple[int | None, ...]:
 
 def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> pl.DataFrame:
     """The sweeps of several splits side by side: per (users, p), the answers' like precision and
-    the lift of LLM-PN-GNN over PN-GNN (mean ± std over splits), overall and on the sparsest 10%,
-    next to the split spread of PN-GNN itself (std over splits): a lift below it is noise."""
+    the lift of the llm- model over its base (mean ± std over splits), overall and on the sparsest
+    10%, next to the split spread of the base itself (std over splits): a lift below it is noise."""
     rows = [{"split": r["seed"], "users": c["users"], "p": c["p"], "like_precision": c["like_precision"],
              "like_base_rate": c.get("like_base_rate", float("nan")), "lift": c["lift"].get(metric),
              "sparse_lift": c["lift"].get(f"{SPARSEST}/{metric}")} for r in records for c in r["cells"]]
@@ -304,7 +313,7 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") ->
 
 
 def split_spreads(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> tuple[float, float]:
-    """PN-GNN's own std over splits (sample std), overall and on the sparsest 10%, from every
+    """The base model's own std over splits (sample std), overall and on the sparsest 10%, from every
     record's baseline, baseline-only ones included; with one split there is none (NaN)."""
     def spread(key: str) -> float:
         values = [r["baseline"][key] for r in records if "baseline" in r]

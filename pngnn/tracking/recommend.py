@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
 # Tie-break order when registered methods score the same.
-METHOD_PREFERENCE = ("pn-ease", "llm-pngnn", "pngnn", "ease", "ials", "llm-lightgcn", "lightgcn", "mostpop")
+METHOD_PREFERENCE = ("pn-ease", "llm-pn-ease", "llm-pngnn", "pngnn", "ease", "ials", "llm-lightgcn", "lightgcn",
+                     "mostpop")
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,15 @@ def _llm_pngnn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) 
     return train_pngnn(split, cfg, _augmented(split), **hooks)
 
 
+def _llm_pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    """PN-EASE on train + LLM edges: a 'like' joins the liked input, a 'dislike' the disliked one
+    (the edges carry ratings on either side of the threshold, as ``pn_inputs`` reads them)."""
+    train = split.train.concat(_augmented(split))
+    return _closed_form(lambda: fit_pn_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
+                                            cfg.disliked_input, cfg.disliked_score, cfg.threshold,
+                                            max_items=cfg.ease_max_items, device=training_device()))
+
+
 class Trainer(Protocol):
     """How every method trains: (split, cfg) and the training hooks, which the closed-form ones ignore."""
 
@@ -105,11 +114,12 @@ METHODS: dict[str, Trainer] = {
     "edlae": _edlae,
     "gf-cf": _gf_cf,
     "pn-ease": _pn_ease,
+    "llm-pn-ease": _llm_pn_ease,
     "ials": _ials,
 }
-NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn"})
+NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn", "llm-pn-ease"})
 # The methods that learn from disliked ratings: implicit data (every interaction a like) has none.
-NEEDS_DISLIKES = frozenset({"pngnn", "llm-pngnn", "pn-ease"})
+NEEDS_DISLIKES = frozenset({"pngnn", "llm-pngnn", "pn-ease", "llm-pn-ease"})
 
 # The TrainConfig fields each method reads: what its MLflow run logs, what a tuned profile
 # saves, and what its search space may touch (so an EASE run never shows a PN-GNN's b).
@@ -126,6 +136,7 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "edlae": ("ease_lambda", "edlae_dropout", "ease_ratings", "ease_max_items", "threshold"),
     "gf-cf": ("gfcf_alpha", "gfcf_k", "ease_ratings", "ease_max_items", "threshold"),
     "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "ease_max_items", "threshold"),
+    "llm-pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "ease_max_items", "threshold"),
     "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
 }
 
