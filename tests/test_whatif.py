@@ -216,7 +216,7 @@ def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path
     from pngnn.app.whatif import load_sweeps, sweep_table
 
     def record(seed: int, base: float, lift: float, sparse_lift: float) -> dict:
-        cell = {"p": 1.0, "users": 0, "like_precision": 0.4, "like_base_rate": 0.05,
+        cell = {"p": 1.0, "users": 0, "like_precision": 0.4, "like_base_rate": 0.05, "prompts": 6040,
                 "lift": {"recall@20": lift, "users_sparsest10/recall@20": sparse_lift}}
         return {"seed": seed, "baseline": {"recall@20": base, "users_sparsest10/recall@20": 0.1 + seed / 10},
                 "cells": [cell]}
@@ -233,6 +233,16 @@ def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path
     assert row["recall@20 lift"] == "0.03 ± 0.0141"
     assert row["above spread 0.0071"] is True  # 0.03 > std(0.30, 0.31) = 0.0071
     assert row["above spread 0.0707 "] is False  # sparse: 0.02 < std(0.2, 0.3) = 0.0707
+    from pngnn.augment.usage import Price
+
+    priced = sweep_table(loaded["sparsest-graph"], price=Price(0.5, 1000)).row(0, named=True)
+    # 6,040 prompts x 1,000 tokens at 0.5 USD a million: 3.02 USD; the mean lift 0.03 is 30 x 0.001
+    assert (priced["prompts"], priced["cost USD"], priced["USD per 0.001 recall@20"]) == (6040, 3.02, "0.10")
+    for r in records:
+        r["cells"][0]["lift"]["recall@20"] = -0.01
+    assert sweep_table(records, price=Price(0.5, 1000)).row(0, named=True)["USD per 0.001 recall@20"] == "-"
+    with pytest.raises(PngnnError, match="positive price"):
+        Price(0.0, 1000)
     with pytest.raises(PngnnError, match="no what-if sweeps for ml-1m"):
         load_sweeps(tmp_path, "ml-1m")
 

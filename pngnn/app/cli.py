@@ -447,12 +447,23 @@ def report_cmd(
                                                 "instead, for the runs that carry it.")] = False,
     plot: Annotated[Path | None, typer.Option(help="With --segments: also draw them as grouped bars (methods "
                                                    "per segment, std over splits) into this PNG.")] = None,
+    price_per_million: Annotated[float | None, typer.Option(parser=opt.real, help="With --whatif: USD a million "
+                                                            "tokens; adds each cell's cost and its cost per 0.001 "
+                                                            "of recall@20 gained.")] = None,
+    tokens_per_prompt: Annotated[float | None, typer.Option(parser=opt.real, help="With --price-per-million: "
+                                                            "tokens a prompt and its answer cost; default: the "
+                                                            "mean usage your LLM's server reported for this "
+                                                            "dataset's prompts (PNGNN_DB's cache).")] = None,
 ) -> None:
     """Print the results table (mean ± std over splits) next to the paper's numbers."""
     if source not in ("results", "mlflow"):
         raise PngnnError(f"--from takes results or mlflow, got '{source}'")
     if plot is not None and not segments:
         raise PngnnError("--plot draws the segment table: add --segments")
+    if (price_per_million is not None or tokens_per_prompt is not None) and not whatif:
+        raise PngnnError("--price-per-million and --tokens-per-prompt price the what-if's cells: add --whatif")
+    if tokens_per_prompt is not None and price_per_million is None:
+        raise PngnnError("--tokens-per-prompt needs a price: add --price-per-million")
     if segments:
         from pngnn.evaluation.results import segments_table
         from pngnn.evaluation.tables import to_markdown
@@ -470,9 +481,11 @@ def report_cmd(
                 raise PngnnError(f"cannot write the chart to {plot} ({exc.strerror or exc}); pass a --plot path in "
                                  "a writable folder") from None
     elif whatif:
-        from pngnn.app.whatif import sweeps_report
+        from pngnn.app.whatif import sweeps_report, whatif_price
 
-        typer.echo(sweeps_report(results_dir, dataset))
+        price = None if price_per_million is None else whatif_price(Settings.from_env(), dataset, price_per_million,
+                                                                   tokens_per_prompt, echo=typer.echo)
+        typer.echo(sweeps_report(results_dir, dataset, price))
     elif source == "mlflow":
         from pngnn.tracking.runs import tracked_report
 

@@ -29,6 +29,7 @@ from pngnn.augment.edges import EdgeSource, load_split_step
 from pngnn.augment.oracle import OracleServer, candidate_base_rates, oracle_answers
 from pngnn.augment.prompts import PROMPT_VERSION, build_prompts
 from pngnn.augment.step import augment_step, pretrain_step
+from pngnn.augment.usage import Price, check_price, token_usage
 from pngnn.core.config import DATASETS, TrainConfig
 from pngnn.core.constants import USER_ORDERS, UserOrder
 from pngnn.core.errors import PngnnError
@@ -282,13 +283,17 @@ def parse_user_counts(values: Sequence[int]) -> tuple[int | None, ...]:
     return tuple(None if v == 0 else v for v in values)
 
 
-def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> pl.DataFrame:
+def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20", price: Price | None = None
+                ) -> pl.DataFrame:
     """The sweeps of several splits side by side: per (users, p), the answers' like precision and
     the lift of the llm- model over its base (mean ± std over splits), overall and on the sparsest
-    10%, next to the split spread of the base itself (std over splits): a lift below it is noise."""
+    10%, next to the split spread of the base itself (std over splits): a lift below it is noise.
+    ``price``: also what a cell's prompts cost, and that cost per 0.001 of the mean lift (none
+    where the mean lift is not positive)."""
     rows = [{"split": r["seed"], "users": c["users"], "p": c["p"], "like_precision": c["like_precision"],
              "like_base_rate": c.get("like_base_rate", float("nan")), "lift": c["lift"].get(metric),
-             "sparse_lift": c["lift"].get(f"{SPARSEST}/{metric}")} for r in records for c in r["cells"]]
+             "sparse_lift": c["lift"].get(f"{SPARSEST}/{metric}"), "prompts": c.get("prompts")}
+            for r in records for c in r["cells"]]
     if not rows:
         raise PngnnError("no what-if cells to report; run `pngnn whatif` first")
     frame = pl.DataFrame(rows)
@@ -308,8 +313,38 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20") ->
         pl.len().alias("splits"), pl.col("like_precision").mean().round(3),
         pl.col("like_base_rate").mean().round(3), pm("lift").alias(f"{metric} lift"), above("lift", base_std),
         pm("sparse_lift").alias(f"sparsest 10% {metric} lift"), above("sparse_lift", sparse_std, " "),
+        pl.col("prompts").cast(pl.Float64).mean().round(0).cast(pl.Int64), pl.col("lift").mean().alias("mean_lift"),
     ).sort(pl.col("users") == 0, "users", "p")  # fewest users asked first, every user (0) last
-    return out.with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
+    if price is not None:
+        out = out.with_columns(
+            pl.col("prompts").map_elements(lambda n: round(price.cost(n), 2), return_dtype=pl.Float64)
+            .alias("cost USD"),
+            pl.struct("prompts", "mean_lift").map_elements(
+                lambda r: _usd(price.per_gain(r["prompts"], r["mean_lift"])), return_dtype=pl.String)
+            .alias(f"USD per 0.001 {metric}"))
+    return out.drop("mean_lift").with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def whatif_price(settings: Settings, dataset: str, usd_per_million: float, tokens_per_prompt: float | None = None,
+                 echo: Callable[[str], None] = print) -> Price:
+    """The price the what-if's cells are costed at: ``tokens_per_prompt`` as given, else the mean
+    usage a real LLM's server reported for ``dataset``'s prompts in ``settings.db_path`` (said in
+    one line, with how many answers it is the mean of)."""
+    check_price(usd_per_million, tokens_per_prompt)  # before any file is read
+    if tokens_per_prompt is None:
+        if not settings.db_path.is_file():
+            raise PngnnError(f"no DuckDB file at {settings.db_path} to read the LLM's token usage from",
+                             "set PNGNN_DB to the file your augmentation wrote, or give --tokens-per-prompt")
+        with Store(settings.db_path, read_only=True) as store:
+            usage = token_usage(store, dataset)
+        tokens_per_prompt = usage.per_prompt
+        echo(f"tokens a prompt: {usage.per_prompt:.0f} ({usage.prompt_tokens:.0f} in, {usage.completion_tokens:.0f} "
+             f"out), the mean of {usage.prompts} answers by {usage.models} ({settings.db_path})")
+    return Price(usd_per_million, tokens_per_prompt)
 
 
 def split_spreads(records: Sequence[dict[str, Any]], metric: str = "recall@20") -> tuple[float, float]:
@@ -333,10 +368,13 @@ def load_sweeps(results_dir: Path, dataset: str) -> dict[str, list[dict[str, Any
     return sweeps
 
 
-def sweeps_report(results_dir: Path, dataset: str) -> str:
-    """``pngnn report --whatif``: every variant's sweeps as one table each, labelled as what they are."""
+def sweeps_report(results_dir: Path, dataset: str, price: Price | None = None) -> str:
+    """``pngnn report --whatif``: every variant's sweeps as one table each, labelled as what they
+    are; with ``price``, each cell's cost at it."""
     from pngnn.evaluation.tables import to_markdown
 
     sweeps = load_sweeps(results_dir, dataset)
-    return "\n".join(f"\nwhat-if {dataset} {variant} (simulated answerer, not an LLM):\n\n"
-                     + to_markdown(sweep_table(records)) for variant, records in sweeps.items())
+    priced = "" if price is None else (f", priced at {price.tokens_per_prompt:.0f} tokens a prompt and "
+                                       f"{price.usd_per_million:g} USD a million tokens")
+    return "\n".join(f"\nwhat-if {dataset} {variant} (simulated answerer, not an LLM{priced}):\n\n"
+                     + to_markdown(sweep_table(records, price=price)) for variant, records in sweeps.items())
