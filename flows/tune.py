@@ -31,16 +31,18 @@ def tune(
     valid_fraction: float = 0.1,
     max_epochs: int | None = None,
     test: bool = True,
+    grid: bool = False,
 ) -> dict[str, Any]:
     """Tune ``method`` on the validation part of each split seed, save profile ``save_as``, test it.
 
     Without ``save_as`` (a scheduled deployment) each run saves a new profile named
-    ``<method>-<dataset>-<UTC time>``."""
+    ``<method>-<dataset>-<UTC time>``. ``grid``: every point of the method's log-spaced grid instead
+    of ``trials`` TPE draws (``pngnn tune --grid``)."""
     settings = Settings.from_env()
     save_as = save_as or new_profile_name(method, dataset or get_profile(profile, settings).dataset)
     request = TuneRequest.from_flat(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
                                     seeds=seeds, trials=trials, timeout_seconds=timeout_seconds, metric=metric,
-                                    valid_fraction=valid_fraction, max_epochs=max_epochs)
+                                    valid_fraction=valid_fraction, max_epochs=max_epochs, grid=grid)
     out = tune_profile(settings, request, evaluate_on_test=test, steps=TASK_STEPS, tags=prefect_tags())
     publish_run_links(settings, out.parent_run_id, f"tune {method} -> profile {save_as}",
                       studies_table(out.studies, out.tests),

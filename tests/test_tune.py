@@ -250,3 +250,43 @@ def test_set_values_take_the_type_of_the_setting():
         parse_overrides(["width=3"])
     with pytest.raises(PngnnError, match=r"attention takes true or false"):
         parse_overrides(["attention=maybe"])
+
+
+def test_a_grid_study_tries_every_point_in_order_and_inverts_once_per_ridge(split_with_valid, monkeypatch, tmp_path):
+    """``--grid``: the base configuration, then every grid point in order (the last setting
+    fastest); PN-EASE points that differ only in disliked_score share one inversion, and the
+    scores are the ones fitting each point afresh gives. A killed grid study resumes where it was."""
+    import pngnn.app.study as study
+    import pngnn.models.linear as linear
+
+    grid = {"ease_lambda": [100.0, 400.0], "disliked_input": [1.0], "disliked_score": [0.0, 0.5, 1.0]}
+    monkeypatch.setitem(study.GRIDS, "pn-ease", grid)
+    inversions: list[float] = []
+    original = linear.gram_inverse
+
+    def counting(columns, n_users, n_cols, lam, *args, **kwargs):
+        inversions.append(lam)
+        return original(columns, n_users, n_cols, lam, *args, **kwargs)
+
+    monkeypatch.setattr(linear, "gram_inverse", counting)
+    base = TrainConfig(ease_lambda=250.0, disliked_input=1.0, disliked_score=0.25)
+    journal = tmp_path / "grid.log"
+    result = tune_split(split_with_valid, "pn-ease", base, Budget(trials=1, grid=True), journal=journal,
+                        study_name="grid")
+    tried = [t["params"] for t in result.trials]
+    assert tried == [{"ease_lambda": 250.0, "disliked_input": 1.0, "disliked_score": 0.25},
+                     *({"ease_lambda": lam, "disliked_input": 1.0, "disliked_score": g}
+                       for lam in (100.0, 400.0) for g in (0.0, 0.5, 1.0))]
+    assert inversions == [250.0, 100.0, 400.0]  # one a ridge: the scores reuse it
+    assert result.best_value == max(t["value"] for t in result.trials)
+    for trial in result.trials[1:3]:  # a reused inverse scores as a fresh fit does
+        cfg = base.with_overrides(**trial["params"])
+        model = train_method("pn-ease", split_with_valid, cfg, progress=False).model
+        valid = evaluate(model.full_sort_predict, split_with_valid.n_items, split_with_valid.train,
+                         split_with_valid.valid)
+        assert valid["ndcg@20"] == pytest.approx(trial["value"], abs=1e-9)
+    again = tune_split(split_with_valid, "pn-ease", base, Budget(trials=1, grid=True), journal=journal,
+                       study_name="grid")
+    assert values(again) == values(result)  # resumed: nothing left to try
+    with pytest.raises(PngnnError, match="has no grid"):
+        TuneRequest.from_flat(method="ials", save_as="x", grid=True)

@@ -320,6 +320,8 @@ def tune_cmd(
     epochs: Annotated[int | None, typer.Option(parser=opt.count,
                                                help="Graph models: most epochs a trial trains.")] = None,
     sampler_seed: Annotated[int, typer.Option(parser=opt.random_seed, help="Seed of the TPE sampler.")] = 0,
+    grid: Annotated[bool, typer.Option(help="Try every point of the method's log-spaced grid (ease, pn-ease, "
+                                            "llm-pn-ease) in order instead of --trials TPE draws.")] = False,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
     results_dir: opt.ResultsDir = Path("results"),
@@ -343,7 +345,7 @@ def tune_cmd(
     request = TuneRequest.from_flat(method=method, save_as=save_as, base_profile=profile, dataset=dataset,
                                     seeds=seed or [], trials=trials, timeout_seconds=timeout,
                                     sampler_seed=sampler_seed, metric=metric, valid_fraction=valid_fraction,
-                                    max_epochs=epochs, overrides=parse_overrides(set_values or []))
+                                    max_epochs=epochs, overrides=parse_overrides(set_values or []), grid=grid)
     check_mlflow(settings.mlflow_uri)
     tune_profile(settings, request, evaluate_on_test=test, results_dir=results_dir, echo=typer.echo,
                  progress=sys.stderr.isatty())

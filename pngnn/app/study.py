@@ -13,11 +13,12 @@ evaluated once on test by the caller (``pngnn.app.tune``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from pngnn.core.constants import METRICS, TUNE_METRIC
 from pngnn.core.errors import PngnnError
 from pngnn.data.split import Interactions, SplitData
 from pngnn.evaluation.evaluate import evaluate
+from pngnn.models.linear import reuse_inverses
 from pngnn.training.methods import METHOD_SETTINGS, check_method, for_dataset, train_method
 from pngnn.training.train import EpochLog
 
@@ -58,6 +60,30 @@ def pn_ease_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
     return {"ease_lambda": trial.suggest_float("ease_lambda", 20.0, 20000.0, log=True),
             "disliked_input": trial.suggest_float("disliked_input", 0.1, 3.0, log=True),
             "disliked_score": trial.suggest_float("disliked_score", -1.0, 1.5)}
+
+
+# ``pngnn tune --grid``: every point of a log-spaced grid, in this order (the last setting varies
+# fastest: PN-EASE's disliked_score only reads P differently, so its points reuse one inversion).
+_PN_EASE_GRID: dict[str, list[Any]] = {
+    "ease_lambda": [125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0],
+    "disliked_input": [0.25, 0.5, 1.0, 2.0],
+    "disliked_score": [-0.25, 0.0, 0.25, 0.5, 1.0],
+}
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "ease": {"ease_ratings": ["all", "liked"],
+             "ease_lambda": [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0]},
+    "pn-ease": _PN_EASE_GRID,
+    "llm-pn-ease": _PN_EASE_GRID,
+}
+
+
+def grid_points(method: str) -> list[dict[str, Any]]:
+    """The grid of ``method`` as its points, first setting outermost."""
+    if method not in GRIDS:
+        raise PngnnError(f"method '{method}' has no grid; --grid takes one of {', '.join(GRIDS)}",
+                         "drop --grid to search it with --trials TPE draws")
+    grid = GRIDS[method]
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
 def ials_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
@@ -125,6 +151,7 @@ class Budget:
     trials: int = 20
     seconds: float | None = None
     sampler_seed: int = 0
+    grid: bool = False  # every point of the method's grid (``GRIDS``), in order, instead of TPE draws
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -265,19 +292,23 @@ def tune_split(split: SplitData, method: str, base: TrainConfig, budget: Budget,
                                     storage=journal_storage(journal), load_if_exists=True)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     start = base_values(base, space)
-    # The base configuration is the first trial. A study killed during it left it RUNNING (or FAIL):
-    # enqueue it again, else the resumed study would sample its "first" trial at random.
-    if not any(t.system_attrs.get("fixed_params") == start and t.state in (*finished, optuna.trial.TrialState.WAITING)
-               for t in study.trials):
-        study.enqueue_trial(start)
-    remaining = budget.trials - sum(t.state in finished for t in study.trials)
+    points = [start, *(p for p in grid_points(method) if p != start)] if budget.grid else [start]
+    # The base configuration is the first trial (then, with a grid, its points in order). A study
+    # killed during one left it RUNNING (or FAIL): enqueue it again, else the resumed study would
+    # sample it at random.
+    done_or_queued = (*finished, optuna.trial.TrialState.WAITING)
+    for point in points:
+        if not any(t.system_attrs.get("fixed_params") == point and t.state in done_or_queued for t in study.trials):
+            study.enqueue_trial(point)
+    planned = len(points) if budget.grid else budget.trials
+    remaining = planned - sum(t.state in finished for t in study.trials)
     if study.trials:
-        log.info("study %s resumes with %d of %d trials done", study.study_name, budget.trials - remaining,
-                 budget.trials)
+        log.info("study %s resumes with %d of %d trials done", study.study_name, planned - remaining, planned)
     t0 = time.perf_counter()
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=budget.seconds, catch=(),
-                       show_progress_bar=progress)
+        with reuse_inverses() if budget.grid else nullcontext():
+            study.optimize(objective, n_trials=remaining, timeout=budget.seconds, catch=(),
+                           show_progress_bar=progress)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise PngnnError(f"no trial of {method} on split {split.seed} completed within the budget; "

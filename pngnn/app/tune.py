@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pngnn.app.study import Budget, TuneResult, check_metric, tune_split
+from pngnn.app.study import Budget, TuneResult, check_metric, grid_points, tune_split
 from pngnn.augment.edges import load_split_step
 from pngnn.core.config import Profile, TrainConfig
 from pngnn.core.constants import TUNE_METRIC
@@ -57,10 +57,10 @@ class TuneRequest:
 
     @classmethod
     def from_flat(cls, trials: int = 20, timeout_seconds: float | None = None, sampler_seed: int = 0,
-                  seeds: Iterable[int] | None = None, **fields: Any) -> TuneRequest:
+                  seeds: Iterable[int] | None = None, grid: bool = False, **fields: Any) -> TuneRequest:
         """From flat parameters, as ``pngnn tune`` and the tune flow take them (no seeds: the profile's)."""
         seeds = tuple(seeds or ())
-        return cls(budget=Budget(trials, timeout_seconds, sampler_seed), seeds=seeds or None, **fields)
+        return cls(budget=Budget(trials, timeout_seconds, sampler_seed, grid), seeds=seeds or None, **fields)
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -73,6 +73,8 @@ class TuneRequest:
             raise PngnnError(f"--set {foreign[0]}: not a setting {self.method} fixes (epochs: use --epochs); "
                              f"valid names are {sorted(set(METHOD_SETTINGS[self.method]) - {'epochs'})}")
         TrainConfig().with_overrides(**self.overrides)  # types and ranges checked now, before any work
+        if self.budget.grid:
+            grid_points(self.method)  # a method without a grid: one line now, before any work
 
 
 @dataclass
@@ -154,7 +156,8 @@ def save_tuned(settings: Settings, request: TuneRequest, studies: dict[int, Tune
                       method=request.method, per_seed={seed: r.best_config for seed, r in studies.items()})
     tuning = {"metric": request.metric, "valid_fraction": request.valid_fraction, "overrides": dict(request.overrides),
               "trials": request.budget.trials, "timeout_seconds": request.budget.seconds,
-              "sampler_seed": request.budget.sampler_seed, "mlflow_parent_run_id": parent_run_id,
+              "sampler_seed": request.budget.sampler_seed, "grid": request.budget.grid,
+              "mlflow_parent_run_id": parent_run_id,
               "studies": {str(s): {k: v for k, v in r.record().items() if k != "trials"} for s, r in studies.items()}}
     path = save_profile(profile, settings.profiles_dir, tuning, request.base_profile)
     log_file(parent_run_id, path, "profile")

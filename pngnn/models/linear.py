@@ -37,7 +37,10 @@ training data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,14 +63,41 @@ GRAM_DTYPE = np.dtype(np.float32)
 WEIGHT_BLOCK = 1024
 
 
+# While a grid study runs (``reuse_inverses``): the last P and what it was made from, so trials that
+# differ only in how P is read (PN-EASE's disliked_score) skip the inversion.
+_LAST_INVERSE: ContextVar[dict[tuple[Any, ...], np.ndarray] | None] = ContextVar("pngnn_last_inverse", default=None)
+
+
+@contextmanager
+def reuse_inverses() -> Iterator[None]:
+    """Within the block, a fit whose P (XᵀX + Λ)⁻¹ is the one the previous fit made reuses it:
+    the last P is kept (one n² matrix), and dropped at the end of the block."""
+    token = _LAST_INVERSE.set({})
+    try:
+        yield
+    finally:
+        _LAST_INVERSE.reset(token)
+
+
 def inverse(columns: Interactions, n_users: int, n_cols: int, lam: float, dtype: np.dtype, method: str,
             n_items: int | None = None, diagonal_weight: float = 0.0, device: torch.device | None = None
             ) -> np.ndarray:
     """P = (XᵀX + Λ)⁻¹ by LAPACK on the CPU (``pngnn.models.gram``), or on ``device`` when it is an
-    accelerator (``pngnn.models.gram_device``)."""
+    accelerator (``pngnn.models.gram_device``); the previous fit's P again inside ``reuse_inverses``
+    when it was made from the same columns and ridge. The caller may overwrite P (the weights are
+    made in place), so a reused P is handed out as a copy."""
+    memo = _LAST_INVERSE.get()
+    key = (columns.digest(), n_users, n_cols, lam, np.dtype(dtype).str, diagonal_weight)
+    if memo is not None and key in memo:
+        return memo[key].copy()
     if device is not None and device.type != "cpu":
-        return gram_inverse_on(device, columns, n_users, n_cols, lam, diagonal_weight, dtype, method, n_items)
-    return gram_inverse(columns, n_users, n_cols, lam, dtype, method, n_items, diagonal_weight)
+        p = gram_inverse_on(device, columns, n_users, n_cols, lam, diagonal_weight, dtype, method, n_items)
+    else:
+        p = gram_inverse(columns, n_users, n_cols, lam, dtype, method, n_items, diagonal_weight)
+    if memo is not None:
+        memo.clear()
+        memo[key] = p.copy()
+    return p
 
 
 def ease_weights(p: np.ndarray) -> np.ndarray:
