@@ -320,7 +320,9 @@ def sweep_table(records: Sequence[dict[str, Any]], metric: str = "recall@20", pr
             pl.col("prompts").map_elements(lambda n: round(price.cost(n), 2), return_dtype=pl.Float64)
             .alias("cost USD"),
             pl.struct("prompts", "mean_lift").map_elements(
-                lambda r: _usd(price.per_gain(r["prompts"], r["mean_lift"])), return_dtype=pl.String)
+                lambda r: _usd(None if None in (r["prompts"], r["mean_lift"]) else price.per_gain(r["prompts"],
+                                                                                                   r["mean_lift"])),
+                return_dtype=pl.String)
             .alias(f"USD per 0.001 {metric}"))
     return out.drop("mean_lift").with_columns(pl.col("users").cast(pl.String).replace("0", "all"))
 
