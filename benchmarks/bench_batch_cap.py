@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scaling import MODELS, machine, synthetic_ratings
+from bench_scaling import MODELS, common_arguments, machine, read_runs, synthetic_ratings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -116,16 +115,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-round", type=int, default=2, help="batches of each size a round")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=os.environ.get("PNGNN_DATA_DIR", "../shared/data"))
-    parser.add_argument("--out", type=Path, default=RESULTS / "batch_cap.json")
-    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common_arguments(parser, RESULTS / "batch_cap.json")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "batch_cap", "runs": []}
+    results = read_runs(args.out, "batch_cap")
     for model_name in args.models.split(","):
         t0 = time.perf_counter()
         entry = {**run(args.size, model_name, args.rounds, args.per_round, Path(args.data_dir), args.seed),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scaling import machine, synthetic_ratings
+from bench_scaling import common_arguments, machine, read_runs, synthetic_ratings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,16 +78,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000, help="ratings of the synthetic graph")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=os.environ.get("PNGNN_DATA_DIR", "../shared/data"))
-    parser.add_argument("--out", type=Path, default=RESULTS / "draw_ahead.json")
-    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common_arguments(parser, RESULTS / "draw_ahead.json")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "draw_ahead", "runs": []}
+    results = read_runs(args.out, "draw_ahead")
     t0 = time.perf_counter()
     entry = {**run(args.size, args.epochs, args.rounds, Path(args.data_dir), args.seed), "machine": machine(args),
              "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": round(time.perf_counter() - t0, 1)}

@@ -266,6 +266,20 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
 # --- the driver: one subprocess per (size, model), results, plot ------------------------------
 
 
+def common_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
+    """The options every alternating benchmark takes (threads, seed, data, where its JSON goes)."""
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=os.environ.get("PNGNN_DATA_DIR", "../shared/data"))
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+
+
+def read_runs(path: Path, benchmark: str) -> dict[str, Any]:
+    """The benchmark's JSON so far (its runs are replaced one by one), or an empty one."""
+    return json.loads(path.read_text()) if path.is_file() else {"benchmark": benchmark, "runs": []}
+
+
 def machine(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 

@@ -87,7 +87,8 @@ def inverse(columns: Interactions, n_users: int, n_cols: int, lam: float, dtype:
     when it was made from the same columns and ridge. The caller may overwrite P (the weights are
     made in place), so a reused P is handed out as a copy."""
     memo = _LAST_INVERSE.get()
-    key = (columns.digest(), n_users, n_cols, lam, np.dtype(dtype).str, diagonal_weight)
+    # the digest hashes every rating: only inside a grid study, never on a plain fit's path
+    key = (columns.digest(), n_users, n_cols, lam, np.dtype(dtype).str, diagonal_weight) if memo is not None else ()
     if memo is not None and key in memo:
         return memo[key].copy()
     if device is not None and device.type != "cpu":
