@@ -239,9 +239,9 @@ def split_cmd(
 
 @command("train")
 def train_cmd(
-    method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, edlae, gf-cf, pn-ease, ials, "
-                                                    "llm-lightgcn, llm-pngnn or llm-pn-ease (the llm- ones need "
-                                                    "`pngnn augment` first); default: "
+    method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, edlae, gf-cf, pn-ease, "
+                                                    "weighted-ease, ials, llm-lightgcn, llm-pngnn or llm-pn-ease "
+                                                    "(the llm- ones need `pngnn augment` first); default: "
                                                     "the tuned profile's method, else lightgcn")] = None,
     profile: opt.ProfileName = "quick",
     dataset: opt.ProfileDataset = None,
@@ -304,8 +304,8 @@ def train_cmd(
 
 @command("tune")
 def tune_cmd(
-    method: Annotated[str, typer.Option(help="ease, edlae, gf-cf, pn-ease, ials, lightgcn, pngnn (or an llm- "
-                                             "method)")],
+    method: Annotated[str, typer.Option(help="ease, edlae, gf-cf, pn-ease, weighted-ease, ials, lightgcn, "
+                                             "pngnn (or an llm- method)")],
     save_as: Annotated[str | None, typer.Option(help="Name of the tuned profile to save (must be new); default: "
                                                      "<method>-<dataset>-<UTC time>.")] = None,
     profile: Annotated[str, typer.Option(help="Base profile: dataset, seeds, fixed settings, max epochs.")] = "paper",
@@ -320,8 +320,8 @@ def tune_cmd(
     epochs: Annotated[int | None, typer.Option(parser=opt.count,
                                                help="Graph models: most epochs a trial trains.")] = None,
     sampler_seed: Annotated[int, typer.Option(parser=opt.random_seed, help="Seed of the TPE sampler.")] = 0,
-    grid: Annotated[bool, typer.Option(help="Try every point of the method's log-spaced grid (ease, pn-ease, "
-                                            "llm-pn-ease) in order instead of --trials TPE draws.")] = False,
+    grid: Annotated[bool, typer.Option(help="Try every point of the method's log-spaced grid (ease, weighted-ease, "
+                                            "pn-ease, llm-pn-ease) in order instead of --trials TPE draws.")] = False,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
     results_dir: opt.ResultsDir = Path("results"),

@@ -30,6 +30,12 @@ The score is the predicted liked block plus γ times the predicted disliked bloc
 1/w): ŷ_u = x₂ᵤ (B[:, L] + γ/w · B[:, D]). With w and γ validated, a disliked rating can count
 as "watched" (γ > 0, recall) or as a warning (γ < 0, precision), separately as input and output.
 
+Two more members of the family are candidates beside it (``pngnn tune --grid`` compares them on
+validation). PN-EDLAE, PN-EASE's denoising form (``pn_ease_dropout`` = p > 0), gives its 2n inputs
+EDLAE's ridge, P = (X₂ᵀX₂ + p/(1-p) · diag(X₂ᵀX₂) + λI)⁻¹, the block form unchanged. Weighted-input
+EASE (``weighted-ease``) is the simplest one: a single n-column regression, EASE on
+X = L + w·D, where a disliked rating is a down-weighted "watched" and never a separate signal.
+
 Both are ``ItemLinear`` modules: the users' input rows as a CSR index and the (inputs x items)
 weights as buffers, so the registry pickles them like any other model and scoring needs no
 training data.
@@ -254,11 +260,35 @@ def pn_inputs(train: Interactions, n_items: int, disliked_input: float, threshol
 
 def fit_pn_ease(train: Interactions, n_users: int, n_items: int, lam: float, disliked_input: float = 1.0,
                 disliked_score: float = 0.25, threshold: float = LIKE_THRESHOLD,
-                dtype: np.dtype = GRAM_DTYPE, max_items: int = 0, device: torch.device | None = None) -> ItemLinear:
+                dtype: np.dtype = GRAM_DTYPE, max_items: int = 0, device: torch.device | None = None,
+                dropout: float = 0.0) -> ItemLinear:
+    """PN-EASE, or with ``dropout`` p > 0 its denoising form PN-EDLAE (module docstring)."""
+    if not 0 <= dropout < 1:
+        raise PngnnError(f"PN-EASE's dropout probability must lie in [0, 1), got {dropout}; try 0.25 (0: none)")
     kept = most_rated(train, n_items, max_items)
     m = n_items if kept is None else len(kept)
     x = pn_inputs(keep_items(train, kept, n_items), m, disliked_input, threshold)
-    p = inverse(x, n_users, 2 * m, lam, np.dtype(dtype), "PN-EASE", n_items=m, device=device)
+    p = inverse(x, n_users, 2 * m, lam, np.dtype(dtype), "PN-EASE", n_items=m,
+                diagonal_weight=dropout / (1 - dropout), device=device)
     weights = pn_ease_weights(p, m, disliked_score / disliked_input)
     del p  # the 2m x 2m matrix goes before the model is built
     return ItemLinear(x, n_users, torch.from_numpy(weights), n_items, kept)
+
+
+def weighted_inputs(train: Interactions, disliked_input: float, threshold: float) -> Interactions:
+    """X = L + w·D: a liked rating is 1 and a disliked one w, in the same item column."""
+    if not disliked_input > 0:
+        raise PngnnError(f"weighted EASE's disliked input weight must be > 0, got {disliked_input}; try 0.25")
+    values = np.where(train.ratings > threshold, 1.0, disliked_input).astype(np.float32)
+    return Interactions(train.users, train.items, values)
+
+
+def fit_weighted_ease(train: Interactions, n_users: int, n_items: int, lam: float, disliked_input: float,
+                      threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0,
+                      device: torch.device | None = None) -> ItemLinear:
+    """EASE on X = L + w·D (module docstring): w = 1 is EASE on every rating; w → 0 on the liked ones."""
+    kept = most_rated(train, n_items, max_items)
+    x = keep_items(weighted_inputs(train, disliked_input, threshold), kept, n_items)
+    m = n_items if kept is None else len(kept)
+    p = inverse(x, n_users, m, lam, np.dtype(dtype), "weighted EASE", device=device)
+    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)

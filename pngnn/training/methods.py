@@ -16,7 +16,7 @@ from pngnn.data.split import Interactions, SplitData
 from pngnn.models.base import GraphRecommender
 from pngnn.models.factorization import fit_ials
 from pngnn.models.graph_filter import fit_gf_cf
-from pngnn.models.linear import fit_ease, fit_edlae, fit_pn_ease
+from pngnn.models.linear import fit_ease, fit_edlae, fit_pn_ease, fit_weighted_ease
 from pngnn.training.device import training_device
 from pngnn.training.train import TrainHooks, TrainResult, build_most_popular, train_lightgcn, train_pngnn
 
@@ -60,7 +60,14 @@ def _gf_cf(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> T
 def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold,
-                                            max_items=cfg.ease_max_items, device=training_device()))
+                                            max_items=cfg.ease_max_items, device=training_device(),
+                                            dropout=cfg.pn_ease_dropout))
+
+
+def _weighted_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _closed_form(lambda: fit_weighted_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+                                                  cfg.disliked_input, cfg.threshold, max_items=cfg.ease_max_items,
+                                                  device=training_device()))
 
 
 def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
@@ -95,7 +102,8 @@ def _llm_pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]
     train = split.train.concat(_augmented(split))
     return _closed_form(lambda: fit_pn_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold,
-                                            max_items=cfg.ease_max_items, device=training_device()))
+                                            max_items=cfg.ease_max_items, device=training_device(),
+                                            dropout=cfg.pn_ease_dropout))
 
 
 class Trainer(Protocol):
@@ -115,6 +123,7 @@ METHODS: dict[str, Trainer] = {
     "gf-cf": _gf_cf,
     "pn-ease": _pn_ease,
     "llm-pn-ease": _llm_pn_ease,
+    "weighted-ease": _weighted_ease,
     "ials": _ials,
 }
 NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn", "llm-pn-ease"})
@@ -135,8 +144,10 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "ease": ("ease_lambda", "ease_ratings", "ease_max_items", "threshold"),
     "edlae": ("ease_lambda", "edlae_dropout", "ease_ratings", "ease_max_items", "threshold"),
     "gf-cf": ("gfcf_alpha", "gfcf_k", "ease_ratings", "ease_max_items", "threshold"),
-    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "ease_max_items", "threshold"),
-    "llm-pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "ease_max_items", "threshold"),
+    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_ease_dropout", "ease_max_items", "threshold"),
+    "llm-pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_ease_dropout", "ease_max_items",
+                    "threshold"),
+    "weighted-ease": ("ease_lambda", "disliked_input", "ease_max_items", "threshold"),
     "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
 }
 
