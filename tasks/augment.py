@@ -49,7 +49,7 @@ def pretrain_task(dataset: str, seed: int, llm: LLMSettings, split: SplitData | 
     rerun of the flow skips it."""
     llm = LLMSettings.model_validate(llm)
     result = pretrain_step(task_settings(), dataset, seed, llm.users, users_by=llm.users_by, progress=False,
-                           split=split)
+                           split=split, candidate_profile=llm.candidates_profile)
     print(f"{dataset} seed {seed}: candidates {result}")
     return result
 

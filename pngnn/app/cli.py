@@ -363,6 +363,7 @@ def augment_cmd(
     base_url: opt.LLMBaseURL = None,
     model: opt.LLMModel = None,
     concurrency: Annotated[int | None, opt.llm_option("concurrency")] = None,
+    candidates_profile: Annotated[str | None, opt.llm_option("candidates_profile")] = None,
     self_consistency: Annotated[bool, typer.Option(help="Ask in two candidate orders; keep agreeing answers.")]
     = False,
     results_dir: opt.ResultsDir = Path("results"),
@@ -382,7 +383,7 @@ def augment_cmd(
 
     llm = llm_settings(users=users, users_by=users_by, base_url=base_url, model=model,
                        concurrency=concurrency, retry_failed=retry_failed or None,
-                       max_failed_share=max_failed_share)
+                       max_failed_share=max_failed_share, candidates_profile=candidates_profile)
     augment_seeds(Settings.from_env(), dataset, seed, llm, results_dir, sample_seed=sample_seed,
                   self_consistency=self_consistency, force=force, download=download, progress=sys.stderr.isatty(),
                   echo=typer.echo)

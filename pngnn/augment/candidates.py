@@ -25,6 +25,8 @@ from pngnn.models.base import GraphRecommender
 from pngnn.training.methods import seen_items
 
 DEFAULT_CANDIDATES = 10
+# The profile the candidate LightGCN trains with unless the run names another (LLMSettings.candidates_profile).
+DEFAULT_RANKER = "quick"
 
 
 def select_users(
@@ -155,12 +157,14 @@ def candidates_frame(
     )
 
 
-def save_candidates(store: Store, dataset: str, seed: int, candidates: pl.DataFrame) -> None:
-    """Replace the stored candidates of these users (kept for prompts, resume and precision)."""
+def save_candidates(store: Store, dataset: str, seed: int, candidates: pl.DataFrame,
+                    ranker: str = DEFAULT_RANKER) -> None:
+    """Replace the stored candidates of these users (kept for prompts, resume and precision),
+    labelled with the profile of the LightGCN that ranked them (``ranker``)."""
     store.register("new_candidates", candidates)
     try:
         with store.transaction():
-            store.run_file("save_candidates", dataset=dataset, seed=seed)
+            store.run_file("save_candidates", dataset=dataset, seed=seed, ranker=ranker)
     finally:
         store.unregister("new_candidates")
 

@@ -29,6 +29,7 @@ from pngnn.augment.cache import (
 )
 from pngnn.augment.candidates import (
     DEFAULT_CANDIDATES,
+    DEFAULT_RANKER,
     candidates_frame,
     load_candidates,
     save_candidates,
@@ -168,6 +169,7 @@ def augment(
     split: SplitData | None = None,
     client: LLMClient | None = None,
     progress: bool = True,
+    ranker: str = DEFAULT_RANKER,
 ) -> AugmentSummary:
     """Ask the LLM, for each selected user of split ``seed``, which of the LightGCN
     candidates they would like most and least; answers land in ``llm_cache``.
@@ -176,7 +178,8 @@ def augment(
     stored by an earlier run (resume without retraining). ``users``/``sample``/``users_by``:
     which users (default all; see ``select_users``). ``self_consistency``: ask each user twice with the candidates in
     two orders; the merge keeps only edges both answers agree on. Then call
-    ``pngnn.augment.merge.merge_augmented`` to turn answers into edges.
+    ``pngnn.augment.merge.merge_augmented`` to turn answers into edges. ``ranker``: the profile
+    ``model`` was trained with, stored beside its candidates.
     """
     t0 = time.perf_counter()
     settings = settings or (client.settings if client is not None else LLMSettings())
@@ -185,7 +188,7 @@ def augment(
     if model is not None:
         split = split if split is not None else load_split(store, dataset, seed)
         candidates = candidates_frame(store, split, model, selected, n_candidates)
-        save_candidates(store, dataset, seed, candidates)
+        save_candidates(store, dataset, seed, candidates, ranker)
     else:
         candidates = load_candidates(store, dataset, seed, selected)
     prompts = build_prompts(

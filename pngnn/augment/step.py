@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pngnn.augment.cache import CacheEntry
-from pngnn.augment.candidates import DEFAULT_CANDIDATES, candidates_frame, save_candidates, select_users
+from pngnn.augment.candidates import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_RANKER,
+    candidates_frame,
+    save_candidates,
+    select_users,
+)
 from pngnn.augment.client import BatchCounts, Feed, LLMClient, Request
 from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
@@ -78,13 +84,29 @@ class _LocalServerClient:
             self._server.stop()
 
 
+def candidate_ranker(seed: int, candidate_config: TrainConfig | None = None,
+                     candidate_profile: str | None = None) -> tuple[TrainConfig, str, str | None]:
+    """The candidate LightGCN's settings, the label its candidates are stored under, and the label
+    stored candidates must carry to be reused (None: any).
+
+    A named profile (``LLMSettings.candidates_profile``) insists on its own candidates: stored ones
+    that another profile ranked are ranked again. Unnamed, the run reuses whatever is stored, as
+    before the label was kept."""
+    if candidate_profile is not None:
+        return get_profile(candidate_profile).train.with_overrides(seed=seed), candidate_profile, candidate_profile
+    if candidate_config is not None:
+        return candidate_config, "custom", None
+    return get_profile(DEFAULT_RANKER).train.with_overrides(seed=seed), DEFAULT_RANKER, None
+
+
 def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None, sample_seed: int,
-                       users_by: UserOrder, user_ids: Sequence[int] | None = None) -> bool:
+                       users_by: UserOrder, user_ids: Sequence[int] | None = None,
+                       ranker: str | None = None) -> bool:
     selected = select_users(store, dataset, user_ids, None if user_ids is not None else users, sample_seed,
                             by=users_by, seed=seed)
     store.register("step_users", selected.select("user_id"))
     try:
-        missing = store.query_file("missing_candidates", dataset=dataset, seed=seed)["missing"][0]
+        missing = store.query_file("missing_candidates", dataset=dataset, seed=seed, ranker=ranker)["missing"][0]
     finally:
         store.unregister("step_users")
     return missing == 0
@@ -93,27 +115,29 @@ def _candidates_stored(store: Store, dataset: str, seed: int, users: int | None,
 def pretrain_step(settings: Settings, dataset: str, seed: int, users: int | None = LLM_USERS, *, sample_seed: int = 0,
                   users_by: UserOrder = "sparsest", candidate_config: TrainConfig | None = None,
                   n_candidates: int = DEFAULT_CANDIDATES, progress: bool = True,
-                  split: SplitData | None = None) -> dict[str, Any]:
+                  split: SplitData | None = None, candidate_profile: str | None = None) -> dict[str, Any]:
     """Train the candidate LightGCN on split ``seed`` and store the top-N unseen items of
-    each selected user in DuckDB; a no-op when every selected user already has them.
+    each selected user in DuckDB; a no-op when every selected user already has them (ranked by
+    ``candidate_profile``'s LightGCN when one is named, see ``candidate_ranker``).
 
     Its own step so the pipeline can cache it: a rerun neither retrains nor re-ranks. ``split``:
     the split when the caller has loaded it (a flow loads each split once); default: read here.
     """
     from pngnn.training.train import train_lightgcn
 
+    config, label, required = candidate_ranker(seed, candidate_config, candidate_profile)
     with Store(settings.db_path) as store:
         wording_for(store, dataset)  # a dataset the LLM cannot be asked about: refused before training
         selected = select_users(store, dataset, sample=users, sample_seed=sample_seed, by=users_by, seed=seed)
-        if _candidates_stored(store, dataset, seed, users, sample_seed, users_by):
+        if _candidates_stored(store, dataset, seed, users, sample_seed, users_by, ranker=required):
             return {"trained": False, "users": selected.height}
         split = split if split is not None else load_split(store, dataset, seed)
-        cfg = for_dataset(candidate_config or get_profile("quick").train.with_overrides(seed=seed), split)
-        log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
+        cfg = for_dataset(config, split)
+        log.info("training the candidate LightGCN (%s) for %s seed %s (%s epochs)", label, dataset, seed, cfg.epochs)
         with use_device(settings.device):
             model = train_lightgcn(split, cfg, progress=progress).model
             frame = candidates_frame(store, split, model, selected, n_candidates)
-        save_candidates(store, dataset, seed, frame)
+        save_candidates(store, dataset, seed, frame, label)
     return {"trained": True, "users": selected.height, "epochs": cfg.epochs}
 
 
@@ -146,6 +170,7 @@ def augment_step(
     on this split even when some are stored (stored ones came from an older split).
     """
     llm = llm or LLMSettings()
+    config, label, required = candidate_ranker(seed, candidate_config, llm.candidates_profile)
     with Store(settings.db_path) as store:
         check_prompt_version(store, dataset, llm)
     base_url, users = llm.base_url, llm.users
@@ -159,21 +184,23 @@ def augment_step(
         with Store(settings.db_path) as store:
             split = split if split is not None else load_split(store, dataset, seed)
             stored = not fresh_candidates and _candidates_stored(store, dataset, seed, users, sample_seed,
-                                                                 llm.users_by, user_ids)
+                                                                 llm.users_by, user_ids, ranker=required)
         lightgcn = None
         if not stored:
             from pngnn.training.train import train_lightgcn
 
             if base_url is not None:
                 client.check()  # a fresh run will ask: fail on a dead server before training
-            cfg = for_dataset(candidate_config or get_profile("quick").train.with_overrides(seed=seed), split)
-            log.info("training the candidate LightGCN for %s seed %s (%s epochs)", dataset, seed, cfg.epochs)
+            cfg = for_dataset(config, split)
+            log.info("training the candidate LightGCN (%s) for %s seed %s (%s epochs)", label, dataset, seed,
+                     cfg.epochs)
             lightgcn = train_lightgcn(split, cfg, progress=progress).model
         with Store(settings.db_path) as store:
             summary = augment(store, dataset, seed, lightgcn, client.settings, users=user_ids,
                               sample=users if user_ids is None else None,
                               sample_seed=sample_seed, users_by=llm.users_by, split=split,
-                              self_consistency=self_consistency, client=client, progress=progress)
+                              self_consistency=self_consistency, client=client, progress=progress,
+                              ranker=label)
             result: dict[str, Any] = summary.to_dict()
             check_failures(summary, llm.max_failed_share)
             if merge:
@@ -236,6 +263,8 @@ def augment_seeds(settings: Settings, dataset: str, seeds: list[int], llm: LLMSe
     from pngnn.data.prepare import ingest_step, split_step
     from pngnn.evaluation.results import augmentation_path, check_replaceable, write_augmentation
 
+    if llm.candidates_profile is not None:
+        get_profile(llm.candidates_profile)  # an unknown profile: one line before any work
     for s in check_seeds(seeds):
         check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
     ingest_step(settings, dataset, allow_download=download)
@@ -246,6 +275,7 @@ def augment_seeds(settings: Settings, dataset: str, seeds: list[int], llm: LLMSe
                            progress=progress)
         written.append(write_augmentation(results_dir, {
             **out, "dataset": dataset, "seed": s, "users_requested": llm.users or 0, "users_by": llm.users_by,
+            "candidates_profile": llm.candidates_profile or DEFAULT_RANKER,
             "sample_seed": sample_seed, "self_consistency": self_consistency}, force=True))  # checked above
         echo(f"{dataset} seed {s}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                  for k, v in out.items()) + f" -> {written[-1]}")

@@ -213,6 +213,10 @@ class LLMSettings(_EnvSettings):
     users: int | None = Field(LLM_USERS, ge=0, description="How many users are asked per split; 0: all users.")
     users_by: UserOrder = Field("sparsest", description="Which users: the fewest train ratings first (sparsest), "
                                                         "or a seeded random sample (random).")
+    candidates_profile: str | None = Field(None, description="The profile the candidate LightGCN trains with "
+                                                             "(quick, paper or a tuned one); unset: quick. Named, "
+                                                             "it re-ranks users whose stored candidates another "
+                                                             "profile ranked.")
     prompt_version: str | None = Field(None, description="Unset: the code's prompt version (the only one it asks).")
     api_key: SkipJsonSchema[SecretStr | None] = Field(
         None, validation_alias=AliasChoices("PNGNN_LLM_API_KEY", "OPENAI_API_KEY"), exclude=True, repr=False,

@@ -89,6 +89,9 @@ CREATE TABLE IF NOT EXISTS llm_candidates (
     item_id  INTEGER NOT NULL,
     score    DOUBLE
 );
+-- The profile of the LightGCN that ranked them ('custom': settings given in code); NULL: stored
+-- before it was kept, by the default (quick) profile.
+ALTER TABLE llm_candidates ADD COLUMN IF NOT EXISTS ranker VARCHAR;
 
 -- kind: 'positive' (the candidate the LLM says the user likes most) or 'negative'
 -- (likes least). Never a pair rated in the split (train, valid or test).
