@@ -10,7 +10,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from pngnn.evaluation.metrics import per_user_metrics, ranking_metrics
-from pngnn.evaluation.significance import holm, wilcoxon_p
+from pngnn.evaluation.significance import holm, users_mean_over_splits, wilcoxon_p
 
 
 def test_holm_by_hand():
@@ -27,6 +27,15 @@ def test_wilcoxon_p_of_identical_and_shifted_users():
     assert wilcoxon_p(shifted, base) < 1e-10
     noise = base + rng.normal(0.0, 0.02, 300)
     assert wilcoxon_p(noise, base) == pytest.approx(stats.wilcoxon(noise - base).pvalue)
+
+
+def test_a_users_mean_over_splits_counts_only_users_of_every_split():
+    one = pl.DataFrame({"user": [1, 2, 3], "recall@5": [0.2, 0.4, 1.0], "recall@5_baseline": [0.0, 0.4, 0.5]})
+    two = pl.DataFrame({"user": [1, 2], "recall@5": [0.6, 0.0], "recall@5_baseline": [0.2, 0.2]})
+    mean = users_mean_over_splits({1: one, 2: two})
+    assert mean["user"].to_list() == [1, 2]  # user 3 was not evaluated on split 2
+    assert mean["recall@5"].to_list() == pytest.approx([0.4, 0.2])
+    assert mean["recall@5_baseline"].to_list() == pytest.approx([0.1, 0.3])
 
 
 def test_per_user_metrics_average_to_the_table_metrics():
@@ -49,7 +58,7 @@ def test_report_compare_gives_the_paired_test_of_two_trained_methods(tmp_path, m
     runner = CliRunner()
     results = str(tmp_path / "results")
     for method in ("mostpop", "ease"):
-        out = runner.invoke(app, ["train", "--method", method, "--seed", "1", "--results-dir", results])
+        out = runner.invoke(app, ["train", "--method", method, "--seed", "1", "--seed", "2", "--results-dir", results])
         assert out.exit_code == 0, out.output
     users = pl.read_parquet(tmp_path / "results" / "ml-100k" / "ease" / "seed1.users.parquet")
     import json
@@ -63,4 +72,7 @@ def test_report_compare_gives_the_paired_test_of_two_trained_methods(tmp_path, m
     assert "Wilcoxon signed-rank over users, Holm-corrected" in report.output
     rows = [line for line in report.output.splitlines() if line.startswith("| P@5 |") or line.startswith("| R@20 |")]
     assert len(rows) == 4  # the differences table and the paired-test table
-    assert rows[-1].rstrip(" |").endswith("1")  # EASE beats most-popular on R@20 on the one split, p < 0.05
+    # EASE beats most-popular on R@20 on both splits and on the users' mean over them, p < 0.05
+    cells = [c.strip() for c in rows[-1].strip(" |").split("|")]
+    assert cells[3] == "2" and "mean of 2 splits" in report.output
+    assert cells[4].startswith("+") and float(cells[4].split(", ")[1]) < 0.05

@@ -7,6 +7,11 @@ exact ties at 0), which rules out a t-test and suits a rank test. Users whose tw
 carry no sign and are left out (``zero_method="wilcox"``); a split where every user ties gives
 p = 1. The 8 columns of a split are 8 tests of one comparison, so their p-values are adjusted
 with Holm's step-down method (family-wise error at the level, no independence assumed).
+
+The headline rows are means over split seeds, so one more test answers for them: each user's
+metric averaged over the splits (users evaluated on every split compared), the same signed-rank test
+over users, Holm over the columns. Averaging within a user keeps the user the independent unit; the
+splits share their users, so pooling the splits' pairs as if independent would overstate the evidence.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ def paired_tests(results_dir: Path, dataset: str, method: str, baseline: str, ks
     columns = [f"{m}@{k}" for k in ks for m in TABLE_METRICS]
     adjusted = {seed: holm([wilcoxon_p(f[c].to_numpy(), f[f"{c}_baseline"].to_numpy()) for c in columns])
                 for seed, f in frames.items()}
+    averaged = users_mean_over_splits(frames) if len(frames) > 1 else None
+    over_splits = (holm([wilcoxon_p(averaged[c].to_numpy(), averaged[f"{c}_baseline"].to_numpy()) for c in columns])
+                   if averaged is not None else [])
     rows = []
     for i, column in enumerate(columns):
         metric, k = column.split("@")
@@ -76,8 +84,21 @@ def paired_tests(results_dir: Path, dataset: str, method: str, baseline: str, ks
             diff = float(np.mean(f[column].to_numpy() - f[f"{column}_baseline"].to_numpy()))
             row[f"split {seed}: diff, Holm p"] = f"{diff:+.4f}, {adjusted[seed][i]:.2g}"
         row[f"splits with p < {level:g}"] = sum(adjusted[s][i] < level for s in frames)
+        if averaged is not None:
+            diff = float(np.mean(averaged[column].to_numpy() - averaged[f"{column}_baseline"].to_numpy()))
+            row[f"mean of {len(frames)} splits ({averaged.height} users): diff, Holm p"] = (
+                f"{diff:+.4f}, {over_splits[i]:.2g}")
         rows.append(row)
     return pl.DataFrame(rows)
+
+
+def users_mean_over_splits(frames: dict[int, pl.DataFrame]) -> pl.DataFrame:
+    """Each user's metrics (both methods') averaged over the splits, for the users evaluated on all of them."""
+    stacked = pl.concat([f.with_columns(pl.lit(seed).alias("split_seed")) for seed, f in frames.items()],
+                        how="vertical_relaxed")
+    values = [c for c in stacked.columns if c not in ("user", "split_seed")]
+    return (stacked.group_by("user").agg(pl.len().alias("splits"), *(pl.col(c).mean() for c in values))
+            .filter(pl.col("splits") == len(frames)).drop("splits").sort("user"))
 
 
 def compare_report(results_dir: Path, dataset: str, compare: Sequence[str]) -> str:
