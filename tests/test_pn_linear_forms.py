@@ -76,6 +76,17 @@ def test_weighted_ease_is_ease_on_liked_plus_w_times_disliked(w):
     np.testing.assert_allclose(model.full_sort_predict(users).numpy(), x[[5, 0, 17]] @ expected, rtol=1e-5, atol=1e-6)
 
 
+def test_weighted_edlae_is_the_weighted_input_with_the_dropout_ridge():
+    train, ratings = rated_log(seed=5)
+    lam, w, dropout = 3.0, 0.4, 0.3
+    x = np.where(ratings > 3.5, 1.0, np.where(ratings > 0, w, 0.0))
+    g = x.T @ x
+    p = np.linalg.inv(g + np.diag(dropout / (1 - dropout) * np.diag(g)) + lam * np.eye(len(g)))
+    expected = np.eye(len(g)) - p / np.diag(p)
+    model = fit_weighted_ease(train, *ratings.shape, lam, w, dtype=F64, dropout=dropout)
+    np.testing.assert_allclose(weights_of(model), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_weighted_ease_spans_ease_on_every_rating_and_on_the_liked_ones():
     train, ratings = rated_log(seed=3)
     m, n = ratings.shape
@@ -91,34 +102,37 @@ def test_both_forms_train_through_the_method_table_with_their_settings():
     train, ratings = rated_log(seed=4)
     empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     split = SplitData("tiny", 1, ratings.shape[0], ratings.shape[1], train, empty, empty)
-    cfg = TrainConfig(ease_lambda=2.0, disliked_input=0.5, pn_ease_dropout=0.25)
+    cfg = TrainConfig(ease_lambda=2.0, disliked_input=0.5, pn_dropout=0.25)
     direct = fit_pn_ease(train, *ratings.shape, 2.0, 0.5, 0.25, dropout=0.25)
     np.testing.assert_allclose(train_method("pn-ease", split, cfg, progress=False).model.weights.numpy(),
                                direct.weights.numpy(), rtol=1e-5, atol=1e-6)
     weighted = train_method("weighted-ease", split, cfg, progress=False).model
-    direct_weighted = fit_weighted_ease(train, *ratings.shape, 2.0, 0.5)
+    direct_weighted = fit_weighted_ease(train, *ratings.shape, 2.0, 0.5, dropout=0.25)
     np.testing.assert_allclose(weighted.weights.numpy(), direct_weighted.weights.numpy(), rtol=1e-5, atol=1e-6)
-    assert "pn_ease_dropout" in METHOD_SETTINGS["pn-ease"] and "pn_ease_dropout" not in METHOD_SETTINGS["ease"]
-    assert "disliked_input" in METHOD_SETTINGS["weighted-ease"]
+    assert "pn_dropout" in METHOD_SETTINGS["pn-ease"] and "pn_dropout" not in METHOD_SETTINGS["ease"]
+    assert {"disliked_input", "pn_dropout"} <= set(METHOD_SETTINGS["weighted-ease"])
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
 def test_a_dropout_outside_zero_to_one_is_one_line(value):
-    with pytest.raises(PngnnError, match=r"pn_ease_dropout=.* must lie in \[0, 1\)"):
-        TrainConfig(pn_ease_dropout=value)
+    with pytest.raises(PngnnError, match=r"pn_dropout=.* must lie in \[0, 1\)"):
+        TrainConfig(pn_dropout=value)
     with pytest.raises(PngnnError, match="dropout probability must lie in"):
         fit_pn_ease(rated_log()[0], 60, 10, 1.0, dropout=value)
+    with pytest.raises(PngnnError, match="dropout probability must lie in"):
+        fit_weighted_ease(rated_log()[0], 60, 10, 1.0, 0.5, dropout=value)
 
 
 def test_the_grids_hold_both_forms_and_share_inversions_where_only_the_score_moves():
     points = grid_points("pn-ease")
     assert len(points) == np.prod([len(v) for v in GRIDS["pn-ease"].values()])
-    assert {p["pn_ease_dropout"] for p in points} == {0.0, 0.25}
+    assert {p["pn_dropout"] for p in points} == {0.0, 0.25}
     # consecutive points that differ only in disliked_score share (dropout, lambda, w): one inversion each
-    inversions = {(p["pn_ease_dropout"], p["ease_lambda"], p["disliked_input"]) for p in points}
+    inversions = {(p["pn_dropout"], p["ease_lambda"], p["disliked_input"]) for p in points}
     changes = sum(1 for a, b in itertools.pairwise(points)
-                  if (a["pn_ease_dropout"], a["ease_lambda"], a["disliked_input"])
-                  != (b["pn_ease_dropout"], b["ease_lambda"], b["disliked_input"]))
+                  if (a["pn_dropout"], a["ease_lambda"], a["disliked_input"])
+                  != (b["pn_dropout"], b["ease_lambda"], b["disliked_input"]))
     assert changes + 1 == len(inversions)
     weighted = grid_points("weighted-ease")
-    assert all(0 < p["disliked_input"] < 1 for p in weighted) and len(weighted) == 36
+    assert all(0 < p["disliked_input"] < 1 for p in weighted) and len(weighted) == 2 * 4 * 9
+    assert {p["pn_dropout"] for p in weighted} == {0.0, 0.25}

@@ -259,7 +259,7 @@ def test_a_grid_study_tries_every_point_in_order_and_inverts_once_per_ridge(spli
     import pngnn.app.study as study
     import pngnn.models.linear as linear
 
-    grid = {"pn_ease_dropout": [0.0], "ease_lambda": [100.0, 400.0], "disliked_input": [1.0],
+    grid = {"pn_dropout": [0.0], "ease_lambda": [100.0, 400.0], "disliked_input": [1.0],
             "disliked_score": [0.0, 0.5, 1.0]}
     monkeypatch.setitem(study.GRIDS, "pn-ease", grid)
     inversions: list[float] = []
@@ -275,8 +275,8 @@ def test_a_grid_study_tries_every_point_in_order_and_inverts_once_per_ridge(spli
     result = tune_split(split_with_valid, "pn-ease", base, Budget(trials=1, grid=True), journal=journal,
                         study_name="grid")
     tried = [t["params"] for t in result.trials]
-    assert tried == [{"ease_lambda": 250.0, "disliked_input": 1.0, "disliked_score": 0.25, "pn_ease_dropout": 0.0},
-                     *({"pn_ease_dropout": 0.0, "ease_lambda": lam, "disliked_input": 1.0, "disliked_score": g}
+    assert tried == [{"ease_lambda": 250.0, "disliked_input": 1.0, "disliked_score": 0.25, "pn_dropout": 0.0},
+                     *({"pn_dropout": 0.0, "ease_lambda": lam, "disliked_input": 1.0, "disliked_score": g}
                        for lam in (100.0, 400.0) for g in (0.0, 0.5, 1.0))]
     assert inversions == [250.0, 100.0, 400.0]  # one a ridge: the scores reuse it
     assert result.best_value == max(t["value"] for t in result.trials)

@@ -58,7 +58,7 @@ def test_trials_are_nested_runs_of_one_parent_with_the_study_plots(tuned):
     tests = [r for r in children if r.data.tags.get("kind") == "test"]
     assert len(trials) == 2 and len(tests) == 1
     assert all(t.data.tags["optuna_state"] == "COMPLETE" and "valid_ndcg_at_20" in t.data.metrics for t in trials)
-    assert all(set(t.data.params) == {"ease_lambda", "disliked_input", "disliked_score", "pn_ease_dropout"}
+    assert all(set(t.data.params) == {"ease_lambda", "disliked_input", "disliked_score", "pn_dropout"}
                for t in trials)
     assert "precision_at_05" in tests[0].data.metrics and "valid_ndcg_at_20" not in tests[0].data.metrics
     assert {"plots/seed1_history.png", "plots/seed1_parallel_coordinate.png", "tuning/seed1_study.json",

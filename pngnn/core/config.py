@@ -108,9 +108,10 @@ class TrainConfig:
     # EDLAE (pngnn.models.linear): the dropout probability p of its denoising, the ridge growing
     # by p/(1-p) x each item's own mass (ease_lambda is its constant part).
     edlae_dropout: float = 0.25
-    # PN-EASE's denoising form (PN-EDLAE): the same dropout ridge on its 2n inputs; 0 is plain
-    # PN-EASE. weighted-ease reads disliked_input as the weight of a disliked rating in its one X.
-    pn_ease_dropout: float = 0.0
+    # The positive/negative linear models' denoising (EDLAE's dropout ridge on their inputs): PN-EASE's
+    # 2n and weighted-ease's n; 0 is none. weighted-ease reads disliked_input as the weight of a
+    # disliked rating in its one X.
+    pn_dropout: float = 0.0
     # GF-CF (pngnn.models.graph_filter): the ideal low-pass filter's weight alpha beside the linear
     # one, and how many singular vectors it keeps (the paper's defaults).
     gfcf_alpha: float = 0.3
@@ -141,8 +142,8 @@ class TrainConfig:
                                  f"{getattr(TrainConfig, name)})")
         if not 0 < self.edlae_dropout < 1:
             raise PngnnError(f"training setting edlae_dropout={self.edlae_dropout} must lie in (0, 1) (e.g. 0.25)")
-        if not 0 <= self.pn_ease_dropout < 1:
-            raise PngnnError(f"training setting pn_ease_dropout={self.pn_ease_dropout} must lie in [0, 1) "
+        if not 0 <= self.pn_dropout < 1:
+            raise PngnnError(f"training setting pn_dropout={self.pn_dropout} must lie in [0, 1) "
                              "(0 is plain PN-EASE; e.g. 0.25)")
         for name in ("dim", "layers", "batch_size", "epochs", "n_neg", "ials_factors", "ials_iterations", "gfcf_k"):
             if getattr(self, name) < 1:

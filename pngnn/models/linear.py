@@ -31,10 +31,11 @@ The score is the predicted liked block plus γ times the predicted disliked bloc
 as "watched" (γ > 0, recall) or as a warning (γ < 0, precision), separately as input and output.
 
 Two more members of the family are candidates beside it (``pngnn tune --grid`` compares them on
-validation). PN-EDLAE, PN-EASE's denoising form (``pn_ease_dropout`` = p > 0), gives its 2n inputs
+validation). PN-EDLAE, PN-EASE's denoising form (``pn_dropout`` = p > 0), gives its 2n inputs
 EDLAE's ridge, P = (X₂ᵀX₂ + p/(1-p) · diag(X₂ᵀX₂) + λI)⁻¹, the block form unchanged. Weighted-input
 EASE (``weighted-ease``) is the simplest one: a single n-column regression, EASE on
-X = L + w·D, where a disliked rating is a down-weighted "watched" and never a separate signal.
+X = L + w·D, where a disliked rating is a down-weighted "watched" and never a separate signal;
+``pn_dropout`` gives it EDLAE's ridge as well.
 
 Both are ``ItemLinear`` modules: the users' input rows as a CSR index and the (inputs x items)
 weights as buffers, so the registry pickles them like any other model and scoring needs no
@@ -285,10 +286,14 @@ def weighted_inputs(train: Interactions, disliked_input: float, threshold: float
 
 def fit_weighted_ease(train: Interactions, n_users: int, n_items: int, lam: float, disliked_input: float,
                       threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0,
-                      device: torch.device | None = None) -> ItemLinear:
-    """EASE on X = L + w·D (module docstring): w = 1 is EASE on every rating; w → 0 on the liked ones."""
+                      device: torch.device | None = None, dropout: float = 0.0) -> ItemLinear:
+    """EASE on X = L + w·D (module docstring): w = 1 is EASE on every rating; w → 0 on the liked ones.
+    ``dropout`` p > 0: EDLAE's ridge, Λ = p/(1-p) diag(XᵀX) + λI."""
+    if not 0 <= dropout < 1:
+        raise PngnnError(f"weighted EASE's dropout probability must lie in [0, 1), got {dropout}; try 0.25 (0: none)")
     kept = most_rated(train, n_items, max_items)
     x = keep_items(weighted_inputs(train, disliked_input, threshold), kept, n_items)
     m = n_items if kept is None else len(kept)
-    p = inverse(x, n_users, m, lam, np.dtype(dtype), "weighted EASE", device=device)
+    p = inverse(x, n_users, m, lam, np.dtype(dtype), "weighted EASE", diagonal_weight=dropout / (1 - dropout),
+                device=device)
     return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)

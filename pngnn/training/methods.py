@@ -61,13 +61,13 @@ def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) ->
     return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold,
                                             max_items=cfg.ease_max_items, device=training_device(),
-                                            dropout=cfg.pn_ease_dropout))
+                                            dropout=cfg.pn_dropout))
 
 
 def _weighted_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     return _closed_form(lambda: fit_weighted_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
                                                   cfg.disliked_input, cfg.threshold, max_items=cfg.ease_max_items,
-                                                  device=training_device()))
+                                                  device=training_device(), dropout=cfg.pn_dropout))
 
 
 def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
@@ -103,7 +103,7 @@ def _llm_pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]
     return _closed_form(lambda: fit_pn_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold,
                                             max_items=cfg.ease_max_items, device=training_device(),
-                                            dropout=cfg.pn_ease_dropout))
+                                            dropout=cfg.pn_dropout))
 
 
 class Trainer(Protocol):
@@ -144,10 +144,10 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "ease": ("ease_lambda", "ease_ratings", "ease_max_items", "threshold"),
     "edlae": ("ease_lambda", "edlae_dropout", "ease_ratings", "ease_max_items", "threshold"),
     "gf-cf": ("gfcf_alpha", "gfcf_k", "ease_ratings", "ease_max_items", "threshold"),
-    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_ease_dropout", "ease_max_items", "threshold"),
-    "llm-pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_ease_dropout", "ease_max_items",
+    "pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_dropout", "ease_max_items", "threshold"),
+    "llm-pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_dropout", "ease_max_items",
                     "threshold"),
-    "weighted-ease": ("ease_lambda", "disliked_input", "ease_max_items", "threshold"),
+    "weighted-ease": ("ease_lambda", "disliked_input", "pn_dropout", "ease_max_items", "threshold"),
     "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
 }
 
