@@ -126,7 +126,7 @@ def test_a_dropout_outside_zero_to_one_is_one_line(value):
 def test_the_grids_hold_both_forms_and_share_inversions_where_only_the_score_moves():
     points = grid_points("pn-ease")
     assert len(points) == np.prod([len(v) for v in GRIDS["pn-ease"].values()])
-    assert {p["pn_dropout"] for p in points} == {0.0, 0.25}
+    assert {p["pn_dropout"] for p in points} == {0.0, 0.25, 0.5}
     # consecutive points that differ only in disliked_score share (dropout, lambda, w): one inversion each
     inversions = {(p["pn_dropout"], p["ease_lambda"], p["disliked_input"]) for p in points}
     changes = sum(1 for a, b in itertools.pairwise(points)
@@ -134,5 +134,5 @@ def test_the_grids_hold_both_forms_and_share_inversions_where_only_the_score_mov
                   != (b["pn_dropout"], b["ease_lambda"], b["disliked_input"]))
     assert changes + 1 == len(inversions)
     weighted = grid_points("weighted-ease")
-    assert all(0 < p["disliked_input"] < 1 for p in weighted) and len(weighted) == 2 * 4 * 9
-    assert {p["pn_dropout"] for p in weighted} == {0.0, 0.25}
+    assert all(0 < p["disliked_input"] < 1 for p in weighted) and len(weighted) == 3 * 4 * 9
+    assert {p["pn_dropout"] for p in weighted} == {0.0, 0.25, 0.5}

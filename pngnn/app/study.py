@@ -71,10 +71,10 @@ def weighted_ease_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
 
 # ``pngnn tune --grid``: every point of a log-spaced grid, in this order (the last setting varies
 # fastest: PN-EASE's disliked_score only reads P differently, so its points reuse one inversion).
-# The positive/negative grids hold their denoising forms too: dropout 0 (plain) and 0.25 (EDLAE's
+# The positive/negative grids hold their denoising forms too: dropout 0 (plain), 0.25 and 0.5 (EDLAE's
 # ridge, which grows with each input's own mass).
 _PN_EASE_GRID: dict[str, list[Any]] = {
-    "pn_dropout": [0.0, 0.25],
+    "pn_dropout": [0.0, 0.25, 0.5],
     "ease_lambda": [125.0, 250.0, 500.0, 1000.0, 2000.0],
     "disliked_input": [0.25, 0.5, 1.0, 2.0],
     "disliked_score": [-0.25, 0.0, 0.25, 0.5, 1.0],
@@ -82,7 +82,7 @@ _PN_EASE_GRID: dict[str, list[Any]] = {
 _EASE_LAMBDAS = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0]
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "ease": {"ease_ratings": ["all", "liked"], "ease_lambda": _EASE_LAMBDAS},
-    "weighted-ease": {"pn_dropout": [0.0, 0.25], "disliked_input": [0.25, 0.375, 0.5, 0.75],
+    "weighted-ease": {"pn_dropout": [0.0, 0.25, 0.5], "disliked_input": [0.25, 0.375, 0.5, 0.75],
                       "ease_lambda": _EASE_LAMBDAS},
     "pn-ease": _PN_EASE_GRID,
     "llm-pn-ease": _PN_EASE_GRID,
