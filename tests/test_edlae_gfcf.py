@@ -95,12 +95,12 @@ def test_bad_settings_are_one_line():
         TrainConfig(gfcf_k=0)
 
 
-@pytest.mark.parametrize("method", ["edlae", "gf-cf"])
+@pytest.mark.parametrize("method", ["edlae", "gf-cf", "weighted-ease"])
 def test_the_methods_train_evaluate_and_serve_as_ease_does(method, ml100k_split):
     from pngnn.training.methods import method_settings, train_method
     from pngnn.training.outcome import evaluate_step
 
-    cfg = TrainConfig(gfcf_k=64)
+    cfg = TrainConfig(gfcf_k=64, disliked_input=0.375, pn_dropout=0.25)
     result = train_method(method, ml100k_split, cfg)
     metrics, _ = evaluate_step(result.model, ml100k_split, cfg.threshold)
     popular, _ = evaluate_step(train_method("mostpop", ml100k_split, cfg).model, ml100k_split, cfg.threshold)
