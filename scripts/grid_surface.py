@@ -6,7 +6,7 @@ A study record holds every trial of one split; a grid's surface is what a reader
 panel and draws the same numbers as heatmaps.
 
     python scripts/grid_surface.py results/tuning/ml-1m/pn-ease/seed*_study.json \
-        --rows ease_lambda --cols disliked_input --panel pn_ease_dropout --plot docs/img/pn-ease-surface.png
+        --rows ease_lambda --cols disliked_input --panel pn_dropout --plot docs/img/pn-ease-surface.png
 """
 
 from __future__ import annotations
@@ -72,18 +72,26 @@ def plot(cells: pl.DataFrame, rows: str, cols: str, panel: str | None, path: Pat
     import matplotlib.pyplot as plt
 
     panels = cells[panel].unique().sort().to_list() if panel else [None]
-    low, high = cells["value"].min(), cells["value"].max()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, value in zip(axes[0], panels, strict=True):
-        part = cells.filter(pl.col(panel) == value) if panel else cells
-        grid = part.pivot(on=cols, index=rows, values="value").sort(rows)
+    parts = [cells.filter(pl.col(panel) == value) if panel else cells for value in panels]
+    # the heatmaps share their axes: only the row and column values every panel has (a base trial
+    # off the grid shows in the table, not as a stray row here)
+    row_values = sorted(set.intersection(*(set(part[rows].to_list()) for part in parts)))
+    col_values = sorted(set.intersection(*(set(part[cols].to_list()) for part in parts)))
+    shown = [part.filter(pl.col(rows).is_in(row_values) & pl.col(cols).is_in(col_values)) for part in parts]
+    low = min(part["value"].min() for part in shown)
+    high = max(part["value"].max() for part in shown)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.2, 3.8), squeeze=False,
+                             layout="constrained")
+    for i, (ax, value, part) in enumerate(zip(axes[0], panels, shown, strict=True)):
+        grid = part.pivot(on=cols, index=rows, values="value", sort_columns=True).sort(rows)
         col_names = [c for c in grid.columns if c != rows]
         image = ax.imshow(grid.select(col_names).to_numpy(), vmin=low, vmax=high, cmap="viridis", aspect="auto",
                           origin="lower")
-        ax.set_xticks(range(len(col_names)), col_names)
+        ax.set_xticks(range(len(col_names)), [f"{float(c):g}" for c in col_names])
         ax.set_yticks(range(grid.height), [f"{v:g}" for v in grid[rows].to_list()])
         ax.set_xlabel(cols)
-        ax.set_ylabel(rows)
+        if i == 0:
+            ax.set_ylabel(rows)
         if panel:
             ax.set_title(f"{panel} = {value}")
     fig.colorbar(image, ax=axes[0].tolist(), label=f"validation {metric} (best over the rest, mean of splits)")
