@@ -133,3 +133,20 @@ def test_llm_pn_ease_is_pn_ease_on_train_plus_the_edges(ml100k_split):
     plain = train_method("pn-ease", ml100k_split, cfg, progress=False).model
     torch.testing.assert_close(llm.weights, by_hand.weights)
     assert not torch.allclose(llm.weights, plain.weights)
+
+
+def test_llm_weighted_ease_is_weighted_ease_on_train_plus_the_edges(ml100k_split):
+    """A like enters X as 1 and a dislike as w: weighted-ease on a train part holding the edges."""
+    from pngnn.models.linear import fit_weighted_ease
+
+    rng = np.random.default_rng(4)
+    users = rng.integers(0, ml100k_split.n_users, 200)
+    likes = Interactions(users[:100], rng.integers(0, ml100k_split.n_items, 100), np.full(100, 5.0, np.float32))
+    dislikes = Interactions(users[100:], rng.integers(0, ml100k_split.n_items, 100), np.full(100, 1.0, np.float32))
+    cfg = TrainConfig(ease_lambda=300.0, disliked_input=0.4, pn_dropout=0.25)
+    llm = train_method("llm-weighted-ease", ml100k_split.with_augmented(likes, dislikes), cfg, progress=False).model
+    by_hand = fit_weighted_ease(ml100k_split.train.concat(likes, dislikes), ml100k_split.n_users,
+                                ml100k_split.n_items, 300.0, 0.4, dropout=0.25)
+    plain = train_method("weighted-ease", ml100k_split, cfg, progress=False).model
+    torch.testing.assert_close(llm.weights, by_hand.weights)
+    assert not torch.allclose(llm.weights, plain.weights)

@@ -247,10 +247,12 @@ def test_sweep_table_compares_the_mean_lift_with_the_split_spread(tmp_path: Path
         load_sweeps(tmp_path, "ml-1m")
 
 
-def test_a_pn_ease_sweep_compares_pn_ease_with_llm_pn_ease(ml100k_db: Path, tmp_path: Path, monkeypatch) -> None:
-    """The same sweep with the closed form: the baseline is PN-EASE on the what-if train part, each
-    cell LLM-PN-EASE on it plus the answerer's edges (likes in the liked input, dislikes in the
-    disliked one), and the record says which model it compared."""
+@pytest.mark.parametrize("method", ["pn-ease", "weighted-ease"])
+def test_a_closed_form_sweep_compares_the_model_with_its_llm_variant(method: str, ml100k_db: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """The same sweep with a closed form: the baseline is PN-EASE (or weighted-ease) on the what-if
+    train part, each cell its llm- variant on it plus the answerer's edges (likes as liked input,
+    dislikes as disliked input), and the record says which model it compared."""
     from pngnn.app.whatif import masked_held_out
     from pngnn.augment.edges import load_split_step
     from pngnn.training.outcome import train_evaluate_step
@@ -259,12 +261,13 @@ def test_a_pn_ease_sweep_compares_pn_ease_with_llm_pn_ease(ml100k_db: Path, tmp_
     db = tmp_path / "whatif.duckdb"
     shutil.copyfile(ml100k_db, db)
     settings = _settings(tmp_path, db)
-    plan = WhatIfPlan("ml-100k", 1, (1.0,), (80,), method="pn-ease")
-    cfg = TINY.with_overrides(ease_lambda=200.0)
-    record = run_whatif(settings, plan, cfg, tmp_path / "pn-ease.json", echo=lambda _: None, candidate_config=TINY)
-    assert record["method"] == "pn-ease"
+    plan = WhatIfPlan("ml-100k", 1, (1.0,), (80,), method=method)
+    cfg = TINY.with_overrides(ease_lambda=200.0, disliked_input=0.5)
+    record = run_whatif(settings, plan, cfg, tmp_path / f"{method}.json", echo=lambda _: None,
+                        candidate_config=TINY)
+    assert record["method"] == method
     split = masked_held_out(settings, plan, load_split_step(settings, "ml-100k", 1))
-    assert record["baseline"] == train_evaluate_step(split, "pn-ease", cfg, progress=False).metrics
+    assert record["baseline"] == train_evaluate_step(split, method, cfg, progress=False).metrics
     (cell,) = record["cells"]
     assert cell["edges_trained_on"] == cell["positive_edges"] + cell["negative_edges"] > 0
     assert cell["metrics"] != record["baseline"]  # the edges changed the model

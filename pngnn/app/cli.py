@@ -240,7 +240,8 @@ def split_cmd(
 @command("train")
 def train_cmd(
     method: Annotated[str | None, typer.Option(help="mostpop, lightgcn, pngnn, ease, edlae, gf-cf, pn-ease, "
-                                                    "weighted-ease, ials, llm-lightgcn, llm-pngnn or llm-pn-ease "
+                                                    "weighted-ease, ials, llm-lightgcn, llm-pngnn, llm-pn-ease or "
+                                                    "llm-weighted-ease "
                                                     "(the llm- ones need `pngnn augment` first); default: "
                                                     "the tuned profile's method, else lightgcn")] = None,
     profile: opt.ProfileName = "quick",
@@ -406,12 +407,14 @@ def whatif_cmd(
     dislikes: Annotated[bool, typer.Option("--dislikes/--no-dislikes", help="Train on the answerer's dislikes too, "
                                                                             "or on its likes only.")] = True,
     method: Annotated[str, typer.Option(help="The model without and with the edges: pngnn (PN-GNN against "
-                                             "LLM-PN-GNN) or pn-ease (PN-EASE against LLM-PN-EASE).")] = "pngnn",
+                                             "LLM-PN-GNN), pn-ease or weighted-ease (each against its llm- "
+                                             "variant).")] = "pngnn",
     profile: opt.ProfileName = "quick",
     epochs: opt.Epochs = None,
     out: Annotated[Path | None, typer.Option(help="The sweep's JSON (and a .png beside it); default: "
                                                   "results/whatif/<dataset>/<users-by>-<aug-mode>[-likes]/seed<N>.json "
-                                                  "(pn-ease: .../pn-ease-<users-by>[-likes]/...).")]
+                                                  "(pn-ease, weighted-ease: .../<method>-<users-by>[-likes]/...)"
+                                                  ".")]
     = None,
     device: opt.Device = None,
     baseline_only: Annotated[bool, typer.Option(help="Train only the base model (--method) on this split's what-if "

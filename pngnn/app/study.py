@@ -80,10 +80,12 @@ _PN_EASE_GRID: dict[str, list[Any]] = {
     "disliked_score": [-0.25, 0.0, 0.25, 0.5, 1.0],
 }
 _EASE_LAMBDAS = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0]
+_WEIGHTED_EASE_GRID: dict[str, list[Any]] = {
+    "pn_dropout": [0.0, 0.25, 0.5], "disliked_input": [0.25, 0.375, 0.5, 0.75], "ease_lambda": _EASE_LAMBDAS}
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "ease": {"ease_ratings": ["all", "liked"], "ease_lambda": _EASE_LAMBDAS},
-    "weighted-ease": {"pn_dropout": [0.0, 0.25, 0.5], "disliked_input": [0.25, 0.375, 0.5, 0.75],
-                      "ease_lambda": _EASE_LAMBDAS},
+    "weighted-ease": _WEIGHTED_EASE_GRID,
+    "llm-weighted-ease": _WEIGHTED_EASE_GRID,
     "pn-ease": _PN_EASE_GRID,
     "llm-pn-ease": _PN_EASE_GRID,
 }
@@ -125,6 +127,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "pn-ease": pn_ease_space,
     "llm-pn-ease": pn_ease_space,
     "weighted-ease": weighted_ease_space,
+    "llm-weighted-ease": weighted_ease_space,
     "ials": ials_space,
     "lightgcn": graph_space,
     "llm-lightgcn": graph_space,

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 LIFT_METRICS = ("precision@20", "recall@20", "ndcg@20")
 # The models a what-if can compare with their llm- variant, and their names on plots.
-WHATIF_METHODS = {"pngnn": "PN-GNN", "pn-ease": "PN-EASE"}
+WHATIF_METHODS = {"pngnn": "PN-GNN", "pn-ease": "PN-EASE", "weighted-ease": "weighted EASE"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class WhatIfPlan:
             raise PngnnError(f"unknown user order '{self.users_by}'; choose one of: {', '.join(USER_ORDERS)}")
         if self.method not in WHATIF_METHODS:
             raise PngnnError(f"what-if compares {' or '.join(WHATIF_METHODS)} with its llm- variant, not "
-                             f"'{self.method}'", "pass --method pngnn or --method pn-ease")
+                             f"'{self.method}'", f"pass --method {', '.join(WHATIF_METHODS)}")
         if not self.users or any(u is not None and u < 1 for u in self.users):
             raise PngnnError(f"every --users must be at least 1, or 0 for all users; got {list(self.users)}")
 

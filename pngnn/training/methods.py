@@ -106,6 +106,15 @@ def _llm_pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]
                                             dropout=cfg.pn_dropout))
 
 
+def _llm_weighted_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    """weighted-ease on train + LLM edges: a 'like' enters X as 1, a 'dislike' as w (the edges carry
+    ratings on either side of the threshold, as ``weighted_inputs`` reads them)."""
+    train = split.train.concat(_augmented(split))
+    return _closed_form(lambda: fit_weighted_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
+                                                  cfg.disliked_input, cfg.threshold, max_items=cfg.ease_max_items,
+                                                  device=training_device(), dropout=cfg.pn_dropout))
+
+
 class Trainer(Protocol):
     """How every method trains: (split, cfg) and the training hooks, which the closed-form ones ignore."""
 
@@ -124,6 +133,7 @@ METHODS: dict[str, Trainer] = {
     "pn-ease": _pn_ease,
     "llm-pn-ease": _llm_pn_ease,
     "weighted-ease": _weighted_ease,
+    "llm-weighted-ease": _llm_weighted_ease,
     "ials": _ials,
 }
 NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn", "llm-pn-ease"})
@@ -148,6 +158,7 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "llm-pn-ease": ("ease_lambda", "disliked_input", "disliked_score", "pn_dropout", "ease_max_items",
                     "threshold"),
     "weighted-ease": ("ease_lambda", "disliked_input", "pn_dropout", "ease_max_items", "threshold"),
+    "llm-weighted-ease": ("ease_lambda", "disliked_input", "pn_dropout", "ease_max_items", "threshold"),
     "ials": ("ials_factors", "ials_reg", "ials_alpha", "ials_iterations", "ials_ratings", "seed", "threshold"),
 }
 
