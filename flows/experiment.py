@@ -13,7 +13,8 @@ from tasks.report import report_task
 from tasks.runners import SettingsTaskRunner
 
 TABLE1_METHODS = ("lightgcn", "pngnn", "llm-lightgcn", "llm-pngnn")
-BASELINES = ("ease", "ials", "pn-ease")
+# The tuned closed forms and iALS, and the positive/negative linear models (weighted-ease: validation's choice).
+BASELINES = ("ease", "edlae", "gf-cf", "ials", "pn-ease", "weighted-ease")
 
 
 @flow(name="experiment", log_prints=True, task_runner=SettingsTaskRunner())

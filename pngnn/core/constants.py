@@ -33,8 +33,8 @@ LOCAL_LLM_MODEL = "smollm2-135m-instruct"
 
 # The main job's methods (`pngnn run`, the pipeline flow; `pngnn run --help` names them): the
 # baselines a practitioner would compare against (most-popular, EASE, iALS, LightGCN), our PN
-# models (PN-EASE, PN-GNN), and PN-GNN on LLM-augmented graphs.
-DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "llm-pngnn")
+# models (PN-EASE, weighted-ease, PN-GNN), and PN-GNN on LLM-augmented graphs.
+DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "weighted-ease", "llm-pngnn")
 
 # Users the LLM is asked about per split, by default: one number for every command, flow and
 # deployment (PNGNN_LLM_USERS or --users / --llm-users change it), small enough for the embedded

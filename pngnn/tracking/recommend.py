@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
 # Tie-break order when registered methods score the same.
-METHOD_PREFERENCE = ("pn-ease", "llm-pn-ease", "llm-pngnn", "pngnn", "ease", "ials", "llm-lightgcn", "lightgcn",
-                     "mostpop")
+METHOD_PREFERENCE = ("weighted-ease", "llm-weighted-ease", "pn-ease", "llm-pn-ease", "llm-pngnn", "pngnn", "edlae",
+                     "ease", "ials", "gf-cf", "llm-lightgcn", "lightgcn", "mostpop")
 
 
 @dataclass(frozen=True)
