@@ -226,27 +226,39 @@ def keep_items(rows: Interactions, kept: np.ndarray | None, n_items: int) -> Int
     return Interactions(rows.users[mask], new_id[rows.items[mask]], rows.ratings[mask])
 
 
+def dropout_ridge(dropout: float, method: str, none_allowed: bool = True) -> float:
+    """EDLAE's per-item ridge factor p/(1-p) for dropout probability p (0: no denoising, where allowed)."""
+    if not (0 <= dropout < 1 if none_allowed else 0 < dropout < 1):
+        interval, hint = ("[0, 1)", "0.25 (0: none)") if none_allowed else ("(0, 1)", "0.25")
+        raise PngnnError(f"{method}'s dropout probability must lie in {interval}, got {dropout}; try {hint}")
+    return dropout / (1 - dropout)
+
+
+def _fit_on(inputs: Interactions, train: Interactions, n_users: int, n_items: int, lam: float, method: str,
+            diagonal_weight: float, dtype: np.dtype, max_items: int, device: torch.device | None) -> ItemLinear:
+    """EASE's constrained closed form on ``inputs`` (n item columns), the ridge λI + diagonal_weight ·
+    diag(XᵀX): what EASE, EDLAE and weighted EASE share, differing only in X and the ridge."""
+    kept = most_rated(train, n_items, max_items)
+    x = keep_items(inputs, kept, n_items)
+    m = n_items if kept is None else len(kept)
+    p = inverse(x, n_users, m, lam, np.dtype(dtype), method, diagonal_weight=diagonal_weight, device=device)
+    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
+
+
 def fit_ease(train: Interactions, n_users: int, n_items: int, lam: float, ratings: str = "all",
              threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0,
              device: torch.device | None = None) -> ItemLinear:
-    kept = most_rated(train, n_items, max_items)
-    x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
-    m = n_items if kept is None else len(kept)
-    p = inverse(x, n_users, m, lam, np.dtype(dtype), "EASE", device=device)
-    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
+    return _fit_on(ease_inputs(train, ratings, threshold), train, n_users, n_items, lam, "EASE", 0.0, dtype,
+                   max_items, device)
 
 
 def fit_edlae(train: Interactions, n_users: int, n_items: int, lam: float, dropout: float, ratings: str = "all",
               threshold: float = LIKE_THRESHOLD, dtype: np.dtype = GRAM_DTYPE, max_items: int = 0,
               device: torch.device | None = None) -> ItemLinear:
     """EDLAE's full-rank closed form (module docstring): EASE's fit with Λ = p/(1-p) diag(XᵀX) + λI."""
-    if not 0 < dropout < 1:
-        raise PngnnError(f"EDLAE's dropout probability must lie in (0, 1), got {dropout}; try 0.25")
-    kept = most_rated(train, n_items, max_items)
-    x = keep_items(ease_inputs(train, ratings, threshold), kept, n_items)
-    m = n_items if kept is None else len(kept)
-    p = inverse(x, n_users, m, lam, np.dtype(dtype), "EDLAE", diagonal_weight=dropout / (1 - dropout), device=device)
-    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
+    ridge = dropout_ridge(dropout, "EDLAE", none_allowed=False)
+    return _fit_on(ease_inputs(train, ratings, threshold), train, n_users, n_items, lam, "EDLAE", ridge, dtype,
+                   max_items, device)
 
 
 def pn_inputs(train: Interactions, n_items: int, disliked_input: float, threshold: float) -> Interactions:
@@ -264,13 +276,12 @@ def fit_pn_ease(train: Interactions, n_users: int, n_items: int, lam: float, dis
                 dtype: np.dtype = GRAM_DTYPE, max_items: int = 0, device: torch.device | None = None,
                 dropout: float = 0.0) -> ItemLinear:
     """PN-EASE, or with ``dropout`` p > 0 its denoising form PN-EDLAE (module docstring)."""
-    if not 0 <= dropout < 1:
-        raise PngnnError(f"PN-EASE's dropout probability must lie in [0, 1), got {dropout}; try 0.25 (0: none)")
+    ridge = dropout_ridge(dropout, "PN-EASE")
     kept = most_rated(train, n_items, max_items)
     m = n_items if kept is None else len(kept)
     x = pn_inputs(keep_items(train, kept, n_items), m, disliked_input, threshold)
     p = inverse(x, n_users, 2 * m, lam, np.dtype(dtype), "PN-EASE", n_items=m,
-                diagonal_weight=dropout / (1 - dropout), device=device)
+                diagonal_weight=ridge, device=device)
     weights = pn_ease_weights(p, m, disliked_score / disliked_input)
     del p  # the 2m x 2m matrix goes before the model is built
     return ItemLinear(x, n_users, torch.from_numpy(weights), n_items, kept)
@@ -289,11 +300,6 @@ def fit_weighted_ease(train: Interactions, n_users: int, n_items: int, lam: floa
                       device: torch.device | None = None, dropout: float = 0.0) -> ItemLinear:
     """EASE on X = L + w·D (module docstring): w = 1 is EASE on every rating; w → 0 on the liked ones.
     ``dropout`` p > 0: EDLAE's ridge, Λ = p/(1-p) diag(XᵀX) + λI."""
-    if not 0 <= dropout < 1:
-        raise PngnnError(f"weighted EASE's dropout probability must lie in [0, 1), got {dropout}; try 0.25 (0: none)")
-    kept = most_rated(train, n_items, max_items)
-    x = keep_items(weighted_inputs(train, disliked_input, threshold), kept, n_items)
-    m = n_items if kept is None else len(kept)
-    p = inverse(x, n_users, m, lam, np.dtype(dtype), "weighted EASE", diagonal_weight=dropout / (1 - dropout),
-                device=device)
-    return ItemLinear(x, n_users, torch.from_numpy(ease_weights(p)), n_items, kept)
+    ridge = dropout_ridge(dropout, "weighted EASE")
+    return _fit_on(weighted_inputs(train, disliked_input, threshold), train, n_users, n_items, lam, "weighted EASE",
+                   ridge, dtype, max_items, device)

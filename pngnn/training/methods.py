@@ -57,17 +57,25 @@ def _gf_cf(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> T
                                           cfg.ease_ratings, cfg.threshold, max_items=cfg.ease_max_items))
 
 
-def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
-    return _closed_form(lambda: fit_pn_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+def _pn_ease_on(train: Interactions, split: SplitData, cfg: TrainConfig) -> TrainResult:
+    return _closed_form(lambda: fit_pn_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
                                             cfg.disliked_input, cfg.disliked_score, cfg.threshold,
                                             max_items=cfg.ease_max_items, device=training_device(),
                                             dropout=cfg.pn_dropout))
 
 
-def _weighted_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
-    return _closed_form(lambda: fit_weighted_ease(split.train, split.n_users, split.n_items, cfg.ease_lambda,
+def _weighted_ease_on(train: Interactions, split: SplitData, cfg: TrainConfig) -> TrainResult:
+    return _closed_form(lambda: fit_weighted_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
                                                   cfg.disliked_input, cfg.threshold, max_items=cfg.ease_max_items,
                                                   device=training_device(), dropout=cfg.pn_dropout))
+
+
+def _pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _pn_ease_on(split.train, split, cfg)
+
+
+def _weighted_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
+    return _weighted_ease_on(split.train, split, cfg)
 
 
 def _ials(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
@@ -99,20 +107,13 @@ def _llm_pngnn(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) 
 def _llm_pn_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     """PN-EASE on train + LLM edges: a 'like' joins the liked input, a 'dislike' the disliked one
     (the edges carry ratings on either side of the threshold, as ``pn_inputs`` reads them)."""
-    train = split.train.concat(_augmented(split))
-    return _closed_form(lambda: fit_pn_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
-                                            cfg.disliked_input, cfg.disliked_score, cfg.threshold,
-                                            max_items=cfg.ease_max_items, device=training_device(),
-                                            dropout=cfg.pn_dropout))
+    return _pn_ease_on(split.train.concat(_augmented(split)), split, cfg)
 
 
 def _llm_weighted_ease(split: SplitData, cfg: TrainConfig, **hooks: Unpack[TrainHooks]) -> TrainResult:
     """weighted-ease on train + LLM edges: a 'like' enters X as 1, a 'dislike' as w (the edges carry
     ratings on either side of the threshold, as ``weighted_inputs`` reads them)."""
-    train = split.train.concat(_augmented(split))
-    return _closed_form(lambda: fit_weighted_ease(train, split.n_users, split.n_items, cfg.ease_lambda,
-                                                  cfg.disliked_input, cfg.threshold, max_items=cfg.ease_max_items,
-                                                  device=training_device(), dropout=cfg.pn_dropout))
+    return _weighted_ease_on(split.train.concat(_augmented(split)), split, cfg)
 
 
 class Trainer(Protocol):
