@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dropout", type=float, default=0.75)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    paths = sorted(args.studies.glob("seed*_study.json"))
+    if not paths:
+        raise SystemExit(f"no seed<N>_study.json in {args.studies}; pass the folder a grid study's records were "
+                         "copied to, e.g. results/tuning/ml-1m/weighted-ease")
     settings, rows = Settings(), []
-    for path in sorted(args.studies.glob("seed*_study.json")):
+    for path in paths:
         study = json.loads(path.read_text())
         seed, metric = study["seed"], study["metric"]
         split_step(settings, study["dataset"], seed, valid_fraction=0.1)  # the study's carve-out, seeded

@@ -3,6 +3,8 @@ and the Wilcoxon signed-rank test by hand, and `pngnn report --compare` end to e
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -36,6 +38,23 @@ def test_a_users_mean_over_splits_counts_only_users_of_every_split():
     assert mean["user"].to_list() == [1, 2]  # user 3 was not evaluated on split 2
     assert mean["recall@5"].to_list() == pytest.approx([0.4, 0.2])
     assert mean["recall@5_baseline"].to_list() == pytest.approx([0.1, 0.3])
+
+
+def test_splits_without_a_common_user_get_no_mean_over_splits_column(tmp_path):
+    from pngnn.evaluation.significance import paired_tests
+
+    for method, shift in (("ours", 0.1), ("theirs", 0.0)):
+        for seed, users in ((1, [1, 2, 3]), (2, [4, 5, 6])):  # nobody is evaluated on both splits
+            folder = tmp_path / "toy" / method
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"seed{seed}.json").write_text(json.dumps(
+                {"method": method, "dataset": "toy", "seed": seed, "metrics": {"recall@5": 0.5}}))
+            pl.DataFrame({"user": users, "precision@5": [0.2, 0.4 + shift, 0.6],
+                          "recall@5": [0.2 + shift, 0.4 + shift, 0.9]}).write_parquet(
+                folder / f"seed{seed}.users.parquet")
+    table = paired_tests(tmp_path, "toy", "ours", "theirs", ks=[5])
+    assert not any(c.startswith("mean of") for c in table.columns)
+    assert "split 1: diff, Holm p" in table.columns and "split 2: diff, Holm p" in table.columns
 
 
 def test_per_user_metrics_average_to_the_table_metrics():
