@@ -146,3 +146,8 @@ def test_augment_then_train_llm_pngnn_on_a_catalogue_from_the_command_line(tmp_p
     assert out.exit_code == 0, out.output
     record = json.loads((tmp_path / "r" / "shop" / "llm-pngnn" / "seed1.json").read_text())
     assert record["llm_edges"] == int(said[1]) and record["config"]["threshold"] == 6.0
+    for linear in ("llm-pn-ease", "llm-weighted-ease"):  # every llm- method loads the same edges from the store
+        out = runner.invoke(app, ["train", "--dataset", "shop", "--method", linear, "--seed", "1", "--llm-model",
+                                  "fault-model", "--results-dir", str(tmp_path / "r")])
+        assert out.exit_code == 0, out.output
+        assert json.loads((tmp_path / "r" / "shop" / linear / "seed1.json").read_text())["llm_edges"] == int(said[1])

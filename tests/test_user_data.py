@@ -120,7 +120,7 @@ def test_implicit_data_is_all_likes_and_the_dislike_methods_refuse_it(tmp_path, 
     assert split.implicit and set(np.unique(split.train.ratings)) == {1.0}
     assert len(split.train.positive(split.like_threshold)) == len(split.train)  # every interaction a like
     cfg = TrainConfig(epochs=1, dim=8, batch_size=512, n_neg=2)
-    for method in ("pngnn", "pn-ease"):
+    for method in ("pngnn", "pn-ease", "weighted-ease"):
         with pytest.raises(PngnnError, match=f"{method} learns from disliked ratings and clicks is implicit") as info:
             train_method(method, split, cfg)
         assert "\n" not in str(info.value)

@@ -137,9 +137,11 @@ METHODS: dict[str, Trainer] = {
     "llm-weighted-ease": _llm_weighted_ease,
     "ials": _ials,
 }
-NEEDS_AUGMENTATION = frozenset({"llm-lightgcn", "llm-pngnn", "llm-pn-ease"})
+# Every llm- method trains on the LLM's edges: derived from the names, so a new llm- method cannot be
+# left out (its edges would not be loaded and it would say "run the augment step" after one ran).
+NEEDS_AUGMENTATION = frozenset(name for name in METHODS if name.startswith("llm-"))
 # The methods that learn from disliked ratings: implicit data (every interaction a like) has none.
-NEEDS_DISLIKES = frozenset({"pngnn", "llm-pngnn", "pn-ease", "llm-pn-ease"})
+NEEDS_DISLIKES = frozenset({"pngnn", "llm-pngnn", "pn-ease", "llm-pn-ease", "weighted-ease", "llm-weighted-ease"})
 
 # The TrainConfig fields each method reads: what its MLflow run logs, what a tuned profile
 # saves, and what its search space may touch (so an EASE run never shows a PN-GNN's b).
