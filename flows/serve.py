@@ -1,4 +1,4 @@
-"""The four deployments (``pipeline/quick``, ``experiment/table1``, ``tune/pn-ease``,
+"""The four deployments (``pipeline/quick``, ``experiment/table1``, ``tune/weighted-ease``,
 ``reaugment/weekly`` on ``PNGNN_REAUGMENT_CRON``), served by one long-running process:
 ``python -m flows.serve`` (docs/orchestration.md: what each does, the limits and the health check).
 """
@@ -33,8 +33,10 @@ def deployments(settings: Settings | None = None) -> list:
             description="The paper's Table 1: methods x 3 splits, mean and std, table and chart in MLflow",
         ),
         tune.to_deployment(
-            name="pn-ease", tags=["pngnn"], parameters={"method": "pn-ease", "profile": "paper"},
-            description="Tune a method on validation only (Optuna, a study per split), save it as a new profile, "
+            name="weighted-ease", tags=["pngnn"],
+            parameters={"method": "weighted-ease", "profile": "paper", "grid": True},
+            description="Tune a method on validation only (its grid, or Optuna TPE with grid false; a study per "
+                        "split), save it as a new profile, "
                         "train it on train + validation and evaluate it once on test",
         ),
         reaugment.to_deployment(

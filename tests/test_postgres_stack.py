@@ -153,7 +153,7 @@ def test_the_four_deployments_are_on_the_pool_with_the_pull_step_left_to_the_wor
     assert stack.results["check"].stdout.startswith(f"work pool 'pngnn' (process) on {stack.api}")
     assert_ok(stack.results["deploy"])
     deployments = {d["name"]: d for d in stack.post("/deployments/filter")}
-    assert set(deployments) == {"quick", "table1", "pn-ease", "weekly"}
+    assert set(deployments) == {"quick", "table1", "weighted-ease", "weekly"}
     for d in deployments.values():
         assert d["work_pool_name"] == "pngnn"
         assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":

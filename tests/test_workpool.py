@@ -38,7 +38,7 @@ def test_prefect_yaml_declares_the_served_deployments_as_they_are(monkeypatch):
     monkeypatch.chdir(ROOT)  # serve's entrypoints are relative to the working directory
     served = {d.name: d for d in deployments(Settings())}
     declared = yaml_deployments()
-    assert set(declared) == set(served) == {"quick", "table1", "pn-ease", "weekly"}
+    assert set(declared) == set(served) == {"quick", "table1", "weighted-ease", "weekly"}
     for name, dep in served.items():
         mine = declared[name]
         assert mine["entrypoint"] == dep.entrypoint, name
