@@ -1,12 +1,17 @@
-"""Is weighted EASE's denoising optimum inside its grid? (issue 31 item 2; a check, not a selection)
+"""Is a positive/negative linear model's denoising optimum inside its grid? (issue 31 item 2; a check,
+not a selection)
 
-The grid tried dropout 0, 0.25 and 0.5 and chose 0.5 on two splits. This fits dropout 0.75 at
-ridges 25-800 and weights 0.375 and 0.5 on each split's validation part (the test part dropped, as
-in `pngnn tune`) and writes the best against the grid's, so a reader sees whether a wider grid
-would have moved the choice. Run from the repository root against the store the grid used.
+The grids tried dropout 0, 0.25 and 0.5, and weighted EASE and PN-EASE both chose 0.5. This fits a
+larger dropout (0.75) at ridges 25-800 and two disliked-input weights around the grid's choice (the
+other settings as the grid's best on that split) on each split's validation part (the test part
+dropped, as in `pngnn tune`) and writes the best against the grid's, so a reader sees whether a wider
+grid would have moved the choice. The method is the study's. Run from the repository root against the
+store the grid used.
 
     python scripts/dropout_edge_check.py results/tuning/ml-1m/weighted-ease \
         --out results/tuning/ml-1m/weighted-ease/dropout-0.75-check.json
+    python scripts/dropout_edge_check.py results/tuning/ml-1m/pn-ease \
+        --out results/tuning/ml-1m/pn-ease/dropout-0.75-check.json
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from pngnn.evaluation.evaluate import evaluate
 from pngnn.training.methods import train_method
 
 RIDGES = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0)
-WEIGHTS = (0.375, 0.5)
+# the disliked-input weights tried, around what each grid chose (weighted EASE 0.375-0.5, PN-EASE 0.5)
+WEIGHTS = {"weighted-ease": (0.375, 0.5), "pn-ease": (0.5, 1.0)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,16 +46,21 @@ def main(argv: list[str] | None = None) -> None:
     settings, rows = Settings(), []
     for path in paths:
         study = json.loads(path.read_text())
-        seed, metric = study["seed"], study["metric"]
+        seed, metric, method = study["seed"], study["metric"], study.get("method", "weighted-ease")
+        if method not in WEIGHTS:
+            raise SystemExit(f"{path} is a study of {method}; this check takes one of {', '.join(WEIGHTS)}")
+        kept = {k: v for k, v in study["best_params"].items() if k not in ("ease_lambda", "disliked_input",
+                                                                            "pn_dropout")}
         split_step(settings, study["dataset"], seed, valid_fraction=0.1)  # the study's carve-out, seeded
         split = validation_only(load_split_step(settings, study["dataset"], seed))
         for lam in RIDGES:
-            for w in WEIGHTS:
-                cfg = TrainConfig(ease_lambda=lam, disliked_input=w, pn_dropout=args.dropout)
-                model = train_method("weighted-ease", split, cfg, progress=False).model
+            for w in WEIGHTS[method]:
+                cfg = TrainConfig(ease_lambda=lam, disliked_input=w, pn_dropout=args.dropout, **kept)
+                model = train_method(method, split, cfg, progress=False).model
                 value = evaluate(model.full_sort_predict, split.n_items, split.train, split.valid)[metric]
-                rows.append({"seed": seed, "ease_lambda": lam, "disliked_input": w, "pn_dropout": args.dropout,
-                             metric: value, "grid_best": study["best_value"], "grid_best_params": study["best_params"]})
+                rows.append({"seed": seed, "method": method, "ease_lambda": lam, "disliked_input": w, **kept,
+                             "pn_dropout": args.dropout, metric: value, "grid_best": study["best_value"],
+                             "grid_best_params": study["best_params"]})
         best = max((r for r in rows if r["seed"] == seed), key=lambda r: r[metric])
         print(f"seed {seed}: grid best {study['best_value']:.4f}; dropout {args.dropout} best {best[metric]:.4f} "
               f"(lambda {best['ease_lambda']:g}, w {best['disliked_input']:g})", flush=True)
