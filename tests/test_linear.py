@@ -129,7 +129,7 @@ def test_llm_pn_ease_is_pn_ease_on_train_plus_the_edges(ml100k_split):
     augmented = ml100k_split.with_augmented(likes, dislikes)
     llm = train_method("llm-pn-ease", augmented, cfg, progress=False).model
     by_hand = fit_pn_ease(ml100k_split.train.concat(likes, dislikes), ml100k_split.n_users, ml100k_split.n_items,
-                          300.0, cfg.disliked_input, cfg.disliked_score)
+                          300.0, cfg.disliked_input, cfg.disliked_score, dropout=cfg.pn_dropout)
     plain = train_method("pn-ease", ml100k_split, cfg, progress=False).model
     torch.testing.assert_close(llm.weights, by_hand.weights)
     assert not torch.allclose(llm.weights, plain.weights)

@@ -102,7 +102,7 @@ def test_both_forms_train_through_the_method_table_with_their_settings():
     train, ratings = rated_log(seed=4)
     empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     split = SplitData("tiny", 1, ratings.shape[0], ratings.shape[1], train, empty, empty)
-    cfg = TrainConfig(ease_lambda=2.0, disliked_input=0.5, pn_dropout=0.25)
+    cfg = TrainConfig(ease_lambda=2.0, disliked_input=0.5, disliked_score=0.25, pn_dropout=0.25)
     direct = fit_pn_ease(train, *ratings.shape, 2.0, 0.5, 0.25, dropout=0.25)
     np.testing.assert_allclose(train_method("pn-ease", split, cfg, progress=False).model.weights.numpy(),
                                direct.weights.numpy(), rtol=1e-5, atol=1e-6)

@@ -270,7 +270,7 @@ def test_a_grid_study_tries_every_point_in_order_and_inverts_once_per_ridge(spli
         return original(columns, n_users, n_cols, lam, *args, **kwargs)
 
     monkeypatch.setattr(linear, "gram_inverse", counting)
-    base = TrainConfig(ease_lambda=250.0, disliked_input=1.0, disliked_score=0.25)
+    base = TrainConfig(ease_lambda=250.0, disliked_input=1.0, disliked_score=0.25, pn_dropout=0.0)
     journal = tmp_path / "grid.log"
     result = tune_split(split_with_valid, "pn-ease", base, Budget(trials=1, grid=True), journal=journal,
                         study_name="grid")

@@ -96,22 +96,25 @@ class TrainConfig:
     seed: int = 0
     # EASE (Steck 2019) and PN-EASE (pngnn.models.linear): the ridge penalty lambda; which
     # ratings form EASE's X ("all": every rating says "watched"; "liked": only r > threshold);
-    # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score
-    # (defaults picked on ML-1M split 1's validation part; the tuned profiles kept them, README).
+    # PN-EASE's weight of a disliked rating as input, and of its predicted-disliked block in the score.
     ease_lambda: float = 500.0
     ease_ratings: RatingSet = "all"
     # EASE and PN-EASE on the N most-rated items only (0: every item): their n x n matrix is the
     # memory bill of a big catalogue (pngnn.models.gram); the other items are never recommended.
     ease_max_items: int = 0
-    disliked_input: float = 1.0
-    disliked_score: float = 0.25
+    # Defaults of the positive/negative linear models: what their validation grids chose on ML-1M
+    # (results/tuning/ml-1m/{pn-ease,weighted-ease}/): PN-EASE w 0.5 and p 0.5 on every split, its
+    # score weight 0.5 on two; weighted EASE w 0.375-0.5, p 0.5 on two. The ridge stays EASE's.
+    # weighted-ease reads disliked_input and pn_dropout too: with w = 1, p = 0 it would be EASE.
+    disliked_input: float = 0.5
+    disliked_score: float = 0.5
     # EDLAE (pngnn.models.linear): the dropout probability p of its denoising, the ridge growing
     # by p/(1-p) x each item's own mass (ease_lambda is its constant part).
     edlae_dropout: float = 0.25
     # The positive/negative linear models' denoising (EDLAE's dropout ridge on their inputs): PN-EASE's
     # 2n and weighted-ease's n; 0 is none. weighted-ease reads disliked_input as the weight of a
     # disliked rating in its one X.
-    pn_dropout: float = 0.0
+    pn_dropout: float = 0.5
     # GF-CF (pngnn.models.graph_filter): the ideal low-pass filter's weight alpha beside the linear
     # one, and how many singular vectors it keeps (the paper's defaults).
     gfcf_alpha: float = 0.3
