@@ -64,6 +64,7 @@ def test_augment_records_the_profile_and_prompts_show_its_candidates(shop, tmp_p
         shown = [r.body["messages"][-1]["content"] for r in server.chat_requests()]
     record = json.loads(path.read_text())
     assert record["candidates_profile"] == "tiny-ranker" and record["usable"] == 6
+    assert path.parent.name.endswith("-tiny-ranker-ranker")  # filed beside, not over, a default run's record
     assert rankers(shop) == {"tiny-ranker"}
     with Store(shop.db_path, read_only=True) as store:
         stored = store.query_sql("SELECT c.user_id, i.title FROM llm_candidates c JOIN items i "

@@ -57,11 +57,26 @@ def test_augmentation_table_reads_the_augment_records(tmp_path):
     frame = augmentation_table(tmp_path, "ml-1m")
     assert frame["split"].to_list() == [1, 2]
     assert frame["like lift"].to_list() == ["1.000", "2.000"]
-    assert frame["llm"].to_list() == ["org/tiny-llm"] * 2
+    assert frame["llm"].to_list() == ["org/tiny-llm"] * 2 and frame["ranker"].to_list() == ["quick"] * 2
     # Not a method: the results table never lists it.
     from pngnn.evaluation.results import results_table
 
     assert results_table(tmp_path, "ml-1m").is_empty()
+
+
+def test_an_augmentation_with_another_candidate_ranker_is_filed_beside_the_default_one(tmp_path):
+    """`pngnn augment --candidates-profile paper` into the same results folder: its record gets a
+    folder of its own (the default run's stays), and the table says which ranker each row had."""
+    from pngnn.evaluation.results import augmentation_path, augmentation_table, write_augmentation
+
+    base = {"dataset": "ml-1m", "seed": 1, "model": "tiny", "users": 4, "like_lift": 1.0}
+    default = write_augmentation(tmp_path, {**base, "candidates_profile": "quick"})
+    paper = write_augmentation(tmp_path, {**base, "candidates_profile": "paper", "like_lift": 1.5})
+    assert default == augmentation_path(tmp_path, "ml-1m", "tiny", 1) == tmp_path / "augmentation/ml-1m/tiny/seed1.json"
+    assert paper == augmentation_path(tmp_path, "ml-1m", "tiny", 1, "paper") != default
+    assert paper.parent.name == "tiny-paper-ranker" and default.exists()
+    rows = {r["ranker"]: r for r in augmentation_table(tmp_path, "ml-1m").iter_rows(named=True)}
+    assert rows["quick"]["like lift"] == "1.000" and rows["paper"]["like lift"] == "1.500"
 
 
 def test_results_table_shows_spread_only_when_there_is_one(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from pngnn.core.constants import USER_ORDERS, UserOrder
+from pngnn.core.constants import DEFAULT_RANKER, USER_ORDERS, UserOrder
 from pngnn.core.errors import PngnnError
 from pngnn.data.split import SplitData
 from pngnn.data.store import Store
@@ -25,8 +25,6 @@ from pngnn.models.base import GraphRecommender
 from pngnn.training.methods import seen_items
 
 DEFAULT_CANDIDATES = 10
-# The profile the candidate LightGCN trains with unless the run names another (LLMSettings.candidates_profile).
-DEFAULT_RANKER = "quick"
 
 
 def select_users(

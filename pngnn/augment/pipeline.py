@@ -29,7 +29,6 @@ from pngnn.augment.cache import (
 )
 from pngnn.augment.candidates import (
     DEFAULT_CANDIDATES,
-    DEFAULT_RANKER,
     candidates_frame,
     load_candidates,
     save_candidates,
@@ -39,7 +38,7 @@ from pngnn.augment.client import BatchCounts, Elsewhere, LLMClient, Request
 from pngnn.augment.history import train_fingerprints
 from pngnn.augment.prompts import DEFAULT_HISTORY, build_prompts, messages
 from pngnn.augment.wording import wording_for
-from pngnn.core.constants import DEFAULT_MAX_FAILED_SHARE, UserOrder
+from pngnn.core.constants import DEFAULT_MAX_FAILED_SHARE, DEFAULT_RANKER, UserOrder
 from pngnn.core.errors import TransientError, UserError
 from pngnn.core.settings import LLMSettings
 from pngnn.data.split import SplitData, load_split

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from pngnn.augment.cache import CacheEntry
 from pngnn.augment.candidates import (
     DEFAULT_CANDIDATES,
-    DEFAULT_RANKER,
     candidates_frame,
     save_candidates,
     select_users,
@@ -28,7 +27,7 @@ from pngnn.augment.merge import edge_precision, merge_augmented
 from pngnn.augment.pipeline import augment, check_failures
 from pngnn.augment.wording import check_prompt_version, wording_for
 from pngnn.core.config import TrainConfig, check_seeds
-from pngnn.core.constants import LLM_USERS, UserOrder
+from pngnn.core.constants import DEFAULT_RANKER, LLM_USERS, UserOrder
 from pngnn.core.profiles import get_profile
 from pngnn.core.settings import LLMSettings, Scoring, Settings
 from pngnn.data.scale import rating_scale
@@ -266,7 +265,7 @@ def augment_seeds(settings: Settings, dataset: str, seeds: list[int], llm: LLMSe
     if llm.candidates_profile is not None:
         get_profile(llm.candidates_profile)  # an unknown profile: one line before any work
     for s in check_seeds(seeds):
-        check_replaceable(augmentation_path(results_dir, dataset, llm.model, s), force=force)
+        check_replaceable(augmentation_path(results_dir, dataset, llm.model, s, llm.candidates_profile), force=force)
     ingest_step(settings, dataset, allow_download=download)
     written = []
     for s in seeds:

@@ -36,6 +36,10 @@ LOCAL_LLM_MODEL = "smollm2-135m-instruct"
 # models (PN-EASE, weighted-ease, PN-GNN), and PN-GNN on LLM-augmented graphs.
 DEFAULT_METHODS = ("mostpop", "ease", "ials", "lightgcn", "pngnn", "pn-ease", "weighted-ease", "llm-pngnn")
 
+# The profile the LLM's candidate LightGCN trains with unless a run names another
+# (LLMSettings.candidates_profile); an augmentation record of another ranker is filed apart.
+DEFAULT_RANKER = "quick"
+
 # Users the LLM is asked about per split, by default: one number for every command, flow and
 # deployment (PNGNN_LLM_USERS or --users / --llm-users change it), small enough for the embedded
 # CPU model to answer in a couple of minutes. The results' LLM rows ask for more, explicitly

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pngnn.core.constants import KS, TABLE_METRICS
+from pngnn.core.constants import DEFAULT_RANKER, KS, TABLE_METRICS
 from pngnn.core.errors import PngnnError
 from pngnn.core.provenance import git_commit
 from pngnn.evaluation.metrics import aggregate
@@ -101,14 +101,19 @@ def write_json_atomic(path: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def augmentation_path(results_dir: Path, dataset: str, model: str, seed: int) -> Path:
-    return results_dir / "augmentation" / dataset / model.replace("/", "_") / f"seed{seed}.json"
+def augmentation_path(results_dir: Path, dataset: str, model: str, seed: int, ranker: str | None = None) -> Path:
+    """Where one split's augmentation record lives: a folder per LLM, and per candidate ranker when
+    the run named another profile than the default one (``<model>-<profile>-ranker``), so a rerun
+    with the paper's candidate LightGCN sits beside the default's record instead of replacing it."""
+    folder = model.replace("/", "_") + (f"-{ranker}-ranker" if ranker and ranker != DEFAULT_RANKER else "")
+    return results_dir / "augmentation" / dataset / folder / f"seed{seed}.json"
 
 
 def write_augmentation(results_dir: Path, record: dict[str, Any], force: bool = False) -> Path:
     """One split's LLM augmentation (counts, edge precision and base rates) as JSON, under
     ``augmentation/`` so the results table never mistakes it for a method."""
-    path = augmentation_path(results_dir, record["dataset"], str(record.get("model", "llm")), record["seed"])
+    path = augmentation_path(results_dir, record["dataset"], str(record.get("model", "llm")), record["seed"],
+                             record.get("candidates_profile"))
     check_replaceable(path, force=force)
     return write_json_atomic(path, {**record, "commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
@@ -195,11 +200,13 @@ def paired_differences(results_dir: Path, dataset: str, method: str, baseline: s
 def augmentation_table(results_dir: Path, dataset: str) -> pl.DataFrame:
     """One row per (LLM, split) from ``pngnn augment``'s JSON: users asked, usable answers,
     edges, and how often 'like'/'dislike' hit a held-out like/dislike next to the base
-    rate of the candidates the LLM chose from (lift > 1: better than picking at random)."""
+    rate of the candidates the LLM chose from (lift > 1: better than picking at random), and the
+    profile of the LightGCN that ranked those candidates."""
     rows = []
     for path in sorted((results_dir / "augmentation" / dataset).glob("*/seed*.json")):
         r = json.loads(path.read_text())
-        row: dict[str, Any] = {"llm": r.get("model", path.parent.name), "split": r["seed"],
+        row: dict[str, Any] = {"llm": r.get("model", path.parent.name),
+                               "ranker": r.get("candidates_profile") or DEFAULT_RANKER, "split": r["seed"],
                                "users": r.get("users"), "answers": r.get("answers", r.get("ok")),
                                "+edges": r.get("positive_edges"), "-edges": r.get("negative_edges")}
         for kind in ("like", "dislike"):
