@@ -424,3 +424,18 @@ def test_training_loss_is_the_gather_formulation_to_float_tolerance(monkeypatch,
     assert fused_grads and fused_grads.keys() == gather_grads.keys()
     for name in fused_grads:
         torch.testing.assert_close(fused_grads[name], gather_grads[name], msg=name)
+
+
+def test_a_graph_training_computes_with_subnormals_flushed():
+    """A loss driven deep into the softplus tail makes subnormal floats, which x86 computes many
+    times slower: training turns them off for its process (what `fit` does, seen from outside)."""
+    try:
+        if not torch.set_flush_denormal(False):  # pragma: no cover - a CPU without the FTZ/DAZ switches
+            pytest.skip("this CPU cannot flush subnormals")
+        subnormal = torch.tensor([1e-39])  # made while they are on: flushed, it would be 0 from the start
+        assert (subnormal * 1.0).item() != 0.0  # the CPU computes with it before training
+        train_pngnn(tiny_split(), TrainConfig(epochs=1, dim=4, layers=1, batch_size=4, n_neg=1, dual_bpr="branch"),
+                    progress=False)
+        assert (subnormal * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(True)
