@@ -426,16 +426,28 @@ def test_training_loss_is_the_gather_formulation_to_float_tolerance(monkeypatch,
         torch.testing.assert_close(fused_grads[name], gather_grads[name], msg=name)
 
 
-def test_a_graph_training_computes_with_subnormals_flushed():
+def test_a_graph_training_computes_with_subnormals_flushed_and_leaves_the_mode_it_found(monkeypatch):
     """A loss driven deep into the softplus tail makes subnormal floats, which x86 computes many
-    times slower: training turns them off for its process (what `fit` does, seen from outside)."""
-    try:
-        if not torch.set_flush_denormal(False):  # pragma: no cover - a CPU without the FTZ/DAZ switches
-            pytest.skip("this CPU cannot flush subnormals")
-        subnormal = torch.tensor([1e-39])  # made while they are on: flushed, it would be 0 from the start
-        assert (subnormal * 1.0).item() != 0.0  # the CPU computes with it before training
-        train_pngnn(tiny_split(), TrainConfig(epochs=1, dim=4, layers=1, batch_size=4, n_neg=1, dual_bpr="branch"),
-                    progress=False)
-        assert (subnormal * 1.0).item() == 0.0
-    finally:
-        torch.set_flush_denormal(True)
+    times slower: the training loop turns them off, and back to what it found after (Hypothesis,
+    for one, refuses to run in a process that flushes them)."""
+    import pngnn.training.train as train_module
+
+    if not torch.set_flush_denormal(False):  # pragma: no cover - a CPU without the FTZ/DAZ switches
+        pytest.skip("this CPU cannot flush subnormals")
+    assert not train_module.subnormals_flushed_now()
+    cfg = TrainConfig(epochs=2, dim=4, layers=1, batch_size=4, n_neg=1, dual_bpr="branch")
+    model = build_pngnn(tiny_split(), cfg)
+    original, seen = model.calculate_loss, []
+
+    def spy(*args, **kwargs):
+        seen.append(train_module.subnormals_flushed_now())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "build_pngnn", lambda *a, **k: model)
+    monkeypatch.setattr(model, "calculate_loss", spy)
+    train_pngnn(tiny_split(), cfg, progress=False)
+    assert seen and all(seen)  # every training step computed with them flushed
+    assert not train_module.subnormals_flushed_now()  # and the process is as it was
+    with pytest.raises(RuntimeError, match="boom"), train_module.subnormals_flushed():
+        raise RuntimeError("boom")
+    assert not train_module.subnormals_flushed_now()  # restored when a training fails too

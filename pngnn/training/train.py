@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -78,13 +79,26 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def flush_subnormals() -> bool:
-    """Subnormal floats read and written as 0 on the CPU, in this process; False where the CPU
-    cannot. Why: a loss whose margins keep growing (the ``branch`` reading's b * y_ui on the negative
+def subnormals_flushed_now() -> bool:
+    """Whether the CPU computes subnormal floats as 0 on this thread now."""
+    return (torch.tensor([1e-30]) * 1e-10).item() == 0.0
+
+
+@contextmanager
+def subnormals_flushed() -> Iterator[None]:
+    """Subnormal floats read and written as 0 on the CPU while a training runs, then the mode it
+    found. Why: a loss whose margins keep growing (the ``branch`` reading's b * y_ui on the negative
     branch is bounded only by L2) drives softplus and sigmoid into the subnormal range, where x86
     arithmetic is many times slower, so such a run's epochs slow down by an order of magnitude
-    partway through. Values below 1.2e-38 become 0: nothing a metric can see."""
-    return bool(torch.set_flush_denormal(True))
+    partway through. Values below 1.2e-38 become 0: nothing a metric can see. Restored after, as the
+    mode is the whole thread's: other code in the process (Hypothesis refuses to run under it) keeps
+    IEEE arithmetic."""
+    was_flushing = subnormals_flushed_now()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_flushing)
 
 
 def lightgcn_edges(split: SplitData, cfg: TrainConfig) -> Interactions:
@@ -272,7 +286,6 @@ def fit(
     negatives and features are drawn while the epoch before trains (``pngnn.training.draw_ahead``;
     the same draws as in line)."""
     seed_everything(cfg.seed)
-    flush_subnormals()
     device = training_device()
     model.to(device)
     rng = np.random.default_rng(cfg.seed)
@@ -305,7 +318,7 @@ def fit(
         negatives = sampler.sample(pairs.users[order], cfg.n_neg)
         return EpochDraw(order, negatives, epoch_features() if epoch_features is not None else {})
 
-    with DrawAhead(draw_epoch, streams, ahead=draw_ahead) as draws:
+    with subnormals_flushed(), DrawAhead(draw_epoch, streams, ahead=draw_ahead) as draws:
         for epoch in epochs:
             t0 = time.perf_counter()
             draw = draws.take()
