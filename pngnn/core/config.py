@@ -102,9 +102,10 @@ class TrainConfig:
     # EASE and PN-EASE on the N most-rated items only (0: every item): their n x n matrix is the
     # memory bill of a big catalogue (pngnn.models.gram); the other items are never recommended.
     ease_max_items: int = 0
-    # Defaults of the positive/negative linear models: what most splits of their ML-1M validation
-    # grids chose (results/tuning/ml-1m/{pn-ease,weighted-ease}/, docs/baselines.md); the ridge stays
-    # EASE's. weighted-ease reads disliked_input and pn_dropout too: with w = 1, p = 0 it would be EASE.
+    # Defaults of the positive/negative linear models: their ML-1M validation grids' choices
+    # (results/tuning/ml-1m/{pn-ease,weighted-ease}/; docs/baselines.md says which split chose what;
+    # the two share disliked_input, PN-EASE's choice); the ridge stays EASE's. weighted-ease reads
+    # disliked_input and pn_dropout too: with w = 1, p = 0 it would be EASE.
     disliked_input: float = 0.5
     disliked_score: float = 0.5
     # EDLAE (pngnn.models.linear): the dropout probability p of its denoising, the ridge growing
