@@ -291,3 +291,33 @@ def test_a_grid_study_tries_every_point_in_order_and_inverts_once_per_ridge(spli
     assert values(again) == values(result)  # resumed: nothing left to try
     with pytest.raises(PngnnError, match="has no grid"):
         TuneRequest.from_flat(method="ials", save_as="x", grid=True)
+
+
+def test_a_gf_cf_grid_decomposes_once_per_k_and_scores_as_fresh_fits(split_with_valid, monkeypatch):
+    """GF-CF's grid varies alpha fastest: points of one (ratings, k) share one eigendecomposition,
+    and a point scored from the shared one scores as fitting it afresh does."""
+    import pngnn.app.study as study
+    import pngnn.models.graph_filter as graph_filter
+
+    grid = {"ease_ratings": ["all"], "gfcf_k": [16, 32], "gfcf_alpha": [0.0, 0.5, 2.0]}
+    monkeypatch.setitem(study.GRIDS, "gf-cf", grid)
+    decomposed: list[int] = []
+    original = graph_filter.eigh
+
+    def counting(matrix, *args, subset_by_index, **kwargs):
+        decomposed.append(subset_by_index[1] - subset_by_index[0] + 1)
+        return original(matrix, *args, subset_by_index=subset_by_index, **kwargs)
+
+    monkeypatch.setattr(graph_filter, "eigh", counting)
+    base = TrainConfig(gfcf_alpha=0.3, gfcf_k=32, ease_ratings="all")
+    result = tune_split(split_with_valid, "gf-cf", base, Budget(trials=1, grid=True))
+    assert [t["params"]["gfcf_alpha"] for t in result.trials] == [0.3, 0.0, 0.5, 2.0, 0.0, 0.5, 2.0]
+    assert decomposed == [32, 16, 32]  # the base point, then one a k
+    monkeypatch.setattr(graph_filter, "eigh", original)
+    for trial in result.trials[2:4] + result.trials[5:]:  # points that reused a decomposition
+        cfg = base.with_overrides(**trial["params"])
+        model = train_method("gf-cf", split_with_valid, cfg, progress=False).model
+        valid = evaluate(model.full_sort_predict, split_with_valid.n_items, split_with_valid.train,
+                         split_with_valid.valid)
+        assert valid["ndcg@20"] == pytest.approx(trial["value"], abs=1e-9)
+    assert len({round(t["value"], 9) for t in result.trials[1:4]}) > 1  # alpha moves the score

@@ -321,8 +321,9 @@ def tune_cmd(
     epochs: Annotated[int | None, typer.Option(parser=opt.count,
                                                help="Graph models: most epochs a trial trains.")] = None,
     sampler_seed: Annotated[int, typer.Option(parser=opt.random_seed, help="Seed of the TPE sampler.")] = 0,
-    grid: Annotated[bool, typer.Option(help="Try every point of the method's log-spaced grid (ease, weighted-ease, "
-                                            "pn-ease, their llm- forms) instead of --trials TPE draws.")] = False,
+    grid: Annotated[bool, typer.Option(help="Try every point of the method's grid (ease, gf-cf, "
+                                            "weighted-ease, pn-ease, their llm- forms) instead of --trials TPE "
+                                            "draws.")] = False,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Then train on train + validation and evaluate "
                                                                  "once on test.")] = True,
     results_dir: opt.ResultsDir = Path("results"),

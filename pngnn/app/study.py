@@ -83,8 +83,13 @@ _PN_EASE_GRID: dict[str, list[Any]] = {
 _EASE_LAMBDAS = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0]
 _WEIGHTED_EASE_GRID: dict[str, list[Any]] = {
     "pn_dropout": [0.0, 0.25, 0.5], "disliked_input": [0.25, 0.375, 0.5, 0.75], "ease_lambda": _EASE_LAMBDAS}
+# GF-CF: alpha varies fastest, so the points of one (ratings, k) share one eigendecomposition.
+_GF_CF_GRID: dict[str, list[Any]] = {
+    "ease_ratings": ["all", "liked"], "gfcf_k": [64, 128, 192, 256, 384],
+    "gfcf_alpha": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]}
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "ease": {"ease_ratings": ["all", "liked"], "ease_lambda": _EASE_LAMBDAS},
+    "gf-cf": _GF_CF_GRID,
     "weighted-ease": _WEIGHTED_EASE_GRID,
     "llm-weighted-ease": _WEIGHTED_EASE_GRID,
     "pn-ease": _PN_EASE_GRID,

@@ -25,7 +25,7 @@ from pngnn.core.constants import LIKE_THRESHOLD
 from pngnn.core.errors import PngnnError
 from pngnn.data.split import Interactions
 from pngnn.models.gram import check_memory, lower_gram, mirror_lower
-from pngnn.models.linear import GRAM_DTYPE, WEIGHT_BLOCK, ItemLinear, ease_inputs, keep_items, most_rated
+from pngnn.models.linear import GRAM_DTYPE, WEIGHT_BLOCK, ItemLinear, ease_inputs, keep_items, most_rated, remembered
 
 
 def normalized_rows(x: Interactions, n_users: int, n_items: int) -> tuple[Interactions, np.ndarray]:
@@ -36,13 +36,24 @@ def normalized_rows(x: Interactions, n_users: int, n_items: int) -> tuple[Intera
     return Interactions(x.users, x.items, values.astype(np.float32)), d_item
 
 
-def gf_cf_weights(normalized: Interactions, n_users: int, n_items: int, d_item: np.ndarray, alpha: float,
-                  k: int, dtype: np.dtype = GRAM_DTYPE) -> np.ndarray:
-    """P̃ + α D_I^-1/2 V_k V_kᵀ D_I^1/2 as one dense [n_items, n_items] array."""
+def low_pass_parts(normalized: Interactions, n_users: int, n_items: int, k: int,
+                   dtype: np.dtype = GRAM_DTYPE) -> tuple[np.ndarray, np.ndarray]:
+    """(P̃, V_k): the linear filter and the top-k eigenvectors of it, what every α shares."""
     gram = lower_gram(normalized, n_users, n_items, np.dtype(dtype))
     mirror_lower(gram.T)  # the full symmetric P̃ (C order: lower_gram filled its Fortran lower triangle)
     k = min(k, n_items)
     _, vectors = eigh(gram, subset_by_index=[n_items - k, n_items - 1], overwrite_a=False, check_finite=False)
+    return gram, vectors
+
+
+def gf_cf_weights(normalized: Interactions, n_users: int, n_items: int, d_item: np.ndarray, alpha: float,
+                  k: int, dtype: np.dtype = GRAM_DTYPE) -> np.ndarray:
+    """P̃ + α D_I^-1/2 V_k V_kᵀ D_I^1/2 as one dense [n_items, n_items] array (inside
+    ``reuse_inverses``, a grid's points that differ only in α share one eigendecomposition)."""
+    gram, vectors = remembered(
+        lambda: ("gf-cf", normalized.digest(), n_users, n_items, k, np.dtype(dtype).str),
+        lambda: low_pass_parts(normalized, n_users, n_items, k, dtype),
+        lambda parts: (parts[0].copy(), parts[1]))  # the weights are made in P̃'s place
     scale = np.zeros(n_items)
     seen = d_item > 0
     scale[seen] = d_item[seen] ** -0.5

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -69,21 +69,38 @@ GRAM_DTYPE = np.dtype(np.float32)
 # Rows per step when weights are made from P: bounds the temporaries to WEIGHT_BLOCK x n.
 WEIGHT_BLOCK = 1024
 
+T = TypeVar("T")
 
-# While a grid study runs (``reuse_inverses``): the last P and what it was made from, so trials that
-# differ only in how P is read (PN-EASE's disliked_score) skip the inversion.
-_LAST_INVERSE: ContextVar[dict[tuple[Any, ...], np.ndarray] | None] = ContextVar("pngnn_last_inverse", default=None)
+
+# While a grid study runs (``reuse_inverses``): the last costly part of a fit and what it was made
+# from, so trials that differ only in how it is read (PN-EASE's disliked_score reads P, GF-CF's
+# alpha weighs its eigenvectors) skip the factorization.
+_LAST_FIT: ContextVar[dict[tuple[Any, ...], Any] | None] = ContextVar("pngnn_last_fit", default=None)
 
 
 @contextmanager
 def reuse_inverses() -> Iterator[None]:
-    """Within the block, a fit whose P (XᵀX + Λ)⁻¹ is the one the previous fit made reuses it:
-    the last P is kept (one n² matrix), and dropped at the end of the block."""
-    token = _LAST_INVERSE.set({})
+    """Within the block, a fit whose costly part (EASE's P = (XᵀX + Λ)⁻¹, GF-CF's eigenvectors) is
+    the one the previous fit made reuses it: the last one is kept, and dropped at the end of the block."""
+    token = _LAST_FIT.set({})
     try:
         yield
     finally:
-        _LAST_INVERSE.reset(token)
+        _LAST_FIT.reset(token)
+
+
+def remembered(key: Callable[[], tuple[Any, ...]], make: Callable[[], T], fresh: Callable[[T], T]) -> T:
+    """``make()``, or inside ``reuse_inverses`` ``fresh`` of what it made last time under the same
+    key (``fresh`` copies what the caller will write into). The key is a callable because it
+    hashes every rating: only a grid study pays for it."""
+    memo = _LAST_FIT.get()
+    if memo is None:
+        return make()
+    k = key()
+    if k not in memo:
+        memo.clear()
+        memo[k] = make()
+    return fresh(memo[k])
 
 
 def inverse(columns: Interactions, n_users: int, n_cols: int, lam: float, dtype: np.dtype, method: str,
@@ -93,19 +110,13 @@ def inverse(columns: Interactions, n_users: int, n_cols: int, lam: float, dtype:
     accelerator (``pngnn.models.gram_device``); the previous fit's P again inside ``reuse_inverses``
     when it was made from the same columns and ridge. The caller may overwrite P (the weights are
     made in place), so a reused P is handed out as a copy."""
-    memo = _LAST_INVERSE.get()
-    # the digest hashes every rating: only inside a grid study, never on a plain fit's path
-    key = (columns.digest(), n_users, n_cols, lam, np.dtype(dtype).str, diagonal_weight) if memo is not None else ()
-    if memo is not None and key in memo:
-        return memo[key].copy()
-    if device is not None and device.type != "cpu":
-        p = gram_inverse_on(device, columns, n_users, n_cols, lam, diagonal_weight, dtype, method, n_items)
-    else:
-        p = gram_inverse(columns, n_users, n_cols, lam, dtype, method, n_items, diagonal_weight)
-    if memo is not None:
-        memo.clear()
-        memo[key] = p.copy()
-    return p
+    def make() -> np.ndarray:
+        if device is not None and device.type != "cpu":
+            return gram_inverse_on(device, columns, n_users, n_cols, lam, diagonal_weight, dtype, method, n_items)
+        return gram_inverse(columns, n_users, n_cols, lam, dtype, method, n_items, diagonal_weight)
+
+    return remembered(lambda: (columns.digest(), n_users, n_cols, lam, np.dtype(dtype).str, diagonal_weight),
+                      make, np.copy)
 
 
 def ease_weights(p: np.ndarray) -> np.ndarray:
