@@ -51,7 +51,7 @@ def edlae_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
 
 
 def gf_cf_space(trial: Any, base: TrainConfig) -> dict[str, Any]:
-    # α up to 3: a range ending at 1.5 had a split choose 1.44, at its edge.
+    # α up to 3: a range ending at 1.5 had a split choose 1.44, at its edge (the grid goes to 10).
     return {"gfcf_alpha": trial.suggest_float("gfcf_alpha", 0.0, 3.0),
             "gfcf_k": trial.suggest_int("gfcf_k", 16, 1024, log=True),
             "ease_ratings": trial.suggest_categorical("ease_ratings", ["all", "liked"])}
@@ -86,7 +86,7 @@ _WEIGHTED_EASE_GRID: dict[str, list[Any]] = {
 # GF-CF: alpha varies fastest, so the points of one (ratings, k) share one eigendecomposition.
 _GF_CF_GRID: dict[str, list[Any]] = {
     "ease_ratings": ["all", "liked"], "gfcf_k": [64, 128, 192, 256, 384],
-    "gfcf_alpha": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]}
+    "gfcf_alpha": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]}
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "ease": {"ease_ratings": ["all", "liked"], "ease_lambda": _EASE_LAMBDAS},
     "gf-cf": _GF_CF_GRID,
